@@ -1,0 +1,25 @@
+# One entry point for users and CI. `make study` and `make test` set up .venv/ when it is
+# missing or older than the pins, then do their job.
+PYTHON ?= python3
+DEVICE ?= cpu
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-$(DEVICE)
+PINS := requirements/lock.txt requirements/$(DEVICE).txt requirements/torchrec.txt pyproject.toml
+
+.PHONY: setup test study lab clean-data
+
+setup: $(STAMP)
+
+$(STAMP): $(PINS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/$(DEVICE).txt
+	$(BIN)/pip install --quiet -r requirements/lock.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/torchrec.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+	@echo "set-up done: $(VENV) ($(DEVICE))"
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

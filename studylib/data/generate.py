@@ -1,0 +1,316 @@
+"""Generate Heavy Ranker data sets as Parquet shards with a manifest.
+
+Scenarios (all grouped per request: one user, `candidates` tweets):
+- `random`: features as in `planted`, but every label is drawn at its base rate whatever
+  the features say (the null baseline: nothing to learn; the original's random data done honestly).
+- `planted`: labels drawn from the planted world's true probabilities (stored beside them).
+- `cohorts`: `planted`, with users split into cohorts whose negative (or positive)
+  engagements are suppressed; the cohort is stored per row and the truth stays exact.
+
+Generation is vectorized per chunk of requests; chunk i draws from its own random stream
+(seed, i), so the same parameters give byte-identical shards, and a killed run resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from studylib.data.layout import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    arrow_schema,
+    file_sha256,
+    stored_names,
+)
+from studylib.data.world import COHORTS, NEGATIVE, NESTED, POSITIVE, ROOTS, World, WorldParams
+from studylib.errors import StudyError
+from studylib.schema import COHORT_COLUMN, GROUP_WIDTHS, LABELS, REQUEST_COLUMN, true_prob_column
+
+SCENARIOS = ("random", "planted", "cohorts")
+PROGRESS = ".progress.json"
+# Cohort suppression factors on root labels' probabilities (nested labels follow their parents).
+SUPPRESSION = {"negatives_suppressed": (NEGATIVE, 0.1), "positives_suppressed": (POSITIVE, 0.25)}
+
+
+@dataclass(frozen=True)
+class GeneratorParams:
+    scenario: str = "planted"
+    examples: int = 20000
+    seed: int = 0
+    candidates: int = 50  # candidates per request (ranking is per user request)
+    chunk_requests: int = 40  # requests per row group
+    shard_chunks: int = 16  # row groups per shard
+    downsample_task: str | None = None  # one label downsampled as in the original's eval sets
+    pos_downsampling_rate: float = 1.0
+    neg_downsampling_rate: float = 1.0
+    compression: str = "none"
+    world: WorldParams = WorldParams()
+
+    def validate(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise StudyError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+        for name in ("examples", "candidates", "chunk_requests", "shard_chunks"):
+            if getattr(self, name) < 1:
+                raise StudyError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.downsample_task is not None and self.downsample_task not in LABELS:
+            raise StudyError(f"--downsample: unknown label {self.downsample_task!r}")
+        for name in ("pos_downsampling_rate", "neg_downsampling_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise StudyError(f"--downsample: {name} must be in (0, 1], got {getattr(self, name)}")
+        if self.compression not in ("none", "zstd", "lz4", "snappy"):
+            raise StudyError(f"--compression must be none, zstd, lz4 or snappy, got {self.compression!r}")
+        self.world.validate()
+
+    @property
+    def n_requests(self) -> int:
+        return math.ceil(self.examples / self.candidates)
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_requests / self.chunk_requests)
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.n_chunks / self.shard_chunks)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FeatureModel:
+    """How the observed features arise from the latents (fixed per world seed)."""
+
+    def __init__(self, world: World):
+        k = world.params.latent_dim
+        rng = np.random.default_rng([world.params.seed, 0xFEA7])
+        n_cont, n_bin, emb = GROUP_WIDTHS["continuous"], GROUP_WIDTHS["binary"], GROUP_WIDTHS["user_embedding"]
+        # Continuous features are count-like: floor(exp(level + loading·z + noise)). About 40%
+        # load on the latents (user, author, tweet); the rest is noise, as in real logs.
+        informative = rng.random(n_cont) < 0.4
+        loading = rng.standard_normal((3 * k, n_cont)) * (rng.random((3 * k, n_cont)) < 0.15)
+        loading *= informative / np.sqrt(np.maximum(1.0, (loading ** 2).sum(0)))
+        self.cont_loading = loading.astype(np.float32)
+        self.cont_level = rng.uniform(0.0, 4.0, n_cont).astype(np.float32)
+        self.cont_noise = np.float32(0.5)
+        self.cont_signed = rng.random(n_cont) < 0.1  # deltas and ratios may be negative
+        self.bin_loading = (rng.standard_normal((3 * k, n_bin)) / np.sqrt(3 * k)).astype(np.float32)
+        self.bin_threshold = rng.uniform(-1.5, 1.5, n_bin).astype(np.float32)
+        # TwHIN-like entity embeddings: fixed per entity, noisy linear maps of the latents.
+        def table(latent):
+            proj = rng.standard_normal((k, emb)) / np.sqrt(k)
+            return (latent @ proj + 0.5 * rng.standard_normal((latent.shape[0], emb))).astype(np.float32)
+        self.user_follow = table(world.user_latent)
+        self.user_engagement = table(world.user_latent)
+        self.author_follow = table(world.author_latent)
+
+
+def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True) -> dict:
+    """Write the data set to `out_dir` (resuming an interrupted run); return its manifest."""
+    params.validate()
+    out = Path(out_dir)
+    settings = params.as_dict()
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("params") == settings:
+            return manifest
+        raise StudyError(f"{out}: holds a different data set (manifest.json); choose another --out or delete it")
+    if out.exists() and any(p.name not in (PROGRESS,) and not p.name.endswith(".tmp") for p in out.iterdir()):
+        if not (out / PROGRESS).exists():
+            raise StudyError(f"{out}: is not empty and holds no data set; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.tmp"):
+        stale.unlink()
+
+    done = _load_progress(out, settings)
+    world = World(params.world)
+    features = FeatureModel(world)
+    schema = arrow_schema(with_truth=True)
+    bar = tqdm(total=params.n_requests * params.candidates, unit="ex", unit_scale=True,
+               desc=f"generate {params.scenario}", disable=not progress)
+    shards = []
+    for shard in range(params.n_shards):
+        name = f"shard-{shard:05d}.parquet"
+        chunks = range(shard * params.shard_chunks, min(params.n_chunks, (shard + 1) * params.shard_chunks))
+        if name in done and (out / name).exists() and file_sha256(out / name) == done[name]["sha256"]:
+            shards.append(done[name])
+            bar.update(sum(_chunk_requests(params, c) for c in chunks) * params.candidates)
+            continue
+        tmp = out / (name + ".tmp")
+        rows, positives, truth = 0, np.zeros(len(LABELS), dtype=np.int64), np.zeros(len(LABELS))
+        with pq.ParquetWriter(tmp, schema, compression=params.compression, write_statistics=False,
+                              use_dictionary=[COHORT_COLUMN]) as writer:
+            for chunk in chunks:
+                table = _chunk_table(params, world, features, chunk, schema)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
+                rows += table.num_rows
+                positives += [pc.sum(table.column(label)).as_py() or 0 for label in LABELS]
+                truth += [pc.sum(table.column(true_prob_column(label))).as_py() or 0.0 for label in LABELS]
+                bar.update(_chunk_requests(params, chunk) * params.candidates)
+        os.replace(tmp, out / name)  # a shard under its final name is always complete
+        entry = {"file": name, "rows": rows, "sha256": file_sha256(out / name),
+                 "positives": dict(zip(LABELS, positives.tolist())), "true_prob_sum": dict(zip(LABELS, truth.tolist()))}
+        shards.append(entry)
+        done[name] = entry
+        _atomic_write_json(out / PROGRESS, {"params": settings, "shards": done})
+    bar.close()
+    manifest = _manifest(params, world, shards)
+    _atomic_write_json(manifest_path, manifest)
+    (out / PROGRESS).unlink(missing_ok=True)
+    return manifest
+
+
+def _chunk_requests(params: GeneratorParams, chunk: int) -> int:
+    return min(params.chunk_requests, params.n_requests - chunk * params.chunk_requests)
+
+
+def _chunk_table(params: GeneratorParams, world: World, features: FeatureModel, chunk: int,
+                 schema: pa.Schema) -> pa.Table:
+    rng = np.random.default_rng([params.seed, 1, chunk])
+    n_req = _chunk_requests(params, chunk)
+    first_request = chunk * params.chunk_requests
+    users = rng.choice(world.params.n_users, n_req, p=world.user_activity)
+    user = np.repeat(users, params.candidates)
+    tweet = rng.choice(world.params.n_tweets, n_req * params.candidates, p=world.tweet_popularity)
+    request = np.repeat(np.arange(first_request, first_request + n_req, dtype=np.int64), params.candidates)
+    author = world.author_of_tweet[tweet]
+    n = user.size
+
+    cohort = world.cohort_of_user[user] if params.scenario == "cohorts" else np.zeros(n, dtype=np.int8)
+    scale = _cohort_scale(cohort) if params.scenario == "cohorts" else None
+    if params.scenario == "random":
+        # Every label at its planted mean rate, whatever the features say.
+        probs = {label: np.full(n, rate, dtype=np.float32) for label, rate in world.mean_rates().items()}
+    else:
+        probs = world.true_probabilities(user, tweet, cohort_scale=scale)
+    labels = _draw_labels(rng, probs)
+
+    # Observed features: noisy functions of the latents.
+    z = np.concatenate([world.user_latent[user], world.author_latent[author], world.tweet_latent[tweet]], axis=1)
+    log_value = z @ features.cont_loading
+    log_value += features.cont_level
+    log_value += features.cont_noise * rng.standard_normal(log_value.shape, dtype=np.float32)
+    continuous = np.floor(np.exp(log_value, out=log_value), out=log_value)
+    continuous[:, features.cont_signed] *= np.where(rng.random((n, 1)) < 0.5, -1.0, 1.0).astype(np.float32)
+    binary_logit = z @ features.bin_loading + rng.logistic(size=(n, features.bin_threshold.size)).astype(np.float32)
+    binary = (binary_logit > features.bin_threshold).astype(np.int8)
+
+    keep = _downsample_mask(params, rng, labels)
+    columns = {
+        "continuous": continuous,
+        "binary": binary,
+        "user_embedding": features.user_follow[user],
+        "user_eng_embedding": features.user_engagement[user],
+        "author_embedding": features.author_follow[author],
+        "meta__user_id": user.astype(np.int64),
+        "meta__author_id": author.astype(np.int64),
+        "meta__tweet_id": tweet.astype(np.int64),
+    }
+    arrays = {}
+    names = stored_names()
+    for group, values in columns.items():
+        values = values[keep]
+        if values.ndim == 2:
+            arrays[names[group]] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+        else:
+            arrays[names[group]] = pa.array(values)
+    arrays[REQUEST_COLUMN] = pa.array(request[keep])
+    arrays[COHORT_COLUMN] = pa.array(np.asarray(COHORTS, dtype=object)[cohort[keep]], type=pa.string())
+    for label in LABELS:
+        arrays[label] = pa.array(labels[label][keep])
+        arrays[true_prob_column(label)] = pa.array(probs[label][keep])
+    return pa.Table.from_pydict(arrays, schema=schema)
+
+
+def _cohort_scale(cohort: np.ndarray) -> np.ndarray:
+    scale = np.ones((cohort.size, len(LABELS)), dtype=np.float32)
+    for name, (labels, factor) in SUPPRESSION.items():
+        rows = cohort == COHORTS.index(name)
+        for label in labels:
+            scale[rows, LABELS.index(label)] = factor
+    return scale
+
+
+def _draw_labels(rng: np.random.Generator, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Draw the 13 labels with nesting: a child happens only when a parent did."""
+    n = next(iter(probs.values())).size
+    uniform = rng.random((len(LABELS), n), dtype=np.float32)
+    labels = {}
+    for i, label in enumerate(LABELS):
+        if label in ROOTS:
+            labels[label] = (uniform[i] < probs[label]).astype(np.int8)
+    for label, parents in NESTED.items():
+        i = LABELS.index(label)
+        parent_prob = 1.0 - np.prod([1.0 - probs[q] for q in parents], axis=0)
+        parent_happened = np.any([labels[q] == 1 for q in parents], axis=0)
+        # P(child | parent happened) = P(child) / P(parent), so the marginal is exact.
+        conditional = np.divide(probs[label], parent_prob, out=np.zeros_like(probs[label]), where=parent_prob > 0)
+        labels[label] = (parent_happened & (uniform[i] < conditional)).astype(np.int8)
+    return labels
+
+
+def _downsample_mask(params: GeneratorParams, rng: np.random.Generator, labels: dict) -> np.ndarray:
+    n = next(iter(labels.values())).size
+    if params.downsample_task is None:
+        return np.ones(n, dtype=bool)
+    keep_prob = np.where(labels[params.downsample_task] == 1, params.pos_downsampling_rate,
+                         params.neg_downsampling_rate)
+    return rng.random(n) < keep_prob
+
+
+def _manifest(params: GeneratorParams, world: World, shards: list[dict]) -> dict:
+    rows = sum(s["rows"] for s in shards)
+    positives = {label: sum(s["positives"][label] for s in shards) for label in LABELS}
+    downsampling = {}
+    if params.downsample_task is not None:
+        downsampling[params.downsample_task] = {"pos_downsampling_rate": params.pos_downsampling_rate,
+                                                "neg_downsampling_rate": params.neg_downsampling_rate}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": params.scenario,
+        "seed": params.seed,
+        "params": params.as_dict(),
+        "rows": rows,
+        "requests": params.n_requests,
+        "columns": {field.name: str(field.type) for field in arrow_schema(with_truth=True)},
+        "feature_columns": stored_names(),
+        "downsampling": downsampling,
+        "planted_rates": {label: sum(s["true_prob_sum"][label] for s in shards) / max(rows, 1) for label in LABELS},
+        "realised_rates": {label: positives[label] / max(rows, 1) for label in LABELS},
+        "world": world.describe(),
+        "shards": [{k: s[k] for k in ("file", "rows", "sha256")} for s in shards],
+    }
+
+
+def _load_progress(out: Path, settings: dict) -> dict:
+    path = out / PROGRESS
+    if not path.exists():
+        return {}
+    progress = json.loads(path.read_text())
+    if progress.get("params") != settings:
+        raise StudyError(f"{out}: an interrupted run with other parameters is here; delete it or choose another --out")
+    return progress.get("shards", {})
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def with_world(params: GeneratorParams, **world_changes) -> GeneratorParams:
+    return replace(params, world=replace(params.world, **world_changes))
+
+
+__all__ = ["GeneratorParams", "SCENARIOS", "generate", "with_world"]

@@ -1,0 +1,178 @@
+"""A small planted world of users, authors and tweets with known latent vectors.
+
+Every label's true probability is a known function of the latents, so every later step
+(training, scoring, ranking) can be checked against the truth. The world is a pure
+function of its parameters and seed: the ranker data and (later) the TwHIN graph drawn
+from the same parameters see the same users, authors and tweets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from studylib.errors import StudyError
+from studylib.schema import BASE_RATES, LABEL_PREFIX, LABELS
+
+P = LABEL_PREFIX
+POSITIVE = tuple(P + n for n in (
+    "is_favorited", "is_replied", "is_retweeted", "is_bookmarked", "is_shared", "is_video_playback_50",
+    "is_profile_clicked_and_profile_engaged", "is_tweet_detail_dwelled_15_sec",
+))
+NEGATIVE = (P + "is_negative_feedback_v2", P + "is_report_tweet_clicked")
+# Nested labels: child -> parents. The child can only happen when one of its parents did:
+# P(child) = P(any parent) · q(child | parent), with q a function of the latents.
+NESTED = {
+    P + "is_replied_reply_engaged_by_author": (P + "is_replied",),
+    P + "is_good_clicked_convo_desc_favorited_or_replied": (P + "is_favorited", P + "is_replied"),
+    P + "is_good_clicked_convo_desc_v2": (P + "is_tweet_detail_dwelled_15_sec",),
+}
+ROOTS = POSITIVE + NEGATIVE
+assert set(ROOTS) | set(NESTED) == set(LABELS)
+
+COHORTS = ("baseline", "negatives_suppressed", "positives_suppressed")
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    n_users: int = 2000
+    n_authors: int = 400
+    n_tweets: int = 20000
+    latent_dim: int = 16
+    signal: float = 1.5  # std of the latent part of each label's logit
+    rate_scale: float = 1.0  # multiplies every base rate (CPU-sized data needs more positives)
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("n_users", "n_authors", "n_tweets", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise StudyError(f"world parameter {name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.rate_scale <= 100:
+            raise StudyError(f"world parameter rate_scale must be in (0, 100], got {self.rate_scale}")
+        if self.signal < 0:
+            raise StudyError(f"world parameter signal must be >= 0, got {self.signal}")
+
+
+def target_rates(rate_scale: float) -> dict[str, float]:
+    return {label: min(0.5, BASE_RATES[label] * rate_scale) for label in LABELS}
+
+
+class World:
+    """Latent vectors of every entity and the label model; pure function of `WorldParams`."""
+
+    def __init__(self, params: WorldParams):
+        params.validate()
+        self.params = params
+        k = params.latent_dim
+        rng = np.random.default_rng([params.seed, 0xC0FFEE])
+        self.user_latent = rng.standard_normal((params.n_users, k)).astype(np.float32)
+        self.author_latent = rng.standard_normal((params.n_authors, k)).astype(np.float32)
+        # Heavy tails: a few authors write most tweets, a few users make most requests,
+        # a few tweets are candidates most often.
+        self.author_of_tweet = _zipf_choice(rng, params.n_authors, params.n_tweets, exponent=1.1)
+        own = rng.standard_normal((params.n_tweets, k)).astype(np.float32)
+        self.tweet_latent = (0.6 * self.author_latent[self.author_of_tweet] + 0.8 * own).astype(np.float32)
+        self.user_activity = _normalized(rng.lognormal(0.0, 1.0, params.n_users))
+        self.tweet_popularity = _normalized(rng.lognormal(0.0, 1.2, params.n_tweets))
+        self.cohort_of_user = rng.integers(0, len(COHORTS), params.n_users).astype(np.int8)
+        # Label model: one weight vector per label over interaction features (see `_interactions`).
+        # Positive labels share an "interest" direction; negative ones lean against it.
+        width = 3 * k
+        interest = rng.standard_normal(width)
+        self.label_weights = {}
+        for label in LABELS:
+            own_w = rng.standard_normal(width)
+            if label in NEGATIVE:
+                w = -0.6 * interest + 0.8 * own_w
+            else:
+                w = 0.7 * interest + 0.7 * own_w
+            self.label_weights[label] = (w / np.linalg.norm(w)).astype(np.float32)
+        self.label_bias = self._fit_biases(rng)
+
+    # -- the label model -------------------------------------------------------------------
+
+    def _interactions(self, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
+        """[n, 3k]: user⊙tweet, user⊙author and the tweet's own latent, scaled to unit variance."""
+        u, t = self.user_latent[user], self.tweet_latent[tweet]
+        a = self.author_latent[self.author_of_tweet[tweet]]
+        return np.concatenate([u * t, u * a, t], axis=1)
+
+    def _scores(self, inter: np.ndarray) -> np.ndarray:
+        """[n, labels]: the latent part of every label's logit (std ≈ signal)."""
+        weights = np.stack([self.label_weights[label] for label in LABELS], axis=1)
+        return (inter @ weights) * np.float32(self.params.signal)
+
+    def true_probabilities(self, user: np.ndarray, tweet: np.ndarray, cohort_scale: np.ndarray | None = None,
+                           bias: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Marginal probability of every label for each (user, tweet) pair.
+
+        cohort_scale: optional [n, labels] factors applied to the root labels' probabilities
+        (a cohort that suppresses some engagements); nested labels inherit the suppression
+        through their parents, so the stored truth stays exact.
+        """
+        bias = self.label_bias if bias is None else bias
+        scores = self._scores(self._interactions(user, tweet))
+        col = {label: i for i, label in enumerate(LABELS)}
+        probs = {}
+        for label in ROOTS:
+            p = _sigmoid(scores[:, col[label]] + bias[label])
+            if cohort_scale is not None:
+                p = p * cohort_scale[:, col[label]]
+            probs[label] = p.astype(np.float32)
+        for label, parents in NESTED.items():
+            parent = 1.0 - np.prod([1.0 - probs[q] for q in parents], axis=0)
+            probs[label] = (parent * _sigmoid(scores[:, col[label]] + bias[label])).astype(np.float32)
+        return probs
+
+    def _fit_biases(self, rng: np.random.Generator) -> dict[str, float]:
+        """Pick each label's bias so the mean true probability over candidate pairs hits its target rate."""
+        n = 20000
+        user = rng.choice(self.params.n_users, n, p=self.user_activity)
+        tweet = rng.choice(self.params.n_tweets, n, p=self.tweet_popularity)
+        scores = self._scores(self._interactions(user, tweet)).astype(np.float64)
+        col = {label: i for i, label in enumerate(LABELS)}
+        targets = target_rates(self.params.rate_scale)
+        bias, root_probs = {}, {}
+        for label in ROOTS:
+            bias[label] = _solve_bias(scores[:, col[label]], np.ones(n), targets[label])
+            root_probs[label] = _sigmoid(scores[:, col[label]] + bias[label])
+        for label, parents in NESTED.items():
+            parent = 1.0 - np.prod([1.0 - root_probs[q] for q in parents], axis=0)
+            target = min(targets[label], 0.9 * parent.mean())
+            bias[label] = _solve_bias(scores[:, col[label]], parent, target)
+            root_probs[label] = parent * _sigmoid(scores[:, col[label]] + bias[label])
+        self._mean_rates = {label: float(root_probs[label].mean()) for label in LABELS}
+        return bias
+
+    def mean_rates(self) -> dict[str, float]:
+        """Mean true probability of each label over candidate pairs (the planted base rates)."""
+        return dict(self._mean_rates)
+
+    def describe(self) -> dict:
+        return {"params": asdict(self.params), "label_bias": {k: float(v) for k, v in self.label_bias.items()}}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _normalized(w: np.ndarray) -> np.ndarray:
+    return w / w.sum()
+
+
+def _zipf_choice(rng: np.random.Generator, n_items: int, n_draws: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n_items + 1) ** exponent
+    return rng.permutation(n_items)[rng.choice(n_items, n_draws, p=_normalized(weights))]
+
+
+def _solve_bias(score: np.ndarray, scale: np.ndarray, target: float) -> float:
+    """Bisection for b with mean(scale · sigmoid(score + b)) = target (monotone in b)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if (scale * _sigmoid(score + mid)).mean() < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
