@@ -102,14 +102,14 @@ class FeatureModel:
         loading *= informative / np.sqrt(np.maximum(1.0, (loading ** 2).sum(0)))
         self.cont_loading = loading.astype(np.float32)
         self.cont_level = rng.uniform(0.0, 4.0, n_cont).astype(np.float32)
-        self.cont_noise = np.float32(0.5)
+        self.cont_noise = np.float32(0.3)
         self.cont_signed = rng.random(n_cont) < 0.1  # deltas and ratios may be negative
         self.bin_loading = (rng.standard_normal((3 * k, n_bin)) / np.sqrt(3 * k)).astype(np.float32)
         self.bin_threshold = rng.uniform(-1.5, 1.5, n_bin).astype(np.float32)
         # TwHIN-like entity embeddings: fixed per entity, noisy linear maps of the latents.
         def table(latent):
             proj = rng.standard_normal((k, emb)) / np.sqrt(k)
-            return (latent @ proj + 0.5 * rng.standard_normal((latent.shape[0], emb))).astype(np.float32)
+            return (latent @ proj + 0.3 * rng.standard_normal((latent.shape[0], emb))).astype(np.float32)
         self.user_follow = table(world.user_latent)
         self.user_engagement = table(world.user_latent)
         self.author_follow = table(world.author_latent)

@@ -31,6 +31,7 @@ NESTED = {
 ROOTS = POSITIVE + NEGATIVE
 assert set(ROOTS) | set(NESTED) == set(LABELS)
 
+INTERACTION_SHARE = np.float32(0.35)  # weight of the user⊙tweet block in the label logits
 COHORTS = ("baseline", "negatives_suppressed", "positives_suppressed")
 
 
@@ -78,7 +79,7 @@ class World:
         self.cohort_of_user = rng.integers(0, len(COHORTS), params.n_users).astype(np.int8)
         # Label model: one weight vector per label over interaction features (see `_interactions`).
         # Positive labels share an "interest" direction; negative ones lean against it.
-        width = 3 * k
+        width = 4 * k
         interest = rng.standard_normal(width)
         self.label_weights = {}
         for label in LABELS:
@@ -93,10 +94,14 @@ class World:
     # -- the label model -------------------------------------------------------------------
 
     def _interactions(self, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
-        """[n, 3k]: user⊙tweet, user⊙author and the tweet's own latent, scaled to unit variance."""
+        """[n, 4k]: the tweet's, user's and author's latents and the user⊙tweet affinity.
+
+        Most of each label's signal is in the entities' own latents (how engaging a tweet is,
+        how active a user is), a smaller part in the pairwise affinity, as in real feeds.
+        """
         u, t = self.user_latent[user], self.tweet_latent[tweet]
         a = self.author_latent[self.author_of_tweet[tweet]]
-        return np.concatenate([u * t, u * a, t], axis=1)
+        return np.concatenate([t, u, a, INTERACTION_SHARE * (u * t)], axis=1)
 
     def _scores(self, inter: np.ndarray) -> np.ndarray:
         """[n, labels]: the latent part of every label's logit (std ≈ signal)."""

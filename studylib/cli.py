@@ -1,0 +1,202 @@
+"""`studylib` command line: generate data, train, score, summarize the model.
+
+Bad input ends with one line, `studylib: error: ...`, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from studylib.errors import StudyError
+
+
+def _generate(args) -> int:
+    from studylib.data.generate import GeneratorParams, generate
+    from studylib.data.world import WorldParams
+    from studylib.schema import LABELS
+
+    downsample = {}
+    if args.downsample:
+        parts = args.downsample.split(":")
+        task = parts[0] if parts[0] in LABELS else "recap.engagement.is_" + parts[0]
+        if len(parts) == 3:
+            try:
+                downsample = {"pos_downsampling_rate": float(parts[1]), "neg_downsampling_rate": float(parts[2])}
+            except ValueError:
+                raise StudyError(f"--downsample {args.downsample}: rates must be numbers (TASK:POS:NEG)") from None
+        elif len(parts) == 1:
+            downsample = _published_downsampling(task)
+        else:
+            raise StudyError(f"--downsample {args.downsample}: use TASK or TASK:POS_RATE:NEG_RATE")
+        downsample["downsample_task"] = task
+    world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
+                        latent_dim=args.latent_dim, signal=args.signal, rate_scale=args.rate_scale, seed=args.seed)
+    params = GeneratorParams(scenario=args.scenario, examples=args.examples, seed=args.seed,
+                             candidates=args.candidates, compression=args.compression, world=world, **downsample)
+    manifest = generate(params, args.out, progress=not args.quiet)
+    print(f"{args.out}: {manifest['rows']:,} examples in {len(manifest['shards'])} shard(s), "
+          f"{manifest['requests']:,} requests, scenario {manifest['scenario']}, seed {manifest['seed']}")
+    return 0
+
+
+def _published_downsampling(task: str) -> dict:
+    """The published validation downsampling rates for `task` (recap_local_prod.yaml)."""
+    from studylib.config import load_yaml, shipped_config_path
+
+    raw = load_yaml(shipped_config_path())
+    rates = raw["validation_data"].get(task, {}).get("tasks", {}).get(task)
+    if not rates:
+        raise StudyError(f"--downsample {task}: the published config has no downsampling rates for it; "
+                         "give them as TASK:POS_RATE:NEG_RATE")
+    return {"pos_downsampling_rate": float(rates["pos_downsampling_rate"]),
+            "neg_downsampling_rate": float(rates["neg_downsampling_rate"])}
+
+
+def _train(args) -> int:
+    from studylib.train import TrainArgs, train
+
+    result = train(TrainArgs(data=args.data, out=args.out, config=args.config, steps=args.steps,
+                             eval_data=args.eval_data, batch_size=args.batch_size, device=args.device,
+                             resume=args.resume, seed=args.seed, eval_every=args.eval_every,
+                             checkpoint_every=args.checkpoint_every, label_pairing=args.label_pairing,
+                             progress=not args.quiet))
+    if result["eval"]:
+        _print_eval(result["eval"])
+    print(f"{args.out}: trained to step {result['step']}")
+    return 0
+
+
+def _print_eval(rows: list[dict]) -> None:
+    from studylib.schema import short_name
+
+    has_oracle = "oracle_auroc" in rows[0]
+    header = f"{'head':45s} {'pos':>6s} {'AUROC':>7s} {'RCE':>7s} {'logloss':>8s} {'ECE':>7s}"
+    print(header + (f" {'oracle AUROC':>12s} {'oracle RCE':>10s}" if has_oracle else ""))
+    for row in rows:
+        line = (f"{short_name(row['head']):45s} {row['positives']:6d} {row['auroc']:7.4f} {row['rce']:7.2f} "
+                f"{row['log_loss']:8.5f} {row['calibration_error']:7.4f}")
+        if has_oracle:
+            line += f" {row['oracle_auroc']:12.4f} {row['oracle_rce']:10.2f}"
+        print(line)
+
+
+def _score(args) -> int:
+    from studylib.scoring import score_run
+
+    table = score_run(args.run, args.data, args.weights or ["april_2023"], args.out, device=args.device,
+                      progress=not args.quiet)
+    sets = [c.removeprefix("score.") for c in table.column_names if c.startswith("score.")]
+    print(f"{args.out}: {table.num_rows:,} candidates scored with {', '.join(sets)}")
+    return 0
+
+
+def _model_summary(args) -> int:
+    from studylib.config import load_config
+    from studylib.models.heavy_ranker import HeavyRanker, forward_flops, parameter_breakdown
+
+    cfg = load_config(args.config)
+    model = HeavyRanker(cfg.model)
+    parts = parameter_breakdown(model)
+    flops = forward_flops(model)
+    if args.json:
+        print(json.dumps({"parameters": parts, "forward_flops_per_example": flops}, indent=1))
+        return 0
+    print(f"Heavy Ranker from {cfg.source}")
+    labels = {"featurization": "featurization (BatchNorm + LayerNorm)", "twhin_layer_norms": "TwHIN embedding LayerNorms",
+              "backbone": "backbone (MaskNet + MLP)", "towers": f"{len(model.heads)} task towers"}
+    for key, label in labels.items():
+        print(f"  {label:40s} {parts[key]:>12,}")
+    print(f"  {'total trainable parameters':40s} {parts['total']:>12,}")
+    print(f"  forward cost per example: {flops / 1e6:,.1f} MFLOP ({flops // 2:,} multiply-adds); "
+          f"a training step is about 3x that")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studylib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write a data set (Parquet shards + manifest)",
+                       description="Write a Heavy Ranker data set: Parquet shards and manifest.json.")
+    g.add_argument("--scenario", choices=["random", "planted", "cohorts"], default="planted",
+                   help="random: labels at base rates, nothing to learn; planted: labels from known true "
+                        "probabilities; cohorts: planted with cohorts whose engagements are suppressed")
+    g.add_argument("--examples", type=int, default=20000, help="number of examples (rounded up to whole requests)")
+    g.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--candidates", type=int, default=50, help="candidates per request (default 50)")
+    g.add_argument("--rate-scale", type=float, default=1.0,
+                   help="multiply every base rate (CPU-sized data sets need more positives; default 1)")
+    g.add_argument("--signal", type=float, default=1.5, help="std of the latent part of each label's logit")
+    g.add_argument("--users", type=int, default=2000)
+    g.add_argument("--authors", type=int, default=400)
+    g.add_argument("--tweets", type=int, default=20000)
+    g.add_argument("--latent-dim", type=int, default=16)
+    g.add_argument("--downsample", metavar="TASK[:POS:NEG]",
+                   help="downsample by one label as the original's evaluation sets do; rates default to the "
+                        "published ones (e.g. favorited, or favorited:1:0.05)")
+    g.add_argument("--compression", default="none", choices=["none", "zstd", "lz4", "snappy"])
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate)
+
+    t = sub.add_parser("train", help="train the Heavy Ranker on a data set",
+                       description="Train the Heavy Ranker; evaluates per head against the oracle on planted data.")
+    t.add_argument("--data", required=True, help="training data folder")
+    t.add_argument("--config", help="recap config YAML (default: the published recap_local_prod.yaml)")
+    t.add_argument("--steps", type=int, help="optimizer steps (default: the config's training.num_train_steps)")
+    t.add_argument("--out", required=True, help="run folder (checkpoint, history, evaluation)")
+    t.add_argument("--eval-data", help="evaluation data folder")
+    t.add_argument("--batch-size", type=int, help="global batch size (default: the config's, 128)")
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: at the end)")
+    t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
+    t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],
+                   help="positional reproduces the original's defect (heads train on neighbours' labels)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("score", help="score candidates with engagement weights",
+                       description="Score every candidate with one or more weight sets and rank per request.")
+    s.add_argument("--run", required=True, help="run folder made by `studylib train`")
+    s.add_argument("--data", required=True, help="data folder to score")
+    s.add_argument("--weights", action="append", metavar="PRESET_OR_YAML",
+                   help="april_2023 (default), equal_contribution, x_2026_mapped or a YAML file; repeatable")
+    s.add_argument("--out", required=True, help="output .parquet file")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_score)
+
+    m = sub.add_parser("model-summary", help="parameters per component and FLOPs per example",
+                       description="Build the model from a config and print its size and cost.")
+    m.add_argument("--config", help="recap config YAML (default: the published recap_local_prod.yaml)")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=_model_summary)
+
+    try:
+        from studylib.twhin.cli import register
+    except ImportError:  # the TwHIN module is optional for the ranker commands
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except StudyError as exc:
+        print(f"studylib: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("studylib: interrupted (completed shards and checkpoints are kept; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Weighted scoring: score = Σ weight_head · probability_head, ranked within each request.
+
+Weight sets are YAML files keyed by the published names (`scored_tweets_model_weight_fav`,
+...). Presets: `april_2023` (default, the original README), `equal_contribution` (derived
+from base rates: every weighted head contributes equally on average) and `x_2026_mapped`
+(the 2026 weights mapped onto the heads that exist). Any number of candidates is scored
+against any number of weight sets in one matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from studylib.data.reader import Reader, open_dataset
+from studylib.errors import StudyError
+from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
+from studylib.train import load_run, predict
+
+HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
+PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")
+DEFAULT_PRESET = "april_2023"
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    name: str
+    weights: dict[str, float]  # head label name -> weight
+
+    def vector(self, heads: tuple[str, ...]) -> np.ndarray:
+        return np.array([self.weights[h] for h in heads], dtype=np.float64)
+
+    def as_published(self) -> dict[str, float]:
+        return {WEIGHT_PREFIX + WEIGHT_SUFFIX[h]: self.weights[h] for h in HEADS}
+
+
+def parse_weights(raw, source: str, name: str) -> WeightSet:
+    """Validate a mapping of published weight names; refuse unknown, missing or non-finite values."""
+    if not isinstance(raw, dict):
+        raise StudyError(f"{source}: must be a mapping of scored_tweets_model_weight_* to numbers")
+    by_key = {WEIGHT_PREFIX + suffix: head for head, suffix in WEIGHT_SUFFIX.items()}
+    weights = {}
+    for key, value in raw.items():
+        if key not in by_key:
+            raise StudyError(f"{source}: unknown head weight {key}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise StudyError(f"{source}: {key} must be a finite number, got {value!r}")
+        weights[by_key[key]] = float(value)
+    missing = [key for key, head in by_key.items() if head not in weights]
+    if missing:
+        raise StudyError(f"{source}: missing head weight {missing[0]}")
+    return WeightSet(name, weights)
+
+
+def equal_contribution(base_rates: dict[str, float] | None = None, anchor: str = HEADS[0],
+                       anchor_weight: float = 0.5) -> WeightSet:
+    """Weights with |weight · base rate| equal for every head (signs as published).
+
+    Scaled so the anchor head (favorited) keeps its published weight of 0.5, which makes the
+    set comparable to April 2023; the README says those weights started out this way.
+    """
+    rates = BASE_RATES if base_rates is None else base_rates
+    april = load_weights("april_2023")
+    contribution = anchor_weight * rates[anchor]
+    return WeightSet("equal_contribution",
+                     {h: math.copysign(contribution / rates[h], april.weights[h]) for h in HEADS})
+
+
+def load_weights(spec: str) -> WeightSet:
+    """A preset name or a YAML file path."""
+    if spec == "equal_contribution":
+        return equal_contribution()
+    if spec in PRESETS:
+        path = Path(str(resources.files("studylib") / "weights" / f"{spec}.yaml"))
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise StudyError(f"{path}: not valid YAML") from None
+    return parse_weights(raw, str(path), path.stem)
+
+
+def score_matrix(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[candidates, heads] × [sets, heads] → [candidates, sets]."""
+    return probabilities @ weights.T
+
+
+def rank_within_requests(request: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Rank (1 = top) of each candidate among its request's candidates, by descending score.
+
+    Ties keep input order, so ranks are deterministic.
+    """
+    order = np.lexsort((np.arange(score.size), -score, request))
+    sorted_request = request[order]
+    starts = np.flatnonzero(np.r_[True, sorted_request[1:] != sorted_request[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, sorted_request.size]))
+    ranks = np.empty(score.size, dtype=np.int32)
+    ranks[order] = np.arange(score.size) - group_start + 1
+    return ranks
+
+
+def scored_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
+                 labels: np.ndarray | None, heads: tuple[str, ...], weight_sets: list[WeightSet]) -> pa.Table:
+    """The scoring output: ids, cohort, per-head probability (and truth, labels), score and rank per weight set."""
+    columns = {name: ids[name] for name in ids}
+    if cohort is not None:
+        columns["cohort"] = pa.array(cohort, type=pa.string())
+    for i, head in enumerate(heads):
+        columns[f"prob.{short_name(head)}"] = probs[:, i].astype(np.float32)
+    if truth is not None:
+        for i, head in enumerate(heads):
+            columns[f"true_prob.{short_name(head)}"] = truth[:, i].astype(np.float32)
+    if labels is not None:
+        for i, head in enumerate(heads):
+            columns[f"label.{short_name(head)}"] = labels[:, i].astype(np.int8)
+    W = np.stack([ws.vector(heads) for ws in weight_sets])
+    scores = score_matrix(probs.astype(np.float64), W)
+    request = ids[REQUEST_COLUMN]
+    for k, ws in enumerate(weight_sets):
+        columns[f"score.{ws.name}"] = scores[:, k]
+        columns[f"rank.{ws.name}"] = rank_within_requests(request, scores[:, k])
+    table = pa.table(columns)
+    metadata = {b"studylib.weights": yaml.safe_dump({ws.name: ws.as_published() for ws in weight_sets}).encode()}
+    return table.replace_schema_metadata(metadata)
+
+
+def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: str, device: str = "auto",
+              progress: bool = True) -> pa.Table:
+    """Score every candidate of `data_dir` with a trained run and write the Parquet table atomically."""
+    weight_sets = [load_weights(spec) for spec in weight_specs]
+    names = [ws.name for ws in weight_sets]
+    if len(set(names)) != len(names):
+        raise StudyError(f"--weights: two weight sets are named {sorted(n for n in names if names.count(n) > 1)[0]}")
+    out = Path(out_file)
+    if out.suffix != ".parquet":
+        raise StudyError(f"--out {out_file}: must end in .parquet")
+    model, cfg, _, runtime = load_run(run_dir, device)
+    truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
+    dataset = open_dataset(data_dir, renamed=cfg.data.renamed_features, truncation=truncation)
+    reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)
+    result = predict(model, reader, runtime, progress=progress, desc="score")
+    head_columns = [LABELS.index(h) for h in model.heads]
+    truth = result["truth"][:, head_columns].numpy() if result["truth"] is not None else None
+    ids = {k: v.numpy() for k, v in result["ids"].items()}
+    table = scored_table(ids, result["cohort"], result["calibrated"].numpy(), truth,
+                         result["labels"][:, head_columns].numpy(), model.heads, weight_sets)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return table
+
+
+__all__ = ["WeightSet", "load_weights", "parse_weights", "equal_contribution", "score_matrix",
+           "rank_within_requests", "scored_table", "score_run", "PRESETS", "HEADS"]

@@ -1,0 +1,24 @@
+"""Shared fixtures: small data sets generated once per test session."""
+
+from pathlib import Path
+
+import pytest
+
+from studylib.data.generate import GeneratorParams, generate, with_world
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_WORLD = {"n_users": 300, "n_authors": 60, "n_tweets": 2000, "rate_scale": 20.0}
+
+
+def small_params(scenario="planted", examples=2000, seed=3, **changes) -> GeneratorParams:
+    params = with_world(GeneratorParams(scenario=scenario, examples=examples, seed=seed, chunk_requests=10,
+                                        shard_chunks=2, **changes), seed=seed, **SMALL_WORLD)
+    return params
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """2,000 planted examples in 2 shards of 2 row groups (500 rows each)."""
+    out = tmp_path_factory.mktemp("data") / "planted"
+    generate(small_params(), out, progress=False)
+    return out

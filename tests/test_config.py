@@ -1,0 +1,95 @@
+"""Strict config parsing and the four learning-rate schedules."""
+
+import math
+
+import pytest
+
+from studylib.config import ScheduleConfig, load_config, shipped_config_path
+from studylib.errors import StudyError
+from studylib.train import learning_rate
+
+
+def write_variant(tmp_path, old, new):
+    text = shipped_config_path().read_text()
+    assert old in text
+    path = tmp_path / "variant.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_unknown_key_is_refused_with_its_path(tmp_path):
+    path = write_variant(tmp_path, "      use_parallel: true", "      use_parallel: true\n      use_paralel: true")
+    with pytest.raises(StudyError, match=r"variant.yaml: unknown key model.backbone.mask_net_config.use_paralel"):
+        load_config(path)
+
+
+def test_wrong_type_is_refused(tmp_path):
+    path = write_variant(tmp_path, "aggregation_size: 1024", "aggregation_size: large")
+    with pytest.raises(StudyError, match=r"mask_blocks\[0\].aggregation_size must be int"):
+        load_config(path)
+
+
+def test_unsupported_option_is_refused(tmp_path):
+    path = write_variant(tmp_path, "    dcn_config: null", "    dcn_config: {layers: 2}")
+    with pytest.raises(StudyError, match="model.backbone.dcn_config is not supported"):
+        load_config(path)
+
+
+def test_missing_tower_learning_rate_is_refused(tmp_path):
+    path = write_variant(tmp_path, "      recap.engagement.is_video_playback_50:\n        constant: null",
+                         "      recap.engagement.is_video_playback_51:\n        constant: null")
+    with pytest.raises(StudyError, match="is_video_playback_50"):
+        load_config(path)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(StudyError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(StudyError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_published_learning_rates():
+    cfg = load_config()
+    assert cfg.optimizer.beta_1 == 0.95 and cfg.optimizer.beta_2 == 0.999 and cfg.optimizer.epsilon == 1e-7
+    fav = cfg.optimizer.towers["recap.engagement.is_favorited"]
+    assert fav.kind == "linear_ramp_to_constant" and fav.params == {"learning_rate": 0.0008, "num_ramp_steps": 5000}
+
+
+def test_linear_ramp_to_constant():
+    s = ScheduleConfig("linear_ramp_to_constant", {"learning_rate": 1e-3, "num_ramp_steps": 1000})
+    assert learning_rate(s, 0) == 0.0
+    assert learning_rate(s, 250) == pytest.approx(2.5e-4)
+    assert learning_rate(s, 1000) == 1e-3 and learning_rate(s, 10**6) == 1e-3
+
+
+def test_constant_and_piecewise_constant():
+    assert learning_rate(ScheduleConfig("constant", {"learning_rate": 0.3}), 12345) == 0.3
+    s = ScheduleConfig("piecewise_constant", {"learning_rate_boundaries": [10, 20], "learning_rate_values": [1.0, 0.5, 0.1]})
+    assert [learning_rate(s, k) for k in (0, 9, 10, 19, 20, 99)] == [1.0, 1.0, 0.5, 0.5, 0.1, 0.1]
+
+
+def test_linear_ramp_to_cosine():
+    s = ScheduleConfig("linear_ramp_to_cosine", {"learning_rate": 1.0, "num_ramp_steps": 10,
+                                                 "final_learning_rate": 0.1, "num_decay_steps": 100})
+    assert learning_rate(s, 5) == pytest.approx(0.5)
+    assert learning_rate(s, 10) == pytest.approx(1.0)
+    assert learning_rate(s, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert learning_rate(s, 110) == pytest.approx(0.1) and learning_rate(s, 500) == pytest.approx(0.1)
+
+
+def test_schedule_kinds_parse_from_yaml(tmp_path):
+    path = write_variant(tmp_path, """    backbone_learning_rate:
+      constant: null
+      linear_ramp_to_constant:
+        learning_rate: 0.0001
+        num_ramp_steps: 1000
+      linear_ramp_to_cosine: null
+      piecewise_constant: null""", """    backbone_learning_rate:
+      piecewise_constant:
+        learning_rate_boundaries: [100]
+        learning_rate_values: [0.001, 0.0001]""")
+    cfg = load_config(path)
+    assert learning_rate(cfg.optimizer.backbone, 150) == 0.0001

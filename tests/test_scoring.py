@@ -1,0 +1,90 @@
+"""Weighted scoring and ranking against hand-computed cases, and weight-file validation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from studylib.errors import StudyError
+from studylib.schema import BASE_RATES
+from studylib.scoring import HEADS, equal_contribution, load_weights, rank_within_requests, score_matrix, scored_table
+
+
+def test_april_2023_preset_has_the_published_weights():
+    w = load_weights("april_2023").as_published()
+    assert w["scored_tweets_model_weight_reply_engaged_by_author"] == 75.0
+    assert w["scored_tweets_model_weight_report"] == -369.0
+    assert w["scored_tweets_model_weight_video_playback50"] == 0.005
+    assert len(w) == 10
+
+
+def test_score_against_a_hand_computed_example():
+    april = load_weights("april_2023")
+    probs = np.zeros((2, 10))
+    fav, reply, report = (HEADS.index("recap.engagement.is_" + n) for n in ("favorited", "replied", "report_tweet_clicked"))
+    probs[0, [fav, reply]] = [0.2, 0.1]  # 0.5*0.2 + 13.5*0.1 = 1.45
+    probs[1, [fav, report]] = [0.4, 0.001]  # 0.5*0.4 - 369*0.001 = -0.169
+    scores = score_matrix(probs, np.stack([april.vector(HEADS), np.ones(10)]))
+    assert scores[:, 0] == pytest.approx([1.45, -0.169])
+    assert scores[:, 1] == pytest.approx([0.3, 0.401])
+
+
+def test_ranks_are_per_request_and_descending():
+    request = np.array([7, 7, 7, 3, 3])
+    score = np.array([0.1, 0.9, 0.5, -1.0, 2.0])
+    assert rank_within_requests(request, score).tolist() == [3, 1, 2, 2, 1]
+
+
+def test_equal_contribution_weights_contribute_equally_at_base_rates():
+    weights = equal_contribution()
+    contributions = [abs(weights.weights[h] * BASE_RATES[h]) for h in HEADS]
+    assert np.allclose(contributions, contributions[0])
+    assert weights.weights[HEADS[0]] == 0.5
+    assert weights.weights["recap.engagement.is_report_tweet_clicked"] < 0
+
+
+def test_2026_mapping_covers_every_head():
+    w = load_weights("x_2026_mapped").as_published()
+    assert w["scored_tweets_model_weight_negative_feedback_v2"] == -43.2 and w["scored_tweets_model_weight_reply"] == 5.0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("scored_tweets_model_weight_quote", "5.0", "unknown head weight scored_tweets_model_weight_quote"),
+    ("scored_tweets_model_weight_fav", "null", "scored_tweets_model_weight_fav must be a finite number"),
+    ("scored_tweets_model_weight_fav", ".nan", "scored_tweets_model_weight_fav must be a finite number"),
+    ("scored_tweets_model_weight_fav", "lots", "scored_tweets_model_weight_fav must be a finite number"),
+])
+def test_bad_weight_files_are_refused(tmp_path, key, value, message):
+    weights = load_weights("april_2023").as_published()
+    weights.pop(key, None)
+    text = "".join(f"{k}: {v}\n" for k, v in weights.items()) + f"{key}: {value}\n"
+    path = tmp_path / "weights.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyError, match=f"weights.yaml: {message}"):
+        load_weights(str(path))
+
+
+def test_missing_head_weight_is_refused(tmp_path):
+    path = tmp_path / "partial.yaml"
+    path.write_text("scored_tweets_model_weight_fav: 0.5\n")
+    with pytest.raises(StudyError, match=r"partial.yaml: missing head weight scored_tweets_model_weight_retweet"):
+        load_weights(str(path))
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(StudyError, match="neither a preset"):
+        load_weights("april_2024")
+
+
+def test_scored_table_has_scores_and_ranks_for_each_weight_set():
+    n = 6
+    ids = {"request_id": np.array([0, 0, 0, 1, 1, 1]), "meta__tweet_id": np.arange(n)}
+    probs = np.random.default_rng(0).random((n, 10)) * 0.1
+    table = scored_table(ids, ["baseline"] * n, probs, probs, None, HEADS,
+                         [load_weights("april_2023"), equal_contribution()])
+    for name in ("april_2023", "equal_contribution"):
+        assert f"score.{name}" in table.column_names and f"rank.{name}" in table.column_names
+        ranks = table.column(f"rank.{name}").to_numpy()
+        assert sorted(ranks[:3]) == [1, 2, 3] and sorted(ranks[3:]) == [1, 2, 3]
+    assert "prob.favorited" in table.column_names and "true_prob.favorited" in table.column_names
+    assert not math.isnan(table.column("score.april_2023").to_numpy().sum())
