@@ -23,3 +23,17 @@ $(STAMP): $(PINS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole study: data, training, scoring, analysis notebooks (papermill) and the report.
+# PROFILE=quick (CPU, default) or full (GPU-sized); WEIGHTS=path.yaml re-scores without retraining.
+PROFILE ?= quick
+WEIGHTS ?=
+study: setup
+	$(BIN)/python -m studylib.pipeline --profile $(PROFILE) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# JupyterLab on notebooks/ with the project's kernel.
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+clean-data:
+	rm -rf data/quick data/full runs/ _build/
