@@ -382,11 +382,15 @@ def train(args: TrainArgs) -> dict:
             nonfinite += batch.nonfinite
             if step % log_every == 0 or step == steps:
                 rate = seen / (time.perf_counter() - started)
-                history.append({"step": step, "epoch": epoch, "loss": loss.item(),
-                                **{f"loss.{h}": float(v) for h, v in zip(model.heads, per_head.detach().tolist())},
+                logged = per_head.detach().clone()
+                if runtime.world_size > 1:  # log the global batch's loss, as one process would
+                    dist.all_reduce(logged)
+                    logged /= runtime.world_size
+                history.append({"step": step, "epoch": epoch, "loss": logged.mean().item(),
+                                **{f"loss.{h}": float(v) for h, v in zip(model.heads, logged.tolist())},
                                 "lr_backbone": optimizer.param_groups[0]["lr"], "examples_per_s": rate,
                                 "nonfinite_features": nonfinite})
-                bar.set_postfix(loss=f"{loss.item():.4f}", ex_s=f"{rate:,.0f}")
+                bar.set_postfix(loss=f"{logged.mean().item():.4f}", ex_s=f"{rate:,.0f}")
             bar.update(1)
             at_end = step == steps
             if eval_data is not None and (at_end or (args.eval_every and step % args.eval_every == 0)):
