@@ -13,7 +13,7 @@ from conftest import small_params
 from studylib.data import generate as generate_module
 from studylib.data.generate import generate
 from studylib.data.layout import RENAMED_FEATURES
-from studylib.data.reader import Reader, open_dataset
+from studylib.data.reader import Reader, load_table, open_dataset
 from studylib.data.world import NESTED
 from studylib.errors import StudyError
 from studylib.schema import GROUP_WIDTHS, LABELS
@@ -50,7 +50,7 @@ def test_columns_have_the_published_widths(small_data):
 
 
 def test_nested_labels_never_happen_without_a_parent(small_data):
-    table = pq.read_table(small_data)
+    table = load_table(small_data)
     for child, parents in NESTED.items():
         child_on = table.column(child).to_numpy() == 1
         parent_on = np.any([table.column(p).to_numpy() == 1 for p in parents], axis=0)
@@ -66,13 +66,13 @@ def test_realised_rates_match_the_stored_true_probabilities(tmp_path):
 
 def test_random_scenario_has_constant_truth(tmp_path):
     generate(small_params(scenario="random"), tmp_path / "random", progress=False)
-    truth = pq.read_table(tmp_path / "random").column("true_prob." + FAV).to_numpy()
+    truth = load_table(tmp_path / "random").column("true_prob." + FAV).to_numpy()
     assert np.ptp(truth) == 0.0 and truth[0] > 0
 
 
 def test_cohorts_suppress_negative_engagement(tmp_path):
     generate(small_params(scenario="cohorts", examples=6000), tmp_path / "cohorts", progress=False)
-    table = pq.read_table(tmp_path / "cohorts").to_pandas()
+    table = load_table(tmp_path / "cohorts").to_pandas()
     neg = table.groupby("cohort")["true_prob.recap.engagement.is_negative_feedback_v2"].mean()
     fav = table.groupby("cohort")["true_prob." + FAV].mean()
     assert set(neg.index) == {"baseline", "negatives_suppressed", "positives_suppressed"}
@@ -81,7 +81,7 @@ def test_cohorts_suppress_negative_engagement(tmp_path):
 
 
 def test_candidates_are_grouped_per_request(small_data):
-    table = pq.read_table(small_data).to_pandas()
+    table = load_table(small_data).to_pandas()
     per_request = table.groupby("request_id")
     assert (per_request.size() == 50).all()
     assert (per_request["meta.user_id"].nunique() == 1).all()
@@ -255,3 +255,8 @@ def test_nonfinite_embeddings_are_refused(small_data, tmp_path):
     rewrite_shard(folder, poison)
     with pytest.raises(StudyError, match=rf"column {column} holds NaN"):
         list(Reader(open_dataset(folder), batch_size=100, shuffle=False).epoch(0))
+
+
+def test_parallel_writers_give_the_same_bytes(tmp_path, small_data):
+    generate(small_params(), tmp_path / "parallel", progress=False, workers=2)
+    assert shard_bytes(tmp_path / "parallel") == shard_bytes(small_data)

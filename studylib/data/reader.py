@@ -288,3 +288,9 @@ def _prefetched(iterator: Iterator[Batch], depth: int) -> Iterator[Batch]:
                 buffer.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.01)
+
+
+def load_table(root: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """All shards of a data set as one Arrow table (for analysis; training streams instead)."""
+    dataset = open_dataset(root, verify=False)
+    return pa.concat_tables(pq.read_table(path, columns=columns) for path in dataset.files)

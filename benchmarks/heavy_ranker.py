@@ -1,0 +1,170 @@
+"""Heavy Ranker throughput against this machine's own limits, measured in the same run.
+
+Prints, from one run each:
+- training examples/s and the model's achieved FLOP/s beside the machine's fp32
+  matrix-multiply rate at the model's own GEMM shapes (forward and both backward GEMMs of
+  every Linear layer at the same batch) — goal on CPU: >= 0.8 of it;
+- reader examples/s (goal: >= 10x what training consumes);
+- generator examples/s (goal: >= 20k/s on the 2-core CPU machine);
+- on CUDA, training in bf16 autocast and its model FLOP utilization against the measured
+  bf16 GEMM rate and the card's published dense bf16 peak (goal >= 35%).
+
+    .venv/bin/python benchmarks/heavy_ranker.py [--batch-size 128] [--steps 20] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from studylib.config import load_config
+from studylib.data.generate import GeneratorParams, generate, with_world
+from studylib.data.reader import Reader, open_dataset
+from studylib.models.heavy_ranker import HeavyRanker, forward_flops, linear_shapes
+from studylib.train import build_optimizer, multitask_loss, resolve_device, set_learning_rates
+
+# Published dense (no sparsity) bf16 tensor-core peaks, FLOP/s, for the MFU line.
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int, warmup: int = 2) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def gemm_rate(shapes, batch: int, device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+    """FLOP/s of the training step's GEMMs alone: for each Linear(in, out), the forward
+    [B,in]x[in,out], the input gradient [B,out]x[out,in] and the weight gradient [in,B]x[B,out]."""
+    total_flops, total_time = 0.0, 0.0
+    for n_in, n_out in shapes:
+        x = torch.randn(batch, n_in, device=device, dtype=dtype)
+        w = torch.randn(n_in, n_out, device=device, dtype=dtype)
+        g = torch.randn(batch, n_out, device=device, dtype=dtype)
+        for a, b in ((x, w), (g, w.T), (x.T, g)):
+            total_time += timed(lambda: torch.mm(a, b), device, repeats)
+            total_flops += 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+    return total_flops / total_time
+
+
+def synthetic_batch(batch: int, device: torch.device) -> tuple[dict, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    features = {
+        "continuous": torch.rand(batch, 2117, generator=g) * 100,
+        "binary": (torch.rand(batch, 59, generator=g) < 0.3).float(),
+        **{k: torch.randn(batch, 200, generator=g) for k in ("user_embedding", "user_eng_embedding", "author_embedding")},
+    }
+    labels = (torch.rand(batch, 10, generator=g) < 0.1).float()
+    return {k: v.to(device) for k, v in features.items()}, labels.to(device)
+
+
+def training_rate(batch: int, steps: int, device: torch.device, bf16: bool) -> float:
+    """Examples/s of full training steps (forward, backward, fused Adam) on in-memory batches."""
+    cfg = load_config()
+    model = HeavyRanker(cfg.model).to(device).train()
+    optimizer, schedules = build_optimizer(model, cfg)
+    set_learning_rates(optimizer, schedules, 10**6)
+    features, labels = synthetic_batch(batch, device)
+    pos_weight = model.pos_weight.to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def step():
+        with autocast:
+            logits = model(features)["logits"]
+        loss, _ = multitask_loss(logits, labels, pos_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return batch / timed(step, device, repeats=steps)
+
+
+def reader_rate(data: Path, batch: int) -> float:
+    reader = Reader(open_dataset(data), batch, shuffle=True, seed=0)
+    start, rows = time.perf_counter(), 0
+    for b in reader.epoch(0):
+        rows += len(b)
+    return rows / (time.perf_counter() - start)
+
+
+def generator_rate(out: Path, examples: int) -> float:
+    params = with_world(GeneratorParams(scenario="planted", examples=examples, seed=1), rate_scale=20.0)
+    start = time.perf_counter()
+    generate(params, out, progress=False)
+    return examples / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128, help="training batch (published: 128)")
+    parser.add_argument("--steps", type=int, default=15, help="timed training steps")
+    parser.add_argument("--examples", type=int, default=40000, help="examples for the generator/reader runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    cfg = load_config()
+    model = HeavyRanker(cfg.model)
+    flops_per_example = 3 * forward_flops(model)  # forward + backward ≈ 3x forward
+    shapes = linear_shapes(model)
+    results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "threads": torch.get_num_threads(), "batch_size": args.batch_size}
+
+    print(f"device: {results['device']}  threads: {results['threads']}  batch: {args.batch_size}")
+    gemm = gemm_rate(shapes, args.batch_size, device, torch.float32, repeats=5)
+    train = training_rate(args.batch_size, args.steps, device, bf16=False)
+    results.update(gemm_fp32_flops=gemm, train_fp32_examples_per_s=train,
+                   train_fp32_flops=train * flops_per_example, train_fp32_vs_gemm=train * flops_per_example / gemm)
+    print(f"machine fp32 GEMM rate at the model's shapes   {gemm / 1e9:10.1f} GFLOP/s")
+    print(f"training (fp32)                                {train:10.1f} examples/s")
+    print(f"  achieved model FLOP/s                        {train * flops_per_example / 1e9:10.1f} GFLOP/s "
+          f"= {results['train_fp32_vs_gemm']:.2f} of the GEMM rate (goal >= 0.80 on CPU)")
+    if device.type == "cuda":
+        gemm16 = gemm_rate(shapes, args.batch_size, device, torch.bfloat16, repeats=10)
+        train16 = training_rate(args.batch_size, args.steps, device, bf16=True)
+        achieved = train16 * flops_per_example
+        name = next((k for k in BF16_PEAK if k in results["device"]), None)
+        results.update(gemm_bf16_flops=gemm16, train_bf16_examples_per_s=train16, train_bf16_flops=achieved)
+        print(f"machine bf16 GEMM rate at the model's shapes   {gemm16 / 1e12:10.1f} TFLOP/s")
+        print(f"training (bf16 autocast)                       {train16:10.1f} examples/s "
+              f"= {achieved / 1e12:.1f} TFLOP/s, {achieved / gemm16:.2f} of the bf16 GEMM rate")
+        if name:
+            results["mfu_bf16"] = achieved / BF16_PEAK[name]
+            print(f"  model FLOP utilization vs {name} dense bf16 peak: {results['mfu_bf16']:.1%} (goal >= 35%)")
+
+    scratch = Path(tempfile.mkdtemp(prefix="studylib-bench-"))
+    try:
+        gen = generator_rate(scratch / "data", args.examples)
+        read = reader_rate(scratch / "data", args.batch_size)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    results.update(generator_examples_per_s=gen, reader_examples_per_s=read, reader_vs_training=read / train)
+    print(f"generator (planted, {args.examples:,} examples)            {gen:10.1f} examples/s (goal >= 20,000)")
+    print(f"reader (shuffled, batch {args.batch_size})                    {read:10.1f} examples/s "
+          f"= {read / train:.0f}x training consumption (goal >= 10x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Seaborn figures for the study: titled, labelled (with units), readable at report width.
+
+Every helper returns the matplotlib Figure; `save(fig, name)` writes `figures/<name>.png`
+and `.svg` under stable names, so the report and the README can point at them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+FIGURES_DIR = Path("figures")
+WIDTH = 10.0  # inches at 100 dpi: the report's content width
+
+
+def setup() -> None:
+    """The study's plot style (call once per notebook)."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.05)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
+                         "axes.titleweight": "bold", "figure.titleweight": "bold", "svg.fonttype": "none"})
+
+
+def save(fig: plt.Figure, name: str, figures_dir: str | Path = FIGURES_DIR) -> Path:
+    """Write `<figures_dir>/<name>.png` and `.svg`; returns the PNG path."""
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"{name}.png"
+    fig.savefig(png)
+    fig.savefig(out / f"{name}.svg")
+    return png
+
+
+def _finish(fig: plt.Figure, title: str) -> plt.Figure:
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- 01 data
+
+
+def base_rates(rates: pd.DataFrame) -> plt.Figure:
+    """rates: columns label, planted, realised (fractions). Horizontal bars on a log axis."""
+    long = rates.melt(id_vars="label", value_vars=["planted", "realised"], var_name="rate", value_name="value")
+    long["percent"] = 100.0 * long["value"]
+    fig, ax = plt.subplots(figsize=(WIDTH, 6))
+    sns.barplot(long, y="label", x="percent", hue="rate", ax=ax, orient="h")
+    ax.set_xscale("log")
+    ax.set_xlabel("base rate (% of candidates, log scale)")
+    ax.set_ylabel("label")
+    ax.legend(title=None, loc="lower right")
+    return _finish(fig, "Base rate per label: planted truth vs realised draws")
+
+
+# ---------------------------------------------------------------- 02 training
+
+
+def training_curves(history: pd.DataFrame, heads: list[str], window: int = 5) -> plt.Figure:
+    """history: step and loss.<head> columns (head = full label name); one panel per head."""
+    cols = 5
+    rows = int(np.ceil(len(heads) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.6 * rows + 0.6), sharex=True)
+    for ax, head in zip(np.ravel(axes), heads):
+        y = history[f"loss.{head}"]
+        ax.plot(history["step"], y, color="0.75", lw=1, label="logged")
+        ax.plot(history["step"], y.rolling(window, min_periods=1).mean(), lw=2, label=f"mean of {window}")
+        ax.set_title(short(head), fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("BCE loss (nats)")
+    for ax in np.ravel(axes)[len(heads):]:
+        ax.set_visible(False)
+    np.ravel(axes)[0].legend(fontsize=8)
+    return _finish(fig, "Training loss per head")
+
+
+def metrics_vs_oracle(evals: pd.DataFrame) -> plt.Figure:
+    """evals: one row per head with auroc, oracle_auroc, rce, oracle_rce."""
+    frame = evals.assign(head=evals["head"].map(short))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
+    for ax, metric, unit in ((axes[0], "auroc", "AUROC (0.5 = chance)"), (axes[1], "rce", "RCE (%, 0 = constant)")):
+        long = frame.melt(id_vars="head", value_vars=[metric, f"oracle_{metric}"], var_name="who", value_name=metric)
+        long["who"] = long["who"].map({metric: "model", f"oracle_{metric}": "oracle (true probabilities)"})
+        sns.barplot(long, y="head", x=metric, hue="who", ax=ax, orient="h")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("head")
+        ax.legend(title=None, fontsize=9, loc="lower right")
+    axes[0].axvline(0.5, color="k", lw=1, ls="--")
+    axes[1].axvline(0.0, color="k", lw=1, ls="--")
+    return _finish(fig, "Held-out metrics per head: trained model vs oracle")
+
+
+def reliability(curves: pd.DataFrame) -> plt.Figure:
+    """curves: head, bin_mean_prediction, observed_rate, count. One panel per head."""
+    heads = list(dict.fromkeys(curves["head"]))
+    cols = 5
+    rows = int(np.ceil(len(heads) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.9 * rows + 0.6))
+    for ax, head in zip(np.ravel(axes), heads):
+        c = curves[curves["head"] == head]
+        top = max(float(c["bin_mean_prediction"].max()), float(c["observed_rate"].max()), 1e-3) * 1.1
+        ax.plot([0, top], [0, top], color="k", lw=1, ls="--")
+        ax.scatter(c["bin_mean_prediction"], c["observed_rate"], s=12 + 60 * c["count"] / c["count"].max(), alpha=0.8)
+        ax.plot(c["bin_mean_prediction"], c["observed_rate"], lw=1)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_title(short(head), fontsize=10)
+        ax.set_xlabel("mean predicted P")
+        ax.set_ylabel("observed rate")
+    for ax in np.ravel(axes)[len(heads):]:
+        ax.set_visible(False)
+    return _finish(fig, "Reliability: observed label rate per bin of predicted probability (dashed: perfect)")
+
+
+def pairing_effect(evals: pd.DataFrame) -> plt.Figure:
+    """evals: head, pairing, auroc (against each head's own label), truth_mae."""
+    frame = evals.assign(head=evals["head"].map(short))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
+    sns.barplot(frame, y="head", x="auroc", hue="pairing", ax=axes[0], orient="h")
+    axes[0].axvline(0.5, color="k", lw=1, ls="--")
+    axes[0].set_xlabel("AUROC against the head's own label (0.5 = chance)")
+    sns.barplot(frame, y="head", x="truth_mae", hue="pairing", ax=axes[1], orient="h")
+    axes[1].set_xlabel("mean |predicted − true probability|")
+    for ax in axes:
+        ax.set_ylabel("head")
+        ax.legend(title="label pairing", fontsize=9, loc="lower right")
+    return _finish(fig, "Faithfulness: labels paired by name vs by position (the original's defect)")
+
+
+# ---------------------------------------------------------------- 03 scoring
+
+
+def contribution_shares(shares: pd.DataFrame, weight_name: str) -> plt.Figure:
+    """shares: head, mean_share, share_p10, share_p90 (fractions)."""
+    frame = shares.assign(head=shares["head"].map(short))
+    fig, ax = plt.subplots(figsize=(WIDTH, 5.5))
+    pct = 100 * frame["mean_share"]
+    ax.barh(frame["head"], pct, color=sns.color_palette()[0])
+    ax.errorbar(pct, frame["head"], xerr=[pct - 100 * frame["share_p10"], 100 * frame["share_p90"] - pct],
+                fmt="none", ecolor="k", capsize=3, lw=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of |score| (% per candidate; bar: mean, whiskers: 10th–90th percentile)")
+    ax.set_ylabel("head")
+    return _finish(fig, f"Contribution of each head to the score ({weight_name})")
+
+
+def score_distribution(frame: pd.DataFrame, score: str, hue: str | None, title: str, xlabel: str) -> plt.Figure:
+    """Histogram (density per group) and ECDF of a score column, optionally per group."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 4.8))
+    lo, hi = np.nanpercentile(frame[score], [0.5, 99.5])
+    clipped = frame[(frame[score] >= lo) & (frame[score] <= hi)]
+    sns.histplot(clipped, x=score, hue=hue, stat="density", common_norm=False, element="step", bins=60, ax=axes[0])
+    axes[0].set_xlabel(xlabel)
+    axes[0].set_ylabel("density (per unit score)")
+    axes[0].set_title("histogram (0.5–99.5th percentile)", fontsize=10)
+    sns.ecdfplot(frame, x=score, hue=hue, ax=axes[1])
+    axes[1].set_xlabel(xlabel)
+    axes[1].set_ylabel("fraction of candidates ≤ score")
+    axes[1].set_title("empirical CDF (all candidates)", fontsize=10)
+    return _finish(fig, title)
+
+
+def preset_scores(frame: pd.DataFrame) -> plt.Figure:
+    """frame: weights (preset), score. Box plots per preset on a symmetric-log axis."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    sns.boxplot(frame, x="score", y="weights", ax=ax, orient="h", showfliers=False)
+    ax.set_xlabel("score (weighted sum of probabilities, unitless)")
+    ax.set_ylabel("weight set")
+    return _finish(fig, "Score of the same candidates under each weight set")
+
+
+# ---------------------------------------------------------------- 04 distributions
+
+
+def scenario_box(frame: pd.DataFrame, score: str, xlabel: str) -> plt.Figure:
+    """frame: scenario, cohort, score. Box plots per scenario × cohort."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 5))
+    sns.boxplot(frame, x=score, y="scenario", hue="cohort", ax=ax, orient="h", showfliers=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("scenario")
+    ax.legend(title="cohort", fontsize=9, loc="best")
+    return _finish(fig, "Score distributions per scenario and cohort (boxes: quartiles, whiskers: 1.5 IQR)")
+
+
+def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
+    """tests: comparison, cohens_d, prob_superiority."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 0.6 * len(tests) + 2.2), sharey=True)
+    sns.barplot(tests, y="comparison", x="cohens_d", ax=axes[0], orient="h", color=sns.color_palette()[0])
+    for x in (-0.2, 0.2):
+        axes[0].axvline(x, color="k", lw=1, ls=":")
+    axes[0].set_xlabel("Cohen's d (standard deviations; |d| < 0.2: negligible)")
+    sns.barplot(tests, y="comparison", x="prob_superiority", ax=axes[1], orient="h", color=sns.color_palette()[1])
+    axes[1].axvline(0.5, color="k", lw=1, ls=":")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("P(score A > score B) (0.5: no shift)")
+    for ax in axes:
+        ax.set_ylabel("comparison (A vs B)")
+    return _finish(fig, "Effect sizes of the score-distribution comparisons")
+
+
+# ---------------------------------------------------------------- 05 sensitivity
+
+
+def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: float, high: float) -> plt.Figure:
+    """table (tornado_table): head, low, high. Bars from the base value to each end."""
+    frame = table.assign(head=table["head"].map(short)).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.8))
+    y = np.arange(len(frame))
+    colors = sns.color_palette()
+    ax.barh(y, frame["low"] - base_value, left=base_value, color=colors[0], label=f"weight × {low:g}")
+    ax.barh(y, frame["high"] - base_value, left=base_value, color=colors[1], alpha=0.8, label=f"weight × {high:g}")
+    ax.axvline(base_value, color="k", lw=1)
+    ax.set_yticks(y, frame["head"])
+    ax.set_xlabel(metric_label)
+    ax.set_ylabel("head whose weight moves")
+    ax.legend(fontsize=9, loc="best")
+    return _finish(fig, f"Tornado: {metric_label} when one weight moves (line: base weights)")
+
+
+def sweep_heatmap(sweep: pd.DataFrame, metric: str, metric_label: str, fmt: str = ".2f",
+                  center: float | None = None) -> plt.Figure:
+    """sweep: head, factor, metric. Heatmap head × factor."""
+    grid = sweep.assign(head=sweep["head"].map(short)).pivot(index="head", columns="factor", values=metric)
+    fig, ax = plt.subplots(figsize=(WIDTH + 1, 0.5 * len(grid) + 2))
+    sns.heatmap(grid, annot=True, fmt=fmt, cmap="vlag" if center is not None else "viridis", center=center, ax=ax,
+                cbar_kws={"label": metric_label}, annot_kws={"fontsize": 8})
+    ax.set_xticklabels([f"×{float(t.get_text()):g}" for t in ax.get_xticklabels()])
+    ax.set_xlabel("factor applied to the head's weight (×−1: sign flipped, ×0: head removed)")
+    ax.set_ylabel("head")
+    return _finish(fig, f"{metric_label} per head and weight factor")
+
+
+def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
+    """indices (sobol_analysis): output, input, S1, ST (+ conf). One panel per output."""
+    n = len(outputs)
+    cols = 2
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 2, 3.6 * rows + 0.6), sharey=True)
+    for ax, (out, label) in zip(np.ravel(axes), outputs.items()):
+        sub = indices[indices["output"] == out].assign(input=lambda d: d["input"].map(short))
+        long = sub.melt(id_vars="input", value_vars=["S1", "ST"], var_name="index", value_name="value")
+        sns.barplot(long, y="input", x="value", hue="index", ax=ax, orient="h")
+        ax.set_xlim(0, max(1.0, float(long["value"].max()) * 1.05))
+        ax.set_xlabel("share of output variance")
+        ax.set_ylabel("weight")
+        ax.set_title(label, fontsize=10)
+        ax.legend(title=None, fontsize=8, loc="lower right")
+    for ax in np.ravel(axes)[n:]:
+        ax.set_visible(False)
+    return _finish(fig, "Sobol indices: first order (S1) and total (ST), all ten weights varied at once")
+
+
+def preset_comparison(table: pd.DataFrame, metrics: dict[str, str]) -> plt.Figure:
+    """table (bootstrap_table): weights, metric, mean, ci_low, ci_high. One panel per metric."""
+    n = len(metrics)
+    fig, axes = plt.subplots(1, n, figsize=(WIDTH + 3, 3.2 + 0.25 * table["weights"].nunique()), sharey=True)
+    for ax, (metric, label) in zip(np.atleast_1d(axes), metrics.items()):
+        sub = table[table["metric"] == metric]
+        y = np.arange(len(sub))
+        ax.errorbar(sub["mean"], y, xerr=[sub["mean"] - sub["ci_low"], sub["ci_high"] - sub["mean"]], fmt="o",
+                    capsize=4)
+        ax.set_yticks(y, sub["weights"])
+        ax.set_xlabel(label)
+        ax.margins(x=0.15)
+    np.atleast_1d(axes)[0].set_ylabel("weight set")
+    return _finish(fig, "Weight presets side by side (mean per request, 95% bootstrap CI)")
+
+
+def short(label: str) -> str:
+    return label.removeprefix("recap.engagement.").removeprefix("is_")
+
+
+__all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "reliability", "pairing_effect",
+           "contribution_shares", "score_distribution", "preset_scores", "scenario_box", "effect_sizes", "tornado",
+           "sweep_heatmap", "sobol_bars", "preset_comparison", "FIGURES_DIR"]

@@ -1,0 +1,393 @@
+"""Train TwHIN embeddings: torchrec DistributedModelParallel, fused table optimizers, checkpoints.
+
+Runs as one process or under `torchrun --standalone --nproc_per_node N` (gloo on CPU, NCCL on
+CUDA); the tables are sharded across the processes by torchrec's planner. Each process trains
+on its slice of a global batch of N·B edges; the translations are data-parallel (DDP).
+
+The embedding tables are updated inside backward (`apply_optimizer_in_backward`: SGD or
+Adagrad per table with the config's learning rate); the translations have their own SGD.
+
+Checkpoints hold full (unsharded) tables and optimizer state, gathered on rank 0 and written
+atomically (tmp + os.replace), so a run resumes on any number of processes. Batches are a
+pure function of (seed, step), so a resumed run sees the same edges as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torchrec.distributed import DistributedModelParallel
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from tqdm.auto import tqdm
+
+from studylib.errors import StudyError
+from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
+from studylib.twhin.model import TwhinConfig, TwhinModel, edges_to_kjt, load_twhin_config
+
+CHECKPOINT = "checkpoint.pt"
+RUN_FILE = "run.json"
+CONFIG_COPY = "config.yaml"
+HISTORY = "history.csv"
+INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
+TABLE_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+
+
+# ---------------------------------------------------------------- graph <-> config
+
+
+def align_graph(graph: Graph, cfg: TwhinConfig) -> Graph:
+    """Renumber the graph's relations to the config's ids; refuse what the model cannot hold."""
+    by_name = {r.name: i for i, r in enumerate(cfg.relations)}
+    remap = np.empty(len(graph.relations), dtype=np.int64)
+    for i, rel in enumerate(graph.relations):
+        if rel.name not in by_name:
+            raise StudyError(f"{graph.source}: relation {rel.name} is not in {Path(cfg.source).name} model.relations "
+                             f"({', '.join(by_name)})")
+        mine = cfg.relations[by_name[rel.name]]
+        if (mine.lhs, mine.rhs) != (rel.lhs, rel.rhs):
+            raise StudyError(f"{graph.source}: relation {rel.name} is {rel.lhs}->{rel.rhs} but "
+                             f"{Path(cfg.source).name} says {mine.lhs}->{mine.rhs}")
+        remap[i] = by_name[rel.name]
+    for table, count in graph.tables.items():
+        rows = next((t.num_embeddings for t in cfg.tables if t.name == table), None)
+        used = any(table in (r.lhs, r.rhs) for r in graph.relations)
+        if used and (rows is None or count > rows):
+            raise StudyError(f"{graph.source}: table {table} has {count:,} entities but {Path(cfg.source).name} "
+                             f"model.embeddings.tables.{table}.num_embeddings is {rows}")
+    return Graph(graph.tables, cfg.relations, graph.lhs, remap[graph.rel], graph.rhs, graph.time_chunk,
+                 graph.source, graph.world)
+
+
+def load_splits(graph_path: str, cfg: TwhinConfig, split: SplitSpec, relation: str | None = None) -> dict[str, Graph]:
+    return split_graph(align_graph(load_graph(graph_path, relation), cfg), split)
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Runtime:
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool  # we started the process group, so we end it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise StudyError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StudyError("--device cuda: no CUDA device is visible")
+    return torch.device(name)
+
+
+def start_runtime(device_name: str) -> Runtime:
+    """Join torchrun's process group, or start a one-process group (DMP needs one)."""
+    device = resolve_device(device_name)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    owns = not dist.is_initialized()
+    if owns and "WORLD_SIZE" in os.environ:
+        dist.init_process_group(backend)
+    elif owns:
+        store = dist.FileStore(tempfile.mktemp(prefix="twhin-store-"), 1)
+        dist.init_process_group(backend, store=store, rank=0, world_size=1)
+    rank = dist.get_rank()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return Runtime(rank, dist.get_world_size(), device, owns)
+
+
+# ---------------------------------------------------------------- model and state
+
+
+def build_model(cfg: TwhinConfig, runtime: Runtime) -> DistributedModelParallel:
+    """The model with fused table optimizers, sharded by DMP (tables allocated only on their shard)."""
+    model = TwhinModel(cfg, device="meta")
+    model.translations = torch.nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=runtime.device))
+    for table in cfg.tables:
+        apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer], model.ebc.embedding_bags[table.name].parameters(),
+                                    {"lr": table.learning_rate})
+    return DistributedModelParallel(model, device=runtime.device)
+
+
+def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded initial tables (the same on any number of processes)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {f"ebc.embedding_bags.{t.name}.weight": torch.randn(t.num_embeddings, t.embedding_dim, generator=gen) * INIT_STD
+             for t in cfg.tables}
+    state["translations"] = torch.zeros(len(cfg.relations), cfg.dim)
+    return state
+
+
+def _stateful_tensors(dmp: DistributedModelParallel) -> dict:
+    """Every tensor a checkpoint holds: model state and the fused optimizers' state (sharded or not)."""
+    items = dict(dmp.state_dict())
+    for param, states in dmp.fused_optimizer.state_dict()["state"].items():
+        for name, value in states.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                items[f"fused_optimizer/{param}/{name}"] = value
+    return items
+
+
+def _local_pieces(value) -> list[tuple[list[int], torch.Tensor]]:
+    if hasattr(value, "local_shards"):  # ShardedTensor: this process's row/column blocks
+        return [(list(s.metadata.shard_offsets), s.tensor) for s in value.local_shards()]
+    return [([0] * value.dim(), value)]
+
+
+def gather_full_state(dmp: DistributedModelParallel) -> dict[str, torch.Tensor] | None:
+    """All shards assembled into full CPU tensors on rank 0 (None elsewhere)."""
+    items = _stateful_tensors(dmp)
+    local = {key: [(off, t.detach().cpu().clone()) for off, t in _local_pieces(v)] for key, v in items.items()}
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    if dist.get_rank() != 0:
+        return None
+    full = {}
+    for key, value in items.items():
+        out = torch.zeros(tuple(value.size()), dtype=value.dtype)
+        for pieces in gathered:
+            for offsets, tensor in pieces.get(key, []):
+                out[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape))] = tensor
+        full[key] = out
+    return full
+
+
+def scatter_full_state(dmp: DistributedModelParallel, full: dict[str, torch.Tensor]) -> None:
+    """Copy full tensors into this process's shards (state_dict shards are views of the live tensors)."""
+    for key, value in _stateful_tensors(dmp).items():
+        if key not in full:
+            if key.startswith("fused_optimizer/"):
+                continue  # e.g. resuming SGD state into Adagrad: start the accumulators afresh
+            raise StudyError(f"checkpoint has no {key}")
+        source = full[key]
+        if tuple(source.shape) != tuple(value.size()):
+            raise StudyError(f"checkpoint {key} has shape {tuple(source.shape)}, the model {tuple(value.size())}")
+        with torch.no_grad():
+            for offsets, tensor in _local_pieces(value):
+                tensor.copy_(source[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape))])
+
+
+def translation_parameter(dmp: DistributedModelParallel) -> torch.nn.Parameter:
+    return next(p for name, p in dmp.named_parameters() if name.endswith("translations"))
+
+
+# ---------------------------------------------------------------- batches
+
+
+class BatchSampler:
+    """Edges of global step s: positions s·G .. s·G+G-1 of per-epoch seeded permutations."""
+
+    def __init__(self, edges: Graph, batch_size: int, runtime: Runtime, seed: int):
+        self.edges, self.batch_size, self.runtime, self.seed = edges, batch_size, runtime, seed
+        self.global_batch = batch_size * runtime.world_size
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = np.random.default_rng([self.seed, 0xBA7C, epoch]).permutation(len(self.edges))
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        n = len(self.edges)
+        pos = step * self.global_batch + self.runtime.rank * self.batch_size + np.arange(self.batch_size)
+        epoch, within = pos // n, pos % n
+        out = np.empty(self.batch_size, dtype=np.int64)
+        for e in np.unique(epoch):  # at most two epochs per batch
+            mask = epoch == e
+            out[mask] = self._permutation(int(e))[within[mask]]
+        return out
+
+    def batch(self, step: int):
+        idx = self.indices(step)
+        as_tensor = lambda a: torch.from_numpy(a[idx].astype(np.int64))  # noqa: E731
+        return as_tensor(self.edges.lhs), as_tensor(self.edges.rel), as_tensor(self.edges.rhs)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class TwhinTrainArgs:
+    graph: str
+    out: str
+    config: str | None = None
+    steps: int | None = None
+    resume: bool = False
+    batch_size: int | None = None  # per process (the config's per_replica_batch_size)
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int | None = None
+    split: str = "time"
+    relation: str | None = None  # relation name for a Hugging Face sample-graph file
+    progress: bool = True
+
+
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> dict | None:
+    """Create (or, with --resume, check) the run folder; return the checkpoint to resume from."""
+    out = Path(args.out)
+    ckpt_path = out / CHECKPOINT
+    if args.resume:
+        if not ckpt_path.exists():
+            raise StudyError(f"{out}: --resume needs {CHECKPOINT} here (none found)")
+        saved = json.loads((out / RUN_FILE).read_text())
+        if saved["identity"] != identity:
+            changed = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
+            raise StudyError(f"{out}: --resume with different {', '.join(changed)} than the run was started with")
+        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if out.exists() and any(out.iterdir()):
+        raise StudyError(f"{out}: is not empty; pass --resume to continue that run or choose another --out")
+    return None
+
+
+def train(args: TwhinTrainArgs) -> dict:
+    cfg = load_twhin_config(args.config)
+    split = SplitSpec(kind=args.split, seed=args.seed)
+    splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
+    batch_size = args.batch_size or cfg.batch_size
+    steps = args.steps if args.steps is not None else cfg.num_train_steps
+    every = args.checkpoint_every or cfg.checkpoint_every_n
+    if batch_size < 1 or steps < 0 or every < 1:
+        raise StudyError("--batch-size and --checkpoint-every must be >= 1, --steps >= 0")
+    identity = {"graph": str(Path(args.graph).resolve()), "config": _digest(cfg.raw), "split": asdict(split),
+                "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
+    runtime = start_runtime(args.device)
+    try:
+        return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every)
+    finally:
+        if runtime.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dict:
+    out = Path(args.out)
+    checkpoint, verdict = None, [None]
+    if runtime.is_main:
+        try:
+            checkpoint = _prepare_run_dir(args, cfg, identity)
+        except StudyError as exc:
+            verdict = [str(exc)]
+    if runtime.world_size > 1:  # every process learns rank 0's verdict on the run folder
+        dist.broadcast_object_list(verdict, src=0)
+    if verdict[0] is not None:
+        raise StudyError(verdict[0])
+    if runtime.is_main and not args.resume:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cfg.source, out / CONFIG_COPY)
+        run = {"identity": identity, "config_source": cfg.source, "world_size": runtime.world_size,
+               "relations": [asdict(r) for r in cfg.relations], "train_edges": len(edges)}
+        _atomic_write(out / RUN_FILE, lambda p: p.write_text(json.dumps(run, indent=1)))
+
+    dmp = build_model(cfg, runtime)
+    start_step, history = 0, []
+    if args.resume:
+        obj = [checkpoint] if runtime.is_main else [None]
+        if runtime.world_size > 1:
+            dist.broadcast_object_list(obj, src=0)
+        checkpoint = obj[0]
+        scatter_full_state(dmp, checkpoint["state"])
+        start_step, history = checkpoint["step"], checkpoint["history"]
+    else:
+        scatter_full_state(dmp, initial_state(cfg, args.seed))
+    translations = translation_parameter(dmp)
+    trans_opt = torch.optim.SGD([translations], lr=cfg.translation_lr)
+    if checkpoint is not None:
+        trans_opt.load_state_dict(checkpoint["translation_optimizer"])
+
+    sampler = BatchSampler(edges, batch_size, runtime, args.seed)
+    edges_per_step = batch_size * runtime.world_size
+    bar = tqdm(total=steps, initial=min(start_step, steps), unit="step", desc="twhin-train",
+               disable=not (args.progress and runtime.is_main))
+    started, done_here, loss_value = time.perf_counter(), 0, float("nan")
+    for step in range(start_step, steps):
+        lhs, rel, rhs = sampler.batch(step)
+        kjt = edges_to_kjt(lhs, rel, rhs, cfg).to(runtime.device)
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step * runtime.world_size + runtime.rank)
+        loss = dmp(kjt, rel.to(runtime.device), gen)
+        trans_opt.zero_grad()
+        loss.backward()  # also steps the embedding tables (fused optimizer)
+        trans_opt.step()
+        done_here += 1
+        bar.update(1)
+        if (step + 1) % cfg.train_log_every_n == 0 or step + 1 == steps:
+            loss_value = float(loss.detach())
+            rate = done_here * edges_per_step / (time.perf_counter() - started)
+            history.append({"step": step + 1, "loss": loss_value, "edges_per_s": rate})
+            bar.set_postfix(loss=f"{loss_value:.4f}", edges_s=f"{rate:,.0f}")
+        if (step + 1) % every == 0 or step + 1 == steps:
+            _save_checkpoint(out, dmp, trans_opt, step + 1, history, runtime)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    if steps <= start_step and not (out / CHECKPOINT).exists():
+        _save_checkpoint(out, dmp, trans_opt, start_step, history, runtime)
+    return {"step": max(steps, start_step), "loss": loss_value, "history": history,
+            "edges_per_s": done_here * edges_per_step / elapsed if done_here else float("nan")}
+
+
+def _save_checkpoint(out: Path, dmp, trans_opt, step: int, history: list[dict], runtime: Runtime) -> None:
+    state = gather_full_state(dmp)  # every process takes part
+    if runtime.is_main:
+        payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history}
+        _atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))
+        lines = ["step,loss,edges_per_s"] + [f"{h['step']},{h['loss']:.6f},{h['edges_per_s']:.1f}" for h in history]
+        _atomic_write(out / HISTORY, lambda p: p.write_text("\n".join(lines) + "\n"))
+    if runtime.world_size > 1:
+        dist.barrier()
+
+
+# ---------------------------------------------------------------- reading a finished run
+
+
+@dataclass
+class TrainedRun:
+    cfg: TwhinConfig
+    tables: dict[str, np.ndarray]  # table name -> [rows, dim] float32
+    translations: np.ndarray  # [relations, dim]
+    run: dict
+    step: int
+
+
+def load_trained(run_dir: str | Path) -> TrainedRun:
+    """Full tables and translations of a run folder (no process group needed)."""
+    run_dir = Path(run_dir)
+    for name in (CHECKPOINT, RUN_FILE, CONFIG_COPY):
+        if not (run_dir / name).exists():
+            raise StudyError(f"{run_dir}: not a twhin-train run folder (no {name})")
+    cfg = load_twhin_config(run_dir / CONFIG_COPY)
+    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    state = ckpt["state"]
+    tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
+    return TrainedRun(cfg, tables, state["translations"].numpy().astype(np.float32),
+                      json.loads((run_dir / RUN_FILE).read_text()), ckpt["step"])
+
+
+__all__ = ["TrainedRun", "TwhinTrainArgs", "align_graph", "gather_full_state", "load_splits", "load_trained",
+           "scatter_full_state", "start_runtime", "train"]
