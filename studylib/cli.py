@@ -32,7 +32,7 @@ def _generate(args) -> int:
             raise StudyError(f"--downsample {args.downsample}: use TASK or TASK:POS_RATE:NEG_RATE")
         downsample["downsample_task"] = task
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
-                        latent_dim=args.latent_dim, signal=args.signal, rate_scale=args.rate_scale, seed=args.seed)
+                        latent_dim=args.latent_dim, signal=args.signal, rate_scale=args.rate_scale, seed=args.world_seed)
     params = GeneratorParams(scenario=args.scenario, examples=args.examples, seed=args.seed,
                              candidates=args.candidates, compression=args.compression, world=world, **downsample)
     manifest = generate(params, args.out, progress=not args.quiet)
@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random: labels at base rates, nothing to learn; planted: labels from known true "
                         "probabilities; cohorts: planted with cohorts whose engagements are suppressed")
     g.add_argument("--examples", type=int, default=20000, help="number of examples (rounded up to whole requests)")
-    g.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    g.add_argument("--seed", type=int, default=0, help="seed of the examples drawn (same seeds, same bytes)")
+    g.add_argument("--world-seed", type=int, default=0,
+                   help="seed of the planted world (users, authors, tweets, label model); keep it equal for "
+                        "training, evaluation and scoring data so that they describe the same world")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--candidates", type=int, default=50, help="candidates per request (default 50)")
     g.add_argument("--rate-scale", type=float, default=1.0,

@@ -17,9 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -121,7 +120,7 @@ class FeatureModel:
 def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True, workers: int | None = None) -> dict:
     """Write the data set to `out_dir` (resuming an interrupted run); return its manifest.
 
-    workers: processes writing shards in parallel (default: one per core for data sets of
+    workers: threads writing shards in parallel (default: one per core for data sets of
     20,000 examples or more); the bytes written do not depend on it.
     """
     params.validate()
@@ -142,6 +141,7 @@ def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True
 
     done = _load_progress(out, settings)
     world = World(params.world)
+    features = FeatureModel(world)
     bar = tqdm(total=params.n_requests * params.candidates, unit="ex", unit_scale=True,
                desc=f"generate {params.scenario}", disable=not progress)
     entries: dict[int, dict] = {}
@@ -153,17 +153,18 @@ def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True
             bar.update(done[name]["planned_rows"])
         else:
             pending.append(shard)
-    # Shards are independent (each chunk has its own random stream), so they are written in
-    # parallel processes; the bytes do not depend on how many.
+    # Shards are independent (each chunk has its own random stream), so they are written by
+    # parallel threads (numpy and Parquet release the GIL); the bytes do not depend on how many.
     if workers is None:
         workers = (os.cpu_count() or 1) if params.examples >= 20000 else 1
     workers = min(len(pending), workers)
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
-            results = (f.result() for f in as_completed([pool.submit(_write_shard, params, s, str(out)) for s in pending]))
+            pool = stack.enter_context(ThreadPoolExecutor(workers))
+            futures = [pool.submit(_write_shard, params, world, features, s, out) for s in pending]
+            results = (f.result() for f in as_completed(futures))
         else:
-            results = (_write_shard(params, shard, str(out)) for shard in pending)
+            results = (_write_shard(params, world, features, shard, out) for shard in pending)
         for entry in results:  # record each finished shard at once, so a killed run resumes here
             entries[entry["shard"]] = entry
             done[entry["file"]] = entry
@@ -180,22 +181,11 @@ def _shard_name(shard: int) -> str:
     return f"shard-{shard:05d}.parquet"
 
 
-_WORKER_CACHE: dict = {}
-
-
-def _world_and_features(params: WorldParams) -> tuple[World, "FeatureModel"]:
-    if params not in _WORKER_CACHE:
-        world = World(params)
-        _WORKER_CACHE[params] = (world, FeatureModel(world))
-    return _WORKER_CACHE[params]
-
-
-def _write_shard(params: GeneratorParams, shard: int, out: str) -> dict:
+def _write_shard(params: GeneratorParams, world: World, features: "FeatureModel", shard: int, out: Path) -> dict:
     """Write one shard under a temporary name, then rename it: a final name means complete."""
-    world, features = _world_and_features(params.world)
     schema = arrow_schema(with_truth=True)
     name = _shard_name(shard)
-    final, tmp = Path(out) / name, Path(out) / (name + ".tmp")
+    final, tmp = out / name, out / (name + ".tmp")
     chunks = range(shard * params.shard_chunks, min(params.n_chunks, (shard + 1) * params.shard_chunks))
     rows, positives, truth = 0, np.zeros(len(LABELS), dtype=np.int64), np.zeros(len(LABELS))
     with pq.ParquetWriter(tmp, schema, compression=params.compression, write_statistics=False,
