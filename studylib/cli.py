@@ -60,8 +60,10 @@ def _train(args) -> int:
     result = train(TrainArgs(data=args.data, out=args.out, config=args.config, steps=args.steps,
                              eval_data=args.eval_data, batch_size=args.batch_size, device=args.device,
                              resume=args.resume, seed=args.seed, eval_every=args.eval_every,
-                             checkpoint_every=args.checkpoint_every, label_pairing=args.label_pairing,
-                             progress=not args.quiet))
+                             checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                             label_pairing=args.label_pairing, progress=not args.quiet))
+    if not result["is_main"]:  # under torchrun, one process reports
+        return 0
     if result["eval"]:
         _print_eval(result["eval"])
     print(f"{args.out}: trained to step {result['step']}")
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: at the end)")
     t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
+    t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
     t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],
                    help="positional reproduces the original's defect (heads train on neighbours' labels)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -179,12 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=_model_summary)
 
-    try:
-        from studylib.twhin.cli import register
-    except ImportError:  # the TwHIN module is optional for the ranker commands
-        register = None
-    if register is not None:
-        register(sub)
+    from studylib.twhin.cli import register
+
+    register(sub)
     return parser
 
 

@@ -413,7 +413,9 @@ def train(args: TrainArgs) -> dict:
     bar.close()
     if runtime.is_main and nonfinite:
         print(f"note: {nonfinite} non-finite continuous feature values were mapped to 0 by the model")
-    return {"eval": eval_rows, "nonfinite": nonfinite, "step": step}
+    if runtime.world_size > 1:
+        dist.destroy_process_group()
+    return {"eval": eval_rows, "nonfinite": nonfinite, "step": step, "is_main": runtime.is_main}
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, small_params
+from conftest import REPO
 from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
 from studylib.data.generate import generate
 from studylib.errors import StudyError
@@ -20,10 +20,6 @@ from studylib.train import CHECKPOINT, TrainArgs, label_names_for_heads, load_ch
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 FREQUENT = ["favorited", "replied", "video_playback_50"]
-
-
-def world(seed):
-    return small_params(examples=0, seed=seed).world
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +80,7 @@ def test_positional_pairing_reproduces_the_original_defect():
 
 def tiny_train(data, out, steps, resume=False, **kw):
     return train(TrainArgs(data=str(data), out=str(out), config=STUDY, steps=steps, batch_size=32,
-                           checkpoint_every=3, resume=resume, progress=False, **kw))
+                           checkpoint_every=3, log_every=1, resume=resume, progress=False, **kw))
 
 
 def test_resume_reaches_the_same_model_as_an_uninterrupted_run(small_data, tmp_path):
@@ -129,7 +125,7 @@ def test_torchrun_with_two_processes_matches_one_process(small_data, tmp_path):
     result = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "studylib.cli", "train", "--data", str(small_data),
          "--out", str(tmp_path / "two"), "--config", STUDY, "--steps", "2", "--batch-size", "32",
-         "--checkpoint-every", "3", "--quiet"],
+         "--checkpoint-every", "3", "--log-every", "1", "--quiet"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "two" / "run.json").read_text())

@@ -1,0 +1,100 @@
+"""The `twhin-*` subcommands; `register(subparsers)` adds them to the `studylib` command."""
+
+from __future__ import annotations
+
+
+def _generate(args) -> int:
+    from studylib.data.world import WorldParams
+    from studylib.twhin.graph import GraphParams, generate_graph
+
+    world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
+                        latent_dim=args.latent_dim, signal=args.signal, seed=args.seed)
+    params = GraphParams(edges=args.edges, seed=args.seed, time_chunks=args.time_chunks, world=world)
+    manifest = generate_graph(params, args.out, progress=not args.quiet)
+    counts = ", ".join(f"{r['name']} {r['edges']:,}" for r in manifest["relations"])
+    print(f"{args.out}: {manifest['rows']:,} edges ({counts}), seed {args.seed}")
+    return 0
+
+
+def _train(args) -> int:
+    from studylib.twhin.train import TwhinTrainArgs, train
+
+    result = train(TwhinTrainArgs(graph=args.graph, out=args.out, config=args.config, steps=args.steps,
+                                  resume=args.resume, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                                  checkpoint_every=args.checkpoint_every, split=args.split, relation=args.relation,
+                                  progress=not args.quiet))
+    print(f"{args.out}: trained to step {result['step']}, loss {result['loss']:.5f}, "
+          f"{result['edges_per_s']:,.0f} edges/s")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from studylib.twhin.evaluate import RESULTS, evaluate_run, format_table
+
+    rows = evaluate_run(args.run, args.graph, split=args.split, max_edges=args.max_edges,
+                        sampled_negatives=args.negatives, seed=args.seed)
+    print(format_table(rows))
+    print(f"{args.run}/{RESULTS}: {len(rows)} rows")
+    return 0
+
+
+def _export(args) -> int:
+    from studylib.twhin.export import export_embeddings
+
+    info = export_embeddings(args.run, args.out, dim=args.dim)
+    rows = ", ".join(f"{name} {n:,}" for name, n in info["rows"].items())
+    print(f"{args.out}: {rows} rows of width {info['width']} (trained dim {info['trained_dim']}; {info['projection']})")
+    return 0
+
+
+def register(subparsers) -> None:
+    g = subparsers.add_parser("twhin-generate", help="write a planted TwHIN graph (Parquet edges + manifest)",
+                              description="Draw a heterogeneous graph (fav, reply, retweet, magic_recs, follow) "
+                                          "from the same planted world as the ranker data.")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--seed", type=int, default=0, help="world and edge seed (same seed, same bytes)")
+    g.add_argument("--edges", type=int, default=200_000)
+    g.add_argument("--time-chunks", type=int, default=10, help="distinct time_chunk values (default 10)")
+    g.add_argument("--users", type=int, default=2000)
+    g.add_argument("--authors", type=int, default=400)
+    g.add_argument("--tweets", type=int, default=20000)
+    g.add_argument("--latent-dim", type=int, default=16)
+    g.add_argument("--signal", type=float, default=1.5)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate)
+
+    t = subparsers.add_parser("twhin-train", help="train TwHIN embeddings (torchrec, DMP)",
+                              description="Train TwHIN embeddings; run under torchrun to shard the tables.")
+    t.add_argument("--graph", required=True, help="graph folder (twhin-generate) or a TwitterFollowGraph / "
+                                                  "TwitterFaveGraph file (.csv, .zip, .parquet)")
+    t.add_argument("--config", help="TwHIN config YAML (default: the shipped twhin_study.yaml)")
+    t.add_argument("--steps", type=int, help="default: the config's training.num_train_steps")
+    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, history.csv, run.json)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--batch-size", type=int, help="edges per process (default: per_replica_batch_size)")
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
+    t.add_argument("--split", default="time", choices=["time", "random"],
+                   help="time: the latest time_chunks are held out (default); random: a seeded 80/10/10 split")
+    t.add_argument("--relation", help="relation name for a Hugging Face sample-graph file (default follow / fav)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+    e = subparsers.add_parser("twhin-evaluate", help="link prediction on held-out edges",
+                              description="MRR, Hits@k and Recall@k per relation for the trained, random and "
+                                          "(planted graphs) oracle embeddings.")
+    e.add_argument("--run", required=True, help="run folder made by twhin-train")
+    e.add_argument("--graph", help="graph (default: the one the run trained on)")
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.add_argument("--max-edges", type=int, default=2000, help="held-out edges per relation (default 2000)")
+    e.add_argument("--negatives", type=int, default=1000, help="sampled negatives per relation (default 1000)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_evaluate)
+
+    x = subparsers.add_parser("twhin-export", help="export embeddings for the Heavy Ranker",
+                              description="Write user_embedding, user_eng_embedding and author_embedding to Parquet.")
+    x.add_argument("--run", required=True, help="run folder made by twhin-train")
+    x.add_argument("--out", required=True, help="output .parquet file")
+    x.add_argument("--dim", type=int, default=200, help="width (default 200, the ranker's)")
+    x.set_defaults(func=_export)

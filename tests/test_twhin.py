@@ -1,0 +1,327 @@
+"""TwHIN: graph formats, model maths, training, evaluation, export, torchrun with 2 processes."""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from studylib.config import shipped_config_path
+from studylib.data.world import World, WorldParams
+from studylib.errors import StudyError
+from studylib.twhin.cli import register
+from studylib.twhin.evaluate import evaluate_run
+from studylib.twhin.export import load_ranker_embeddings, orthonormal_map
+from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
+                                  planted_log_intensity, split_graph)
+from studylib.twhin.model import (TwhinModel, edge_scores, edges_to_kjt, in_batch_negative_scores,
+                                  load_twhin_config, twhin_loss)
+from studylib.twhin.train import TwhinTrainArgs, load_trained, train
+
+SMALL_WORLD = WorldParams(n_users=300, n_authors=60, n_tweets=1500)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Two cores shared with other work: one intra-op thread avoids OpenMP spin contention.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("graph") / "planted"
+    generate_graph(GraphParams(edges=40_000, chunk_edges=10_000, world=SMALL_WORLD), out, progress=False)
+    return out
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _train(graph, out, steps, **kw):
+    return train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=steps, device="cpu", progress=False, **kw))
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_published_config_loads_unchanged():
+    cfg = load_twhin_config(shipped_config_path("twhin_local.yaml"))
+    assert [(t.name, t.num_embeddings, t.embedding_dim, t.optimizer, t.learning_rate) for t in cfg.tables] == [
+        ("user", 424_241, 4, "sgd", 0.01), ("tweet", 72_543, 4, "sgd", 0.005)]
+    assert [r.name for r in cfg.relations] == ["fav", "reply", "retweet", "magic_recs"]
+    assert all((r.lhs, r.rhs) == ("user", "tweet") for r in cfg.relations)
+    assert (cfg.batch_size, cfg.in_batch_negatives, cfg.translation_lr) == (500, 10, 0.05)
+
+
+def test_config_typo_is_refused(tmp_path):
+    text = shipped_config_path("twhin_local.yaml").read_text().replace("in_batch_negatives", "in_batch_negativs", 1)
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(StudyError, match="bad.yaml: unknown key train_data.in_batch_negativs"):
+        load_twhin_config(tmp_path / "bad.yaml")
+
+
+# ---------------------------------------------------------------- graph generation and formats
+
+
+def test_generator_is_deterministic_and_described(tmp_path, planted):
+    again = tmp_path / "again"
+    manifest = generate_graph(GraphParams(edges=40_000, chunk_edges=10_000, world=SMALL_WORLD), again, progress=False)
+    assert (again / "edges.parquet").read_bytes() == (planted / "edges.parquet").read_bytes()
+    assert manifest["tables"] == {"user": 300, "tweet": 1500, "author": 60}
+    assert [r["name"] for r in manifest["relations"]] == ["fav", "reply", "retweet", "magic_recs", "follow"]
+    assert sum(r["edges"] for r in manifest["relations"]) == manifest["rows"] == 40_000
+    assert not list(again.glob("*.tmp"))
+    other = generate_graph(GraphParams(edges=40_000, chunk_edges=10_000, seed=1, world=SMALL_WORLD), tmp_path / "o",
+                           progress=False)
+    assert other["files"][0]["sha256"] != manifest["files"][0]["sha256"]
+
+
+def test_planted_edges_follow_the_world(planted):
+    graph = load_graph(planted)
+    world = World(graph.world)
+    degrees = np.bincount(graph.lhs[graph.rel == 0])
+    assert degrees.max() > 8 * np.median(degrees)  # heavy-tailed
+    lhs, rhs = np.arange(40), np.arange(40) * 13
+    for rel, label in ENGAGEMENT_LABEL.items():  # the oracle is the world's true probability
+        prob = world.true_probabilities(lhs, rhs)[label]
+        got = planted_log_intensity(world, rel, lhs, rhs, pairwise=True) - np.log(world.tweet_popularity[rhs])
+        np.testing.assert_allclose(got, np.log(prob), rtol=1e-5, atol=1e-5)
+        matrix = planted_log_intensity(world, rel, lhs[:5], rhs[:7])
+        np.testing.assert_allclose(matrix[2, 3], planted_log_intensity(world, rel, lhs[2:3], rhs[3:4], pairwise=True)[0])
+
+
+def _hf_table(kind, n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    right = "author_index" if kind == "follow" else "tweet_index"
+    return pa.table({"user_index": rng.integers(0, 50, n), right: rng.integers(0, 80, n),
+                     "time_chunk": rng.integers(0, 5, n)})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "zip", "parquet"])
+@pytest.mark.parametrize("kind", ["follow", "fav"])
+def test_hugging_face_schemas(tmp_path, fmt, kind):
+    table = _hf_table(kind)
+    csv_path = tmp_path / "edges.csv"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, csv_path)
+    path = {"csv": csv_path, "zip": tmp_path / "edges.zip", "parquet": tmp_path / "edges.parquet"}[fmt]
+    if fmt == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.write(csv_path, "edges.csv")
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    graph = load_graph(path)
+    right = "author_index" if kind == "follow" else "tweet_index"
+    assert graph.relations[0].name == kind and graph.relations[0].rhs == ("author" if kind == "follow" else "tweet")
+    np.testing.assert_array_equal(graph.lhs, table.column("user_index").to_numpy())
+    np.testing.assert_array_equal(graph.rhs, table.column(right).to_numpy())
+    assert (graph.rel == 0).all() and graph.tables["user"] == table.column("user_index").to_numpy().max() + 1
+    assert load_graph(path, relation_name="magic_recs").relations[0].name == ("magic_recs")
+
+
+def test_splits_by_time_and_at_random(planted):
+    graph = load_graph(planted)
+    by_time = split_graph(graph)
+    assert by_time["train"].time_chunk.max() < by_time["valid"].time_chunk.min() <= by_time["test"].time_chunk.min()
+    assert sum(len(s) for s in by_time.values()) == len(graph)
+    random = split_graph(graph, SplitSpec(kind="random", seed=3))
+    assert 0.07 < len(random["test"]) / len(graph) < 0.13
+    assert len(np.unique(random["test"].time_chunk)) > 1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _write_edges(path, **columns):
+    pq.write_table(pa.table(columns), path)
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = tmp_path / "follow.parquet"
+    _write_edges(path, user_index=np.arange(5), author_index=np.arange(5))
+    with pytest.raises(StudyError, match=r"follow.parquet: missing column time_chunk"):
+        load_graph(path)
+    _write_edges(path, user_index=np.arange(5), time_chunk=np.arange(5))
+    with pytest.raises(StudyError, match=r"follow.parquet: missing column author_index or tweet_index"):
+        load_graph(path)
+
+
+def _corrupt_planted(planted, tmp_path, column, value):
+    bad = tmp_path / "bad"
+    bad.mkdir(parents=True)
+    (bad / "manifest.json").write_text((planted / "manifest.json").read_text())
+    table = pq.read_table(planted / "edges.parquet")
+    values = table.column(column).to_numpy().copy()
+    values[7] = value
+    pq.write_table(table.set_column(table.column_names.index(column), column, pa.array(values)), bad / "edges.parquet")
+    return bad
+
+
+def test_out_of_range_and_unknown_relation(planted, tmp_path):
+    with pytest.raises(StudyError, match=r"edges.parquet: column rhs has id 99999 out of range for table"):
+        load_graph(_corrupt_planted(planted, tmp_path / "a", "rhs", 99999))
+    with pytest.raises(StudyError, match=r"edges.parquet: column rel has unknown relation id 9"):
+        load_graph(_corrupt_planted(planted, tmp_path / "b", "rel", 9))
+    path = tmp_path / "fave.csv"
+    path.write_text("user_index,tweet_index,time_chunk\n0,1,0\n-3,2,0\n")
+    with pytest.raises(StudyError, match=r"fave.csv: column user_index has negative id -3"):
+        load_graph(path)
+
+
+def test_empty_split_and_nothing_half_written(tmp_path):
+    path = tmp_path / "fave.parquet"
+    _write_edges(path, user_index=np.arange(20), tweet_index=np.arange(20), time_chunk=np.zeros(20, dtype=np.int64))
+    with pytest.raises(StudyError, match=r"fave.parquet: the valid split is empty \(column time_chunk"):
+        split_graph(load_graph(path))
+    out = tmp_path / "run"
+    with pytest.raises(StudyError, match="time_chunk"):
+        _train(path, out, steps=1)
+    assert not out.exists()
+    big = tmp_path / "big.parquet"
+    _write_edges(big, user_index=np.arange(20), tweet_index=np.arange(20) * 5000, time_chunk=np.arange(20))
+    with pytest.raises(StudyError, match=r"table tweet has 95,001 entities but twhin_study.yaml "
+                                         r"model.embeddings.tables.tweet.num_embeddings is 20000"):
+        _train(big, out, steps=1)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- the model's maths
+
+
+def test_score_matches_hand_computation():
+    lhs = torch.tensor([[1.0, 2.0]])
+    rhs = torch.tensor([[3.0, -1.0]])
+    t = torch.tensor([[0.5, 0.5]])
+    # <(1,2), (3.5, -0.5)> = 3.5 - 1 = 2.5
+    assert edge_scores(lhs, rhs, t).item() == pytest.approx(2.5)
+
+
+def test_negatives_are_labelled_zero_with_published_weight():
+    gen = torch.Generator().manual_seed(0)
+    lhs, rhs = torch.randn(12, 4), torch.randn(12, 4)
+    rel = torch.tensor([0] * 8 + [1] * 4)
+    negatives = in_batch_negative_scores(lhs, rhs, rel, torch.zeros(2, 4), 3, gen)
+    assert negatives.numel() == 2 * 12 * 3  # 2·B·S
+    loss, logits, labels, weights = twhin_loss(edge_scores(lhs, rhs, 0), negatives, 3)
+    assert labels[:12].eq(1).all() and labels[12:].eq(0).all()
+    assert weights[:12].eq(1).all() and torch.allclose(weights[12:], torch.full((72,), 12 / (2 * 12 * 3)))
+    assert weights[12:].sum().item() == pytest.approx(12.0)  # negatives weigh as much as positives
+    manual = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, weight=weights)
+    assert loss.item() == pytest.approx(manual.item())
+    # Each negative is a real cross pair of the same relation: the lhs-side ones equal lhs_i · rhs_j.
+    all_pairs = (lhs[:8] @ rhs[:8].T).reshape(-1)
+    assert (negatives[:24, None] - all_pairs[None]).abs().min(1).values.max() < 1e-5
+
+
+def test_translations_receive_gradients_and_change():
+    cfg = load_twhin_config()
+    model = TwhinModel(cfg)
+    lhs, rhs = torch.randint(0, 100, (64,)), torch.randint(0, 100, (64,))
+    rel = torch.randint(0, len(cfg.relations), (64,))
+    kjt = edges_to_kjt(lhs, rel, rhs, cfg)
+    opt = torch.optim.SGD([model.translations], lr=0.5)
+    before = model.translations.detach().clone()
+    model(kjt, rel, torch.Generator().manual_seed(0)).backward()
+    assert model.translations.grad is not None and model.translations.grad.abs().sum() > 0
+    opt.step()
+    assert not torch.equal(before, model.translations.detach())
+
+
+# ---------------------------------------------------------------- training, evaluation, export
+
+
+@pytest.fixture(scope="module")
+def trained_run(planted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    _train(planted, out, steps=150, batch_size=1024)
+    return out
+
+
+def test_training_beats_random_below_oracle(trained_run, planted):
+    rows = evaluate_run(trained_run, max_edges=300, sampled_negatives=500)
+    table = {(r["relation"], r["scorer"], r["candidates"].split("_")[0]): r for r in rows}
+    # Popularity dominates fav/reply/retweet in the planted world and in-batch negatives share
+    # the positives' popularity, so the affinity-driven relations carry the clear test.
+    for rel in ("follow", "magic_recs"):
+        trained, rand = table[(rel, "trained", "all")], table[(rel, "random", "all")]
+        assert trained["mrr"] > 2 * rand["mrr"], (rel, trained["mrr"], rand["mrr"])
+        assert table[(rel, "oracle", "all")]["mrr"] > trained["mrr"]
+    with open(trained_run / "evaluation.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows) == 5 * 3 * 2
+    history = (trained_run / "history.csv").read_text().splitlines()
+    first, last = float(history[1].split(",")[1]), float(history[-1].split(",")[1])
+    assert last < first
+
+
+def test_resume_continues_exactly(planted, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _train(planted, straight, steps=6, batch_size=256, checkpoint_every=3)
+    _train(planted, split, steps=3, batch_size=256)
+    with pytest.raises(StudyError, match="is not empty; pass --resume"):
+        _train(planted, split, steps=6, batch_size=256)
+    _train(planted, split, steps=6, batch_size=256, resume=True)
+    a, b = load_trained(straight), load_trained(split)
+    assert a.step == b.step == 6
+    for name in a.tables:
+        np.testing.assert_allclose(a.tables[name], b.tables[name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.translations, b.translations, rtol=1e-5, atol=1e-6)
+    assert np.abs(a.translations).sum() > 0  # the translations learned
+
+
+def test_export_for_the_ranker(trained_run, tmp_path):
+    out = tmp_path / "emb.parquet"
+    assert _cli(["twhin-export", "--run", str(trained_run), "--out", str(out)]) == 0
+    tables = load_ranker_embeddings(out)
+    run = load_trained(trained_run)
+    assert set(tables) == {"user_embedding", "user_eng_embedding", "author_embedding"}
+    assert tables["user_embedding"].shape == (2000, 200) and tables["author_embedding"].shape == (400, 200)
+    assert tables["user_eng_embedding"].shape == (2000, 200) and tables["user_embedding"].dtype == np.float32
+    # user_embedding · author_embedding is the model's follow score.
+    follow = [r.name for r in run.cfg.relations].index("follow")
+    expected = run.tables["user"][:5] @ (run.tables["author"][:3] + run.translations[follow]).T
+    np.testing.assert_allclose(tables["user_embedding"][:5] @ tables["author_embedding"][:3].T, expected,
+                               rtol=1e-4, atol=1e-4)
+    q = orthonormal_map(33, 200)
+    np.testing.assert_allclose(q @ q.T, np.eye(33), atol=1e-10)
+
+
+def test_cli_generate_and_evaluate(tmp_path, trained_run, capsys):
+    assert _cli(["twhin-generate", "--out", str(tmp_path / "g"), "--edges", "3000", "--users", "50", "--tweets",
+                 "200", "--authors", "20", "--quiet"]) == 0
+    assert "3,000 edges" in capsys.readouterr().out
+    assert _cli(["twhin-evaluate", "--run", str(trained_run), "--max-edges", "50", "--negatives", "100"]) == 0
+    assert "oracle" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- two processes
+
+
+def test_torchrun_two_processes_shard_the_tables(planted, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "dist"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
+                           str(REPO / "tests" / "twhin_dist_check.py"), str(planted), str(out), "4"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WORLD_SIZE=2 STEP=4" in proc.stdout
+    run = load_trained(out)
+    assert run.run["world_size"] == 2
+    assert run.tables["tweet"].shape == (20000, 32) and np.abs(run.tables["tweet"]).sum() > 0
