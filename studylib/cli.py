@@ -1,4 +1,4 @@
-"""`studylib` command line: generate data, train, score, summarize the model.
+"""Command line of the Heavy Ranker and TwHIN study: generate data, train, score, summarize.
 
 Bad input ends with one line, `studylib: error: ...`, and exit status 2.
 """
@@ -34,7 +34,8 @@ def _generate(args) -> int:
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
                         latent_dim=args.latent_dim, signal=args.signal, rate_scale=args.rate_scale, seed=args.world_seed)
     params = GeneratorParams(scenario=args.scenario, examples=args.examples, seed=args.seed,
-                             candidates=args.candidates, compression=args.compression, world=world, **downsample)
+                             candidates=args.candidates, compression=args.compression, world=world,
+                             embeddings=args.embeddings, **downsample)
     manifest = generate(params, args.out, progress=not args.quiet)
     print(f"{args.out}: {manifest['rows']:,} examples in {len(manifest['shards'])} shard(s), "
           f"{manifest['requests']:,} requests, scenario {manifest['scenario']}, seed {manifest['seed']}")
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--downsample", metavar="TASK[:POS:NEG]",
                    help="downsample by one label as the original's evaluation sets do; rates default to the "
                         "published ones (e.g. favorited, or favorited:1:0.05)")
+    g.add_argument("--embeddings", metavar="FILE.parquet",
+                   help="use trained TwHIN embeddings (from `studylib twhin-export`) as the user, user-engagement "
+                        "and author embedding features instead of the planted world's")
     g.add_argument("--compression", default="none", choices=["none", "zstd", "lz4", "snappy"])
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)

@@ -260,3 +260,35 @@ def test_nonfinite_embeddings_are_refused(small_data, tmp_path):
 def test_parallel_writers_give_the_same_bytes(tmp_path, small_data):
     generate(small_params(), tmp_path / "parallel", progress=False, workers=2)
     assert shard_bytes(tmp_path / "parallel") == shard_bytes(small_data)
+
+
+def write_embeddings(path, n_users, n_authors, width=200):
+    """A file in `studylib twhin-export`'s format: columns table, id, embedding."""
+    rng = np.random.default_rng(0)
+    parts = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
+    tables = {name: rng.standard_normal((rows, width)).astype(np.float32) for name, rows in parts.items()}
+    names = np.concatenate([np.full(rows, name, dtype=object) for name, rows in parts.items()])
+    ids = np.concatenate([np.arange(rows) for rows in parts.values()])
+    flat = np.concatenate(list(tables.values()))
+    pq.write_table(pa.table({"table": pa.array(names, type=pa.string()), "id": ids,
+                             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), width)}), path)
+    return tables
+
+
+def test_trained_twhin_embeddings_become_the_embedding_features(tmp_path):
+    tables = write_embeddings(tmp_path / "emb.parquet", n_users=300, n_authors=60)
+    manifest = generate(small_params(embeddings=str(tmp_path / "emb.parquet")), tmp_path / "d", progress=False)
+    assert manifest["embeddings"]["sha256"]
+    data = load_table(tmp_path / "d").to_pandas()
+    user = data["meta.user_id"].to_numpy()
+    author = data["meta.author_id"].to_numpy()
+    stored_user = np.stack(data[RENAMED_FEATURES["user_embedding"]].to_numpy())
+    stored_author = np.stack(data[RENAMED_FEATURES["author_embedding"]].to_numpy())
+    assert np.array_equal(stored_user, tables["user_embedding"][user])
+    assert np.array_equal(stored_author, tables["author_embedding"][author])
+
+
+def test_embeddings_for_another_world_are_refused(tmp_path):
+    write_embeddings(tmp_path / "emb.parquet", n_users=100, n_authors=60)
+    with pytest.raises(StudyError, match=r"emb.parquet: user_embedding has shape \(100, 200\), this world needs \(300, 200\)"):
+        generate(small_params(embeddings=str(tmp_path / "emb.parquet")), tmp_path / "d", progress=False)

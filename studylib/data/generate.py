@@ -57,6 +57,7 @@ class GeneratorParams:
     pos_downsampling_rate: float = 1.0
     neg_downsampling_rate: float = 1.0
     compression: str = "none"
+    embeddings: str | None = None  # Parquet from `studylib twhin-export`: trained TwHIN tables as features
     world: WorldParams = WorldParams()
 
     def validate(self) -> None:
@@ -91,9 +92,13 @@ class GeneratorParams:
 
 
 class FeatureModel:
-    """How the observed features arise from the latents (fixed per world seed)."""
+    """How the observed features arise from the latents (fixed per world seed).
 
-    def __init__(self, world: World):
+    embeddings: optional trained TwHIN tables (group -> [entities, 200]) that replace the
+    planted world's noisy projections as the three embedding features.
+    """
+
+    def __init__(self, world: World, embeddings: dict[str, np.ndarray] | None = None):
         k = world.params.latent_dim
         rng = np.random.default_rng([world.params.seed, 0xFEA7])
         n_cont, n_bin, emb = GROUP_WIDTHS["continuous"], GROUP_WIDTHS["binary"], GROUP_WIDTHS["user_embedding"]
@@ -115,6 +120,10 @@ class FeatureModel:
         self.user_follow = table(world.user_latent)
         self.user_engagement = table(world.user_latent)
         self.author_follow = table(world.author_latent)
+        if embeddings is not None:
+            self.user_follow = embeddings["user_embedding"]
+            self.user_engagement = embeddings["user_eng_embedding"]
+            self.author_follow = embeddings["author_embedding"]
 
 
 def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True, workers: int | None = None) -> dict:
@@ -141,7 +150,7 @@ def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True
 
     done = _load_progress(out, settings)
     world = World(params.world)
-    features = FeatureModel(world)
+    features = FeatureModel(world, _trained_embeddings(params, world))
     bar = tqdm(total=params.n_requests * params.candidates, unit="ex", unit_scale=True,
                desc=f"generate {params.scenario}", disable=not progress)
     entries: dict[int, dict] = {}
@@ -200,6 +209,23 @@ def _write_shard(params: GeneratorParams, world: World, features: "FeatureModel"
     return {"shard": shard, "file": name, "rows": rows, "sha256": file_sha256(final),
             "planned_rows": sum(_chunk_requests(params, c) for c in chunks) * params.candidates,
             "positives": dict(zip(LABELS, positives.tolist())), "true_prob_sum": dict(zip(LABELS, truth.tolist()))}
+
+
+def _trained_embeddings(params: GeneratorParams, world: World) -> dict[str, np.ndarray] | None:
+    """Load `--embeddings` and check it covers exactly this world's users and authors."""
+    if params.embeddings is None:
+        return None
+    from studylib.twhin.export import load_ranker_embeddings  # only this option needs the TwHIN side
+
+    tables = load_ranker_embeddings(params.embeddings)
+    expected = {"user_embedding": world.params.n_users, "user_eng_embedding": world.params.n_users,
+                "author_embedding": world.params.n_authors}
+    for group, rows in expected.items():
+        shape = tables[group].shape
+        if shape != (rows, GROUP_WIDTHS[group]):
+            raise StudyError(f"{params.embeddings}: {group} has shape {shape}, this world needs ({rows}, "
+                             f"{GROUP_WIDTHS[group]}) (same --users/--authors/--world-seed as the TwHIN graph?)")
+    return {group: np.ascontiguousarray(table, dtype=np.float32) for group, table in tables.items()}
 
 
 def _chunk_requests(params: GeneratorParams, chunk: int) -> int:
@@ -322,6 +348,8 @@ def _manifest(params: GeneratorParams, world: World, shards: list[dict]) -> dict
         "columns": {field.name: str(field.type) for field in arrow_schema(with_truth=True)},
         "feature_columns": stored_names(),
         "downsampling": downsampling,
+        "embeddings": None if params.embeddings is None else {
+            "file": params.embeddings, "sha256": file_sha256(params.embeddings)},
         "planted_rates": {label: sum(s["true_prob_sum"][label] for s in shards) / max(rows, 1) for label in LABELS},
         "realised_rates": {label: positives[label] / max(rows, 1) for label in LABELS},
         "world": world.describe(),
