@@ -224,9 +224,8 @@ def test_column_of_wrong_type(small_data, tmp_path):
 def test_labels_outside_zero_one(small_data, tmp_path):
     folder = copy_of(small_data, tmp_path)
     rewrite_shard(folder, lambda t: replace_column(t, FAV, pa.array(np.full(t.num_rows, 7, dtype=np.int8))))
-    reader = Reader(open_dataset(folder), batch_size=50, shuffle=False, prefetch=2)
     with pytest.raises(StudyError, match=rf"shard-00000.parquet: column {FAV} has values outside"):
-        list(reader.epoch(0))
+        open_dataset(folder)
 
 
 def test_nonfinite_continuous_values_are_counted(small_data, tmp_path):
@@ -253,8 +252,8 @@ def test_nonfinite_embeddings_are_refused(small_data, tmp_path):
         return replace_column(table, column, pa.FixedSizeListArray.from_arrays(pa.array(values), 200))
 
     rewrite_shard(folder, poison)
-    with pytest.raises(StudyError, match=rf"column {column} holds NaN"):
-        list(Reader(open_dataset(folder), batch_size=100, shuffle=False).epoch(0))
+    with pytest.raises(StudyError, match=rf"shard-00000.parquet: column {column} holds NaN"):
+        open_dataset(folder)
 
 
 def test_parallel_writers_give_the_same_bytes(tmp_path, small_data):

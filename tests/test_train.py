@@ -136,3 +136,12 @@ def test_torchrun_with_two_processes_matches_one_process(small_data, tmp_path):
     # Same global batch, same initial weights: the step-1 loss differs only through
     # BatchNorm statistics taken per process (as in the original's plain DDP).
     assert float(two[0]["loss"]) == pytest.approx(float(one[0]["loss"]), rel=0.05)
+
+
+def test_bad_data_writes_no_run_folder(small_data, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(small_data, bad)
+    (bad / "shard-00001.parquet").unlink()
+    with pytest.raises(StudyError, match="shard-00001.parquet: shard listed in manifest.json is missing"):
+        tiny_train(bad, tmp_path / "run", steps=1)
+    assert not (tmp_path / "run").exists()

@@ -108,12 +108,30 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
         except (pa.ArrowException, OSError):
             raise StudyError(f"{path}: not a readable Parquet file") from None
         shard_truth = _check_schema(path, meta.schema_arrow, renamed, widths)
+        _check_values(path, renamed)
         has_truth = shard_truth if has_truth is None else has_truth and shard_truth
         files.append(path)
         row_groups += [(index, g, meta.metadata.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     if not files:
         raise StudyError(f"{manifest_path}: lists no shards")
     return Dataset(root, manifest, files, row_groups, bool(has_truth), widths, renamed)
+
+
+def _check_values(path: Path, renamed: dict[str, str]) -> None:
+    """Labels in {0, 1} and finite embeddings, checked before anything trains or writes.
+
+    (Non-finite continuous values are allowed: the model maps them to 0 and the reader counts them.)
+    """
+    embeddings = [renamed[g] for g in EMBEDDING_GROUPS]
+    table = pq.read_table(path, columns=list(LABELS) + embeddings)
+    for label in LABELS:
+        values = table.column(label).to_numpy()
+        if values.size and (values.min() < 0 or values.max() > 1):
+            raise StudyError(f"{path}: column {label} has values outside {{0, 1}}")
+    for column in embeddings:
+        flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        if not np.isfinite(flat).all():
+            raise StudyError(f"{path}: column {column} holds NaN or Inf values")
 
 
 def _check_schema(path: Path, schema: pa.Schema, renamed: dict[str, str], widths: dict[str, int]) -> bool:
@@ -195,9 +213,7 @@ class Reader:
     def _read(self, groups) -> dict[str, np.ndarray]:
         tables = []
         for file_index, group, _ in groups:
-            table = self._files[file_index].read_row_group(group)
-            self._validate(table, self.dataset.files[file_index])
-            tables.append(table)
+            tables.append(self._files[file_index].read_row_group(group))
         table = pa.concat_tables(tables)
         renamed = self.dataset.renamed
         columns = {}
@@ -214,17 +230,6 @@ class Reader:
         if self.with_cohort and COHORT_COLUMN in table.column_names:
             columns[COHORT_COLUMN] = np.asarray(table.column(COHORT_COLUMN).to_pylist(), dtype=object)
         return columns
-
-    def _validate(self, table: pa.Table, path: Path) -> None:
-        for label in LABELS:
-            values = table.column(label).to_numpy()
-            if values.size and (values.min() < 0 or values.max() > 1):
-                raise StudyError(f"{path}: column {label} has values outside {{0, 1}}")
-        for group in EMBEDDING_GROUPS:
-            column = self.dataset.renamed[group]
-            flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            if not np.isfinite(flat).all():
-                raise StudyError(f"{path}: column {column} holds NaN or Inf values")
 
     def _batch(self, columns: dict[str, np.ndarray], rows) -> Batch:
         if self.world_size > 1:  # each process takes its slice of the global batch
