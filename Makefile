@@ -25,11 +25,13 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The whole study: data, training, scoring, analysis notebooks (papermill) and the report.
-# PROFILE=quick (CPU, default) or full (GPU-sized); WEIGHTS=path.yaml re-scores without retraining.
+# PROFILE=quick (CPU, default) or full (GPU-sized); WEIGHTS=path.yaml re-scores without retraining;
+# ARGS="-p steps 600" overrides notebook parameters. The report: _build/html/index.html.
 PROFILE ?= quick
 WEIGHTS ?=
+ARGS ?=
 study: setup
-	$(BIN)/python -m studylib.pipeline --profile $(PROFILE) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(BIN)/python -m studylib.pipeline --profile $(PROFILE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(ARGS)
 
 # JupyterLab on notebooks/ with the project's kernel.
 lab: setup

@@ -19,7 +19,7 @@ WIDTH = 10.0  # inches at 100 dpi: the report's content width
 
 def setup() -> None:
     """The study's plot style (call once per notebook)."""
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.05)
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.1)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
                          "axes.titleweight": "bold", "figure.titleweight": "bold", "svg.fonttype": "none"})
 
@@ -66,9 +66,9 @@ def training_curves(history: pd.DataFrame, heads: list[str], window: int = 5) ->
     fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.6 * rows + 0.6), sharex=True)
     for ax, head in zip(np.ravel(axes), heads):
         y = history[f"loss.{head}"]
-        ax.plot(history["step"], y, color="0.75", lw=1, label="logged")
+        ax.plot(history["step"], y, color="0.7", lw=1, marker=".", label="logged")
         ax.plot(history["step"], y.rolling(window, min_periods=1).mean(), lw=2, label=f"mean of {window}")
-        ax.set_title(short(head), fontsize=10)
+        ax.set_title(panel_name(head), fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("BCE loss (nats)")
     for ax in np.ravel(axes)[len(heads):]:
@@ -82,12 +82,23 @@ def metrics_vs_oracle(evals: pd.DataFrame) -> plt.Figure:
     frame = evals.assign(head=evals["head"].map(short))
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
     for ax, metric, unit in ((axes[0], "auroc", "AUROC (0.5 = chance)"), (axes[1], "rce", "RCE (%, 0 = constant)")):
-        long = frame.melt(id_vars="head", value_vars=[metric, f"oracle_{metric}"], var_name="who", value_name=metric)
+        long = frame.melt(id_vars="head", value_vars=[metric, f"oracle_{metric}"], var_name="who", value_name="value")
         long["who"] = long["who"].map({metric: "model", f"oracle_{metric}": "oracle (true probabilities)"})
-        sns.barplot(long, y="head", x=metric, hue="who", ax=ax, orient="h")
+        floor = -100.0 if metric == "rce" else None
+        clipped = long["value"] < floor if floor is not None else pd.Series(False, index=long.index)
+        if floor is not None:
+            long["value"] = long["value"].clip(lower=floor)
+        sns.barplot(long, y="head", x="value", hue="who", ax=ax, orient="h")
+        if clipped.any():
+            for head in long.loc[clipped, "head"].unique():
+                y = list(dict.fromkeys(long["head"])).index(head)
+                ax.text(floor, y - 0.2, " < −100 (clipped)", va="center", ha="left", fontsize=8, color="white")
+            unit += "; clipped at −100"
         ax.set_xlabel(unit)
         ax.set_ylabel("head")
-        ax.legend(title=None, fontsize=9, loc="lower right")
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.06), frameon=False)
     axes[0].axvline(0.5, color="k", lw=1, ls="--")
     axes[1].axvline(0.0, color="k", lw=1, ls="--")
     return _finish(fig, "Held-out metrics per head: trained model vs oracle")
@@ -107,7 +118,7 @@ def reliability(curves: pd.DataFrame) -> plt.Figure:
         ax.plot(c["bin_mean_prediction"], c["observed_rate"], lw=1)
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
-        ax.set_title(short(head), fontsize=10)
+        ax.set_title(panel_name(head), fontsize=10)
         ax.set_xlabel("mean predicted P")
         ax.set_ylabel("observed rate")
     for ax in np.ravel(axes)[len(heads):]:
@@ -126,7 +137,10 @@ def pairing_effect(evals: pd.DataFrame) -> plt.Figure:
     axes[1].set_xlabel("mean |predicted − true probability|")
     for ax in axes:
         ax.set_ylabel("head")
-        ax.legend(title="label pairing", fontsize=9, loc="lower right")
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, [f"labels paired {x.replace('_', ' ')}" for x in labels], loc="lower center", ncol=2,
+               bbox_to_anchor=(0.5, -0.06), frameon=False)
     return _finish(fig, "Faithfulness: labels paired by name vs by position (the original's defect)")
 
 
@@ -210,8 +224,10 @@ def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: floa
     fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.8))
     y = np.arange(len(frame))
     colors = sns.color_palette()
-    ax.barh(y, frame["low"] - base_value, left=base_value, color=colors[0], label=f"weight × {low:g}")
-    ax.barh(y, frame["high"] - base_value, left=base_value, color=colors[1], alpha=0.8, label=f"weight × {high:g}")
+    ax.barh(y + 0.2, frame["low"] - base_value, left=base_value, height=0.38, color=colors[0],
+            label=f"weight × {low:g}")
+    ax.barh(y - 0.2, frame["high"] - base_value, left=base_value, height=0.38, color=colors[1],
+            label=f"weight × {high:g}")
     ax.axvline(base_value, color="k", lw=1)
     ax.set_yticks(y, frame["head"])
     ax.set_xlabel(metric_label)
@@ -256,21 +272,34 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
 def preset_comparison(table: pd.DataFrame, metrics: dict[str, str]) -> plt.Figure:
     """table (bootstrap_table): weights, metric, mean, ci_low, ci_high. One panel per metric."""
     n = len(metrics)
-    fig, axes = plt.subplots(1, n, figsize=(WIDTH + 3, 3.2 + 0.25 * table["weights"].nunique()), sharey=True)
-    for ax, (metric, label) in zip(np.atleast_1d(axes), metrics.items()):
+    cols = 2
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 1, (1.6 + 0.35 * table["weights"].nunique()) * rows + 0.6),
+                             sharey=True)
+    for ax in np.ravel(axes)[n:]:
+        ax.set_visible(False)
+    for ax, (metric, label) in zip(np.ravel(axes), metrics.items()):
         sub = table[table["metric"] == metric]
         y = np.arange(len(sub))
         ax.errorbar(sub["mean"], y, xerr=[sub["mean"] - sub["ci_low"], sub["ci_high"] - sub["mean"]], fmt="o",
                     capsize=4)
         ax.set_yticks(y, sub["weights"])
         ax.set_xlabel(label)
-        ax.margins(x=0.15)
-    np.atleast_1d(axes)[0].set_ylabel("weight set")
+        ax.margins(x=0.15, y=0.25)
+        ax.set_ylabel("weight set")
     return _finish(fig, "Weight presets side by side (mean per request, 95% bootstrap CI)")
 
 
 def short(label: str) -> str:
     return label.removeprefix("recap.engagement.").removeprefix("is_")
+
+
+def panel_name(label: str) -> str:
+    """The published weight name of a head (fav, reply, good_click, ...): short enough for panel titles."""
+    from studylib.schema import LABEL_PREFIX, WEIGHT_SUFFIX
+
+    full = label if label.startswith(LABEL_PREFIX) else LABEL_PREFIX + "is_" + label
+    return WEIGHT_SUFFIX.get(full, short(label))
 
 
 __all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "reliability", "pairing_effect",

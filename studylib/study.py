@@ -106,7 +106,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
         shutil.rmtree(out)
     train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
                     batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing,
-                    progress=progress))
+                    log_every=max(1, int(steps) // 40), progress=progress))
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, **settings}
 

@@ -102,13 +102,13 @@ class FeatureModel:
         k = world.params.latent_dim
         rng = np.random.default_rng([world.params.seed, 0xFEA7])
         n_cont, n_bin, emb = GROUP_WIDTHS["continuous"], GROUP_WIDTHS["binary"], GROUP_WIDTHS["user_embedding"]
-        # Continuous features are count-like: floor(exp(level + loading·z + noise)). About 40%
+        # Continuous features are count-like: floor(exp(level + loading·z + noise)). About 90%
         # load on the latents (user, author, tweet); the rest is noise, as in real logs.
-        informative = rng.random(n_cont) < 0.4
+        informative = rng.random(n_cont) < 0.9
         loading = rng.standard_normal((3 * k, n_cont)) * (rng.random((3 * k, n_cont)) < 0.15)
         loading *= informative / np.sqrt(np.maximum(1.0, (loading ** 2).sum(0)))
         self.cont_loading = loading.astype(np.float32)
-        self.cont_level = rng.uniform(0.0, 4.0, n_cont).astype(np.float32)
+        self.cont_level = rng.uniform(2.0, 6.0, n_cont).astype(np.float32)
         self.cont_noise = np.float32(0.3)
         self.cont_signed = rng.random(n_cont) < 0.1  # deltas and ratios may be negative
         self.bin_loading = (rng.standard_normal((3 * k, n_bin)) / np.sqrt(3 * k)).astype(np.float32)

@@ -5,9 +5,16 @@ original are fixed here:
 - the translations are a trainable `nn.Parameter` used directly (the original read them
   through `.data`, so they never received a gradient and kept their initial values);
 - in-batch negatives are labelled 0 (the original labelled them 1, i.e. as positives).
-The negative weighting is the published one: each of the 2·B·S negatives of a batch of B
-edges with S negatives per side weighs B / (2·B·S), so negatives and positives weigh the
-same in total. The loss is BCE-with-logits averaged over all B·(1 + 2S) terms, as published.
+
+Negatives, per relation and side, paired with every edge of the relation in the batch:
+S in-batch ones (`in_batch_negatives`, entities of the relation's batch edges) with the
+published weight B / (2·B·S) each, and U uniform ones (`global_negatives`, entities drawn
+uniformly from the table, as PyTorch-BigGraph mixes in) with weight W·B / (2·B·U) each
+(W = `global_negatives_weight`). So positives and in-batch negatives weigh B each in total,
+uniform negatives W·B. In-batch negatives share the positives' popularity, so alone they
+teach popularity-free affinity; the uniform ones put popularity back into the score
+(the optimum logit is log p(x|u) - log(p(x) + W/N) for N table rows). The loss is
+BCE-with-logits averaged over all B·(1 + 2S + 2U) terms (with U = 0: as published).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
+from torchrec import EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
+from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from studylib.config import _Section, load_yaml, shipped_config_path
 from studylib.errors import StudyError
@@ -28,6 +36,7 @@ from studylib.twhin.graph import Relation
 PUBLISHED_CONFIG = "twhin_local.yaml"
 STUDY_CONFIG = "twhin_study.yaml"
 OPTIMIZERS = ("sgd", "adagrad")
+TABLE_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 SIDES = ("lhs", "rhs")
 
 
@@ -48,6 +57,8 @@ class TwhinConfig:
     translation_lr: float
     batch_size: int  # per process, as the original's per_replica_batch_size
     in_batch_negatives: int  # per relation per side
+    uniform_negatives: int  # per relation per side (train_data.global_negatives)
+    uniform_weight: float  # total weight of an edge's uniform negatives (train_data.global_negatives_weight)
     num_train_steps: int
     checkpoint_every_n: int
     train_log_every_n: int
@@ -123,12 +134,14 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
     model.done()
     data = top.section("train_data", required=True)
     data.ignore("data_root", "limit", "offset")
-    if data.get("global_negatives", int, 0) != 0:
-        raise StudyError(f"{source}: train_data.global_negatives is not supported by this study (must be 0)")
+    in_batch = data.get("in_batch_negatives", int, 10)
     cfg = TwhinConfig(
         source=str(path), tables=tuple(tables), relations=tuple(relations), translation_lr=translation_lr,
         batch_size=data.get("per_replica_batch_size", int, 500),
-        in_batch_negatives=data.get("in_batch_negatives", int, 10),
+        in_batch_negatives=in_batch,
+        # Absent: as many uniform as in-batch negatives (the published config says 0 explicitly).
+        uniform_negatives=data.get("global_negatives", int, in_batch),
+        uniform_weight=data.get("global_negatives_weight", float, 1.0),
         num_train_steps=train.get("num_train_steps", int, 1000),
         checkpoint_every_n=train.get("checkpoint_every_n", int, 1000),
         train_log_every_n=train.get("train_log_every_n", int, 10),
@@ -137,8 +150,9 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
     data.done()
     train.done()
     top.done()
-    if cfg.batch_size < 1 or cfg.in_batch_negatives < 0:
-        raise StudyError(f"{source}: train_data.per_replica_batch_size must be >= 1 and in_batch_negatives >= 0")
+    if cfg.batch_size < 1 or min(cfg.in_batch_negatives, cfg.uniform_negatives, cfg.uniform_weight) < 0:
+        raise StudyError(f"{source}: train_data.per_replica_batch_size must be >= 1, in_batch_negatives, "
+                         "global_negatives and global_negatives_weight >= 0")
     return cfg
 
 
@@ -148,8 +162,8 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
 def feature_names(cfg: TwhinConfig) -> dict[str, list[str]]:
     """Table -> its KJT features: one per side the table appears on (`lhs_user`, `rhs_tweet`, ...).
 
-    One bag per edge and feature keeps the batch as B rows; a row's feature is empty when the
-    edge's relation puts another table on that side.
+    One bag per row and feature keeps the batch as rows; a row's feature is empty when its
+    relation puts another table on that side.
     """
     used = {t.name: [] for t in cfg.tables}
     for side in SIDES:
@@ -158,90 +172,131 @@ def feature_names(cfg: TwhinConfig) -> dict[str, list[str]]:
     return used
 
 
-def edges_to_kjt(lhs: torch.Tensor, rel: torch.Tensor, rhs: torch.Tensor, cfg: TwhinConfig) -> KeyedJaggedTensor:
-    """B edges -> a KeyedJaggedTensor with stride B over the `feature_names` keys."""
-    table_id = {t.name: i for i, t in enumerate(cfg.tables)}
-    keys, lengths, values = [], [], []
+def edges_to_kjt(lhs: torch.Tensor, rel: torch.Tensor, rhs: torch.Tensor, cfg: TwhinConfig,
+                 generator: torch.Generator | None = None) -> tuple[KeyedJaggedTensor, list[int]]:
+    """B edges -> (KeyedJaggedTensor over the `feature_names` keys, edges per relation).
+
+    Rows are grouped into one contiguous block per relation (slices, not gathers, later): U =
+    uniform_negatives rows of uniformly drawn lhs and rhs entities of the relation's tables,
+    then the relation's edges in batch order.
+    """
+    counts = torch.bincount(rel, minlength=len(cfg.relations)).tolist()
+    order = torch.argsort(rel, stable=True)
+    sides = {"lhs": lhs[order].split(counts), "rhs": rhs[order].split(counts)}
+    rows = {t.name: t.num_embeddings for t in cfg.tables}
+    uniform = cfg.uniform_negatives
+    blocks = torch.tensor(counts) + uniform
+    keys, values, lengths = [], [], []
     for table, features in feature_names(cfg).items():
         for feature in features:
             side = feature.split("_", 1)[0]
-            side_table = torch.tensor([table_id[getattr(r, side)] for r in cfg.relations], dtype=torch.int64)
-            present = side_table[rel] == table_id[table]
+            mine = [getattr(r, side) == table for r in cfg.relations]
+            for r, ids in enumerate(sides[side]):
+                if mine[r]:
+                    values += [torch.randint(rows[table], (uniform,), generator=generator), ids]
             keys.append(feature)
-            lengths.append(present.to(torch.int32))
-            values.append((lhs if side == "lhs" else rhs)[present])
-    return KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(lengths))
+            lengths.append(torch.tensor(mine, dtype=torch.int32).repeat_interleave(blocks))
+    return KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(lengths),
+                             stride=int(blocks.sum())), counts
 
 
 # ---------------------------------------------------------------- score and loss
 
 
-def edge_scores(lhs: torch.Tensor, rhs: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
-    """<e_lhs, e_rhs + t_rel> per row."""
-    return (lhs * (rhs + translation)).sum(-1)
+def relation_scores(lhs: torch.Tensor, rhs: torch.Tensor, uniform: int, in_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive [n] and negative [2·k, n] scores of one relation's block, k = U + min(S, n).
 
-
-def in_batch_negative_scores(lhs: torch.Tensor, rhs: torch.Tensor, rel: torch.Tensor, translations: torch.Tensor,
-                             negatives: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scores of 2·n_r·S corrupted edges per relation r (S = negatives per side), flattened.
-
-    Within each relation, S rhs and S lhs are sampled from the batch (with replacement) and
-    every edge is paired with them: one matmul per side.
+    `lhs` and `rhs` (translated: e_rhs + t_rel) are the block's rows: U uniform ones, then its
+    n edges. The candidates are the first k rows: the U uniform entities and the first S edges'
+    entities, a sample without replacement of the relation's batch edges, as batches come in
+    random order. Each edge is scored against the k candidate rhs (rows 0..k-1 of the result),
+    then the k candidate lhs (rows k..2k-1), each side one matmul over the whole block; the U
+    columns of the uniform rows are cut from that small result rather than copying the block.
     """
-    scores = []
-    for r in torch.unique(rel).tolist():
-        rows = torch.nonzero(rel == r).squeeze(1)
-        left, right = lhs[rows], rhs[rows] + translations[r]
-        pick_rhs = torch.randint(rows.numel(), (negatives,), generator=generator).to(lhs.device)
-        pick_lhs = torch.randint(rows.numel(), (negatives,), generator=generator).to(lhs.device)
-        scores.append((left @ right[pick_rhs].T).reshape(-1))  # corrupt the rhs
-        scores.append((left[pick_lhs] @ right.T).reshape(-1))  # corrupt the lhs
-    return torch.cat(scores) if scores else lhs.new_zeros(0)
+    k = uniform + min(in_batch, lhs.shape[0] - uniform)
+    positive = (lhs * rhs).sum(1)[uniform:]
+    negative = torch.cat([rhs[:k] @ lhs.T, lhs[:k] @ rhs.T])[:, uniform:]
+    return positive, negative
 
 
-def twhin_loss(positive: torch.Tensor, negative: torch.Tensor, negatives_per_side: int):
-    """BCE-with-logits over positives (label 1, weight 1) and negatives (label 0, weight B/(2·B·S))."""
-    n_pos, n_neg = positive.numel(), negative.numel()
-    logits = torch.cat([positive, negative])
-    labels = torch.cat([torch.ones(n_pos), torch.zeros(n_neg)]).to(logits)
-    neg_weight = n_pos / (2 * n_pos * negatives_per_side) if negatives_per_side else 0.0
-    weights = torch.cat([torch.ones(n_pos), torch.full((n_neg,), neg_weight)]).to(logits)
-    loss = F.binary_cross_entropy_with_logits(logits, labels, weight=weights)
-    return loss, logits, labels, weights
+def negative_weights(in_batch: int, uniform: int, uniform_weight: float) -> torch.Tensor:
+    """Weight of each row of `relation_scores`' negatives: W/(2U) uniform, 1/(2S) in-batch.
+
+    Per edge, the 2S in-batch negatives then weigh 1 together, as published (B/(2·B·S) each;
+    S is smaller when a relation has fewer edges in the batch), and the 2U uniform ones W.
+    """
+    side = [uniform_weight / (2 * max(uniform, 1))] * uniform + [1 / (2 * max(in_batch, 1))] * in_batch
+    return torch.tensor(side + side)
 
 
-class TwhinModel(nn.Module):
-    """One torchrec embedding table per entity type plus one translation vector per relation."""
+def twhin_loss(scores: list[tuple[torch.Tensor, torch.Tensor]], uniform: int, uniform_weight: float) -> torch.Tensor:
+    """BCE-with-logits averaged over all terms of `relation_scores` results: positives (label 1,
+    weight 1) and negatives (label 0, `negative_weights`). BCE against 1 is softplus(-x), against 0
+    softplus(x)."""
+    total, terms = 0.0, 0
+    for positive, negative in scores:
+        weights = negative_weights(negative.shape[0] // 2 - uniform, uniform, uniform_weight).to(negative)
+        total = total + F.softplus(-positive).sum() + (weights @ F.softplus(negative)).sum()
+        terms += positive.numel() + negative.numel()
+    return total / terms
+
+
+# ---------------------------------------------------------------- the model
+
+
+def bag_configs(cfg: TwhinConfig) -> list[EmbeddingBagConfig]:
+    features = feature_names(cfg)
+    return [EmbeddingBagConfig(name=t.name, embedding_dim=t.embedding_dim, num_embeddings=t.num_embeddings,
+                               feature_names=features[t.name], pooling=PoolingType.SUM) for t in cfg.tables]
+
+
+class FusedTables(nn.Module):
+    """The tables for one process: a torchrec `FusedEmbeddingBagCollection` (fbgemm kernels, the
+    table's optimizer fused into backward) per table, as a fused collection has one optimizer
+    and learning rate. Maps a KJT to {feature: pooled [rows, D]}."""
 
     def __init__(self, cfg: TwhinConfig, device: torch.device | str = "cpu"):
         super().__init__()
+        self.collections = nn.ModuleDict({
+            t.name: FusedEmbeddingBagCollection(tables=[bag], optimizer_type=TABLE_OPTIMIZERS[t.optimizer],
+                                                optimizer_kwargs={"lr": t.learning_rate}, device=torch.device(device))
+            for t, bag in zip(cfg.tables, bag_configs(cfg))})
+
+    def forward(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        return {feature: pooled for collection in self.collections.values()
+                for feature, pooled in collection(kjt).to_dict().items()}
+
+
+class TwhinModel(nn.Module):
+    """One embedding table per entity type plus one translation vector per relation.
+
+    `ebc` maps a KJT to pooled features: by default `FusedTables` (one process); training on
+    several processes passes a torchrec `EmbeddingBagCollection` for DMP to shard.
+    """
+
+    def __init__(self, cfg: TwhinConfig, ebc: nn.Module | None = None, device: torch.device | str = "cpu"):
+        super().__init__()
         self.cfg = cfg
-        self.features = feature_names(cfg)
-        self.ebc = EmbeddingBagCollection(
-            tables=[EmbeddingBagConfig(name=t.name, embedding_dim=t.embedding_dim, num_embeddings=t.num_embeddings,
-                                       feature_names=self.features[t.name], pooling=PoolingType.SUM)
-                    for t in cfg.tables],
-            device=torch.device(device),
-        )
+        self.ebc = ebc if ebc is not None else FusedTables(cfg, device)
         # Zero start: every relation begins as the plain dot product and learns its offset.
         self.translations = nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=device))
 
-    def embed(self, kjt: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled lhs and rhs vectors [B, D]: the sum over each side's features (one is non-empty)."""
-        pooled = self.ebc(kjt).to_dict()
-        sides = []
-        for side in SIDES:
-            parts = [pooled[f] for feats in self.features.values() for f in feats if f.startswith(side + "_")]
-            sides.append(parts[0] if len(parts) == 1 else torch.stack(parts).sum(0))
-        return sides[0], sides[1]
+    def forward(self, kjt: KeyedJaggedTensor, counts: list[int]):
+        """Loss of a batch from `edges_to_kjt` (`counts`: its edges per relation)."""
+        pooled = self.ebc(kjt)
+        if not isinstance(pooled, dict):  # EmbeddingBagCollection (or DMP's awaitable): a KeyedTensor
+            pooled = pooled.to_dict()
+        uniform = self.cfg.uniform_negatives
+        blocks = [n + uniform for n in counts]
+        sides = {}
+        for side in SIDES:  # a row is empty in all but one feature of a side, so their sum is that one
+            parts = [values for feature, values in pooled.items() if feature.startswith(side + "_")]
+            sides[side] = (parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)).split(blocks)
+        scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
+                                  self.cfg.in_batch_negatives)
+                  for r, n in enumerate(counts) if n]
+        return twhin_loss(scores, uniform, self.cfg.uniform_weight)
 
-    def forward(self, kjt: KeyedJaggedTensor, rel: torch.Tensor, generator: torch.Generator | None = None):
-        lhs, rhs = self.embed(kjt)
-        positive = edge_scores(lhs, rhs, self.translations[rel])
-        negative = in_batch_negative_scores(lhs, rhs, rel, self.translations, self.cfg.in_batch_negatives, generator)
-        loss, _, _, _ = twhin_loss(positive, negative, self.cfg.in_batch_negatives)
-        return loss
 
-
-__all__ = ["TwhinConfig", "TwhinModel", "edge_scores", "edges_to_kjt", "in_batch_negative_scores",
-           "load_twhin_config", "twhin_loss"]
+__all__ = ["FusedTables", "TwhinConfig", "TwhinModel", "bag_configs", "edges_to_kjt",
+           "load_twhin_config", "negative_weights", "relation_scores", "twhin_loss"]

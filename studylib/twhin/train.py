@@ -1,11 +1,14 @@
-"""Train TwHIN embeddings: torchrec DistributedModelParallel, fused table optimizers, checkpoints.
+"""Train TwHIN embeddings: torchrec fused table optimizers, DistributedModelParallel, checkpoints.
 
 Runs as one process or under `torchrun --standalone --nproc_per_node N` (gloo on CPU, NCCL on
-CUDA); the tables are sharded across the processes by torchrec's planner. Each process trains
-on its slice of a global batch of N·B edges; the translations are data-parallel (DDP).
+CUDA). On N > 1 processes torchrec's planner shards the tables across them (DMP), each process
+trains on its slice of a global batch of N·B edges and the translations are data-parallel
+(DDP). One process needs none of that (DMP's input distribution and DDP would only cost
+time): its tables are torchrec `FusedEmbeddingBagCollection`s and no process group is made.
 
-The embedding tables are updated inside backward (`apply_optimizer_in_backward`: SGD or
-Adagrad per table with the config's learning rate); the translations have their own SGD.
+The embedding tables are updated inside backward (fbgemm's fused SGD or Adagrad per table with
+the config's learning rate; `apply_optimizer_in_backward` under DMP); the translations have
+their own SGD.
 
 Checkpoints hold full (unsharded) tables and optimizer state, gathered on rank 0 and written
 atomically (tmp + os.replace), so a run resumes on any number of processes. Batches are a
@@ -18,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,20 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torchrec import EmbeddingBagCollection
 from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
 from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
-from studylib.twhin.model import TwhinConfig, TwhinModel, edges_to_kjt, load_twhin_config
+from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
 
 CHECKPOINT = "checkpoint.pt"
 RUN_FILE = "run.json"
 CONFIG_COPY = "config.yaml"
 HISTORY = "history.csv"
 INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
-TABLE_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
 # ---------------------------------------------------------------- graph <-> config
@@ -80,7 +82,7 @@ class Runtime:
     rank: int
     world_size: int
     device: torch.device
-    owns_group: bool  # we started the process group, so we end it
+    owns_group: bool  # we started torchrun's process group, so we end it
 
     @property
     def is_main(self) -> bool:
@@ -98,33 +100,32 @@ def resolve_device(name: str) -> torch.device:
 
 
 def start_runtime(device_name: str) -> Runtime:
-    """Join torchrun's process group, or start a one-process group (DMP needs one)."""
+    """Join torchrun's process group (or one already started); a lone process needs none."""
     device = resolve_device(device_name)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    owns = not dist.is_initialized()
-    if owns and "WORLD_SIZE" in os.environ:
-        dist.init_process_group(backend)
-    elif owns:
-        store = dist.FileStore(tempfile.mktemp(prefix="twhin-store-"), 1)
-        dist.init_process_group(backend, store=store, rank=0, world_size=1)
-    rank = dist.get_rank()
+    owns = not dist.is_initialized() and "WORLD_SIZE" in os.environ
+    if owns:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    return Runtime(rank, dist.get_world_size(), device, owns)
+    if not dist.is_initialized():
+        return Runtime(0, 1, device, False)
+    return Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
 
 
 # ---------------------------------------------------------------- model and state
 
 
-def build_model(cfg: TwhinConfig, runtime: Runtime) -> DistributedModelParallel:
-    """The model with fused table optimizers, sharded by DMP (tables allocated only on their shard)."""
-    model = TwhinModel(cfg, device="meta")
-    model.translations = torch.nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=runtime.device))
+def build_model(cfg: TwhinConfig, runtime: Runtime) -> torch.nn.Module:
+    """The model with fused table optimizers; on several processes sharded by DMP (tables
+    allocated only on their shard)."""
+    if runtime.world_size == 1:
+        return TwhinModel(cfg, device=runtime.device)
+    ebc = EmbeddingBagCollection(tables=bag_configs(cfg), device=torch.device("meta"))
     for table in cfg.tables:
-        apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer], model.ebc.embedding_bags[table.name].parameters(),
+        apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer], ebc.embedding_bags[table.name].parameters(),
                                     {"lr": table.learning_rate})
-    return DistributedModelParallel(model, device=runtime.device)
+    return DistributedModelParallel(TwhinModel(cfg, ebc, device=runtime.device), device=runtime.device)
 
 
 def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
@@ -136,10 +137,19 @@ def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def _stateful_tensors(dmp: DistributedModelParallel) -> dict:
-    """Every tensor a checkpoint holds: model state and the fused optimizers' state (sharded or not)."""
-    items = dict(dmp.state_dict())
-    for param, states in dmp.fused_optimizer.state_dict()["state"].items():
+def _stateful_tensors(model: torch.nn.Module) -> dict:
+    """Every tensor a checkpoint holds: tables, translations and the fused optimizers' state
+    (sharded or not), named as under DMP so that a checkpoint moves between process counts."""
+    if not isinstance(model, DistributedModelParallel):
+        items = {"translations": model.translations}
+        for name, collection in model.ebc.collections.items():
+            weight = f"ebc.embedding_bags.{name}.weight"
+            items[weight] = collection.embedding_bags[name].weight
+            states = collection.fused_optimizer().state_dict()["state"].get(f"{name}.weight", {})  # none for SGD
+            items.update({f"fused_optimizer/{weight}/{name}.momentum{i}": v for i, v in enumerate(states.values(), 1)})
+        return items
+    items = dict(model.state_dict())
+    for param, states in model.fused_optimizer.state_dict()["state"].items():
         for name, value in states.items():
             if isinstance(value, torch.Tensor) and value.dim() > 0:
                 items[f"fused_optimizer/{param}/{name}"] = value
@@ -152,14 +162,16 @@ def _local_pieces(value) -> list[tuple[list[int], torch.Tensor]]:
     return [([0] * value.dim(), value)]
 
 
-def gather_full_state(dmp: DistributedModelParallel) -> dict[str, torch.Tensor] | None:
+def gather_full_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """All shards assembled into full CPU tensors on rank 0 (None elsewhere)."""
-    items = _stateful_tensors(dmp)
+    items = _stateful_tensors(model)
     local = {key: [(off, t.detach().cpu().clone()) for off, t in _local_pieces(v)] for key, v in items.items()}
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, local)
-    if dist.get_rank() != 0:
-        return None
+    gathered = [local]
+    if dist.is_initialized():
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, local)
+        if dist.get_rank() != 0:
+            return None
     full = {}
     for key, value in items.items():
         out = torch.zeros(tuple(value.size()), dtype=value.dtype)
@@ -170,9 +182,9 @@ def gather_full_state(dmp: DistributedModelParallel) -> dict[str, torch.Tensor] 
     return full
 
 
-def scatter_full_state(dmp: DistributedModelParallel, full: dict[str, torch.Tensor]) -> None:
+def scatter_full_state(model: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
     """Copy full tensors into this process's shards (state_dict shards are views of the live tensors)."""
-    for key, value in _stateful_tensors(dmp).items():
+    for key, value in _stateful_tensors(model).items():
         if key not in full:
             if key.startswith("fused_optimizer/"):
                 continue  # e.g. resuming SGD state into Adagrad: start the accumulators afresh
@@ -185,8 +197,8 @@ def scatter_full_state(dmp: DistributedModelParallel, full: dict[str, torch.Tens
                 tensor.copy_(source[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape))])
 
 
-def translation_parameter(dmp: DistributedModelParallel) -> torch.nn.Parameter:
-    return next(p for name, p in dmp.named_parameters() if name.endswith("translations"))
+def translation_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
+    return next(p for name, p in model.named_parameters() if name.endswith("translations"))
 
 
 # ---------------------------------------------------------------- batches
@@ -306,18 +318,18 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dic
                "relations": [asdict(r) for r in cfg.relations], "train_edges": len(edges)}
         _atomic_write(out / RUN_FILE, lambda p: p.write_text(json.dumps(run, indent=1)))
 
-    dmp = build_model(cfg, runtime)
+    model = build_model(cfg, runtime)
     start_step, history = 0, []
     if args.resume:
         obj = [checkpoint] if runtime.is_main else [None]
         if runtime.world_size > 1:
             dist.broadcast_object_list(obj, src=0)
         checkpoint = obj[0]
-        scatter_full_state(dmp, checkpoint["state"])
+        scatter_full_state(model, checkpoint["state"])
         start_step, history = checkpoint["step"], checkpoint["history"]
     else:
-        scatter_full_state(dmp, initial_state(cfg, args.seed))
-    translations = translation_parameter(dmp)
+        scatter_full_state(model, initial_state(cfg, args.seed))
+    translations = translation_parameter(model)
     trans_opt = torch.optim.SGD([translations], lr=cfg.translation_lr)
     if checkpoint is not None:
         trans_opt.load_state_dict(checkpoint["translation_optimizer"])
@@ -329,9 +341,9 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dic
     started, done_here, loss_value = time.perf_counter(), 0, float("nan")
     for step in range(start_step, steps):
         lhs, rel, rhs = sampler.batch(step)
-        kjt = edges_to_kjt(lhs, rel, rhs, cfg).to(runtime.device)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step * runtime.world_size + runtime.rank)
-        loss = dmp(kjt, rel.to(runtime.device), gen)
+        kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, gen)
+        loss = model(kjt.to(runtime.device), counts)
         trans_opt.zero_grad()
         loss.backward()  # also steps the embedding tables (fused optimizer)
         trans_opt.step()
@@ -343,17 +355,17 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dic
             history.append({"step": step + 1, "loss": loss_value, "edges_per_s": rate})
             bar.set_postfix(loss=f"{loss_value:.4f}", edges_s=f"{rate:,.0f}")
         if (step + 1) % every == 0 or step + 1 == steps:
-            _save_checkpoint(out, dmp, trans_opt, step + 1, history, runtime)
+            _save_checkpoint(out, model, trans_opt, step + 1, history, runtime)
     bar.close()
     elapsed = time.perf_counter() - started
     if steps <= start_step and not (out / CHECKPOINT).exists():
-        _save_checkpoint(out, dmp, trans_opt, start_step, history, runtime)
+        _save_checkpoint(out, model, trans_opt, start_step, history, runtime)
     return {"step": max(steps, start_step), "loss": loss_value, "history": history,
             "edges_per_s": done_here * edges_per_step / elapsed if done_here else float("nan")}
 
 
-def _save_checkpoint(out: Path, dmp, trans_opt, step: int, history: list[dict], runtime: Runtime) -> None:
-    state = gather_full_state(dmp)  # every process takes part
+def _save_checkpoint(out: Path, model, trans_opt, step: int, history: list[dict], runtime: Runtime) -> None:
+    state = gather_full_state(model)  # every process takes part
     if runtime.is_main:
         payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history}
         _atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))

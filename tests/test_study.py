@@ -1,0 +1,300 @@
+"""The study layer: analysis functions against hand-computed truth, the pipeline's bad-input
+errors, and the whole tiny-profile study (every notebook through papermill, the report built
+and rendered in headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from studylib import analysis
+from studylib.pipeline import REPO, PipelineError, declared_parameters, notebooks
+from studylib.pipeline import run as run_pipeline
+
+NOTEBOOKS = REPO / "notebooks"
+CHAPTERS = [nb.stem for nb in sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))]
+
+
+# ---------------------------------------------------------------- analysis: hand-computed truth
+
+
+def test_kendall_tau_matches_scipy_with_ties_and_padding():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, (5, 9)).astype(float)
+    b = rng.integers(0, 4, (5, 9)).astype(float)
+    mask = np.ones_like(a, dtype=bool)
+    mask[2, 6:] = False  # a shorter request
+    got = analysis.kendall_tau(a, b, mask)
+    for r in range(5):
+        m = mask[r]
+        assert got[r] == pytest.approx(stats.kendalltau(a[r, m], b[r, m]).statistic)
+    # hand-computed: one swap among 3 items -> 1 discordant of 3 pairs -> tau = 1/3
+    assert analysis.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[2.0, 1.0, 3.0]]))[0] == pytest.approx(1 / 3)
+    assert analysis.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
+
+
+def test_requests_group_unequal_sizes():
+    req = np.array([7, 3, 7, 3, 3, 9])
+    g = analysis.Requests.from_ids(req)
+    assert g.ids.tolist() == [3, 7, 9]
+    assert g.mask.sum(axis=1).tolist() == [3, 2, 1]
+    values = g.gather(np.arange(6.0))
+    assert values[0, :3].tolist() == [1.0, 3.0, 4.0]
+    assert np.isnan(values[2, 1])
+
+
+def test_top_k_overlap_and_value_by_hand():
+    mask = np.ones((1, 5), dtype=bool)
+    a = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])  # top 2: items 0, 1
+    b = np.array([[5.0, 1.0, 4.0, 2.0, 3.0]])  # top 2: items 0, 2
+    assert analysis.top_k_overlap(a, b, mask, k=2)[0] == pytest.approx(0.5)
+    assert analysis.top_k_overlap(a, a, mask, k=2)[0] == pytest.approx(1.0)
+    values = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]])
+    assert analysis.top_k_value(b, values, mask, k=2)[0] == pytest.approx(0.4)
+    short = np.array([[True, True, False, False, False]])  # k larger than the request
+    assert analysis.top_k_overlap(a, b, short, k=10)[0] == pytest.approx(1.0)
+
+
+def _scored(prob: np.ndarray, truth: np.ndarray, candidates: int) -> analysis.ScoredSet:
+    heads = tuple(analysis.VALUE_HEADS.values())
+    frame = pd.DataFrame({"request_id": np.repeat(np.arange(prob.shape[0] // candidates), candidates)})
+    for i, h in enumerate(heads):
+        frame[f"prob.{h}"] = prob[:, i]
+        frame[f"true_prob.{h}"] = truth[:, i]
+    return analysis.ScoredSet.from_frame(frame, heads)
+
+
+def test_sweep_identity_factor_keeps_the_feed():
+    rng = np.random.default_rng(1)
+    p = rng.random((200, 4))
+    scored = _scored(p, p, candidates=20)
+    base = np.array([1.0, 2.0, -3.0, -1.0])
+    sweep = analysis.sensitivity_sweep(scored, base, [0.0, 1.0, 2.0], k=5)
+    same = sweep[sweep["factor"] == 1.0]
+    assert np.allclose(same["kendall_tau"], 1.0) and np.allclose(same["top5_overlap"], 1.0)
+    assert np.allclose(same["expected_likes_change_pct"], 0.0)
+    # removing the negative-feedback weight cannot lower the top's expected negative feedback
+    neg = sweep[(sweep["head"] == "negative_feedback_v2") & (sweep["factor"] == 0.0)]
+    assert float(neg["expected_negative_feedback_change_pct"].iloc[0]) >= 0.0
+    table = analysis.tornado_table(sweep, "top5_overlap", 0.0, 2.0)
+    assert list(table.columns) == ["head", "low", "high", "swing"] and len(table) == 4
+
+
+def test_sobol_on_a_known_linear_function():
+    # Y = 1·x1 + 2·x2 + 0·x3, x ~ U[0, 1]: S1 = ST = a_i² / Σ a² = (0.2, 0.8, 0)
+    def func(X):
+        return (X @ np.array([1.0, 2.0, 0.0]))[:, None]
+
+    res = analysis.sobol_analysis(["x1", "x2", "x3"], [(0, 1)] * 3, func, ["y"], n_base=1024, seed=3)
+    s1 = res.set_index("input")["S1"]
+    st = res.set_index("input")["ST"]
+    assert s1["x1"] == pytest.approx(0.2, abs=0.05) and s1["x2"] == pytest.approx(0.8, abs=0.05)
+    assert abs(s1["x3"]) < 0.02 and st["x2"] == pytest.approx(0.8, abs=0.05)
+    with pytest.raises(analysis.StudyError, match="power of two"):
+        analysis.sobol_analysis(["x"], [(0, 1)], func, ["y"], n_base=100)
+
+
+def test_bootstrap_ci_covers_the_mean():
+    values = np.random.default_rng(2).normal(3.0, 1.0, 400)
+    est, lo, hi = analysis.bootstrap_ci(values, n_resamples=500, seed=0)
+    assert est == pytest.approx(values.mean())
+    assert lo < est < hi and lo < 3.0 < hi
+    assert hi - lo == pytest.approx(2 * 1.96 / np.sqrt(400), rel=0.3)
+    assert analysis.bootstrap_ci(np.full(10, 2.0)) == (2.0, 2.0, 2.0)
+
+
+def test_compare_distributions_effect_sizes():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    b = np.array([5.0, 6.0, 7.0, 8.0])
+    res = analysis.compare_distributions(b, a)
+    assert res["prob_superiority"] == 1.0 and res["rank_biserial"] == 1.0 and res["ks_d"] == 1.0
+    # d = (6.5 − 2.5) / sqrt((var + var) / 2), var (ddof 1) = 5/3
+    assert res["cohens_d"] == pytest.approx(4.0 / np.sqrt(5 / 3))
+    assert res["effect"] == "large"
+    assert res["welch_p"] == pytest.approx(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    same = analysis.compare_distributions(a, a)
+    assert same["prob_superiority"] == 0.5 and same["cohens_d"] == 0.0 and same["effect"] == "negligible"
+    assert "no test rejects" in analysis.describe_test(same)
+
+
+def test_contribution_shares_by_hand():
+    prob = np.array([[0.5, 0.1], [0.2, 0.2]])
+    shares = analysis.contribution_shares(prob, np.array([1.0, -3.0]), ("a", "b")).set_index("head")
+    # candidate 1: |0.5| vs |−0.3| -> 0.625 / 0.375; candidate 2: 0.2 vs 0.6 -> 0.25 / 0.75
+    assert shares.loc["a", "mean_share"] == pytest.approx((0.625 + 0.25) / 2)
+    assert shares.loc["b", "mean_share"] == pytest.approx((0.375 + 0.75) / 2)
+    assert shares.loc["b", "mean_contribution"] == pytest.approx(-0.45)
+
+
+def test_auroc_and_reliability_by_hand():
+    assert analysis.auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert np.isnan(analysis.auroc([0.1, 0.2], [0, 0]))
+    frame = pd.DataFrame({"prob.x": np.repeat([0.1, 0.9], 50), "label.x": np.r_[np.zeros(45), np.ones(5), np.ones(50)]})
+    curve = analysis.reliability_curves(frame, ("x",), bins=2)
+    assert curve["observed_rate"].tolist() == pytest.approx([0.1, 1.0])
+
+
+# ---------------------------------------------------------------- notebooks and profiles
+
+
+def test_committed_notebooks_are_clean_and_parameterized():
+    for nb in notebooks(NOTEBOOKS):
+        cells = json.loads(nb.read_text())["cells"]
+        assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name} has outputs"
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), nb.name
+        assert {"profile", "workdir"} <= set(declared_parameters(nb))
+
+
+def test_notebook_defaults_are_the_quick_profile():
+    import papermill as pm
+
+    quick = yaml.safe_load((NOTEBOOKS / "profiles" / "quick.yaml").read_text())
+    for nb in notebooks(NOTEBOOKS):
+        for name, info in pm.inspect_notebook(str(nb)).items():
+            if name in quick:
+                assert yaml.safe_load(info["default"].replace('"', "'")) == quick[name], f"{nb.name}: {name}"
+    for profile in ("tiny", "quick", "full"):
+        assert set(yaml.safe_load((NOTEBOOKS / "profiles" / f"{profile}.yaml").read_text())) == set(quick)
+
+
+def test_every_notebook_is_in_the_book():
+    toc = yaml.safe_load((REPO / "book.yml").read_text())["toc"]
+    listed = [c["file"] for c in toc["chapters"]]
+    for stem in CHAPTERS:
+        assert f"notebooks/{stem}" in listed
+
+
+# ---------------------------------------------------------------- bad input: one line naming notebook and parameter
+
+
+@pytest.mark.parametrize("override, message", [
+    (("stepz", "10"), r"-p stepz: unknown parameter stepz"),
+    (("steps", "ten"), r"02_train.ipynb: parameter steps must be int, got 'ten'"),
+    (("positional_experiment", "3"), r"02_train.ipynb: parameter positional_experiment must be bool"),
+    (("sweep_factors", "0.5"), r"05_sensitivity.ipynb: parameter sweep_factors must be list"),
+    (("workdir", "/"), r"parameter workdir is set by the pipeline"),
+    (("weights", "no_such_preset"), r"03_score.ipynb: parameter weights: .*neither a preset"),
+])
+def test_bad_parameters_stop_before_running(tmp_path, override, message):
+    with pytest.raises(PipelineError, match=message):
+        run_pipeline("tiny", [override], None, tmp_path, quiet=True)
+    assert not (tmp_path / "_build" / "html").exists()
+
+
+def test_bad_weights_file_and_missing_model(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scored_tweets_model_weight_fav: 1.0\nscored_tweets_model_weight_bogus: 2.0\n")
+    with pytest.raises(PipelineError, match=r"03_score.ipynb: parameter weights: .*unknown head weight "
+                                            r"scored_tweets_model_weight_bogus"):
+        run_pipeline("tiny", [], str(bad), tmp_path, quiet=True)
+    with pytest.raises(PipelineError, match=r"03_score.ipynb: --weights needs a trained model"):
+        run_pipeline("tiny", [], "equal_contribution", tmp_path, quiet=True)
+    with pytest.raises(PipelineError, match=r"--profile nope: no .*nope.yaml"):
+        run_pipeline("nope", [], None, tmp_path, quiet=True)
+
+
+def test_failing_notebook_keeps_its_copy_and_builds_no_report(tmp_path):
+    with pytest.raises(PipelineError) as err:
+        run_pipeline("tiny", [("scenario", "bogus")], None, tmp_path, quiet=True)
+    text = str(err.value)
+    assert "01_generate.ipynb: parameter scenario must be random, planted or cohorts" in text
+    assert "\n" not in text
+    copy = tmp_path / "_build" / "executed" / "tiny" / "01_generate.ipynb"
+    assert f"executed copy: {copy}" in text and copy.exists()
+    assert not (tmp_path / "_build" / "html").exists()
+
+
+# ---------------------------------------------------------------- the whole tiny study, rendered
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):  # the test set-up installs Debian's package when missing
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env,
+                       capture_output=True)
+        if not shutil.which("chromium"):
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env,
+                           capture_output=True)
+    if shutil.which("chromium"):
+        return shutil.which("chromium")
+    pytest.fail("headless Chromium is needed: apt-get install -y chromium")
+
+
+def _browser(chromium: str, profile_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile_dir}"]
+    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    work = tmp_path_factory.mktemp("study")
+    index = run_pipeline("tiny", [], None, work, quiet=True)
+    return work, index
+
+
+def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
+    work, index = tiny_study
+    html = work / "_build" / "html"
+    assert index == html / "index.html" and index.exists()
+    figures = sorted(p.stem for p in (work / "figures").glob("*.png"))
+    assert {f[:2] for f in figures} == {"01", "02", "03", "04", "05"}
+    assert all((work / "figures" / f"{f}.svg").exists() for f in figures)
+    chromium = _chromium()
+    pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
+             "reproducibility": html / "report" / "reproducibility.html"}
+    for name, page in pages.items():
+        assert page.exists(), name
+        dom = _browser(chromium, tmp_path / f"profile-{name}", "--virtual-time-budget=3000", "--dump-dom",
+                       page.as_uri()).stdout
+        assert "<h1" in dom, f"{name}: no heading rendered"
+        images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+        if name in CHAPTERS:
+            assert images, f"{name}: no figures"
+            for src in images:
+                target = (page.parent / src.split("#")[0]).resolve()
+                assert target.exists() and target.stat().st_size > 5000, f"{name}: broken image {src}"
+            assert "Traceback" not in dom, f"{name}: a cell failed"
+        if name == "index":
+            assert "Heavy Ranker" in dom and all(f"notebooks/{stem}.html" in dom for stem in CHAPTERS)
+        if name == "reproducibility":
+            assert "sha256" in dom and "Package versions" in dom and "Timings" in dom
+    shot = tmp_path / "chapter5.png"
+    _browser(chromium, tmp_path / "profile-shot", "--window-size=1280,2000", f"--screenshot={shot}",
+             pages["05_sensitivity"].as_uri())
+    assert shot.exists() and shot.stat().st_size > 20000
+
+
+def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
+    work, _ = tiny_study
+    state_file = work / "_build" / "executed" / "tiny" / "state.json"
+    before = json.loads(state_file.read_text())
+    checkpoint = work / "runs" / "tiny" / "by_name" / "checkpoint.pt"
+    mtime = checkpoint.stat().st_mtime
+    weights = tmp_path / "my_weights.yaml"
+    april = yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
+    weights.write_text(yaml.safe_dump({**april, "scored_tweets_model_weight_report": -10.0}))
+    run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
+    after = json.loads(state_file.read_text())
+    assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
+    assert after["02_train.ipynb"] == before["02_train.ipynb"]
+    assert after["05_sensitivity.ipynb"]["finished"] != before["05_sensitivity.ipynb"]["finished"]
+    assert checkpoint.stat().st_mtime == mtime
+    scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
+    assert "score.my_weights" in scores and "score.april_2023" in scores
+    assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
