@@ -33,6 +33,7 @@ from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_
 from studylib.schema import LABELS, short_name
 
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"  # weights only (a third of the checkpoint, which also holds Adam's state)
 RUN_INFO = "run.json"
 CONFIG_COPY = "config.yaml"
 HISTORY = "history.csv"
@@ -175,9 +176,19 @@ def save_checkpoint(path: Path, model: HeavyRanker, optimizer, step: int, epoch:
         "model_config_sha256": config_digest(cfg),
         "heads": list(model.heads),
     }
+    _atomic_save(state, path)
+
+
+def save_model(path: Path, model: HeavyRanker, cfg: RecapConfig, step: int) -> None:
+    """The trained weights alone, for scoring (loads ~3x faster than the full checkpoint)."""
+    _atomic_save({"model": model.state_dict(), "step": step, "model_config_sha256": config_digest(cfg),
+                  "heads": list(model.heads)}, path)
+
+
+def _atomic_save(state: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint under the real name
+    os.replace(tmp, path)  # never a half-written file under the real name
 
 
 def load_checkpoint(path: Path, model: HeavyRanker, cfg: RecapConfig, optimizer=None) -> dict:
@@ -405,6 +416,8 @@ def train(args: TrainArgs) -> dict:
                     _write_csv(out / HISTORY, history, append=True)
                     history = []
                     save_checkpoint(checkpoint_path, model, optimizer, step, epoch, batch_in_epoch, cfg)
+                    if at_end:
+                        save_model(out / MODEL, model, cfg, step)
                 runtime.barrier()
             if at_end:
                 break
@@ -436,7 +449,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[HeavyRanker, Re
     cfg = load_config(run / CONFIG_COPY)
     info = json.loads((run / RUN_INFO).read_text())
     model = HeavyRanker(cfg.model)
-    load_checkpoint(run / CHECKPOINT, model, cfg)
+    load_checkpoint(run / MODEL if (run / MODEL).exists() else run / CHECKPOINT, model, cfg)
     runtime = Runtime(resolve_device(device))
     model.to(runtime.device).eval()
     return model, cfg, info, runtime

@@ -53,7 +53,7 @@ def test_run_folder_holds_history_evaluation_and_provenance(learned):
     with open(run / "history.csv") as handle:
         history = list(csv.DictReader(handle))
     assert int(history[-1]["step"]) == 300 and float(history[-1]["loss"]) < float(history[0]["loss"])
-    assert (run / "eval.csv").exists() and (run / CHECKPOINT).exists()
+    assert (run / "eval.csv").exists() and (run / CHECKPOINT).exists() and (run / "model.pt").exists()
 
 
 def test_scoring_a_trained_run(learned, tmp_path):
