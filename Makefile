@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(DEVICE)
 PINS := requirements/lock.txt requirements/$(DEVICE).txt requirements/torchrec.txt pyproject.toml
 
-.PHONY: setup test study lab clean-data
+.PHONY: setup test browser study lab clean-data
 
 setup: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): $(PINS)
 	@touch $@
 	@echo "set-up done: $(VENV) ($(DEVICE))"
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The report test renders pages in headless Chromium (Debian's package; root installs it).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # The whole study: data, training, scoring, analysis notebooks (papermill) and the report.
 # PROFILE=quick (CPU, default) or full (GPU-sized); WEIGHTS=path.yaml re-scores without retraining;
