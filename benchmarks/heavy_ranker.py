@@ -28,7 +28,8 @@ from studylib.config import load_config
 from studylib.data.generate import GeneratorParams, generate, with_world
 from studylib.data.reader import Reader, open_dataset
 from studylib.models.heavy_ranker import HeavyRanker, forward_flops, linear_shapes
-from studylib.train import build_optimizer, multitask_loss, resolve_device, set_learning_rates
+from studylib.runtime import resolve_device
+from studylib.train import build_optimizer, multitask_loss, set_learning_rates
 
 # Published dense (no sparsity) bf16 tensor-core peaks, FLOP/s, for the MFU line.
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

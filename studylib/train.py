@@ -9,7 +9,6 @@ made it: `config.yaml` (the config used), `run.json` (arguments, data provenance
 from __future__ import annotations
 
 import bisect
-import contextlib
 import csv
 import hashlib
 import json
@@ -30,6 +29,7 @@ from studylib.data.reader import Batch, Reader, open_dataset
 from studylib.errors import StudyError
 from studylib.metrics import head_metrics, to_data_space
 from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
+from studylib.runtime import Runtime, resolve_device, start_runtime
 from studylib.schema import LABELS, short_name
 
 CHECKPOINT = "checkpoint.pt"
@@ -104,57 +104,6 @@ def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch
         logits.float(), labels, pos_weight=pos_weight, reduction="none")
     per_head = per_element.mean(dim=0)
     return per_head.mean(), per_head
-
-
-# ---------------------------------------------------------------- runtime
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-    def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise StudyError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StudyError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    return torch.device(name)
-
-
-def start_runtime(device_name: str) -> Runtime:
-    """One process, or one of many started by torchrun (WORLD_SIZE/RANK/LOCAL_RANK set)."""
-    device = resolve_device(device_name)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if world_size == 1:
-        return Runtime(device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, dist.get_rank(), world_size)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -426,8 +375,7 @@ def train(args: TrainArgs) -> dict:
     bar.close()
     if runtime.is_main and nonfinite:
         print(f"note: {nonfinite} non-finite continuous feature values were mapped to 0 by the model")
-    if runtime.world_size > 1:
-        dist.destroy_process_group()
+    runtime.close()
     return {"eval": eval_rows, "nonfinite": nonfinite, "step": step, "is_main": runtime.is_main}
 
 

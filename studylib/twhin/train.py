@@ -34,6 +34,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
+from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
 
@@ -75,42 +76,6 @@ def load_splits(graph_path: str, cfg: TwhinConfig, split: SplitSpec, relation: s
 
 
 # ---------------------------------------------------------------- processes
-
-
-@dataclass
-class Runtime:
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_group: bool  # we started torchrun's process group, so we end it
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise StudyError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StudyError("--device cuda: no CUDA device is visible")
-    return torch.device(name)
-
-
-def start_runtime(device_name: str) -> Runtime:
-    """Join torchrun's process group (or one already started); a lone process needs none."""
-    device = resolve_device(device_name)
-    owns = not dist.is_initialized() and "WORLD_SIZE" in os.environ
-    if owns:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        return Runtime(0, 1, device, False)
-    return Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
 
 
 # ---------------------------------------------------------------- model and state
@@ -295,8 +260,7 @@ def train(args: TwhinTrainArgs) -> dict:
     try:
         return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every)
     finally:
-        if runtime.owns_group:
-            dist.destroy_process_group()
+        runtime.close()
 
 
 def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dict:
@@ -402,4 +366,4 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
 
 
 __all__ = ["TrainedRun", "TwhinTrainArgs", "align_graph", "gather_full_state", "load_splits", "load_trained",
-           "scatter_full_state", "start_runtime", "train"]
+           "scatter_full_state", "train"]
