@@ -62,7 +62,8 @@ def _train(args) -> int:
                              eval_data=args.eval_data, batch_size=args.batch_size, device=args.device,
                              resume=args.resume, seed=args.seed, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                             label_pairing=args.label_pairing, progress=not args.quiet))
+                             label_pairing=args.label_pairing, output_bias=args.output_bias,
+                             progress=not args.quiet))
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     if result["eval"]:
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
     t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],
                    help="positional reproduces the original's defect (heads train on neighbours' labels)")
+    t.add_argument("--output-bias", default="base_rate", choices=["base_rate", "zero"],
+                   help="start each head's output at its label's log-odds in the training data (default) or at "
+                        "0 as the original does (rare heads then stay near p=0.5 on short runs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

@@ -83,6 +83,19 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, schedules: list[Schedul
 # ---------------------------------------------------------------- labels and loss
 
 
+def init_output_bias(model: HeavyRanker, rates: list[float]) -> None:
+    """Start each tower's output at the log-odds of its label's rate in the training data.
+
+    The original starts every head at bias 0 (p ≈ 0.5). Over a short CPU run a rare head
+    (report: a handful of positives) never leaves that start, and its −369 weight then
+    dominates every score; starting at the base rate removes that artefact.
+    """
+    with torch.no_grad():
+        for head, rate in zip(model.heads, rates):
+            p = min(max(rate, 1e-6), 0.5)
+            model.towers[short_name(head)].layers[-1].bias.fill_(math.log(p / (1 - p)))
+
+
 def label_names_for_heads(heads: tuple[str, ...], pairing: str) -> list[str]:
     """The label each head trains on. `positional` reproduces the original's defect.
 
@@ -232,6 +245,7 @@ class TrainArgs:
     checkpoint_every: int | None = None
     log_every: int | None = None
     label_pairing: str = "by_name"
+    output_bias: str = "base_rate"  # or "zero", as in the original
     progress: bool = True
 
 
@@ -285,6 +299,10 @@ def train(args: TrainArgs) -> dict:
     model.set_downsampling(data.downsampling)
     optimizer, schedules = build_optimizer(model, cfg)
     label_names = label_names_for_heads(model.heads, args.label_pairing)
+    if args.output_bias == "base_rate":
+        init_output_bias(model, [data.manifest["realised_rates"][label] for label in label_names])
+    elif args.output_bias != "zero":
+        raise StudyError(f"--output-bias must be base_rate or zero, got {args.output_bias!r}")
     label_index = torch.tensor([LABELS.index(name) for name in label_names])
     step, epoch, batch_in_epoch = 0, 0, 0
     if args.resume:

@@ -1,6 +1,7 @@
 """Training: learning the planted truth, resume, checkpoints, several processes."""
 
 import csv
+import math
 import json
 import os
 import shutil
@@ -147,3 +148,16 @@ def test_bad_data_writes_no_run_folder(small_data, tmp_path):
     with pytest.raises(StudyError, match="shard-00001.parquet: shard listed in manifest.json is missing"):
         tiny_train(bad, tmp_path / "run", steps=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_heads_start_at_their_base_rate(small_data):
+    import json as _json
+    from studylib.train import init_output_bias
+
+    cfg = load_config(STUDY)
+    model = HeavyRanker(cfg.model)
+    rates = _json.loads((small_data / "manifest.json").read_text())["realised_rates"]
+    init_output_bias(model, [rates[h] for h in model.heads])
+    bias = model.towers["favorited"].layers[-1].bias
+    p = rates["recap.engagement.is_favorited"]
+    assert float(bias) == pytest.approx(math.log(p / (1 - p)), rel=1e-5)
