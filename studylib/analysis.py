@@ -423,9 +423,60 @@ def contribution_shares(prob: np.ndarray, weights: np.ndarray, heads: tuple[str,
     }).sort_values("mean_share", ascending=False, ignore_index=True)
 
 
+
+# ---------------------------------------------------------------- TwHIN embeddings
+
+
+SCORER_ORDER = ("random", "trained", "oracle")
+
+
+def link_prediction_table(evaluation: pd.DataFrame, candidates: str = "all",
+                          metrics: tuple[str, ...] = ("mrr", "hits@10", "hits@50")) -> pd.DataFrame:
+    """evaluation (twhin-evaluate rows): one row per relation, columns (metric, scorer).
+
+    candidates: "all" (every entity of the rhs type) or "sampled" (the shared random sample).
+    """
+    sub = evaluation[evaluation["candidates"].str.startswith(candidates)]
+    if sub.empty:
+        raise StudyError(f"no link-prediction rows with {candidates} candidates")
+    scorers = [s for s in SCORER_ORDER if s in set(sub["scorer"])]
+    relations = list(dict.fromkeys(sub["relation"]))
+    table = sub.pivot(index="relation", columns="scorer", values=list(metrics))
+    return table.reindex(index=relations, columns=pd.MultiIndex.from_product([list(metrics), scorers]))
+
+
+VARIANT_ORDER = ("random", "planted", "trained")
+
+
+def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """evals: variant -> a run's final eval rows (head, positives, auroc, rce, oracle_auroc, oracle_rce).
+
+    Long table head × variant, with each metric's gain over the random-embedding variant
+    (`auroc_gain`, `rce_gain`; NaN without a random variant).
+    """
+    cols = ["head", "positives", "auroc", "rce", "oracle_auroc", "oracle_rce"]
+    frames = []
+    for variant, frame in evals.items():
+        last = frame[frame["step"] == frame["step"].max()] if "step" in frame else frame
+        frames.append(last[cols].assign(variant=variant))
+    long = pd.concat(frames, ignore_index=True)
+    order = [v for v in VARIANT_ORDER if v in evals] + [v for v in evals if v not in VARIANT_ORDER]
+    long["variant"] = pd.Categorical(long["variant"], categories=order, ordered=True)
+    if "random" in evals:
+        floor = long[long["variant"] == "random"].set_index("head")
+        long["auroc_gain"] = long["auroc"] - long["head"].map(floor["auroc"])
+        long["rce_gain"] = long["rce"] - long["head"].map(floor["rce"])
+    else:
+        long["auroc_gain"] = long["rce_gain"] = np.nan
+    heads = list(dict.fromkeys(long["head"]))
+    long["head_order"] = long["head"].map({h: i for i, h in enumerate(heads)})
+    return long.sort_values(["head_order", "variant"]).drop(columns="head_order").reset_index(drop=True)
+
+
 __all__ = [
     "Requests", "ScoredSet", "kendall_tau", "top_k_mask", "top_k_overlap", "top_k_value", "ranking_metrics",
     "summarize", "sweep_weight_sets", "sensitivity_sweep", "tornado_table", "sobol_analysis", "weight_sobol",
     "bootstrap_ci", "bootstrap_table", "cohens_d", "effect_label", "compare_distributions", "compare_groups",
     "describe_test", "contribution_shares", "auroc", "reliability_curves", "TOP_K", "VALUE_HEADS",
+    "link_prediction_table", "embedding_ablation", "SCORER_ORDER", "VARIANT_ORDER",
 ]

@@ -132,9 +132,9 @@ def pairing_effect(evals: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
     sns.barplot(frame, y="head", x="auroc", hue="pairing", ax=axes[0], orient="h")
     axes[0].axvline(0.5, color="k", lw=1, ls="--")
-    axes[0].set_xlabel("AUROC against the head's own label (0.5 = chance)")
+    axes[0].set_xlabel("AUROC vs the head's own label\n(0.5 = chance)")
     sns.barplot(frame, y="head", x="truth_mae", hue="pairing", ax=axes[1], orient="h")
-    axes[1].set_xlabel("mean |predicted − true probability|")
+    axes[1].set_xlabel("mean |predicted − true probability|\n(probability units)")
     for ax in axes:
         ax.set_ylabel("head")
         ax.get_legend().remove()
@@ -174,6 +174,9 @@ def score_distribution(frame: pd.DataFrame, score: str, hue: str | None, title: 
     axes[1].set_xlabel(xlabel)
     axes[1].set_ylabel("fraction of candidates ≤ score")
     axes[1].set_title("empirical CDF (all candidates)", fontsize=10)
+    if hue is not None:  # one legend, where an ECDF leaves room: below its curves on the right
+        axes[0].get_legend().remove()
+        sns.move_legend(axes[1], "lower right", fontsize=11, title_fontsize=11)
     return _finish(fig, title)
 
 
@@ -263,9 +266,12 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
         ax.set_xlabel("share of output variance")
         ax.set_ylabel("weight")
         ax.set_title(label, fontsize=10)
-        ax.legend(title=None, fontsize=8, loc="lower right")
+        ax.get_legend().remove()
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
+    handles, _ = np.ravel(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, ["S1: this weight alone", "ST: this weight incl. its interactions"], loc="lower center",
+               ncol=2, bbox_to_anchor=(0.5, -0.04), frameon=False)
     return _finish(fig, "Sobol indices: first order (S1) and total (ST), all ten weights varied at once")
 
 
@@ -288,6 +294,97 @@ def preset_comparison(table: pd.DataFrame, metrics: dict[str, str]) -> plt.Figur
         ax.margins(x=0.15, y=0.25)
         ax.set_ylabel("weight set")
     return _finish(fig, "Weight presets side by side (mean per request, 95% bootstrap CI)")
+
+
+# ---------------------------------------------------------------- 01b TwHIN
+
+SCORER_LABELS = {"random": "random embeddings (floor)", "trained": "trained TwHIN", "oracle": "oracle (planted truth)"}
+VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
+
+
+def link_prediction(evaluation: pd.DataFrame, candidates: str = "all") -> plt.Figure:
+    """evaluation (twhin-evaluate rows): relation, scorer, candidates, mrr, hits@10.
+
+    MRR on a log axis (the relations differ by two orders of magnitude) and Hits@10, per
+    relation, for the random, trained and oracle scorers.
+    """
+    from studylib.analysis import SCORER_ORDER
+
+    sub = evaluation[evaluation["candidates"].str.startswith(candidates)].copy()
+    pool = sub["candidates"].iloc[0].split("_", 1)[1] if len(sub) else "?"
+    if candidates == "all":
+        sub["relation"] = sub["relation"] + np.where(sub["relation"] == "follow", " (authors)", " (tweets)")
+    order = [s for s in SCORER_ORDER if s in set(sub["scorer"])]
+    sub["scorer"] = pd.Categorical(sub["scorer"].map(SCORER_LABELS), [SCORER_LABELS[s] for s in order], ordered=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5), sharey=True)
+    sns.barplot(sub, y="relation", x="mrr", hue="scorer", ax=axes[0], orient="h")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("MRR (log scale; 1 = always ranked first)")
+    sns.barplot(sub, y="relation", x="hits@10", hue="scorer", ax=axes[1], orient="h")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("Hits@10 (share ranked in the top 10)")
+    for ax in axes:
+        ax.set_ylabel("relation (candidates)")
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.07), frameon=False)
+    scope = "all candidates of the right type" if candidates == "all" else f"{pool} sampled candidates"
+    return _finish(fig, f"TwHIN link prediction on held-out edges ({scope})")
+
+
+def twhin_loss(history: pd.DataFrame, window: int = 5) -> plt.Figure:
+    """history (twhin-train history.csv): step, loss, edges_per_s."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    axes[0].plot(history["step"], history["loss"], color="0.7", lw=1, marker=".", label="logged")
+    axes[0].plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(), lw=2,
+                 label=f"mean of {window}")
+    axes[0].set_xlabel("training step (batch of edges)")
+    axes[0].set_ylabel("weighted BCE loss (nats)")
+    axes[0].legend(fontsize=9)
+    axes[0].set_title("loss", fontsize=10)
+    axes[1].plot(history["step"], history["edges_per_s"] / 1e3, lw=2, color=sns.color_palette()[2])
+    axes[1].set_ylim(0, 1.15 * float(history["edges_per_s"].max()) / 1e3)
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("throughput (thousand edges/s)")
+    axes[1].set_title("speed (running average)", fontsize=10)
+    return _finish(fig, "TwHIN training: loss and throughput")
+
+
+# ---------------------------------------------------------------- 02b embedding ablation
+
+
+def embedding_ablation(long: pd.DataFrame) -> plt.Figure:
+    """long (analysis.embedding_ablation): head, variant, auroc, rce, oracle_auroc, oracle_rce.
+
+    AUROC and RCE per head for each embedding variant side by side; black ticks: the oracle.
+    """
+    frame = long.assign(head=long["head"].map(short))
+    frame["variant"] = frame["variant"].map(lambda v: VARIANT_LABELS.get(v, v))
+    order = [VARIANT_LABELS.get(v, v) for v in long["variant"].cat.categories] if hasattr(long["variant"], "cat") \
+        else list(dict.fromkeys(frame["variant"]))
+    heads = list(dict.fromkeys(frame["head"]))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 3, 0.55 * len(heads) + 2.4), sharey=True)
+    for ax, metric, unit in ((axes[0], "auroc", "AUROC (0.5 = chance)"), (axes[1], "rce", "RCE (%, 0 = constant)")):
+        values = frame[metric]
+        floor = -100.0 if metric == "rce" else None
+        clipped = values < floor if floor is not None else pd.Series(False, index=frame.index)
+        plot = frame.assign(value=values.clip(lower=floor) if floor is not None else values)
+        sns.barplot(plot, y="head", x="value", hue="variant", hue_order=order, order=heads, ax=ax, orient="h")
+        oracle = frame.drop_duplicates("head").set_index("head")[f"oracle_{metric}"].reindex(heads)
+        ax.scatter(oracle.clip(lower=floor) if floor is not None else oracle, np.arange(len(heads)), marker="|",
+                   s=300, color="k", zorder=5, label="oracle (true probabilities)")
+        if clipped.any():
+            unit += "; bars clipped at −100"
+        ax.set_xlabel(unit)
+        ax.set_ylabel("head")
+        ax.get_legend().remove()
+    axes[0].axvline(0.5, color="k", lw=1, ls="--")
+    axes[1].axvline(0.0, color="k", lw=1, ls="--")
+    lo = min(0.45, float(np.nanmin(frame[["auroc", "oracle_auroc"]].to_numpy())) - 0.02)
+    axes[0].set_xlim(lo, 1.0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.08), frameon=False)
+    return _finish(fig, "Heavy Ranker per head with random, planted and trained TwHIN embeddings")
 
 
 def short(label: str) -> str:

@@ -9,6 +9,7 @@ parameter changed: these folders belong to the pipeline.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,3 +149,167 @@ def check_weights(weights: str) -> str:
 
 __all__ = ["Paths", "DATA_SETS", "ensure_data", "ensure_run", "require_run", "require_scores", "weight_specs",
            "check_weights"]
+
+
+# ---------------------------------------------------------------- TwHIN (01b) and the embedding ablation (02b)
+
+# Where the TwHIN side lives: the graph sits one level deeper than the ranker data sets, so
+# `data/<profile>/*/manifest.json` stays the ranker data sets (the report lists their shards).
+TWHIN_GRAPH = ("twhin", "graph")
+TWHIN_RUN = "twhin"
+TWHIN_EXPORT = "ranker_embeddings.parquet"
+# The ablation's variants: which embedding file each one's data sets use (None: the world's own,
+# planted noisy projections of the latents: the data sets of 01_generate, reused unchanged).
+EMBEDDING_VARIANTS = ("random", "planted", "trained")
+
+
+def world_params(seed: int, rate_scale: float):
+    """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale."""
+    from studylib.data.world import WorldParams
+
+    return WorldParams(seed=int(seed), rate_scale=float(rate_scale))
+
+
+def twhin_graph_dir(paths: Paths) -> Path:
+    return paths.data.joinpath(*TWHIN_GRAPH)
+
+
+def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, progress: bool = False) -> dict:
+    """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
+    from dataclasses import asdict
+
+    from studylib.twhin.graph import GraphParams, generate_graph
+
+    if edges < 1:
+        raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
+    params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale))
+    manifest = out / "manifest.json"
+    if out.exists() and (not manifest.exists() or json.loads(manifest.read_text()).get("params") != asdict(params)):
+        shutil.rmtree(out)
+    return generate_graph(params, out, progress=progress)
+
+
+class _threads:
+    """torch intra-op threads set for a block (TwHIN's small kernels are fastest on one thread)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads: int = 1,
+                     progress: bool = False) -> dict:
+    """Train TwHIN on `graph` (study config) or reuse a finished run with the same settings."""
+    from studylib.twhin.train import TwhinTrainArgs, train
+
+    if steps < 1:
+        raise StudyError(f"parameter twhin_steps must be >= 1, got {steps}")
+    if not (graph / "manifest.json").exists():
+        raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
+    settings = {"graph_manifest": _digest(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
+                "config": "twhin_study.yaml"}
+    marker = out / RUN_MARKER
+    if marker.exists() and json.loads(marker.read_text()) == settings and (out / "checkpoint.pt").exists():
+        return {"reused": True, **settings}
+    if out.exists():
+        shutil.rmtree(out)
+    with _threads(threads):
+        result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
+                                      seed=int(seed), progress=progress))
+    marker.write_text(json.dumps(settings, indent=1))
+    return {"reused": False, "edges_per_s": result["edges_per_s"], **settings}
+
+
+def ensure_twhin_evaluation(run: Path, max_edges: int, negatives: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Link prediction on the run's held-out test edges (trained, random, oracle); cached in the run."""
+    from studylib.twhin.evaluate import RESULTS, evaluate_run
+
+    if max_edges < 1:
+        raise StudyError(f"parameter twhin_eval_edges must be >= 1, got {max_edges}")
+    settings = {"checkpoint": _digest(run / "checkpoint.pt"), "max_edges": int(max_edges),
+                "negatives": int(negatives), "seed": int(seed)}
+    marker = run / "study_evaluation.json"
+    if not (marker.exists() and json.loads(marker.read_text()) == settings and (run / RESULTS).exists()):
+        with _threads(1):
+            evaluate_run(run, max_edges=int(max_edges), sampled_negatives=int(negatives), seed=int(seed))
+        marker.write_text(json.dumps(settings, indent=1))
+    return pd.read_csv(run / RESULTS)
+
+
+def ensure_twhin_export(run: Path, out: Path) -> dict:
+    """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
+    (an unchanged file keeps the data sets built from it valid)."""
+    from studylib.twhin.export import export_embeddings
+
+    stamp = out.with_name(out.name + ".json")
+    checkpoint = _digest(run / "checkpoint.pt")
+    if out.exists() and stamp.exists() and json.loads(stamp.read_text()).get("checkpoint") == checkpoint:
+        return {"reused": True, **json.loads(stamp.read_text())}
+    info = export_embeddings(run, out)
+    stamp.write_text(json.dumps({"checkpoint": checkpoint, **info}, indent=1))
+    return {"reused": False, "checkpoint": checkpoint, **info}
+
+
+def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
+    """Seeded Gaussian noise in `studylib twhin-export`'s format (the ablation's floor); rewritten
+    only when missing, so it keeps its bytes (same seed, same bytes)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from studylib.twhin.export import RANKER_TABLES
+
+    rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
+    assert set(rows) == set(RANKER_TABLES)
+    settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
+    stamp = out.with_name(out.name + ".json")
+    if out.exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return out
+    rng = np.random.default_rng([int(seed), 0xAB1A])
+    flat = np.concatenate([rng.standard_normal((n, width)).astype(np.float32) for n in rows.values()])
+    table = pa.table({
+        "table": pa.array(np.concatenate([np.full(n, name, dtype=object) for name, n in rows.items()]), type=pa.string()),
+        "id": pa.array(np.concatenate([np.arange(n, dtype=np.int64) for n in rows.values()])),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width),
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    stamp.write_text(json.dumps(settings, indent=1))
+    return out
+
+
+def ensure_data_like(out: Path, like: Path, embeddings: Path | None, progress: bool = False) -> dict:
+    """The data set `like` again (same scenario, size, seed and world: the same requests, labels and
+    other features) with the three embedding features read from `embeddings`; reused when unchanged."""
+    from studylib.data.generate import GeneratorParams, generate
+    from studylib.data.world import WorldParams
+
+    if not (like / "manifest.json").exists():
+        raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
+    base = json.loads((like / "manifest.json").read_text())["params"]
+    params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
+                                "embeddings": None if embeddings is None else str(embeddings)})
+    params.validate()
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        same_file = embeddings is None or (old.get("embeddings") or {}).get("sha256") == _digest(embeddings)
+        if old.get("params") != params.as_dict() or not same_file:
+            shutil.rmtree(out)
+    return generate(params, out, progress=progress)
+
+
+__all__ += ["EMBEDDING_VARIANTS", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",
+            "ensure_twhin_graph", "ensure_twhin_run", "twhin_graph_dir", "world_params", "write_random_embeddings"]

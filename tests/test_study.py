@@ -23,6 +23,9 @@ from studylib.pipeline import run as run_pipeline
 
 NOTEBOOKS = REPO / "notebooks"
 CHAPTERS = [nb.stem for nb in sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))]
+# The TwHIN chapters' figures: saved name -> the figure's id in the rendered page.
+TWHIN_FIGURES = {"01b_twhin": {"01b_twhin_loss": "fig-twhin-loss", "01b_link_prediction": "fig-link-prediction"},
+                 "02b_twhin_ablation": {"02b_embedding_ablation": "fig-embedding-ablation"}}
 
 
 # ---------------------------------------------------------------- analysis: hand-computed truth
@@ -144,6 +147,43 @@ def test_auroc_and_reliability_by_hand():
     assert curve["observed_rate"].tolist() == pytest.approx([0.1, 1.0])
 
 
+def test_link_prediction_table_and_embedding_ablation_by_hand():
+    rows = [{"relation": rel, "scorer": sc, "candidates": cand, "mrr": m, "hits@10": h, "hits@50": h}
+            for rel, base in (("fav", 0.01), ("follow", 0.2))
+            for sc, f in (("trained", 2.0), ("random", 0.1), ("oracle", 3.0))
+            for cand, m, h in (("all_100", base * f, 0.5 * f / 3), ("sampled_10", 0.9, 0.9))]
+    table = analysis.link_prediction_table(pd.DataFrame(rows), "all")
+    assert list(table.index) == ["fav", "follow"]
+    assert list(table["mrr"].columns) == ["random", "trained", "oracle"]
+    assert table.loc["follow", ("mrr", "trained")] == pytest.approx(0.4)
+    with pytest.raises(analysis.StudyError, match="no link-prediction rows"):
+        analysis.link_prediction_table(pd.DataFrame(rows), "bogus")
+    evals = {v: pd.DataFrame({"step": [5, 5], "head": ["a", "b"], "positives": [40, 3], "auroc": [0.6 + d, 0.5],
+                              "rce": [1.0 + 10 * d, -5.0], "oracle_auroc": [0.9, 0.8], "oracle_rce": [20.0, 10.0]})
+             for v, d in (("trained", 0.05), ("random", 0.0), ("planted", 0.1))}
+    long = analysis.embedding_ablation(evals)
+    assert list(long["variant"].astype(str)[:3]) == ["random", "planted", "trained"]  # the figure's order
+    gain = long.set_index(["head", "variant"])["auroc_gain"]
+    assert gain[("a", "planted")] == pytest.approx(0.1) and gain[("a", "trained")] == pytest.approx(0.05)
+    assert gain[("a", "random")] == 0.0 and long.set_index(["head", "variant"])["rce_gain"][("a", "planted")] == 1.0
+
+
+def test_random_embeddings_file_is_the_export_format(tmp_path):
+    from studylib import study
+    from studylib.twhin.export import load_ranker_embeddings
+
+    path = study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
+    tables = load_ranker_embeddings(path)
+    assert {k: v.shape for k, v in tables.items()} == {"user_embedding": (30, 200), "user_eng_embedding": (30, 200),
+                                                       "author_embedding": (7, 200)}
+    assert abs(float(tables["user_embedding"].std()) - 1.0) < 0.05
+    digest = path.read_bytes()
+    study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
+    assert path.read_bytes() == digest  # kept, so data sets built from it stay valid
+    again = study.write_random_embeddings(tmp_path / "other.parquet", n_users=30, n_authors=7, seed=3)
+    assert again.read_bytes() == digest  # same seed, same bytes
+
+
 # ---------------------------------------------------------------- notebooks and profiles
 
 
@@ -182,6 +222,8 @@ def test_every_notebook_is_in_the_book():
     (("steps", "ten"), r"02_train.ipynb: parameter steps must be int, got 'ten'"),
     (("positional_experiment", "3"), r"02_train.ipynb: parameter positional_experiment must be bool"),
     (("sweep_factors", "0.5"), r"05_sensitivity.ipynb: parameter sweep_factors must be list"),
+    (("twhin_steps", "many"), r"01b_twhin.ipynb: parameter twhin_steps must be int"),
+    (("ablation_steps", "1.5"), r"02b_twhin_ablation.ipynb: parameter ablation_steps must be int"),
     (("workdir", "/"), r"parameter workdir is set by the pipeline"),
     (("weights", "no_such_preset"), r"03_score.ipynb: parameter weights: .*neither a preset"),
 ])
@@ -254,6 +296,7 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     assert index == html / "index.html" and index.exists()
     figures = sorted(p.stem for p in (work / "figures").glob("*.png"))
     assert {f[:2] for f in figures} == {"01", "02", "03", "04", "05"}
+    assert {name for chapter in TWHIN_FIGURES.values() for name in chapter} <= set(figures)
     assert all((work / "figures" / f"{f}.svg").exists() for f in figures)
     chromium = _chromium()
     pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
@@ -270,6 +313,11 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
                 target = (page.parent / src.split("#")[0]).resolve()
                 assert target.exists() and target.stat().st_size > 5000, f"{name}: broken image {src}"
             assert "Traceback" not in dom, f"{name}: a cell failed"
+        for figure, fig_id in TWHIN_FIGURES.get(name, {}).items():  # the TwHIN chapters show their figures
+            block = re.search(rf'<figure[^>]*id="{fig_id}".*?</figure>', dom, re.S)
+            assert block and re.search(r"<img[^>]+src=", block.group(0)), f"{name}: figure {figure} not rendered"
+        if name in TWHIN_FIGURES:
+            assert "Finding." in dom, f"{name}: no finding"
         if name == "index":
             assert "Heavy Ranker" in dom and all(f"notebooks/{stem}.html" in dom for stem in CHAPTERS)
         if name == "reproducibility":
@@ -293,6 +341,8 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     after = json.loads(state_file.read_text())
     assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
     assert after["02_train.ipynb"] == before["02_train.ipynb"]
+    assert after["01b_twhin.ipynb"] == before["01b_twhin.ipynb"]
+    assert after["02b_twhin_ablation.ipynb"] == before["02b_twhin_ablation.ipynb"]
     assert after["05_sensitivity.ipynb"]["finished"] != before["05_sensitivity.ipynb"]["finished"]
     assert checkpoint.stat().st_mtime == mtime
     scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
