@@ -160,4 +160,4 @@ def test_heads_start_at_their_base_rate(small_data):
     init_output_bias(model, [rates[h] for h in model.heads])
     bias = model.towers["favorited"].layers[-1].bias
     p = rates["recap.engagement.is_favorited"]
-    assert float(bias) == pytest.approx(math.log(p / (1 - p)), rel=1e-5)
+    assert float(bias.detach()) == pytest.approx(math.log(p / (1 - p)), rel=1e-5)
