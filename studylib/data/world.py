@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, LABEL_PREFIX, LABELS
@@ -172,12 +173,5 @@ def _zipf_choice(rng: np.random.Generator, n_items: int, n_draws: int, exponent:
 
 
 def _solve_bias(score: np.ndarray, scale: np.ndarray, target: float) -> float:
-    """Bisection for b with mean(scale · sigmoid(score + b)) = target (monotone in b)."""
-    lo, hi = -40.0, 40.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        if (scale * _sigmoid(score + mid)).mean() < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    """The b with mean(scale · sigmoid(score + b)) = target (monotone in b; Brent's method)."""
+    return float(brentq(lambda b: float((scale * _sigmoid(score + b)).mean()) - target, -40.0, 40.0, xtol=1e-12))
