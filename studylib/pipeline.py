@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -177,11 +176,8 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
             raise PipelineError(f"{nb}: parameter weights: {exc}") from None
 
     import papermill as pm
-    from nbformat.validator import MissingIDFieldWarning
     from papermill.exceptions import PapermillExecutionError
 
-    # papermill's injected-parameters cell has no id; nbformat warns on every notebook.
-    warnings.filterwarnings("ignore", category=MissingIDFieldWarning)
     for i, (nb, values) in enumerate(steps):
         if rescore and not is_rescore_step(nb):
             say(f"[{nb.stem}] reused (data and model are kept when re-scoring)")

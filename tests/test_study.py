@@ -191,6 +191,7 @@ def test_committed_notebooks_are_clean_and_parameterized():
     for nb in notebooks(NOTEBOOKS):
         cells = json.loads(nb.read_text())["cells"]
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name} has outputs"
+        assert all("id" in c for c in cells), f"{nb.name}: a cell has no id (nbformat 4.5 wants one)"
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), nb.name
         assert {"profile", "workdir"} <= set(declared_parameters(nb))
 
