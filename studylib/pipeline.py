@@ -325,13 +325,19 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
         for shard in m["shards"]:
             lines.append(f"| {manifest.parent.name} | {m['scenario']} | {shard['rows']:,} | {shard['file']} | "
                          f"`{shard['sha256'][:16]}…` |")
+    graph = data / "twhin" / "graph" / "manifest.json"  # the TwHIN graph (chapter 1b): its own manifest format
+    if graph.exists():
+        g = json.loads(graph.read_text())
+        for part in g["files"]:
+            lines.append(f"| twhin/graph | TwHIN graph | {part['rows']:,} | {part['file']} | `{part['sha256'][:16]}…` |")
     lines += ["", "### Package versions", "", "| package | version |", "|---|---|"]
     for pkg in ("torch", "numpy", "pandas", "pyarrow", "scipy", "SALib", "seaborn", "matplotlib", "papermill",
-                "jupyter-book", "torchmetrics", "ipywidgets"):
+                "jupyter-book", "torchmetrics", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "ipywidgets"):
         try:
             lines.append(f"| {pkg} | {metadata.version(pkg)} |")
         except metadata.PackageNotFoundError:
-            lines.append(f"| {pkg} | not installed |")
+            if not pkg.startswith("fbgemm"):  # one of the two fbgemm builds is installed, CPU or CUDA
+                lines.append(f"| {pkg} | not installed |")
     return "\n".join(lines) + "\n"
 
 

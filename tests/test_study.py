@@ -323,6 +323,7 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             assert "Heavy Ranker" in dom and all(f"notebooks/{stem}.html" in dom for stem in CHAPTERS)
         if name == "reproducibility":
             assert "sha256" in dom and "Package versions" in dom and "Timings" in dom
+            assert "twhin/graph" in dom and "torchrec" in dom  # the TwHIN graph and its stack are listed too
     shot = tmp_path / "chapter5.png"
     _browser(chromium, tmp_path / "profile-shot", "--window-size=1280,2000", f"--screenshot={shot}",
              pages["05_sensitivity"].as_uri())
