@@ -9,7 +9,6 @@ parameter changed: these folders belong to the pipeline.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,28 +263,16 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
     """Seeded Gaussian noise in `studylib twhin-export`'s format (the ablation's floor); rewritten
     only when missing, so it keeps its bytes (same seed, same bytes)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from studylib.twhin.export import RANKER_TABLES
+    from studylib.twhin.export import write_ranker_embeddings
 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
-    assert set(rows) == set(RANKER_TABLES)
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
     stamp = out.with_name(out.name + ".json")
     if out.exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
         return out
     rng = np.random.default_rng([int(seed), 0xAB1A])
-    flat = np.concatenate([rng.standard_normal((n, width)).astype(np.float32) for n in rows.values()])
-    table = pa.table({
-        "table": pa.array(np.concatenate([np.full(n, name, dtype=object) for name, n in rows.items()]), type=pa.string()),
-        "id": pa.array(np.concatenate([np.arange(n, dtype=np.int64) for n in rows.values()])),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width),
-    })
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()}, out)
     stamp.write_text(json.dumps(settings, indent=1))
     return out
 

@@ -70,26 +70,31 @@ def export_embeddings(run_dir: str | Path, out_path: str | Path, dim: int = RANK
     vectors = ranker_vectors(run.tables, run.translations, run.cfg.relations)
     src = next(iter(vectors.values())).shape[1]
     q = orthonormal_map(src, dim)
-    names, ids, values = [], [], []
-    for name in RANKER_TABLES:
-        projected = (vectors[name] @ q).astype(np.float32)
-        names.append(np.full(projected.shape[0], name, dtype=object))
-        ids.append(np.arange(projected.shape[0], dtype=np.int64))
-        values.append(projected)
-    flat = np.concatenate(values)
     meta = {"run": str(Path(run_dir).resolve()), "step": run.step, "trained_dim": run.cfg.dim, "width": dim,
             "projection": f"[e, bias] (dim {src}) times a seeded random orthonormal map (seed {PROJECTION_SEED})"}
+    projected = {name: (vectors[name] @ q).astype(np.float32) for name in RANKER_TABLES}
+    write_ranker_embeddings(projected, out_path, meta)
+    return {"rows": {name: int(v.shape[0]) for name, v in projected.items()}, **meta}
+
+
+def write_ranker_embeddings(tables: dict[str, np.ndarray], out_path: str | Path, meta: dict | None = None) -> None:
+    """Write the three ranker tables ({name: float32 [rows, W]}) as one Parquet file, atomically:
+    columns `table`, `id` (0..rows-1 per table) and `embedding` (fixed-size list of W floats)."""
+    values = [tables[name] for name in RANKER_TABLES]
+    width = values[0].shape[1]
     table = pa.table({
-        "table": pa.array(np.concatenate(names), type=pa.string()),
-        "id": pa.array(np.concatenate(ids)),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim),
-    }).replace_schema_metadata({"studylib.twhin": json.dumps(meta)})
+        "table": pa.array(np.concatenate([np.full(v.shape[0], name, dtype=object)
+                                          for name, v in zip(RANKER_TABLES, values)]), type=pa.string()),
+        "id": pa.array(np.concatenate([np.arange(v.shape[0], dtype=np.int64) for v in values])),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(values).reshape(-1)), width),
+    })
+    if meta is not None:
+        table = table.replace_schema_metadata({"studylib.twhin": json.dumps(meta)})
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, out_path)
-    return {"rows": {n: int(v.shape[0]) for n, v in zip(RANKER_TABLES, values)}, **meta}
 
 
 def load_ranker_embeddings(path: str | Path) -> dict[str, np.ndarray]:
@@ -122,4 +127,4 @@ def load_ranker_embeddings(path: str | Path) -> dict[str, np.ndarray]:
 
 
 __all__ = ["RANKER_TABLES", "RANKER_WIDTH", "export_embeddings", "load_ranker_embeddings", "orthonormal_map",
-           "ranker_vectors"]
+           "ranker_vectors", "write_ranker_embeddings"]
