@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,22 +189,17 @@ def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, prog
     return generate_graph(params, out, progress=progress)
 
 
-class _threads:
-    """torch intra-op threads set for a block (TwHIN's small kernels are fastest on one thread)."""
+@contextmanager
+def _threads(n: int):
+    """torch intra-op threads set to `n` for a block (TwHIN's small kernels are fastest on one thread)."""
+    import torch
 
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.before)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads: int = 1,
