@@ -320,16 +320,13 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
     lines += ["", "### Data manifests", "",
               "| data set | scenario | rows | shard | sha256 |", "|---|---|---:|---|---|"]
     data = workdir / "data" / profile
-    for manifest in sorted(data.glob("*/manifest.json")):
+    # Ranker data sets list `shards` under a `scenario`; the TwHIN graph (data/<profile>/twhin/graph)
+    # lists `files` under its `format`.
+    for manifest in sorted(data.rglob("manifest.json")):
         m = json.loads(manifest.read_text())
-        for shard in m["shards"]:
-            lines.append(f"| {manifest.parent.name} | {m['scenario']} | {shard['rows']:,} | {shard['file']} | "
-                         f"`{shard['sha256'][:16]}…` |")
-    graph = data / "twhin" / "graph" / "manifest.json"  # the TwHIN graph (chapter 1b): its own manifest format
-    if graph.exists():
-        g = json.loads(graph.read_text())
-        for part in g["files"]:
-            lines.append(f"| twhin/graph | TwHIN graph | {part['rows']:,} | {part['file']} | `{part['sha256'][:16]}…` |")
+        name, kind = manifest.parent.relative_to(data).as_posix(), m.get("scenario", m.get("format"))
+        for part in m.get("shards", m.get("files", [])):
+            lines.append(f"| {name} | {kind} | {part['rows']:,} | {part['file']} | `{part['sha256'][:16]}…` |")
     lines += ["", "### Package versions", "", "| package | version |", "|---|---|"]
     for pkg in ("torch", "numpy", "pandas", "pyarrow", "scipy", "SALib", "seaborn", "matplotlib", "papermill",
                 "jupyter-book", "torchmetrics", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "ipywidgets"):

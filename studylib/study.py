@@ -153,8 +153,8 @@ __all__ = ["Paths", "DATA_SETS", "ensure_data", "ensure_run", "require_run", "re
 
 # ---------------------------------------------------------------- TwHIN (01b) and the embedding ablation (02b)
 
-# Where the TwHIN side lives: the graph sits one level deeper than the ranker data sets, so
-# `data/<profile>/*/manifest.json` stays the ranker data sets (the report lists their shards).
+# Where the TwHIN side lives: data/<profile>/twhin/ holds the graph and the ablation's random
+# tables, apart from the ranker data sets.
 TWHIN_GRAPH = ("twhin", "graph")
 TWHIN_RUN = "twhin"
 TWHIN_EXPORT = "ranker_embeddings.parquet"
