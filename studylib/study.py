@@ -82,6 +82,11 @@ def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: 
     return generate(params, out, progress=progress)
 
 
+def _stamped(stamp: Path, settings: dict) -> bool:
+    """True when `stamp` records exactly these settings (what a cached data set or run was made with)."""
+    return stamp.exists() and json.loads(stamp.read_text()) == settings
+
+
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
                pairing: str = "by_name", config: str | None = None, progress: bool = False) -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary."""
@@ -101,7 +106,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
                 "config": Path(config).name}
     marker = out / RUN_MARKER
-    if marker.exists() and json.loads(marker.read_text()) == settings and (out / "checkpoint.pt").exists():
+    if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
         return {"reused": True, **settings}
     if out.exists():
         shutil.rmtree(out)
@@ -214,7 +219,7 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
     settings = {"graph_manifest": _digest(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
                 "config": "twhin_study.yaml"}
     marker = out / RUN_MARKER
-    if marker.exists() and json.loads(marker.read_text()) == settings and (out / "checkpoint.pt").exists():
+    if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
         return {"reused": True, **settings}
     if out.exists():
         shutil.rmtree(out)
@@ -234,7 +239,7 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, negatives: int = 1000, se
     settings = {"checkpoint": _digest(run / "checkpoint.pt"), "max_edges": int(max_edges),
                 "negatives": int(negatives), "seed": int(seed)}
     marker = run / "study_evaluation.json"
-    if not (marker.exists() and json.loads(marker.read_text()) == settings and (run / RESULTS).exists()):
+    if not (_stamped(marker, settings) and (run / RESULTS).exists()):
         with _threads(1):
             evaluate_run(run, max_edges=int(max_edges), sampled_negatives=int(negatives), seed=int(seed))
         marker.write_text(json.dumps(settings, indent=1))
@@ -265,7 +270,7 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
     stamp = out.with_name(out.name + ".json")
-    if out.exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+    if out.exists() and _stamped(stamp, settings):
         return out
     rng = np.random.default_rng([int(seed), 0xAB1A])
     write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()}, out)
