@@ -6,10 +6,14 @@ requests at once: Kendall's τ-b between two score vectors, the overlap of the t
 sets, and the true expected value of a top-k (sum of the planted true probabilities of
 the k chosen candidates: expected likes, replies, reports, negative feedback).
 
-On top of that: one-at-a-time weight sweeps, global Sobol indices (SALib) over all ten
-weights, bootstrap confidence intervals (scipy), two-sample tests of score distributions
-(Welch's t, Mann–Whitney U, Kolmogorov–Smirnov) with effect sizes, and per-head
-contribution shares. Loops run over heads, factors or weight sets, never over examples.
+Every ranking is judged beside the oracle (the same weights applied to the planted true
+probabilities): the true weighted utility of its top k, its regret against the oracle's top k,
+Kendall's τ with the oracle's order and NDCG@k (`feed_comparison`). On top of that:
+one-at-a-time weight sweeps and global Sobol indices (SALib) over all ten weights, each on the
+model's and the oracle's probabilities; presets against the base weights as paired
+differences; per-cohort model vs true scores; per-head contribution shares. Intervals and
+tests come from `studylib.inference` (user-level cluster bootstrap). Loops run over heads,
+factors or weight sets, never over examples.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from studylib import inference
 from studylib.errors import StudyError
 
 # Metrics reported for every weight set (top-10 true expected values use the planted truth).
 TOP_K = 10
+USER_COLUMN = "meta__user_id"
 VALUE_HEADS = {  # report name -> short head name whose true probability is summed over the top k
     "expected_likes": "favorited",
     "expected_replies": "replied",
@@ -118,6 +124,136 @@ def top_k_value(score: np.ndarray, values: np.ndarray, mask: np.ndarray, k: int 
     return np.where(top, np.nan_to_num(values), 0.0).sum(axis=-1)
 
 
+def ndcg_at_k(score: np.ndarray, value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """NDCG@k of each request's ranking by `score` with `value` as relevance: [..., R].
+
+    A weighted value can be negative (a likely report), and NDCG needs gains >= 0, so the gain
+    is the value minus the request's smallest value: the worst candidate gains 0. NaN when every
+    candidate of a request has the same value.
+    """
+    gain = np.where(mask, value - np.where(mask, value, np.inf).min(axis=-1, keepdims=True), 0.0)
+    discount = 1.0 / np.log2(np.arange(score.shape[-1]) + 2.0)
+
+    def dcg(order_by):
+        order = np.argsort(-_masked(order_by, mask), axis=-1, kind="stable")[..., :k]
+        return (np.take_along_axis(np.broadcast_to(gain, order_by.shape), order, axis=-1) * discount[:k]).sum(-1)
+
+    ideal = dcg(np.broadcast_to(value, score.shape))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ideal > 0, dcg(score) / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+def gauc(score: np.ndarray, label: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Group AUROC: each request's own AUROC of `score` against `label` ([R, n]), averaged over
+    the requests that have both classes, weighted by their number of candidates. Returns
+    (GAUC, requests used); NaN when no request has both classes."""
+    label = np.where(mask, label, 0).astype(bool)
+    pos, neg = label & mask, ~label & mask
+    diff = score[:, :, None] - score[:, None, :]
+    pair = pos[:, :, None] & neg[:, None, :]
+    wins = ((diff > 0) + 0.5 * (diff == 0)) * pair
+    n_pairs = pair.sum(axis=(1, 2))
+    used = n_pairs > 0
+    if not used.any():
+        return math.nan, 0
+    per_request = wins.sum(axis=(1, 2))[used] / n_pairs[used]
+    size = mask.sum(axis=1)[used]
+    return float((per_request * size).sum() / size.sum()), int(used.sum())
+
+
+def feed_metrics(score: np.ndarray, value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> dict[str, np.ndarray]:
+    """Per request [R], a ranking by `score` judged by the true weighted `value` of its candidates:
+    the true utility of its top k, the regret against the oracle's top k (ranked by `value`),
+    Kendall's τ with the oracle's order and NDCG@k with the value as relevance."""
+    utility = top_k_value(score, value, mask, k)
+    return {"utility": utility, "regret": top_k_value(value, value, mask, k) - utility,
+            "kendall_tau_oracle": kendall_tau(score, value, mask), f"ndcg@{k}": ndcg_at_k(score, value, mask, k)}
+
+
+def random_scores(mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded random ranking of every request (the floor any ranking should beat)."""
+    return np.random.default_rng([int(seed), 0x5A11D]).random(mask.shape)
+
+
+def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np.ndarray, users: np.ndarray,
+                    k: int = TOP_K, n_resamples: int = 1000, seed: int = 0, reference: str | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rankings of the same requests (name -> score [R, n]) judged against the oracle.
+
+    Returns (summary, paired): `summary` has per ranking and metric the mean over requests with
+    a 95 % interval from a user-level cluster bootstrap (requests of one user move together);
+    `paired` has every ranking minus `reference` on the same requests and resamples. The
+    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`.
+    """
+    if reference is not None and reference not in rankings:
+        raise StudyError(f"feed_comparison: no ranking named {reference!r}")
+    W = inference.bootstrap_weights(users, n_resamples, seed)
+    per = {name: feed_metrics(score, value, mask, k) for name, score in rankings.items()}
+    best = top_k_value(value, value, mask, k)
+    floor = top_k_value(random_scores(mask, seed), value, mask, k)
+    rows, paired = [], []
+    for name, metrics in per.items():
+        metrics = {**metrics, "oracle_gain_share": None}
+        for metric, values in metrics.items():
+            if metric == "oracle_gain_share":
+                gained, possible = per[name]["utility"] - floor, best - floor
+                est = gained.sum() / possible.sum()
+                boot = (W @ gained) / (W @ possible)
+            else:
+                ok = np.isfinite(values)
+                est = float(values[ok].mean())
+                boot = (W[:, ok] @ values[ok]) / W[:, ok].sum(axis=1)
+            low, high = inference.interval(boot)
+            rows.append({"ranking": name, "metric": metric, "mean": float(est), "low": low, "high": high})
+        if reference is not None and name != reference:
+            for metric, values in metrics.items():
+                if metric == "oracle_gain_share":
+                    continue
+                diff = values - per[reference][metric]
+                ok = np.isfinite(diff)
+                boot = (W[:, ok] @ diff[ok]) / W[:, ok].sum(axis=1)
+                low, high = inference.interval(boot)
+                paired.append({"ranking": name, "reference": reference, "metric": metric,
+                               "difference": float(diff[ok].mean()), "low": low, "high": high})
+    return pd.DataFrame(rows), pd.DataFrame(paired)
+
+
+def cohort_scores(frame: pd.DataFrame, heads: tuple[str, ...], weights: np.ndarray, reference: str = "baseline",
+                  n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per cohort, the model's weighted score and the true weighted score (Σ weight × true
+    probability) of the same candidates, with user-level inference (cohorts are per user).
+
+    Rows per (cohort, target ∈ model/truth/model − truth): the cohort's mean over its users
+    with a 95 % user-cluster interval, and its difference from the `reference` cohort
+    (users are disjoint between cohorts, so the groups are independent).
+    """
+    for col in ("cohort", USER_COLUMN):
+        if col not in frame:
+            raise StudyError(f"cohort_scores: the scored table has no {col!r} column")
+    P = frame[[f"prob.{h}" for h in heads]].to_numpy(np.float64)
+    T = frame[[f"true_prob.{h}" for h in heads]].to_numpy(np.float64)
+    w = np.asarray(weights, np.float64)
+    targets = {"model": P @ w, "truth": T @ w}
+    targets["model − truth"] = targets["model"] - targets["truth"]
+    cohort, user = frame["cohort"].to_numpy(), frame[USER_COLUMN].to_numpy()
+    if reference not in set(cohort):
+        raise StudyError(f"cohort_scores: no cohort {reference!r} (have {sorted(set(cohort))})")
+    rows = []
+    for target, values in targets.items():
+        ref = cohort == reference
+        for c in pd.unique(cohort):
+            rows_c = cohort == c
+            mean, low, high = inference.mean_interval(values[rows_c], user[rows_c], n_resamples, seed)
+            row = {"cohort": c, "target": target, "users": inference.cluster_codes(user[rows_c])[1],
+                   "mean": mean, "low": low, "high": high}
+            if c != reference:
+                cmp = inference.compare_clusters(values[rows_c], user[rows_c], values[ref], user[ref], n_resamples, seed)
+                row.update({"vs_reference": cmp["difference"], "vs_reference_low": cmp["difference_low"],
+                            "vs_reference_high": cmp["difference_high"], "welch_p": cmp["welch_p"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------- a scored table, ready for analysis
 
 
@@ -130,6 +266,7 @@ class ScoredSet:
     prob: np.ndarray  # [R, n, H] predicted (calibrated) probabilities
     truth: np.ndarray | None  # [R, n, H] planted true probabilities
     cohort: np.ndarray | None  # [N] cohort per row (flat)
+    user: np.ndarray | None = None  # [N] user id per row (flat)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, heads: tuple[str, ...]) -> "ScoredSet":
@@ -142,7 +279,8 @@ class ScoredSet:
         if all(f"true_prob.{h}" in frame for h in heads):
             truth = requests.gather(frame[[f"true_prob.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
         cohort = frame["cohort"].to_numpy() if "cohort" in frame else None
-        return cls(tuple(heads), requests, prob, truth, cohort)
+        user = frame[USER_COLUMN].to_numpy() if USER_COLUMN in frame else None
+        return cls(tuple(heads), requests, prob, truth, cohort, user)
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """weights [H] or [K, H] -> scores [R, n] or [K, R, n]."""
@@ -151,13 +289,34 @@ class ScoredSet:
             raise StudyError(f"analysis: {weights.shape[-1]} weights for {len(self.heads)} heads")
         return np.einsum("rnh,...h->...rn", self.prob, weights)
 
+    def true_value(self, weights: np.ndarray) -> np.ndarray:
+        """[R, n]: every candidate's true weighted value Σ weight × true probability (what a feed
+        ranked by these weights tries to maximise)."""
+        if self.truth is None:
+            raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
+        return np.einsum("rnh,h->rn", self.truth, np.asarray(weights, dtype=np.float64))
+
+    def oracle(self) -> "ScoredSet":
+        """The same candidates scored by their true probabilities: the best any model could rank."""
+        if self.truth is None:
+            raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
+        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user)
+
+    def request_users(self) -> np.ndarray:
+        """[R]: the user of each request (the cluster for user-level resampling)."""
+        if self.user is None:
+            return self.requests.ids
+        return self.user[self.requests.index[:, 0]]
+
 
 def ranking_metrics(scored: ScoredSet, base_weights: np.ndarray, weight_sets: np.ndarray, k: int = TOP_K,
                     chunk: int = 16) -> dict[str, np.ndarray]:
     """Per-request ranking metrics of every weight set against the base weights.
 
     Returns arrays [K, R]: `kendall_tau`, `top10_overlap` and, with planted truth, the
-    true expected value of each top k (`expected_likes`, ...). Weight sets are processed
+    true expected value of each top k (`expected_likes`, ...), the true weighted utility of
+    the top k under the *base* weights (`utility`) and its regret against the oracle's top k
+    under the base weights (`regret`). Weight sets are processed
     `chunk` at a time to bound memory ([chunk, R, n, n] pair matrices).
     """
     weight_sets = np.atleast_2d(np.asarray(weight_sets, dtype=np.float64))
@@ -169,12 +328,20 @@ def ranking_metrics(scored: ScoredSet, base_weights: np.ndarray, weight_sets: np
         value_cols = {name: scored.heads.index(h) for name, h in VALUE_HEADS.items() if h in scored.heads}
         for name in value_cols:
             out[name] = []
+    if scored.truth is not None:
+        value = scored.true_value(base_weights)
+        best = top_k_value(value, value, mask, k)
+        out["utility"], out["regret"] = [], []
     for start in range(0, weight_sets.shape[0], chunk):
         s = scored.scores(weight_sets[start:start + chunk])  # [c, R, n]
         out["kendall_tau"].append(kendall_tau(s, base[None], mask))
         out[f"top{k}_overlap"].append(top_k_overlap(s, base[None], mask, k))
         for name, col in value_cols.items():
             out[name].append(top_k_value(s, scored.truth[..., col][None], mask, k))
+        if scored.truth is not None:
+            utility = top_k_value(s, value[None], mask, k)
+            out["utility"].append(utility)
+            out["regret"].append(best[None] - utility)
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -213,13 +380,18 @@ def sensitivity_sweep(scored: ScoredSet, base: np.ndarray, factors: list[float],
     return table
 
 
-def tornado_table(sweep: pd.DataFrame, metric: str, low: float, high: float) -> pd.DataFrame:
-    """Per head: the metric at factor `low` and `high` and the swing between them, largest swing first."""
+def tornado_table(sweep: pd.DataFrame, metric: str, low: float, high: float, base: float) -> pd.DataFrame:
+    """Per head: the metric at factor `low` and `high` and its largest departure from the base
+    feed's value `base` (|low − base| or |high − base|, whichever is larger), largest first.
+
+    Ranked by departure, not by |high − low|: for a strong weight both ends move the feed and
+    the swing between them can cancel (overlap 0.81 at ×0 and 0.82 at ×4 is a swing of 0.01).
+    """
     lo = sweep[np.isclose(sweep["factor"], low)].set_index("head")[metric]
     hi = sweep[np.isclose(sweep["factor"], high)].set_index("head")[metric]
     out = pd.DataFrame({"low": lo, "high": hi})
-    out["swing"] = (out["high"] - out["low"]).abs()
-    return out.sort_values("swing", ascending=False).reset_index()
+    out["departure"] = np.maximum((out["low"] - base).abs(), (out["high"] - base).abs())
+    return out.sort_values("departure", ascending=False, kind="stable").reset_index()
 
 
 # ---------------------------------------------------------------- global sensitivity (Sobol)
@@ -262,7 +434,7 @@ def weight_sobol(scored: ScoredSet, base: np.ndarray, factor_range: tuple[float,
     lo, hi = factor_range
     if not lo < hi:
         raise StudyError(f"sobol_range must be [low, high] with low < high, got {list(factor_range)}")
-    outputs = ["kendall_tau", f"top{k}_overlap"] + [n for n in VALUE_HEADS if scored.truth is not None]
+    outputs = ["kendall_tau", f"top{k}_overlap"] + ([*VALUE_HEADS, "utility"] if scored.truth is not None else [])
 
     def func(X: np.ndarray) -> np.ndarray:
         summary = summarize(ranking_metrics(scored, base, X * base[None], k))
@@ -271,122 +443,35 @@ def weight_sobol(scored: ScoredSet, base: np.ndarray, factor_range: tuple[float,
     return sobol_analysis(list(scored.heads), [(lo, hi)] * len(scored.heads), func, outputs, n_base, seed)
 
 
-# ---------------------------------------------------------------- uncertainty and tests
+def model_and_oracle(analyse: Callable[["ScoredSet"], pd.DataFrame], scored: ScoredSet) -> pd.DataFrame:
+    """Run one analysis (a sweep, Sobol) on the model's and on the oracle's probabilities, stacked with a
+    `probabilities` column: what the weights do to a perfect ranker beside what they do to this model."""
+    return pd.concat([analyse(scored).assign(probabilities="model"),
+                      analyse(scored.oracle()).assign(probabilities="oracle")], ignore_index=True)
 
 
-def bootstrap_ci(values: np.ndarray, statistic: Callable = np.mean, n_resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(estimate, low, high): a BCa bootstrap interval (percentile when BCa is undefined)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return (float(statistic(values)) if values.size else math.nan, math.nan, math.nan)
-    estimate = float(statistic(values))
-    if np.all(values == values[0]):
-        return estimate, estimate, estimate
-    for method in ("BCa", "percentile"):
-        with np.errstate(all="ignore"):
-            res = stats.bootstrap((values,), statistic, n_resamples=n_resamples, confidence_level=confidence,
-                                  method=method, rng=np.random.default_rng(seed), vectorized=True, axis=-1)
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        if math.isfinite(low) and math.isfinite(high):
-            return estimate, low, high
-    return estimate, math.nan, math.nan
-
-
-def bootstrap_table(metrics: dict[str, np.ndarray], labels: list[str], n_resamples: int = 1000,
-                    seed: int = 0) -> pd.DataFrame:
-    """Mean over requests with a 95% bootstrap interval, for every (weight set, metric)."""
+def preset_differences(scored: ScoredSet, base: np.ndarray, weight_sets: np.ndarray, names: list[str],
+                       k: int = TOP_K, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each weight set against the base weights on the same requests: per metric the mean over
+    requests of (set − base), with a user-level cluster-bootstrap 95 % interval (paired design)."""
+    sets = np.vstack([np.asarray(base, np.float64)[None], np.atleast_2d(weight_sets)])
+    per = ranking_metrics(scored, base, sets, k)
+    users = scored.request_users()
     rows = []
-    for name, values in metrics.items():
-        for i, label in enumerate(labels):
-            est, lo, hi = bootstrap_ci(values[i], n_resamples=n_resamples, seed=seed)
-            rows.append({"weights": label, "metric": name, "mean": est, "ci_low": lo, "ci_high": hi})
+    for i, name in enumerate(names, start=1):
+        for metric, values in per.items():
+            out = inference.paired_mean_difference(values[i], values[0], users, n_resamples, seed)
+            rows.append({"weights": name, "metric": metric, "mean": float(np.nanmean(values[i])),
+                         "difference": out["difference"], "low": out["low"], "high": out["high"]})
     return pd.DataFrame(rows)
-
-
-def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
-    """Standardized mean difference (a − b) with the average of the two variances (suits Welch)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2.0)
-    return float((a.mean() - b.mean()) / sd) if sd > 0 else 0.0
-
-
-def effect_label(d: float) -> str:
-    """Cohen's conventional words for |d|."""
-    d = abs(d)
-    return "negligible" if d < 0.2 else "small" if d < 0.5 else "medium" if d < 0.8 else "large"
-
-
-def compare_distributions(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Welch's t, Mann–Whitney U and two-sample KS of a vs b, with effect sizes.
-
-    `prob_superiority` is P(A > B) + ½P(A = B) = U / (n_a·n_b) (0.5: no shift);
-    `rank_biserial` = 2·prob_superiority − 1; `ks_d` is the largest gap between the ECDFs.
-    """
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size < 2 or b.size < 2:
-        raise StudyError(f"compare_distributions: need two samples of >= 2 values, got {a.size} and {b.size}")
-    welch = stats.ttest_ind(a, b, equal_var=False)
-    mwu = stats.mannwhitneyu(a, b, alternative="two-sided")
-    ks = stats.ks_2samp(a, b)
-    superiority = float(mwu.statistic) / (a.size * b.size)
-    d = cohens_d(a, b)
-    return {"n_a": a.size, "n_b": b.size, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-            "median_a": float(np.median(a)), "median_b": float(np.median(b)),
-            "welch_t": float(welch.statistic), "welch_p": float(welch.pvalue),
-            "mwu_u": float(mwu.statistic), "mwu_p": float(mwu.pvalue),
-            "ks_d": float(ks.statistic), "ks_p": float(ks.pvalue),
-            "cohens_d": d, "effect": effect_label(d),
-            "prob_superiority": superiority, "rank_biserial": 2.0 * superiority - 1.0}
-
-
-def compare_groups(frame: pd.DataFrame, value: str, group: str, reference: str) -> pd.DataFrame:
-    """Every group of `frame[group]` against the `reference` group on `frame[value]`."""
-    groups = list(pd.unique(frame[group]))
-    if reference not in groups:
-        raise StudyError(f"compare_groups: no group {reference!r} in {group} (have {groups})")
-    ref = frame.loc[frame[group] == reference, value].to_numpy()
-    rows = []
-    for g in groups:
-        if g == reference:
-            continue
-        rows.append({"group": g, "reference": reference,
-                     **compare_distributions(frame.loc[frame[group] == g, value].to_numpy(), ref)})
-    return pd.DataFrame(rows)
-
-
-def describe_test(row: dict | pd.Series, alpha: float = 0.05, a: str = "A", b: str = "B") -> str:
-    """One plain-words sentence about a compare_distributions result."""
-    significant = [name for name, key in (("Welch's t", "welch_p"), ("Mann–Whitney U", "mwu_p"), ("KS", "ks_p"))
-                   if row[key] < alpha]
-    direction = "higher" if row["mean_a"] > row["mean_b"] else "lower"
-    tests = (", ".join(significant) + f" reject{'s' if len(significant) == 1 else ''} 'same distribution' at α={alpha}"
-             if significant else f"no test rejects 'same distribution' at α={alpha}")
-    return (f"{a} scores are on average {direction} than {b} ({row['mean_a']:.4g} vs {row['mean_b']:.4g}); "
-            f"{tests}; the effect is {row['effect']} (Cohen's d = {row['cohens_d']:.2f}, "
-            f"P({a} > {b}) = {row['prob_superiority']:.2f}, KS D = {row['ks_d']:.2f}).")
 
 
 # ---------------------------------------------------------------- model quality from a scored table
 
 
-def auroc(prob: np.ndarray, label: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann–Whitney rank statistic (ties count half); NaN if one class is absent."""
-    prob = np.asarray(prob, np.float64)
-    label = np.asarray(label).astype(bool)
-    n_pos = int(label.sum())
-    n_neg = label.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = stats.rankdata(prob)
-    return float((ranks[label].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def reliability_curves(frame: pd.DataFrame, heads: tuple[str, ...], bins: int = 10) -> pd.DataFrame:
-    """Per head: equal-count bins of predicted probability -> mean prediction and observed label rate."""
+    """Per head: equal-count bins of predicted probability -> mean prediction and observed label rate
+    with its 95 % Wilson interval; `evaluable` marks heads with enough positives to judge."""
     rows = []
     for head in heads:
         prob = frame[f"prob.{head}"].to_numpy(np.float64)
@@ -396,9 +481,13 @@ def reliability_curves(frame: pd.DataFrame, heads: tuple[str, ...], bins: int = 
         count = np.bincount(which, minlength=edges.size)
         keep = count > 0
         mean_pred = np.bincount(which, prob, minlength=edges.size)[keep] / count[keep]
-        observed = np.bincount(which, label, minlength=edges.size)[keep] / count[keep]
-        rows.append(pd.DataFrame({"head": head, "bin_mean_prediction": mean_pred, "observed_rate": observed,
-                                  "count": count[keep]}))
+        hits = np.bincount(which, label, minlength=edges.size)[keep]
+        # Labels are independent draws given the true probabilities, so a bin's rate is binomial.
+        ci = [stats.binomtest(int(round(k)), int(n)).proportion_ci(0.95, method="wilson")
+              for k, n in zip(hits, count[keep])]
+        rows.append(pd.DataFrame({"head": head, "bin_mean_prediction": mean_pred, "observed_rate": hits / count[keep],
+                                  "rate_low": [c.low for c in ci], "rate_high": [c.high for c in ci],
+                                  "count": count[keep], "evaluable": label.sum() >= inference.MIN_POSITIVES}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -476,7 +565,7 @@ def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
 __all__ = [
     "Requests", "ScoredSet", "kendall_tau", "top_k_mask", "top_k_overlap", "top_k_value", "ranking_metrics",
     "summarize", "sweep_weight_sets", "sensitivity_sweep", "tornado_table", "sobol_analysis", "weight_sobol",
-    "bootstrap_ci", "bootstrap_table", "cohens_d", "effect_label", "compare_distributions", "compare_groups",
-    "describe_test", "contribution_shares", "auroc", "reliability_curves", "TOP_K", "VALUE_HEADS",
-    "link_prediction_table", "embedding_ablation", "SCORER_ORDER", "VARIANT_ORDER",
+    "contribution_shares", "reliability_curves", "TOP_K", "VALUE_HEADS",
+    "link_prediction_table", "ndcg_at_k", "gauc", "feed_metrics", "random_scores", "feed_comparison",
+    "cohort_scores", "model_and_oracle", "preset_differences", "USER_COLUMN", "embedding_ablation", "SCORER_ORDER", "VARIANT_ORDER",
 ]

@@ -77,70 +77,100 @@ def training_curves(history: pd.DataFrame, heads: list[str], window: int = 5) ->
     return _finish(fig, "Training loss per head")
 
 
-def metrics_vs_oracle(evals: pd.DataFrame) -> plt.Figure:
-    """evals: one row per head with auroc, oracle_auroc, rce, oracle_rce."""
-    frame = evals.assign(head=evals["head"].map(short))
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
-    for ax, metric, unit in ((axes[0], "auroc", "AUROC (0.5 = chance)"), (axes[1], "rce", "RCE (%, 0 = constant)")):
-        long = frame.melt(id_vars="head", value_vars=[metric, f"oracle_{metric}"], var_name="who", value_name="value")
-        long["who"] = long["who"].map({metric: "model", f"oracle_{metric}": "oracle (true probabilities)"})
+def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
+    """metrics (inference.head_metric_intervals): head, evaluable, auroc/rce with _low/_high, oracle_* alike.
+
+    Points with 95 % user-level intervals; heads with too few positives are greyed and labelled
+    "not evaluable" (their numbers are shown, no conclusion rests on them).
+    """
+    frame = metrics.assign(label=[f"{short(h)}" + ("" if ok else "\n(not evaluable)")
+                                  for h, ok in zip(metrics["head"], metrics["evaluable"])])
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 0.55 * len(frame) + 2.2), sharey=True)
+    y = np.arange(len(frame))
+    colors = sns.color_palette()
+    for ax, metric, unit, ref in ((axes[0], "auroc", "AUROC (0.5 = chance)", 0.5),
+                                  (axes[1], "rce", "RCE (%, 0 = predicting the base rate)", 0.0)):
         floor = -100.0 if metric == "rce" else None
-        clipped = long["value"] < floor if floor is not None else pd.Series(False, index=long.index)
-        if floor is not None:
-            long["value"] = long["value"].clip(lower=floor)
-        sns.barplot(long, y="head", x="value", hue="who", ax=ax, orient="h")
-        if clipped.any():
-            for head in long.loc[clipped, "head"].unique():
-                y = list(dict.fromkeys(long["head"])).index(head)
-                ax.text(floor, y - 0.2, " < −100 (clipped)", va="center", ha="left", fontsize=8, color="white")
-            unit += "; clipped at −100"
-        ax.set_xlabel(unit)
-        ax.set_ylabel("head")
-        ax.get_legend().remove()
+        for offset, prefix, name, color in ((0.15, "", "model", colors[0]), (-0.15, "oracle_", "oracle (true probabilities)", colors[1])):
+            mid, lo, hi = (frame[f"{prefix}{metric}{sfx}"].to_numpy(float) for sfx in ("", "_low", "_high"))
+            if floor is not None:
+                mid, lo, hi = (np.clip(v, floor, None) for v in (mid, lo, hi))
+            for ok in (True, False):
+                sel = frame["evaluable"].to_numpy() == ok
+                ax.errorbar(mid[sel], y[sel] + offset, xerr=[mid[sel] - lo[sel], hi[sel] - mid[sel]], fmt="o",
+                            color=color if ok else "0.6", capsize=3, ms=5, label=name if ok else None)
+        ax.axvline(ref, color="k", lw=1, ls="--")
+        ax.set_xlabel(unit + ("; clipped at −100" if floor is not None and (frame[metric] < floor).any() else ""))
+    axes[0].set_yticks(y, frame["label"])
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("head")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.06), frameon=False)
-    axes[0].axvline(0.5, color="k", lw=1, ls="--")
-    axes[1].axvline(0.0, color="k", lw=1, ls="--")
-    return _finish(fig, "Held-out metrics per head: trained model vs oracle")
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.05), frameon=False)
+    return _finish(fig, "Held-out metrics per head, model vs oracle (95 % user-level bootstrap intervals)")
+
+
+def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str) -> plt.Figure:
+    """summary (analysis.feed_comparison): ranking, metric, mean, low, high. One panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH + 3, 0.5 * summary["ranking"].nunique() + 2.4),
+                             sharey=True)
+    rankings = list(dict.fromkeys(summary["ranking"]))
+    y = np.arange(len(rankings))
+    for ax, (metric, label) in zip(np.ravel(axes), metrics.items()):
+        sub = summary[summary["metric"] == metric].set_index("ranking").reindex(rankings)
+        colors = [sns.color_palette()[i % 10] for i in range(len(rankings))]
+        for i, r in enumerate(rankings):
+            ax.errorbar(sub.loc[r, "mean"], y[i], xerr=[[sub.loc[r, "mean"] - sub.loc[r, "low"]],
+                                                          [sub.loc[r, "high"] - sub.loc[r, "mean"]]],
+                        fmt="o", capsize=4, color=colors[i])
+        ax.set_xlabel(label)
+        ax.margins(x=0.15)
+    np.ravel(axes)[0].set_yticks(y, rankings)
+    np.ravel(axes)[0].invert_yaxis()
+    np.ravel(axes)[0].set_ylabel("ranking")
+    return _finish(fig, title)
 
 
 def reliability(curves: pd.DataFrame) -> plt.Figure:
-    """curves: head, bin_mean_prediction, observed_rate, count. One panel per head."""
+    """curves: head, bin_mean_prediction, observed_rate, rate_low, rate_high, count, evaluable. One panel per head."""
     heads = list(dict.fromkeys(curves["head"]))
     cols = 5
     rows = int(np.ceil(len(heads) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.9 * rows + 0.6))
     for ax, head in zip(np.ravel(axes), heads):
         c = curves[curves["head"] == head]
-        top = max(float(c["bin_mean_prediction"].max()), float(c["observed_rate"].max()), 1e-3) * 1.1
+        ok = bool(c["evaluable"].iloc[0]) if "evaluable" in c else True
+        top = max(float(c["bin_mean_prediction"].max()), float(c["rate_high"].max()), 1e-3) * 1.1
         ax.plot([0, top], [0, top], color="k", lw=1, ls="--")
-        ax.scatter(c["bin_mean_prediction"], c["observed_rate"], s=12 + 60 * c["count"] / c["count"].max(), alpha=0.8)
-        ax.plot(c["bin_mean_prediction"], c["observed_rate"], lw=1)
+        ax.errorbar(c["bin_mean_prediction"], c["observed_rate"],
+                    yerr=[c["observed_rate"] - c["rate_low"], c["rate_high"] - c["observed_rate"]],
+                    fmt="o-", ms=4, lw=1, capsize=2, color=None if ok else "0.6")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
-        ax.set_title(panel_name(head), fontsize=10)
+        ax.set_title(panel_name(head) + ("" if ok else " (not evaluable)"), fontsize=10)
         ax.set_xlabel("mean predicted P")
         ax.set_ylabel("observed rate")
     for ax in np.ravel(axes)[len(heads):]:
         ax.set_visible(False)
-    return _finish(fig, "Reliability: observed label rate per bin of predicted probability (dashed: perfect)")
+    return _finish(fig, "Reliability: observed rate per bin of predicted probability (95 % Wilson intervals; dashed: perfect)")
 
 
-def pairing_effect(evals: pd.DataFrame) -> plt.Figure:
-    """evals: head, pairing, auroc (against each head's own label), truth_mae."""
-    frame = evals.assign(head=evals["head"].map(short))
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5.5), sharey=True)
-    sns.barplot(frame, y="head", x="auroc", hue="pairing", ax=axes[0], orient="h")
-    axes[0].axvline(0.5, color="k", lw=1, ls="--")
-    axes[0].set_xlabel("AUROC vs the head's own label\n(0.5 = chance)")
-    sns.barplot(frame, y="head", x="truth_mae", hue="pairing", ax=axes[1], orient="h")
-    axes[1].set_xlabel("mean |predicted − true probability|\n(probability units)")
-    for ax in axes:
-        ax.set_ylabel("head")
-        ax.get_legend().remove()
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, [f"labels paired {x.replace('_', ' ')}" for x in labels], loc="lower center", ncol=2,
-               bbox_to_anchor=(0.5, -0.06), frameon=False)
+def pairing_effect(pairing: pd.DataFrame) -> plt.Figure:
+    """pairing: head, pairing, trained_on, evaluable, auroc, auroc_low, auroc_high (against each head's own label)."""
+    heads = list(dict.fromkeys(pairing["head"]))
+    y = np.arange(len(heads))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(heads) + 2))
+    for offset, (name, color) in zip((0.15, -0.15), (("by_name", sns.color_palette()[0]),
+                                                     ("positional", sns.color_palette()[3]))):
+        sub = pairing[pairing["pairing"] == name].set_index("head").reindex(heads)
+        ax.errorbar(sub["auroc"], y + offset, xerr=[sub["auroc"] - sub["auroc_low"], sub["auroc_high"] - sub["auroc"]],
+                    fmt="o", capsize=3, color=color, label=f"labels paired {name.replace('_', ' ')}")
+    ax.axvline(0.5, color="k", lw=1, ls="--")
+    evaluable = pairing.drop_duplicates("head").set_index("head")["evaluable"].reindex(heads)
+    ax.set_yticks(y, [h if ok else f"{h} (not evaluable)" for h, ok in evaluable.items()])
+    ax.invert_yaxis()
+    ax.set_xlabel("AUROC against the head's own label (0.5 = chance; 95 % user-level CI)")
+    ax.set_ylabel("head")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.35), ncol=2, frameon=False)
     return _finish(fig, "Faithfulness: labels paired by name vs by position (the original's defect)")
 
 
@@ -203,27 +233,29 @@ def scenario_box(frame: pd.DataFrame, score: str, xlabel: str) -> plt.Figure:
 
 
 def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
-    """tests: comparison, cohens_d, prob_superiority."""
+    """tests: comparison, unit, difference, difference_low, difference_high, prob_superiority (cluster means)."""
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 0.6 * len(tests) + 2.2), sharey=True)
-    sns.barplot(tests, y="comparison", x="cohens_d", ax=axes[0], orient="h", color=sns.color_palette()[0])
-    for x in (-0.2, 0.2):
-        axes[0].axvline(x, color="k", lw=1, ls=":")
-    axes[0].set_xlabel("Cohen's d (standard deviations; |d| < 0.2: negligible)")
-    sns.barplot(tests, y="comparison", x="prob_superiority", ax=axes[1], orient="h", color=sns.color_palette()[1])
+    y = np.arange(len(tests))
+    axes[0].errorbar(tests["difference"], y, xerr=[tests["difference"] - tests["difference_low"],
+                                                   tests["difference_high"] - tests["difference"]], fmt="o", capsize=4)
+    axes[0].axvline(0.0, color="k", lw=1, ls=":")
+    axes[0].set_xlabel("difference of means A − B (score units; 95 % cluster-bootstrap CI)")
+    axes[1].scatter(tests["prob_superiority"], y, color=sns.color_palette()[1])
     axes[1].axvline(0.5, color="k", lw=1, ls=":")
     axes[1].set_xlim(0, 1)
-    axes[1].set_xlabel("P(score A > score B) (0.5: no shift)")
-    for ax in axes:
-        ax.set_ylabel("comparison (A vs B)")
-    return _finish(fig, "Effect sizes of the score-distribution comparisons")
+    axes[1].set_xlabel("P(unit of A > unit of B) (0.5: no shift)")
+    axes[0].set_yticks(y, [f"{c}\n({u} means)" for c, u in zip(tests["comparison"], tests["unit"])])
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("comparison (A vs B)")
+    return _finish(fig, "Effect sizes of the score comparisons, on independent units")
 
 
 # ---------------------------------------------------------------- 05 sensitivity
 
 
 def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: float, high: float) -> plt.Figure:
-    """table (tornado_table): head, low, high. Bars from the base value to each end."""
-    frame = table.assign(head=table["head"].map(short)).iloc[::-1]
+    """table (tornado_table): head, low, high, largest departure first. Bars from the base value to each end."""
+    frame = table.assign(head=table["head"].map(short)).iloc[::-1]  # largest departure on top
     fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.8))
     y = np.arange(len(frame))
     colors = sns.color_palette()
@@ -253,47 +285,57 @@ def sweep_heatmap(sweep: pd.DataFrame, metric: str, metric_label: str, fmt: str 
 
 
 def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
-    """indices (sobol_analysis): output, input, S1, ST (+ conf). One panel per output."""
+    """indices: probabilities (model/oracle), output, input, ST, ST_conf. One panel per output:
+    total indices with their 95 % intervals, on the model's and the oracle's probabilities."""
     n = len(outputs)
     cols = 2
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 2, 3.6 * rows + 0.6), sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 2, 3.8 * rows + 0.6), sharey=True)
+    inputs = list(dict.fromkeys(indices["input"]))
+    y = np.arange(len(inputs))
+    colors = {"model": sns.color_palette()[0], "oracle": sns.color_palette()[1]}
     for ax, (out, label) in zip(np.ravel(axes), outputs.items()):
-        sub = indices[indices["output"] == out].assign(input=lambda d: d["input"].map(short))
-        long = sub.melt(id_vars="input", value_vars=["S1", "ST"], var_name="index", value_name="value")
-        sns.barplot(long, y="input", x="value", hue="index", ax=ax, orient="h")
-        ax.set_xlim(0, max(1.0, float(long["value"].max()) * 1.05))
-        ax.set_xlabel("share of output variance")
-        ax.set_ylabel("weight")
+        for offset, source in ((0.18, "model"), (-0.18, "oracle")):
+            sub = indices[(indices["output"] == out) & (indices["probabilities"] == source)].set_index("input").reindex(inputs)
+            if sub["ST"].isna().all():
+                continue
+            ax.barh(y + offset, sub["ST"], height=0.34, color=colors[source], label=f"{source}'s probabilities")
+            ax.errorbar(sub["ST"], y + offset, xerr=sub["ST_conf"], fmt="none", ecolor="k", capsize=2, lw=1)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("total Sobol index ST (share of output variance; whiskers: 95 % CI)")
         ax.set_title(label, fontsize=10)
-        ax.get_legend().remove()
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
-    handles, _ = np.ravel(axes)[0].get_legend_handles_labels()
-    fig.legend(handles, ["S1: this weight alone", "ST: this weight incl. its interactions"], loc="lower center",
-               ncol=2, bbox_to_anchor=(0.5, -0.04), frameon=False)
-    return _finish(fig, "Sobol indices: first order (S1) and total (ST), all ten weights varied at once")
+    first = np.ravel(axes)[0]
+    first.set_yticks(y, [short(i) for i in inputs])
+    first.invert_yaxis()
+    for ax in np.ravel(axes)[::cols]:
+        ax.set_ylabel("weight")
+    handles, labels = first.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.04), frameon=False)
+    return _finish(fig, "Sobol total indices, all ten weights varied at once: model vs oracle")
 
 
-def preset_comparison(table: pd.DataFrame, metrics: dict[str, str]) -> plt.Figure:
-    """table (bootstrap_table): weights, metric, mean, ci_low, ci_high. One panel per metric."""
+def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) -> plt.Figure:
+    """paired: weights, metric, difference, low, high (each preset minus the base, per request). One panel per metric."""
     n = len(metrics)
     cols = 2
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 1, (1.6 + 0.35 * table["weights"].nunique()) * rows + 0.6),
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 1, (1.6 + 0.4 * paired["weights"].nunique()) * rows + 0.6),
                              sharey=True)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
     for ax, (metric, label) in zip(np.ravel(axes), metrics.items()):
-        sub = table[table["metric"] == metric]
+        sub = paired[paired["metric"] == metric]
         y = np.arange(len(sub))
-        ax.errorbar(sub["mean"], y, xerr=[sub["mean"] - sub["ci_low"], sub["ci_high"] - sub["mean"]], fmt="o",
-                    capsize=4)
+        ax.errorbar(sub["difference"], y, xerr=[sub["difference"] - sub["low"], sub["high"] - sub["difference"]],
+                    fmt="o", capsize=4)
+        ax.axvline(0.0, color="k", lw=1, ls=":")
         ax.set_yticks(y, sub["weights"])
-        ax.set_xlabel(label)
+        ax.set_xlabel(f"{label}\n(preset − {base})")
         ax.margins(x=0.15, y=0.25)
         ax.set_ylabel("weight set")
-    return _finish(fig, "Weight presets side by side (mean per request, 95% bootstrap CI)")
+    return _finish(fig, f"Presets against {base}: paired differences per request (95 % user-level CI)")
 
 
 # ---------------------------------------------------------------- 01b TwHIN
@@ -399,6 +441,6 @@ def panel_name(label: str) -> str:
     return WEIGHT_SUFFIX.get(full, short(label))
 
 
-__all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "reliability", "pairing_effect",
+__all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "feed_comparison", "reliability", "pairing_effect",
            "contribution_shares", "score_distribution", "preset_scores", "scenario_box", "effect_sizes", "tornado",
            "sweep_heatmap", "sobol_bars", "preset_comparison", "FIGURES_DIR"]

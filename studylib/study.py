@@ -88,7 +88,8 @@ def _stamped(stamp: Path, settings: dict) -> bool:
 
 
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
-               pairing: str = "by_name", config: str | None = None, progress: bool = False) -> dict:
+               pairing: str = "by_name", config: str | None = None, progress: bool = False,
+               precision: str = "auto") -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary."""
     from studylib.config import shipped_config_path
     from studylib.train import TrainArgs, train
@@ -104,14 +105,14 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     settings = {"data_manifest": _digest(data / "manifest.json"),
                 "eval_manifest": _digest(eval_data / "manifest.json") if eval_data else None,
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
-                "config": Path(config).name}
+                "config": Path(config).name, "precision": precision}
     marker = out / RUN_MARKER
     if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
         return {"reused": True, **settings}
     if out.exists():
         shutil.rmtree(out)
     train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
-                    batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing,
+                    batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing, precision=precision,
                     log_every=max(1, int(steps) // 40), progress=progress))
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, **settings}

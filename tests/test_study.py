@@ -89,8 +89,9 @@ def test_sweep_identity_factor_keeps_the_feed():
     # removing the negative-feedback weight cannot lower the top's expected negative feedback
     neg = sweep[(sweep["head"] == "negative_feedback_v2") & (sweep["factor"] == 0.0)]
     assert float(neg["expected_negative_feedback_change_pct"].iloc[0]) >= 0.0
-    table = analysis.tornado_table(sweep, "top5_overlap", 0.0, 2.0)
-    assert list(table.columns) == ["head", "low", "high", "swing"] and len(table) == 4
+    table = analysis.tornado_table(sweep, "top5_overlap", 0.0, 2.0, base=1.0)
+    assert list(table.columns) == ["head", "low", "high", "departure"] and len(table) == 4
+    assert table["departure"].is_monotonic_decreasing
 
 
 def test_sobol_on_a_known_linear_function():
@@ -107,29 +108,6 @@ def test_sobol_on_a_known_linear_function():
         analysis.sobol_analysis(["x"], [(0, 1)], func, ["y"], n_base=100)
 
 
-def test_bootstrap_ci_covers_the_mean():
-    values = np.random.default_rng(2).normal(3.0, 1.0, 400)
-    est, lo, hi = analysis.bootstrap_ci(values, n_resamples=500, seed=0)
-    assert est == pytest.approx(values.mean())
-    assert lo < est < hi and lo < 3.0 < hi
-    assert hi - lo == pytest.approx(2 * 1.96 / np.sqrt(400), rel=0.3)
-    assert analysis.bootstrap_ci(np.full(10, 2.0)) == (2.0, 2.0, 2.0)
-
-
-def test_compare_distributions_effect_sizes():
-    a = np.array([1.0, 2.0, 3.0, 4.0])
-    b = np.array([5.0, 6.0, 7.0, 8.0])
-    res = analysis.compare_distributions(b, a)
-    assert res["prob_superiority"] == 1.0 and res["rank_biserial"] == 1.0 and res["ks_d"] == 1.0
-    # d = (6.5 − 2.5) / sqrt((var + var) / 2), var (ddof 1) = 5/3
-    assert res["cohens_d"] == pytest.approx(4.0 / np.sqrt(5 / 3))
-    assert res["effect"] == "large"
-    assert res["welch_p"] == pytest.approx(stats.ttest_ind(b, a, equal_var=False).pvalue)
-    same = analysis.compare_distributions(a, a)
-    assert same["prob_superiority"] == 0.5 and same["cohens_d"] == 0.0 and same["effect"] == "negligible"
-    assert "no test rejects" in analysis.describe_test(same)
-
-
 def test_contribution_shares_by_hand():
     prob = np.array([[0.5, 0.1], [0.2, 0.2]])
     shares = analysis.contribution_shares(prob, np.array([1.0, -3.0]), ("a", "b")).set_index("head")
@@ -139,12 +117,13 @@ def test_contribution_shares_by_hand():
     assert shares.loc["b", "mean_contribution"] == pytest.approx(-0.45)
 
 
-def test_auroc_and_reliability_by_hand():
-    assert analysis.auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert np.isnan(analysis.auroc([0.1, 0.2], [0, 0]))
+def test_reliability_by_hand_with_wilson_intervals():
     frame = pd.DataFrame({"prob.x": np.repeat([0.1, 0.9], 50), "label.x": np.r_[np.zeros(45), np.ones(5), np.ones(50)]})
     curve = analysis.reliability_curves(frame, ("x",), bins=2)
     assert curve["observed_rate"].tolist() == pytest.approx([0.1, 1.0])
+    wilson = stats.binomtest(5, 50).proportion_ci(0.95, method="wilson")
+    assert (curve["rate_low"][0], curve["rate_high"][0]) == pytest.approx((wilson.low, wilson.high))
+    assert curve["evaluable"].all()  # 55 positives >= 50
 
 
 def test_link_prediction_table_and_embedding_ablation_by_hand():

@@ -1,0 +1,470 @@
+"""The study's findings: every sentence that states a direction or a size is written here, from
+the numbers of the run, never as fixed prose beside them.
+
+Each function takes the tables a chapter computed and returns a `Finding`: its id, the chapter,
+the text, the numbers the text rests on and, where it decides something, the verdict. The
+notebooks display `finding.markdown()` and `record()` it into
+`_build/results/<profile>/findings.json` (a list of {"id", "chapter", "text", "numbers",
+"verdict", "source"}), so a reader or a test can check every sentence against its numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from studylib.errors import StudyError
+from studylib.inference import MIN_POSITIVES
+
+FINDINGS_FILE = "findings.json"
+NULL_RATE_RANGE = (0.02, 0.08)  # a valid test at α = 0.05 rejects the null split about this often
+
+
+@dataclass
+class Finding:
+    id: str
+    chapter: str
+    text: str
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+    verdict: str | None = None
+    source: str | None = None  # the results CSV the numbers come from
+
+    def markdown(self) -> str:
+        return f"**Finding.** {self.text}"
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+
+def record(results: str | Path, *findings: Finding) -> Path:
+    """Merge findings (by id) into results/findings.json, atomically; returns the file."""
+    path = Path(results) / FINDINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else []
+    by_id = {f["id"]: f for f in current}
+    for finding in findings:
+        by_id[finding.id] = _plain(asdict(finding))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(sorted(by_id.values(), key=lambda f: (f["chapter"], f["id"])), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load(results: str | Path) -> dict[str, dict]:
+    path = Path(results) / FINDINGS_FILE
+    if not path.exists():
+        raise StudyError(f"{path}: no findings recorded yet")
+    return {f["id"]: f for f in json.loads(path.read_text())}
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _ci(low: float, high: float, fmt: str = ".3f") -> str:
+    return f"95 % CI {low:{fmt}} to {high:{fmt}}"
+
+
+def excludes_zero(low: float, high: float) -> bool:
+    return bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
+
+
+# ---------------------------------------------------------------- chapter 2: the model beside the oracle
+
+
+def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
+    """metrics: inference.head_metric_intervals rows (head, positives, evaluable, auroc*, oracle_*, *_gap*)."""
+    ok = metrics[metrics["evaluable"]]
+    out = metrics[~metrics["evaluable"]]
+    numbers = {"steps": steps, "evaluable_heads": len(ok), "heads": len(metrics)}
+    if ok.empty:
+        text = (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
+                "the metrics below are listed for the record only.")
+        return Finding("head_quality", "02_train", text, numbers, "none evaluable", "02_metrics.csv")
+    clear = ok[ok["auroc_low"] > 0.5]
+    closest, farthest = ok.loc[ok["auroc_gap"].idxmin()], ok.loc[ok["auroc_gap"].idxmax()]
+    gap_clear = ok[ok["auroc_gap_low"] > 0]
+    numbers.update({"better_than_chance": len(clear), "median_auroc_gap": float(ok["auroc_gap"].median()),
+                    "closest_head": closest["head"], "closest_gap": float(closest["auroc_gap"]),
+                    "farthest_head": farthest["head"], "farthest_gap": float(farthest["auroc_gap"]),
+                    "farthest_gap_low": float(farthest["auroc_gap_low"]),
+                    "farthest_gap_high": float(farthest["auroc_gap_high"]), "heads_below_oracle": len(gap_clear)})
+    text = (f"After {steps} steps {len(clear)} of {len(ok)} evaluable heads (at least {MIN_POSITIVES} held-out "
+            f"positives) rank better than chance (the lower end of the AUROC interval is above 0.5). The median "
+            f"AUROC gap to the oracle is {numbers['median_auroc_gap']:.3f}; {len(gap_clear)} of {len(ok)} gaps are "
+            f"clearly above zero (paired user-level interval). The closest head is {closest['head']} (gap "
+            f"{closest['auroc_gap']:.3f}), the farthest {farthest['head']} (gap {farthest['auroc_gap']:.3f}, "
+            f"{_ci(farthest['auroc_gap_low'], farthest['auroc_gap_high'])}).")
+    if not out.empty:
+        text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
+                 + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
+    return Finding("head_quality", "02_train", text, numbers, f"{len(clear)}/{len(ok)} better than chance",
+                   "02_metrics.csv")
+
+
+def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
+    """per_seed: rows (seed, head, auroc, oracle_auroc) of the main model trained with several seeds."""
+    seeds = sorted(per_seed["seed"].unique())
+    sub = per_seed[per_seed["head"].isin(evaluable)]
+    spread = sub.groupby("head")["auroc"].agg(lambda a: a.max() - a.min())
+    gap = (sub["oracle_auroc"] - sub["auroc"]).groupby(sub["head"]).mean()
+    numbers = {"seeds": len(seeds)}
+    if len(seeds) < 2 or spread.empty:
+        text = (f"Only {len(seeds)} training seed ran, so nothing here says how much the per-head AUROC moves "
+                "between training runs; no difference between runs below should be read as real.")
+        return Finding("seed_spread", "02_train", text, numbers, "unknown", "02_seeds.csv")
+    widest = spread.idxmax()
+    numbers.update({"median_range": float(spread.median()), "widest_head": widest, "widest_range": float(spread.max()),
+                    "median_gap": float(gap.median())})
+    ratio = numbers["median_gap"] / numbers["median_range"] if numbers["median_range"] > 0 else math.inf
+    numbers["gap_over_range"] = ratio
+    verdict = "gap larger than seed noise" if ratio > 2 else "gap comparable to seed noise"
+    text = (f"Over {len(seeds)} training seeds the per-head AUROC moves by a median range of "
+            f"{numbers['median_range']:.3f} (widest: {widest}, {numbers['widest_range']:.3f}); the median gap to the "
+            f"oracle is {numbers['median_gap']:.3f}, {ratio:.1f}× the seed range: the "
+            + ("gap is a property of the model and run length, not of one lucky or unlucky seed."
+               if ratio > 2 else "gap is of the size of the seed-to-seed noise, so single-run differences of this "
+                                 "size between heads mean little."))
+    return Finding("seed_spread", "02_train", text, numbers, verdict, "02_seeds.csv")
+
+
+def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, weights: str, k: int) -> Finding:
+    """summary/paired: analysis.feed_comparison with rankings oracle, by_name, positional, random (reference by_name)."""
+    m = summary.set_index(["ranking", "metric"])
+    d = paired.set_index(["ranking", "metric"])
+    get = lambda r, metric: float(m.loc[(r, metric), "mean"])  # noqa: E731
+    numbers = {f"{r}_{metric}": get(r, metric) for r in ("oracle", "by_name", "positional", "random")
+               for metric in ("utility", "kendall_tau_oracle", f"ndcg@{k}")}
+    diff = d.loc[("positional", "utility")]
+    numbers.update({"positional_minus_by_name_utility": float(diff["difference"]),
+                    "positional_minus_by_name_low": float(diff["low"]),
+                    "positional_minus_by_name_high": float(diff["high"])})
+    vs_random = d.loc[("positional", "utility")]["difference"] - d.loc[("random", "utility")]["difference"]
+    numbers["positional_minus_random_utility"] = float(vs_random)
+    worse = diff["high"] < 0
+    if worse and vs_random < 0:
+        verdict = "positional worse than random"
+    elif worse:
+        verdict = "positional worse than by-name"
+    else:
+        verdict = "no clear difference"
+    text = (f"On the held-out feed ranked with the `{weights}` weights, the true weighted value of the top {k} is "
+            f"{numbers['oracle_utility']:.3g} for the oracle, {numbers['by_name_utility']:.3g} with heads paired "
+            f"to labels by name, {numbers['positional_utility']:.3g} with the original's positional pairing and "
+            f"{numbers['random_utility']:.3g} for a random order. Positional minus by-name: "
+            f"{diff['difference']:+.3g} ({_ci(diff['low'], diff['high'], '+.3g')}, paired, user-level). Kendall's τ "
+            f"with the oracle's order: by name {numbers['by_name_kendall_tau_oracle']:.2f}, positional "
+            f"{numbers['positional_kendall_tau_oracle']:.2f}. ")
+    text += {"positional worse than random": "The positional pairing ranks the feed worse than chance: its "
+             "negative weights multiply models of other labels, so it promotes what it means to demote.",
+             "positional worse than by-name": "The positional pairing costs real value, though it still beats "
+             "a random order.",
+             "no clear difference": "At this run length the difference between the pairings is not distinguishable "
+             "from resampling noise."}[verdict]
+    return Finding("positional_feed", "02_train", text, numbers, verdict, "02_positional_feed.csv")
+
+
+def positional_heads(pairing: pd.DataFrame) -> Finding:
+    """pairing: rows (head, pairing ∈ by_name/positional, trained_on, evaluable, auroc, auroc_low, auroc_high)."""
+    pos = pairing[(pairing["pairing"] == "positional") & pairing["evaluable"]]
+    name = pairing[(pairing["pairing"] == "by_name")].set_index("head")["auroc"]
+    below = pos[pos["auroc_high"] < 0.5]
+    drop = (name.reindex(pos["head"]).to_numpy() - pos["auroc"].to_numpy())
+    numbers = {"evaluable_heads": len(pos), "below_chance": len(below),
+               "median_auroc_drop": float(np.median(drop)) if len(drop) else math.nan}
+    text = (f"Judged against their own labels, {len(below)} of {len(pos)} evaluable positionally paired heads rank "
+            "worse than chance (the whole AUROC interval below 0.5)"
+            + (": " + ", ".join(f"{h} {a:.2f} (trained on {t})" for h, a, t in
+                                zip(below["head"], below["auroc"], below["trained_on"])) if len(below) else "")
+            + f"; the median head loses {numbers['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
+            "comes from correlated labels: engagements share an 'interest' direction, so a head trained on a "
+            "neighbour's label still ranks its own somewhat — or, for a negative label, in reverse.")
+    return Finding("positional_heads", "02_train", text, numbers, f"{len(below)} below chance", "02_pairing.csv")
+
+
+# ---------------------------------------------------------------- chapter 3: scores, cohorts, regret
+
+
+def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
+    top = shares.iloc[0]
+    top3 = float(shares["mean_share"].iloc[:3].sum())
+    low = shares.iloc[-1]
+    numbers = {"top_head": top["head"], "top_share": float(top["mean_share"]), "top3_share": top3,
+               "smallest_head": low["head"], "smallest_share": float(low["mean_share"]), "heads": len(shares)}
+    even = 1.0 / len(shares)
+    verdict = "dominated" if top["mean_share"] > 2 * even else "balanced"
+    text = (f"With the `{weights}` weights {top['head']} makes up {100 * top['mean_share']:.0f} % of a candidate's "
+            f"score on average and the three largest heads {100 * top3:.0f} %, against {100 * even:.0f} % per head for "
+            f"an equal mix; the smallest contributor is {low['head']} ({100 * low['mean_share']:.1f} %). These shares "
+            "are measured at the study's scaled base rates (`rate_scale`).")
+    return Finding("score_shares", "03_score", text, numbers, verdict, "03_shares.csv")
+
+
+def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Finding:
+    """summary: analysis.feed_comparison rows for rankings model, oracle, random."""
+    m = summary.set_index(["ranking", "metric"])
+    row = lambda metric: m.loc[("model", metric)]  # noqa: E731
+    numbers = {"oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
+               "model_utility": float(row("utility")["mean"]),
+               "random_utility": float(m.loc[("random", "utility"), "mean"]),
+               "regret": float(row("regret")["mean"]), "regret_low": float(row("regret")["low"]),
+               "regret_high": float(row("regret")["high"]),
+               "gain_share": float(row("oracle_gain_share")["mean"]),
+               "gain_share_low": float(row("oracle_gain_share")["low"]),
+               "gain_share_high": float(row("oracle_gain_share")["high"]),
+               "kendall_tau_oracle": float(row("kendall_tau_oracle")["mean"]), f"ndcg@{k}": float(row(f"ndcg@{k}")["mean"])}
+    share = numbers["gain_share"]
+    verdict = "captures most" if share >= 0.5 else "captures some" if share > 0 else "no better than random"
+    text = (f"Ranked by the model with the `{weights}` weights, the top {k} of a request carries a true weighted value "
+            f"of {numbers['model_utility']:.3g} per request, against {numbers['oracle_utility']:.3g} for the oracle "
+            f"(ranking by the true probabilities) and {numbers['random_utility']:.3g} for a random order: a regret of "
+            f"{numbers['regret']:.3g} ({_ci(numbers['regret_low'], numbers['regret_high'], '.3g')}). The model captures "
+            f"{100 * share:.0f} % ({_ci(100 * numbers['gain_share_low'], 100 * numbers['gain_share_high'], '.0f')}) of what "
+            f"the oracle gains over a random order; Kendall's τ with the oracle's order "
+            f"{numbers['kendall_tau_oracle']:.2f}, NDCG@{k} {numbers[f'ndcg@{k}']:.2f}.")
+    return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, "03_feed.csv")
+
+
+def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline") -> Finding:
+    """table: analysis.cohort_scores rows (cohort, target, mean, vs_reference[_low/_high])."""
+    others = [c for c in table["cohort"].unique() if c != reference]
+    numbers, parts, verdicts = {}, [], []
+    for c in others:
+        t = table[(table["cohort"] == c)].set_index("target")
+        model, truth = t.loc["model"], t.loc["truth"]
+        numbers.update({f"{c}_model_diff": float(model["vs_reference"]), f"{c}_model_low": float(model["vs_reference_low"]),
+                        f"{c}_model_high": float(model["vs_reference_high"]),
+                        f"{c}_truth_diff": float(truth["vs_reference"]), f"{c}_truth_low": float(truth["vs_reference_low"]),
+                        f"{c}_truth_high": float(truth["vs_reference_high"])})
+        model_sig = excludes_zero(model["vs_reference_low"], model["vs_reference_high"])
+        truth_sig = excludes_zero(truth["vs_reference_low"], truth["vs_reference_high"])
+        if truth_sig and model_sig and np.sign(model["vs_reference"]) == np.sign(truth["vs_reference"]):
+            v = "tracks the truth"
+        elif truth_sig and model_sig:
+            v = "opposite to the truth"
+        elif truth_sig:
+            v = "misses a real difference"
+        elif model_sig:
+            v = "invents a difference"
+        else:
+            v = "no difference in either"
+        verdicts.append(v)
+        word = lambda x: "higher" if x > 0 else "lower"  # noqa: E731
+        parts.append(f"{c} users score {abs(truth['vs_reference']):.3g} {word(truth['vs_reference'])} than {reference} "
+                     f"in truth ({_ci(truth['vs_reference_low'], truth['vs_reference_high'], '+.3g')}) and "
+                     f"{abs(model['vs_reference']):.3g} {word(model['vs_reference'])} by the model "
+                     f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}): the model {v}")
+    text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
+    verdict = ", ".join(f"{c}: {v}" for c, v in zip(others, verdicts))
+    return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, "03_cohorts.csv")
+
+
+# ---------------------------------------------------------------- chapter 4: tests that respect the design
+
+
+def null_split_false_positive_rate(rates: dict, icc: dict, unit: str = "request") -> Finding:
+    """rates: inference.null_split_rates; icc: inference.intraclass_correlation of the same scores."""
+    lo, hi = NULL_RATE_RANGE
+    alpha = rates["alpha"]
+    study_rates = {k: rates[f"{k}_rate"] for k in ("welch", "mwu", "ks")}
+    numbers = {"splits": rates["splits"], "alpha": alpha, **{f"{k}_rate": v for k, v in study_rates.items()},
+               **{k: v for k, v in rates.items() if k.startswith("naive_")}, **icc}
+    valid = all(lo <= v <= hi for v in study_rates.values()) if alpha == 0.05 else \
+        all(abs(v - alpha) <= 0.6 * alpha for v in study_rates.values())
+    verdict = "valid" if valid else "miscalibrated"
+    text = (f"Candidates of one {unit} are correlated (intraclass correlation {icc['icc']:.2f}, design effect "
+            f"{icc['design_effect']:.1f} at {icc['mean_cluster_size']:.0f} candidates per {unit}). On "
+            f"{rates['splits']} random {unit}-level splits of one data set (no real difference), the chapter's tests "
+            f"on {unit} means reject at α = {alpha:g} in {100 * study_rates['welch']:.1f} % (Welch), "
+            f"{100 * study_rates['mwu']:.1f} % (Mann–Whitney) and {100 * study_rates['ks']:.1f} % (KS) of the splits")
+    if "naive_welch_rate" in rates:
+        text += (f"; treating candidates as independent, the same tests would reject in "
+                 f"{100 * rates['naive_welch_rate']:.0f} %, {100 * rates['naive_mwu_rate']:.0f} % and "
+                 f"{100 * rates['naive_ks_rate']:.0f} % of {rates['naive_splits']} splits")
+    text += (". " + ("The tests hold their stated false-positive rate." if valid else
+                     "The tests do not hold their stated false-positive rate; their p-values below are not reliable."))
+    return Finding("null_split_false_positive_rate", "04_distributions", text, numbers, verdict, "04_null_splits.csv")
+
+
+def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
+    """tests: one row per comparison (comparison, unit, difference[_low/_high], *_p_holm)."""
+    rejected, kept = [], []
+    for _, r in tests.iterrows():
+        holm_hits = [name for name, key in (("Welch", "welch_p_holm"), ("Mann–Whitney", "mwu_p_holm"), ("KS", "ks_p_holm"))
+                     if r[key] < alpha]
+        desc = (f"{r['comparison']} ({r['unit']} means: difference {r['difference']:+.3g}, "
+                f"{_ci(r['difference_low'], r['difference_high'], '+.3g')})")
+        (rejected if holm_hits else kept).append(desc)
+    numbers = {"comparisons": len(tests), "rejected": len(rejected), "tests_in_family": 3 * len(tests), "alpha": alpha}
+    text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
+            f"{len(rejected)} show a difference: " + ("; ".join(rejected) if rejected else "none") + ". "
+            + (f"No test rejects for: {'; '.join(kept)}." if kept else ""))
+    return Finding("distribution_tests", "04_distributions", text, numbers, f"{len(rejected)} of {len(tests)}",
+                   "04_tests.csv")
+
+
+def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha: float) -> Finding:
+    """test: inference.compare_clusters of the fork model's scores on planted vs random data (user means)."""
+    numbers = {"real_std": float(real_std), "fork_std": float(fork_std),
+               "std_ratio": float(fork_std / real_std) if real_std > 0 else math.nan,
+               "difference": float(test["difference"]), "difference_low": float(test["difference_low"]),
+               "difference_high": float(test["difference_high"]), "welch_p": float(test["welch_p"])}
+    differs = excludes_zero(test["difference_low"], test["difference_high"])
+    text = (f"The model trained on random labels spreads its scores with a standard deviation of {fork_std:.3g}, "
+            f"{numbers['std_ratio']:.2f}× the real model's {real_std:.3g}. Its mean score per user on planted vs random "
+            f"candidates differs by {numbers['difference']:+.3g} ({_ci(test['difference_low'], test['difference_high'], '+.3g')}; "
+            f"Welch p = {numbers['welch_p']:.2g} on user means)"
+            + (": a difference, but one that comes from the features the model fitted to noise, not from user behaviour."
+               if differs else ": no difference beyond resampling noise.")
+            + " A score distribution of a model trained on random labels describes the weights and the base rates, "
+              "not what a ranker learns; only planted (or real) labels make the comparison meaningful.")
+    return Finding("fork_scores", "04_distributions", text, numbers, "differs" if differs else "no difference",
+                   "04_fork.csv")
+
+
+# ---------------------------------------------------------------- chapter 5: weights
+
+
+def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
+                     oracle: pd.DataFrame | None = None) -> Finding:
+    """tornado: analysis.tornado_table (head, low, high, departure), largest departure first; `oracle`
+    the same table on the oracle's probabilities."""
+    top, last = tornado.iloc[0], tornado.iloc[-1]
+    numbers = {"top_head": top["head"], "top_low": float(top["low"]), "top_high": float(top["high"]),
+               "top_departure": float(top["departure"]), "last_head": last["head"],
+               "last_departure": float(last["departure"]), "low_factor": low, "high_factor": high}
+    text = (f"Scaling one weight at a time, {top['head']} moves the feed most: {metric_label} {top['low']:.2f} at "
+            f"×{low:g} and {top['high']:.2f} at ×{high:g} (largest departure from the base feed "
+            f"{top['departure']:.2f}); {last['head']} moves it least (departure {last['departure']:.2f}).")
+    verdict = str(top["head"])
+    if oracle is not None:
+        o = oracle.iloc[0]
+        numbers.update({"oracle_top_head": o["head"], "oracle_top_departure": float(o["departure"])})
+        text += (f" On the oracle's probabilities the same weight leads ({o['head']}, departure {o['departure']:.2f})."
+                 if o["head"] == top["head"] else
+                 f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
+                 "model's errors change which weight matters most.")
+    return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
+
+
+def negative_flip(sweep: pd.DataFrame, heads: list[str]) -> Finding | None:
+    """sweep (model and oracle rows): the change in expected negative feedback when a negative weight's sign flips."""
+    flip = sweep[np.isclose(sweep["factor"], -1.0) & sweep["head"].isin(heads)]
+    if flip.empty or "expected_negative_feedback_change_pct" not in flip:
+        return None
+    numbers, parts = {}, []
+    for _, r in flip[flip["probabilities"] == "model"].iterrows():
+        o = flip[(flip["probabilities"] == "oracle") & (flip["head"] == r["head"])]
+        change, oracle_change = float(r["expected_negative_feedback_change_pct"]), float(o["expected_negative_feedback_change_pct"].iloc[0])
+        numbers.update({f"{r['head']}_model_pct": change, f"{r['head']}_oracle_pct": oracle_change})
+        parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
+    text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
+            "feedback in the top 10 by " + "; ".join(parts) + ".")
+    return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
+
+
+def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int) -> Finding:
+    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals."""
+    numbers, parts = {"sobol_n": n_base}, []
+    for source in ("model", "oracle"):
+        sub = sobol[(sobol["probabilities"] == source) & (sobol["output"] == output)].sort_values("ST", ascending=False)
+        if sub.empty:
+            continue
+        top = sub.iloc[0]
+        clear = sub[sub["ST"] - sub["ST_conf"] > 0]
+        numbers.update({f"{source}_top_input": top["input"], f"{source}_top_ST": float(top["ST"]),
+                        f"{source}_top_ST_conf": float(top["ST_conf"]), f"{source}_clear_inputs": len(clear),
+                        f"{source}_max_conf": float(sub["ST_conf"].max())})
+        parts.append(f"on the {source}'s probabilities {top['input']} has the largest total index "
+                     f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
+                     f"whose interval excludes zero")
+    same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
+    text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
+            + ("The model and the oracle agree on the most influential weight, so the weights' effect, not model error, "
+               "drives it." if same else "The model and the oracle disagree on the most influential weight: part of "
+               "what the weights seem to do on the model comes from its errors.")
+            + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
+            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it.")
+    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
+
+
+def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str]) -> Finding:
+    """paired: rows (weights, metric, difference, low, high): each preset minus the base weights per request."""
+    numbers, parts = {"base": base}, []
+    clear_count = 0
+    for preset in [w for w in paired["weights"].unique() if w != base]:
+        sub = paired[(paired["weights"] == preset) & paired["metric"].isin(metric_labels)]
+        bits = []
+        for _, r in sub.iterrows():
+            numbers[f"{preset}_{r['metric']}"] = float(r["difference"])
+            numbers[f"{preset}_{r['metric']}_low"] = float(r["low"])
+            numbers[f"{preset}_{r['metric']}_high"] = float(r["high"])
+            if excludes_zero(r["low"], r["high"]):
+                clear_count += 1
+                bits.append(f"{metric_labels[r['metric']]} {r['difference']:+.3g} ({_ci(r['low'], r['high'], '+.3g')})")
+        parts.append(f"{preset}: " + (", ".join(bits) if bits else "no difference whose interval excludes zero"))
+    numbers["clear_differences"] = clear_count
+    text = (f"Against the base `{base}` weights, per request on the same candidates (paired differences, user-level "
+            "intervals): " + "; ".join(parts) + ".")
+    return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
+                   "05_presets_paired.csv")
+
+
+# ---------------------------------------------------------------- chapter 2b: the embedding ablation
+
+
+def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
+    """per_seed: rows (variant, seed, head, auroc, positives) of the ablation runs.
+
+    The variants of one seed share everything but the embeddings, so gains over `random` are
+    paired by seed; the verdict compares the median gain with its spread over seeds.
+    """
+    ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
+    med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
+    seeds = len(med)
+    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique())}
+    parts, verdicts = [], []
+    for v in [c for c in ("planted", "trained") if c in med and "random" in med]:
+        gain = med[v] - med["random"]
+        mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
+        numbers.update({f"{v}_gain": mean, f"{v}_gain_sd": sd, f"{v}_gain_min": float(gain.min()),
+                        f"{v}_gain_max": float(gain.max())})
+        if seeds < 3:
+            verdict = "too few seeds"
+        elif gain.min() > 0 and mean > 2 * sd:
+            verdict = "helps"
+        elif gain.max() < 0 and -mean > 2 * sd:
+            verdict = "hurts"
+        else:
+            verdict = "within seed noise"
+        verdicts.append(f"{v}: {verdict}")
+        parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
+                     f"{gain.min():+.3f} to {gain.max():+.3f}): {verdict}")
+    text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
+            f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
+    if seeds < 3:
+        text += " With fewer than three seeds no claim about noise is made."
+    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), "02b_ablation_seeds.csv")
+
+
+__all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "cohort_model_vs_truth", "distribution_tests",
+           "embedding_ablation", "excludes_zero", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
+           "null_split_false_positive_rate", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
+           "seed_spread", "sobol_summary", "tornado_top_head"]

@@ -1,0 +1,242 @@
+"""Inference that respects the study's design: candidates of one request, and requests of one
+user, are not independent observations.
+
+- Cluster bootstrap: whole clusters (users or requests) are resampled with replacement; each
+  resample is a weight per row (how often its cluster was drawn), so any weighted statistic —
+  AUROC, RCE, a mean, a paired difference — gets an interval from the same resamples, and two
+  statistics computed on the same resamples give a paired interval of their difference.
+- Two-group tests on cluster means (Welch's t, Mann–Whitney U, KS from scipy) with a
+  cluster-bootstrap interval for the difference of means, Holm's correction within a family.
+- The false-positive rate of a test, measured on random cluster-level splits of one sample.
+- The intraclass correlation of candidates within a cluster and the design effect it implies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from studylib.errors import StudyError
+
+EPS = 1e-7  # prediction clipping of the original's RCE
+MIN_POSITIVES = 50  # a head with fewer held-out positives is "not evaluable"
+
+
+# ---------------------------------------------------------------- cluster bootstrap
+
+
+def cluster_codes(cluster: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cluster ids -> (dense code per row, number of clusters)."""
+    _, codes = np.unique(np.asarray(cluster), return_inverse=True)
+    return codes.ravel(), int(codes.max()) + 1 if codes.size else 0
+
+
+def bootstrap_weights(cluster: np.ndarray, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """[B, N] row weights of a cluster bootstrap: each resample draws C clusters of C with replacement."""
+    codes, n = cluster_codes(cluster)
+    if n < 2:
+        raise StudyError(f"cluster bootstrap: need at least 2 clusters, got {n}")
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=int(n_resamples))
+    return counts[:, codes].astype(np.float64)
+
+
+def weighted_auroc(score: np.ndarray, label: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC with row weights ([N] or [B, N]) -> scalar or [B]; ties count half (Mann–Whitney).
+
+    The order of the scores does not depend on the weights, so the sort is done once for all
+    resamples: per distinct score value, AUROC adds w_pos · (negatives below + ½ tied negatives).
+    """
+    score = np.asarray(score, np.float64)
+    label = np.asarray(label).astype(bool)
+    w = np.atleast_2d(np.asarray(weights, np.float64))
+    order = np.argsort(score, kind="stable")
+    s, y, w = score[order], label[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(w * y, starts, axis=1)
+    neg = np.add.reduceat(w * ~y, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    return auc if np.ndim(weights) == 2 else float(auc[0])
+
+
+def weighted_rce(prob: np.ndarray, label: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """RCE = 100·(1 − CE(prob) / CE(weighted base rate)) with row weights ([N] or [B, N])."""
+    p = np.clip(np.asarray(prob, np.float64), EPS, 1 - EPS)
+    y = np.asarray(label, np.float64)
+    w = np.atleast_2d(np.asarray(weights, np.float64))
+    total = w.sum(axis=1)
+    ce = -(w @ (y * np.log(p) + (1 - y) * np.log1p(-p))) / total
+    rate = np.clip((w @ y) / total, EPS, 1 - EPS)
+    base = -(rate * np.log(rate) + (1 - rate) * np.log1p(-rate))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rce = np.where((rate > EPS) & (rate < 1 - EPS), 100.0 * (1.0 - ce / base), np.nan)
+    return rce if np.ndim(weights) == 2 else float(rce[0])
+
+
+def interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (NaN-aware; NaN when fewer than half are finite)."""
+    samples = np.asarray(samples, np.float64)
+    finite = samples[np.isfinite(samples)]
+    if finite.size < max(2, samples.size // 2):
+        return math.nan, math.nan
+    tail = 100 * (1 - confidence) / 2
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
+def head_metric_intervals(frame: pd.DataFrame, heads: tuple[str, ...], cluster: str, n_resamples: int = 500,
+                          seed: int = 0, min_positives: int = MIN_POSITIVES) -> pd.DataFrame:
+    """Per head: AUROC and RCE of the model (`prob.*`) and the oracle (`true_prob.*`) against the
+    labels, each with a cluster-bootstrap 95 % interval, and the paired gaps oracle − model.
+
+    A head with fewer than `min_positives` positives is marked not evaluable (its numbers are
+    still computed, for the record, but no conclusion should rest on them).
+    """
+    if cluster not in frame:
+        raise StudyError(f"head_metric_intervals: no column {cluster!r} to cluster on")
+    W = bootstrap_weights(frame[cluster].to_numpy(), n_resamples, seed)
+    ones = np.ones(len(frame))
+    rows = []
+    for h in heads:
+        y = frame[f"label.{h}"].to_numpy()
+        row = {"head": h, "positives": int(y.sum()), "evaluable": bool(y.sum() >= min_positives)}
+        for metric, fn in (("auroc", weighted_auroc), ("rce", weighted_rce)):
+            model_b = fn(frame[f"prob.{h}"].to_numpy(), y, W)
+            oracle_b = fn(frame[f"true_prob.{h}"].to_numpy(), y, W)
+            model, oracle = fn(frame[f"prob.{h}"].to_numpy(), y, ones), fn(frame[f"true_prob.{h}"].to_numpy(), y, ones)
+            row[metric], (row[f"{metric}_low"], row[f"{metric}_high"]) = model, interval(model_b)
+            row[f"oracle_{metric}"], (row[f"oracle_{metric}_low"], row[f"oracle_{metric}_high"]) = oracle, interval(oracle_b)
+            row[f"{metric}_gap"] = oracle - model
+            row[f"{metric}_gap_low"], row[f"{metric}_gap_high"] = interval(oracle_b - model_b)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_mean_difference(values_a: np.ndarray, values_b: np.ndarray, cluster: np.ndarray,
+                           n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Mean of a − b over units observed under both conditions (e.g. requests under two weight
+    sets), with a cluster-bootstrap 95 % interval (clusters: users)."""
+    diff = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
+    keep = np.isfinite(diff)
+    diff, cluster = diff[keep], np.asarray(cluster)[keep]
+    W = bootstrap_weights(cluster, n_resamples, seed)
+    boot = (W @ diff) / W.sum(axis=1)
+    low, high = interval(boot)
+    return {"difference": float(diff.mean()), "low": low, "high": high, "units": int(diff.size),
+            "clusters": cluster_codes(cluster)[1]}
+
+
+def mean_interval(values: np.ndarray, cluster: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of per-unit values with a cluster-bootstrap 95 % interval."""
+    out = paired_mean_difference(values, np.zeros(len(values)), cluster, n_resamples, seed)
+    return out["difference"], out["low"], out["high"]
+
+
+# ---------------------------------------------------------------- tests on cluster means
+
+
+def cluster_means(values: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Mean of `values` per cluster (the cluster is the independent unit)."""
+    codes, n = cluster_codes(cluster)
+    values = np.asarray(values, np.float64)
+    return np.bincount(codes, values, n) / np.bincount(codes, minlength=n)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (family-wise error control) in the input order."""
+    p = np.asarray(p_values, np.float64)
+    order = np.argsort(p)
+    m = p.size
+    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+TESTS = {"welch": "Welch's t", "mwu": "Mann–Whitney U", "ks": "Kolmogorov–Smirnov"}
+
+
+def _test_p(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    return {"welch_p": float(stats.ttest_ind(a, b, equal_var=False).pvalue),
+            "mwu_p": float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue),
+            "ks_p": float(stats.ks_2samp(a, b).pvalue)}
+
+
+def compare_clusters(a: np.ndarray, a_cluster: np.ndarray, b: np.ndarray, b_cluster: np.ndarray,
+                     n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Group A vs group B at the level of their clusters: the three tests on cluster means, the
+    difference of means with a bootstrap interval (clusters resampled within each group),
+    Cohen's d and P(A > B) on cluster means."""
+    ma, mb = cluster_means(a, a_cluster), cluster_means(b, b_cluster)
+    if ma.size < 2 or mb.size < 2:
+        raise StudyError(f"compare_clusters: need >= 2 clusters per group, got {ma.size} and {mb.size}")
+    boot = stats.bootstrap((ma, mb), lambda x, y, axis: x.mean(axis) - y.mean(axis), n_resamples=n_resamples,
+                           method="percentile", rng=np.random.default_rng(seed), vectorized=True, axis=-1)
+    sd = math.sqrt((ma.var(ddof=1) + mb.var(ddof=1)) / 2.0)
+    u = stats.mannwhitneyu(ma, mb, alternative="two-sided").statistic
+    return {"clusters_a": ma.size, "clusters_b": mb.size, "mean_a": float(ma.mean()), "mean_b": float(mb.mean()),
+            "difference": float(ma.mean() - mb.mean()), "difference_low": float(boot.confidence_interval.low),
+            "difference_high": float(boot.confidence_interval.high),
+            "cohens_d": float((ma.mean() - mb.mean()) / sd) if sd > 0 else 0.0,
+            "prob_superiority": float(u) / (ma.size * mb.size), **_test_p(ma, mb)}
+
+
+def null_split_rates(values: np.ndarray, split: np.ndarray, unit: np.ndarray | None = None, n_splits: int = 500,
+                     alpha: float = 0.05, seed: int = 0, candidate_level: bool = True) -> dict[str, float]:
+    """False-positive rate of each test on random splits of one sample into two halves.
+
+    The sample is split at random by `split` (e.g. requests) and each half is reduced to the
+    means of its `unit`s (default: the split clusters; e.g. users, whose requests may land in
+    both halves), exactly as the chapter's tests see their groups. Both halves come from the
+    same distribution, so a valid test rejects in about α of the splits. For contrast the same
+    tests run on the candidates as if they were independent (`naive_*`; on a fifth of the splits).
+    """
+    values = np.asarray(values, np.float64)
+    split_codes, n_split = cluster_codes(split)
+    unit_codes, n_unit = cluster_codes(split if unit is None else unit)
+    if n_split < 4:
+        raise StudyError(f"null splits: need at least 4 clusters to split, got {n_split}")
+    rng = np.random.default_rng(seed)
+    hits = {k: 0 for k in TESTS}
+    naive = {k: 0 for k in TESTS}
+    naive_splits = max(1, n_splits // 5) if candidate_level else 0
+    for i in range(n_splits):
+        side = (rng.permutation(n_split) < n_split // 2)[split_codes]
+        a = cluster_means(values[side], unit_codes[side])
+        b = cluster_means(values[~side], unit_codes[~side])
+        for k, p in _test_p(a, b).items():
+            hits[k[:-2]] += p < alpha
+        if i < naive_splits:
+            for k, p in _test_p(values[side], values[~side]).items():
+                naive[k[:-2]] += p < alpha
+    out = {"splits": n_splits, "alpha": alpha, "split_clusters": n_split, "units": n_unit}
+    out.update({f"{k}_rate": hits[k] / n_splits for k in TESTS})
+    if naive_splits:
+        out["naive_splits"] = naive_splits
+        out.update({f"naive_{k}_rate": naive[k] / naive_splits for k in TESTS})
+    return out
+
+
+def intraclass_correlation(values: np.ndarray, cluster: np.ndarray) -> dict[str, float]:
+    """One-way ANOVA estimate of the ICC and the design effect 1 + (m̄ − 1)·ICC (m̄: mean cluster size)."""
+    codes, k = cluster_codes(cluster)
+    values = np.asarray(values, np.float64)
+    size = np.bincount(codes, minlength=k).astype(np.float64)
+    mean = np.bincount(codes, values, k) / size
+    n = values.size
+    ms_between = (size * (mean - values.mean()) ** 2).sum() / (k - 1)
+    ms_within = ((values - mean[codes]) ** 2).sum() / (n - k)
+    m0 = (n - (size ** 2).sum() / n) / (k - 1)
+    icc = (ms_between - ms_within) / (ms_between + (m0 - 1) * ms_within)
+    return {"icc": float(icc), "mean_cluster_size": float(size.mean()),
+            "design_effect": float(1 + (size.mean() - 1) * icc)}
+
+
+__all__ = ["MIN_POSITIVES", "TESTS", "bootstrap_weights", "cluster_codes", "cluster_means", "compare_clusters",
+           "head_metric_intervals", "holm", "interval", "intraclass_correlation", "mean_interval",
+           "null_split_rates", "paired_mean_difference", "weighted_auroc", "weighted_rce"]

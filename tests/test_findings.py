@@ -1,0 +1,267 @@
+"""Inference that respects the design, the oracle beside every ranking, and every finding's
+branches: inputs are built so that each verdict flips, and the text must agree with the numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from studylib import analysis, findings, inference
+from studylib.metrics import relative_cross_entropy
+
+# ---------------------------------------------------------------- inference
+
+
+def test_weighted_auroc_and_rce_match_the_unweighted_metrics():
+    rng = np.random.default_rng(0)
+    score = np.round(rng.random(500), 2)  # ties
+    label = rng.random(500) < 0.2 + 0.5 * score
+    ones = np.ones(500)
+    assert inference.weighted_auroc(score, label, ones) == pytest.approx(
+        float(binary_auroc(torch.tensor(score), torch.tensor(label).long())))
+    prob = np.clip(score, 0.01, 0.99)
+    assert inference.weighted_rce(prob, label, ones) == pytest.approx(
+        relative_cross_entropy(torch.tensor(prob), torch.tensor(label, dtype=torch.float64)))
+    # integer weights = repeating rows
+    w = rng.integers(0, 3, 500).astype(float)
+    rep = np.repeat(np.arange(500), w.astype(int))
+    assert inference.weighted_auroc(score, label, w) == pytest.approx(inference.weighted_auroc(score[rep], label[rep], np.ones(rep.size)))
+    assert np.isnan(inference.weighted_auroc(score, np.zeros(500), ones))
+
+
+def test_cluster_bootstrap_resamples_whole_clusters():
+    cluster = np.repeat([7, 3, 9], [2, 3, 1])
+    W = inference.bootstrap_weights(cluster, 200, seed=1)
+    assert W.shape == (200, 6)
+    assert np.all(W[:, 0] == W[:, 1]) and np.all(W[:, 2] == W[:, 3]) and np.all(W[:, 3] == W[:, 4])
+    assert np.all(W[:, [0, 2, 5]].sum(axis=1) == 3)  # three clusters drawn per resample
+    with pytest.raises(inference.StudyError, match="at least 2 clusters"):
+        inference.bootstrap_weights(np.zeros(5), 10)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04, 0.2 -> ×4, ×3 (0.09), ×2 (0.08 -> 0.09 monotone), ×1
+    assert inference.holm(np.array([0.01, 0.04, 0.03, 0.2])) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+
+
+def _clustered(n_clusters=200, size=50, icc=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    cluster = np.repeat(np.arange(n_clusters), size)
+    values = np.sqrt(icc) * rng.standard_normal(n_clusters)[cluster] + np.sqrt(1 - icc) * rng.standard_normal(cluster.size)
+    return values, cluster
+
+
+def test_intraclass_correlation_recovers_the_planted_value():
+    values, cluster = _clustered(icc=0.3)
+    out = inference.intraclass_correlation(values, cluster)
+    assert out["icc"] == pytest.approx(0.3, abs=0.06)
+    assert out["design_effect"] == pytest.approx(1 + 49 * out["icc"])
+
+
+def test_null_splits_hold_alpha_on_cluster_means_and_not_on_candidates():
+    values, cluster = _clustered(icc=0.3)
+    rates = inference.null_split_rates(values, cluster, n_splits=400, seed=2)
+    for k in ("welch", "mwu", "ks"):
+        assert 0.02 <= rates[f"{k}_rate"] <= 0.08, (k, rates)
+        assert rates[f"naive_{k}_rate"] > 0.3  # candidates treated as independent: most splits reject
+
+
+def test_compare_clusters_detects_a_shift_of_users_not_of_candidates():
+    values, cluster = _clustered(n_clusters=100, size=20, seed=3)
+    a, ca = values[cluster < 50], cluster[cluster < 50]
+    b, cb = values[cluster >= 50], cluster[cluster >= 50]
+    same = inference.compare_clusters(a, ca, b, cb, 300)
+    assert same["clusters_a"] == 50 and same["difference_low"] < same["difference"] < same["difference_high"]
+    shifted = inference.compare_clusters(a + 1.0, ca, b, cb, 300)
+    assert shifted["difference_low"] > 0 and shifted["welch_p"] < 1e-6
+    assert shifted["difference"] == pytest.approx(same["difference"] + 1.0)
+
+
+# ---------------------------------------------------------------- the oracle beside the ranking
+
+
+def test_ndcg_and_gauc_by_hand():
+    mask = np.ones((1, 3), dtype=bool)
+    value = np.array([[3.0, 1.0, 0.0]])  # gains 3, 1, 0
+    assert analysis.ndcg_at_k(value, value, mask, k=2)[0] == pytest.approx(1.0)
+    worst = np.array([[0.0, 1.0, 2.0]])  # order: item 2 (gain 0), item 1 (gain 1)
+    ideal = 3 + 1 / np.log2(3)
+    assert analysis.ndcg_at_k(worst, value, mask, k=2)[0] == pytest.approx((0 + 1 / np.log2(3)) / ideal)
+    # gauc: request 0 perfect (1.0, 3 candidates), request 1 inverted (0.0, 2 candidates), request 2 no positives
+    score = np.array([[0.9, 0.1, 0.2], [0.1, 0.8, 0.0], [0.5, 0.4, 0.3]])
+    label = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]])
+    m = np.array([[True, True, True], [True, True, False], [True, True, True]])
+    got, used = analysis.gauc(score, label, m)
+    assert used == 2 and got == pytest.approx((1.0 * 3 + 0.0 * 2) / 5)
+
+
+def _feed_frame(n_requests=60, candidates=20, seed=0, cohort_effect=0.0, model_sees_cohort=True):
+    rng = np.random.default_rng(seed)
+    heads = ("favorited", "negative_feedback_v2")
+    n = n_requests * candidates
+    request = np.repeat(np.arange(n_requests), candidates)
+    user = request // 2  # two requests per user
+    cohort = np.where(user % 2 == 0, "baseline", "negatives_suppressed")[:] if True else None
+    truth = rng.random((n, 2)) * 0.3
+    truth[cohort == "negatives_suppressed", 1] *= (1 - cohort_effect)
+    model = truth + rng.normal(0, 0.02, truth.shape)
+    if not model_sees_cohort:  # the model predicts the baseline rate for everyone
+        model[:, 1] = truth[:, 1] / np.where(cohort == "negatives_suppressed", 1 - cohort_effect, 1.0)
+    frame = pd.DataFrame({"request_id": request, analysis.USER_COLUMN: user, "cohort": cohort})
+    for i, h in enumerate(heads):
+        frame[f"prob.{h}"], frame[f"true_prob.{h}"] = model[:, i], truth[:, i]
+    return frame, heads
+
+
+def test_feed_comparison_puts_the_oracle_on_top_and_random_at_zero_gain():
+    frame, heads = _feed_frame()
+    scored = analysis.ScoredSet.from_frame(frame, heads)
+    w = np.array([1.0, -2.0])
+    value = scored.true_value(w)
+    rankings = {"oracle": value, "model": scored.scores(w), "reversed": -value,
+                "random": analysis.random_scores(scored.requests.mask, 0)}
+    summary, paired = analysis.feed_comparison(rankings, value, scored.requests.mask, scored.request_users(), k=5,
+                                               n_resamples=200, reference="model")
+    m = summary.set_index(["ranking", "metric"])["mean"]
+    assert m[("oracle", "regret")] == 0.0 and m[("oracle", "kendall_tau_oracle")] == pytest.approx(1.0)
+    assert m[("oracle", "oracle_gain_share")] == pytest.approx(1.0)
+    assert m[("random", "oracle_gain_share")] == pytest.approx(0.0)
+    assert m[("oracle", "utility")] > m[("model", "utility")] > m[("random", "utility")] > m[("reversed", "utility")]
+    assert m[("reversed", "kendall_tau_oracle")] == pytest.approx(-1.0)
+    d = paired.set_index(["ranking", "metric"])
+    assert d.loc[("reversed", "utility"), "high"] < 0
+    assert len(scored.request_users()) == scored.requests.n_requests
+
+
+def test_ranking_metrics_report_utility_and_regret_under_the_base_weights():
+    frame, heads = _feed_frame()
+    scored = analysis.ScoredSet.from_frame(frame, heads)
+    base = np.array([1.0, -2.0])
+    oracle = analysis.summarize(analysis.ranking_metrics(scored.oracle(), base, base[None], k=5)).iloc[0]
+    model = analysis.summarize(analysis.ranking_metrics(scored, base, base[None], k=5)).iloc[0]
+    assert oracle["regret"] == 0.0 and model["regret"] > 0
+    assert oracle["utility"] == pytest.approx(model["utility"] + model["regret"])
+    diffs = analysis.preset_differences(scored, base, np.array([[1.0, 0.0]]), ["no_negative"], k=5, n_resamples=100)
+    regret = diffs[diffs["metric"] == "regret"].iloc[0]
+    assert regret["difference"] > 0 and regret["low"] > 0  # dropping the negative weight costs true utility
+
+
+# ---------------------------------------------------------------- findings: every branch
+
+
+def _cohort_finding(effect, sees):
+    frame, heads = _feed_frame(n_requests=200, cohort_effect=effect, model_sees_cohort=sees, seed=4)
+    table = analysis.cohort_scores(frame, heads, np.array([1.0, -10.0]), "baseline", n_resamples=300)
+    return table, findings.cohort_model_vs_truth(table, "w")
+
+
+def test_cohort_finding_follows_the_truth_and_the_model():
+    table, f = _cohort_finding(effect=0.9, sees=True)
+    assert f.verdict == "negatives_suppressed: tracks the truth"
+    assert f.numbers["negatives_suppressed_truth_diff"] > 0  # suppressed negatives -> higher true score
+    assert "higher than baseline in truth" in f.text and "the model tracks the truth" in f.text
+    row = table[(table["cohort"] == "negatives_suppressed") & (table["target"] == "model")].iloc[0]
+    assert f.numbers["negatives_suppressed_model_diff"] == pytest.approx(row["vs_reference"])
+    _, blind = _cohort_finding(effect=0.9, sees=False)
+    assert blind.verdict == "negatives_suppressed: misses a real difference"
+    _, none = _cohort_finding(effect=0.0, sees=True)
+    assert none.verdict == "negatives_suppressed: no difference in either"
+
+
+def test_null_split_finding_verdicts():
+    icc = {"icc": 0.31, "design_effect": 16.2, "mean_cluster_size": 50.0}
+    good = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.05, "mwu_rate": 0.04,
+                                                    "ks_rate": 0.03, "naive_splits": 100, "naive_welch_rate": 0.61,
+                                                    "naive_mwu_rate": 0.65, "naive_ks_rate": 0.73}, icc)
+    assert good.verdict == "valid" and "5.0 % (Welch)" in good.text and "61 %" in good.text
+    bad = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.61, "mwu_rate": 0.04,
+                                                   "ks_rate": 0.03}, icc)
+    assert bad.verdict == "miscalibrated" and "not reliable" in bad.text
+
+
+def test_tornado_ranks_a_strong_weight_whose_ends_cancel_first():
+    # the issue's case: a strong weight moves the feed at both ends (0.81 at ×0, 0.82 at ×4): swing 0.01
+    sweep = pd.DataFrame({"head": ["strong", "strong", "weak", "weak"], "factor": [0.0, 4.0, 0.0, 4.0],
+                          "top10_overlap": [0.81, 0.82, 0.99, 0.90]})
+    table = analysis.tornado_table(sweep, "top10_overlap", 0.0, 4.0, base=1.0)
+    assert list(table["head"]) == ["strong", "weak"]
+    f = findings.tornado_top_head(table, "top-10 overlap", 0.0, 4.0, oracle=table.iloc[::-1].reset_index(drop=True))
+    assert f.verdict == "strong" and f.numbers["top_departure"] == pytest.approx(0.19)
+    assert "leads instead" in f.text  # the oracle's table (reversed here) disagrees
+    same = findings.tornado_top_head(table, "top-10 overlap", 0.0, 4.0, oracle=table)
+    assert "the same weight leads" in same.text
+
+
+def _feed_summary(positional_utility, positional_high):
+    rows = []
+    for r, u in (("oracle", 10.0), ("by_name", 8.0), ("positional", positional_utility), ("random", 2.0)):
+        for metric, v in (("utility", u), ("kendall_tau_oracle", u / 10), ("ndcg@10", u / 10)):
+            rows.append({"ranking": r, "metric": metric, "mean": v, "low": v - 1, "high": v + 1})
+    paired = [{"ranking": r, "reference": "by_name", "metric": "utility", "difference": u - 8.0,
+               "low": u - 8.0 - 1, "high": positional_high if r == "positional" else u - 7.0}
+              for r, u in (("oracle", 10.0), ("positional", positional_utility), ("random", 2.0))]
+    return pd.DataFrame(rows), pd.DataFrame(paired)
+
+
+@pytest.mark.parametrize("utility, high, verdict", [(-1.0, -8.0, "positional worse than random"),
+                                                    (5.0, -2.0, "positional worse than by-name"),
+                                                    (7.8, 0.5, "no clear difference")])
+def test_positional_feed_verdicts(utility, high, verdict):
+    f = findings.positional_feed(*_feed_summary(utility, high), "april_2023", 10)
+    assert f.verdict == verdict
+    assert f.numbers["positional_utility"] == utility and f"{utility:.3g} with the original" in f.text
+
+
+def test_regret_presets_sobol_and_quality_findings():
+    summary = pd.DataFrame([{"ranking": r, "metric": m, "mean": v, "low": v - 0.1, "high": v + 0.1}
+                            for r, vals in (("oracle", {"utility": 10.0, "regret": 0.0}), ("random", {"utility": 2.0}),
+                                            ("model", {"utility": 8.0, "regret": 2.0, "oracle_gain_share": 0.75,
+                                                       "kendall_tau_oracle": 0.6, "ndcg@10": 0.9}))
+                            for m, v in vals.items()])
+    f = findings.model_vs_oracle_regret(summary, "april_2023", 10)
+    assert f.verdict == "captures most" and "regret of 2" in f.text and "75 %" in f.text
+    paired = pd.DataFrame([{"weights": "x", "metric": "utility", "difference": -1.0, "low": -1.5, "high": -0.5},
+                           {"weights": "y", "metric": "utility", "difference": 0.1, "low": -0.5, "high": 0.7}])
+    p = findings.presets_paired(paired, "base", {"utility": "true utility"})
+    assert p.numbers["clear_differences"] == 1 and "y: no difference" in p.text and "true utility -1" in p.text
+    sob = pd.DataFrame([{"probabilities": s, "output": "utility", "input": i, "ST": st, "ST_conf": 0.1}
+                        for s, order in (("model", (0.9, 0.05)), ("oracle", (0.05, 0.9)))
+                        for i, st in zip(("a", "b"), order)])
+    s = findings.sobol_summary(sob, "utility", "utility", 64)
+    assert s.verdict == "disagree" and s.numbers["model_clear_inputs"] == 1 and "0.90 ± 0.10" in s.text
+    metrics = pd.DataFrame({"head": ["a", "b"], "positives": [400, 3], "evaluable": [True, False],
+                            "auroc": [0.7, 0.2], "auroc_low": [0.65, 0.0], "auroc_high": [0.75, 0.6],
+                            "auroc_gap": [0.05, 0.5], "auroc_gap_low": [0.02, -0.1], "auroc_gap_high": [0.08, 0.9]})
+    q = findings.head_quality(metrics, 300)
+    assert q.numbers["farthest_head"] == "a"  # the not-evaluable head is never ranked
+    assert "Not evaluable" in q.text and "b (3)" in q.text
+
+
+def test_seed_and_ablation_findings_need_seeds_before_claiming_noise():
+    one = pd.DataFrame({"seed": [0, 0], "head": ["a", "b"], "auroc": [0.7, 0.6], "oracle_auroc": [0.8, 0.7]})
+    assert findings.seed_spread(one, ["a", "b"]).verdict == "unknown"
+    three = pd.concat([one.assign(seed=s, auroc=one["auroc"] + 0.001 * s) for s in range(3)])
+    f = findings.seed_spread(three, ["a", "b"])
+    assert f.verdict == "gap larger than seed noise" and f.numbers["median_range"] == pytest.approx(0.002)
+    rows = [{"variant": v, "seed": s, "head": h, "positives": 100, "auroc": base + gain + 0.001 * s}
+            for s in range(3) for h in ("a", "b") for v, gain in (("random", 0.0), ("planted", 0.05), ("trained", 0.0))
+            for base in (0.6,)]
+    a = findings.embedding_ablation(pd.DataFrame(rows), 100)
+    assert a.verdict == "planted: helps; trained: within seed noise"
+    short = findings.embedding_ablation(pd.DataFrame([r for r in rows if r["seed"] == 0]), 100)
+    assert "too few seeds" in short.verdict and "no claim about noise" in short.text
+
+
+def test_findings_are_recorded_by_id(tmp_path):
+    a = findings.Finding("x", "02_train", "text", {"n": np.int64(3), "v": np.float64("nan")}, "ok", "x.csv")
+    findings.record(tmp_path, a)
+    findings.record(tmp_path, findings.Finding("x", "02_train", "new", {"n": 4}))
+    stored = json.loads((tmp_path / findings.FINDINGS_FILE).read_text())
+    assert len(stored) == 1 and stored[0]["text"] == "new" and stored[0]["numbers"] == {"n": 4}
+    findings.record(tmp_path, a)
+    assert findings.load(tmp_path)["x"]["numbers"] == {"n": 3, "v": None}
