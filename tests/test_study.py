@@ -329,3 +329,51 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
     assert "score.my_weights" in scores and "score.april_2023" in scores
     assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
+
+
+def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
+    from studylib import findings
+
+    work, _ = tiny_study
+    results = work / "_build" / "results" / "tiny"
+    found = findings.load(results)
+    required = {"null_split_false_positive_rate", "tornado_top_head", "positional_feed", "cohort_model_vs_truth",
+                "presets_paired", "model_vs_oracle_regret"}
+    assert required <= set(found)
+    for f in found.values():
+        assert f["text"] and f["chapter"] and (results / f["source"]).exists(), f["id"]
+    csv = lambda name: pd.read_csv(results / name)  # noqa: E731
+
+    null = found["null_split_false_positive_rate"]["numbers"]
+    row = csv("04_null_splits.csv").iloc[0]
+    assert null["welch_rate"] == pytest.approx(row["welch_rate"]) and null["icc"] == pytest.approx(row["icc"])
+    assert f"{100 * null['welch_rate']:.1f} % (Welch)" in found["null_split_false_positive_rate"]["text"]
+
+    sweep = csv("05_sweep.csv")
+    model = sweep[sweep["probabilities"] == "model"]
+    base = model[np.isclose(model["factor"], 1.0)]["top10_overlap"].iloc[0]
+    tornado = analysis.tornado_table(model, "top10_overlap", 0.0, float(model["factor"].max()), base)
+    tor = found["tornado_top_head"]["numbers"]
+    assert tor["top_head"] == tornado["head"].iloc[0] and tor["top_departure"] == pytest.approx(tornado["departure"].iloc[0])
+
+    feed = csv("02_positional_feed.csv").set_index(["ranking", "metric"])["mean"]
+    pos = found["positional_feed"]
+    assert pos["numbers"]["by_name_utility"] == pytest.approx(feed[("by_name", "utility")])
+    assert pos["numbers"]["oracle_utility"] == pytest.approx(feed[("oracle", "utility")])
+    assert f"{pos['numbers']['positional_utility']:.3g} with the original" in pos["text"]
+
+    cohorts = csv("03_cohorts.csv").set_index(["cohort", "target"])
+    coh = found["cohort_model_vs_truth"]["numbers"]
+    for c in ("negatives_suppressed", "positives_suppressed"):
+        assert coh[f"{c}_model_diff"] == pytest.approx(cohorts.loc[(c, "model"), "vs_reference"])
+        assert coh[f"{c}_truth_diff"] == pytest.approx(cohorts.loc[(c, "truth"), "vs_reference"])
+
+    paired = csv("05_presets_paired.csv")
+    paired = paired[paired["probabilities"] == "model"].set_index(["weights", "metric"])["difference"]
+    pre = found["presets_paired"]["numbers"]
+    assert pre["equal_contribution_utility"] == pytest.approx(paired[("equal_contribution", "utility")])
+
+    regret = csv("03_feed.csv").set_index(["ranking", "metric"])["mean"]
+    reg = found["model_vs_oracle_regret"]["numbers"]
+    assert reg["regret"] == pytest.approx(regret[("model", "regret")])
+    assert reg["oracle_utility"] - reg["model_utility"] == pytest.approx(reg["regret"])
