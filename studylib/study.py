@@ -279,9 +279,11 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
     return out
 
 
-def ensure_data_like(out: Path, like: Path, embeddings: Path | None, progress: bool = False) -> dict:
+def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, progress: bool = False,
+                     **changes) -> dict:
     """The data set `like` again (same scenario, size, seed and world: the same requests, labels and
-    other features) with the three embedding features read from `embeddings`; reused when unchanged."""
+    other features) with the three embedding features read from `embeddings` and any other generator
+    parameters in `changes` (e.g. a negative downsampling); reused when unchanged."""
     from studylib.data.generate import GeneratorParams, generate
     from studylib.data.world import WorldParams
 
@@ -289,7 +291,7 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None, progress: b
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
     base = json.loads((like / "manifest.json").read_text())["params"]
     params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
-                                "embeddings": None if embeddings is None else str(embeddings)})
+                                "embeddings": None if embeddings is None else str(embeddings), **changes})
     params.validate()
     manifest = out / "manifest.json"
     if manifest.exists():

@@ -265,3 +265,14 @@ def test_findings_are_recorded_by_id(tmp_path):
     assert len(stored) == 1 and stored[0]["text"] == "new" and stored[0]["numbers"] == {"n": 4}
     findings.record(tmp_path, a)
     assert findings.load(tmp_path)["x"]["numbers"] == {"n": 3, "v": None}
+
+
+def test_downsampling_calibration_verdicts():
+    rng = np.random.default_rng(5)
+    truth = rng.random(2000) * 0.2
+    users = np.repeat(np.arange(200), 10)
+    raw = truth / (truth + (1 - truth) * 0.1)  # what a head trained on 10 % of the negatives outputs
+    ok = findings.downsampling_calibration(truth + rng.normal(0, 0.01, truth.size), raw, truth, users, 0.1, 200)
+    assert ok.verdict == "calibration survives" and ok.numbers["raw_bias"] > 0.2
+    off = findings.downsampling_calibration(truth * 1.5, truth * 1.6, truth, users, 0.1, 200)
+    assert off.verdict == "calibration off" and "does not fully undo" in off.text
