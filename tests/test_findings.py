@@ -164,7 +164,7 @@ def test_cohort_finding_follows_the_truth_and_the_model():
     table, f = _cohort_finding(effect=0.9, sees=True)
     assert f.verdict == "negatives_suppressed: tracks the truth"
     assert f.numbers["negatives_suppressed_truth_diff"] > 0  # suppressed negatives -> higher true score
-    assert "higher than baseline in truth" in f.text and "the model tracks the truth" in f.text
+    assert "higher than baseline in truth" in f.text and "the model follows the true difference" in f.text
     row = table[(table["cohort"] == "negatives_suppressed") & (table["target"] == "model")].iloc[0]
     assert f.numbers["negatives_suppressed_model_diff"] == pytest.approx(row["vs_reference"])
     _, blind = _cohort_finding(effect=0.9, sees=False)
@@ -181,7 +181,10 @@ def test_null_split_finding_verdicts():
     assert good.verdict == "valid" and "5.0 % (Welch)" in good.text and "61 %" in good.text
     bad = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.61, "mwu_rate": 0.04,
                                                    "ks_rate": 0.03}, icc)
-    assert bad.verdict == "miscalibrated" and "not reliable" in bad.text
+    assert bad.verdict == "anti-conservative" and "overstate" in bad.text
+    strict = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.05, "mwu_rate": 0.04,
+                                                      "ks_rate": 0.01}, icc)
+    assert strict.verdict == "conservative" and "may be missed" in strict.text
 
 
 def test_tornado_ranks_a_strong_weight_whose_ends_cancel_first():
