@@ -109,7 +109,7 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, "Held-out metrics per head, model vs oracle (95 % user-level bootstrap intervals)")
 
 
-def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str) -> plt.Figure:
+def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str = "ranking") -> plt.Figure:
     """summary (analysis.feed_comparison): ranking, metric, mean, low, high. One panel per metric."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH + 3, 0.5 * summary["ranking"].nunique() + 2.4),
                              sharey=True)
@@ -126,7 +126,7 @@ def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str) 
         ax.margins(x=0.15)
     np.ravel(axes)[0].set_yticks(y, rankings)
     np.ravel(axes)[0].invert_yaxis()
-    np.ravel(axes)[0].set_ylabel("ranking")
+    np.ravel(axes)[0].set_ylabel(ylabel)
     return _finish(fig, title)
 
 
@@ -239,11 +239,11 @@ def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
     axes[0].errorbar(tests["difference"], y, xerr=[tests["difference"] - tests["difference_low"],
                                                    tests["difference_high"] - tests["difference"]], fmt="o", capsize=4)
     axes[0].axvline(0.0, color="k", lw=1, ls=":")
-    axes[0].set_xlabel("difference of means A − B (score units; 95 % cluster-bootstrap CI)")
+    axes[0].set_xlabel("difference of means A − B\n(score units; 95 % cluster-bootstrap CI)")
     axes[1].scatter(tests["prob_superiority"], y, color=sns.color_palette()[1])
     axes[1].axvline(0.5, color="k", lw=1, ls=":")
     axes[1].set_xlim(0, 1)
-    axes[1].set_xlabel("P(unit of A > unit of B) (0.5: no shift)")
+    axes[1].set_xlabel("P(unit of A > unit of B)\n(0.5: no shift)")
     axes[0].set_yticks(y, [f"{c}\n({u} means)" for c, u in zip(tests["comparison"], tests["unit"])])
     axes[0].invert_yaxis()
     axes[0].set_ylabel("comparison (A vs B)")
@@ -302,7 +302,7 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
             ax.barh(y + offset, sub["ST"], height=0.34, color=colors[source], label=f"{source}'s probabilities")
             ax.errorbar(sub["ST"], y + offset, xerr=sub["ST_conf"], fmt="none", ecolor="k", capsize=2, lw=1)
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("total Sobol index ST (share of output variance; whiskers: 95 % CI)")
+        ax.set_xlabel("total index ST (share of variance)")
         ax.set_title(label, fontsize=10)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
@@ -313,7 +313,7 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
         ax.set_ylabel("weight")
     handles, labels = first.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.04), frameon=False)
-    return _finish(fig, "Sobol total indices, all ten weights varied at once: model vs oracle")
+    return _finish(fig, "Sobol total indices (whiskers: 95 % CI), all ten weights varied at once: model vs oracle")
 
 
 def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) -> plt.Figure:
