@@ -63,7 +63,7 @@ def _train(args) -> int:
                              resume=args.resume, seed=args.seed, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                              label_pairing=args.label_pairing, output_bias=args.output_bias,
-                             progress=not args.quiet))
+                             progress=not args.quiet, precision=args.precision))
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     if result["eval"]:
@@ -90,7 +90,7 @@ def _score(args) -> int:
     from studylib.scoring import score_run
 
     table = score_run(args.run, args.data, args.weights or ["april_2023"], args.out, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, precision=args.precision)
     sets = [c.removeprefix("score.") for c in table.column_names if c.startswith("score.")]
     print(f"{args.out}: {table.num_rows:,} candidates scored with {', '.join(sets)}")
     return 0
@@ -116,6 +116,9 @@ def _model_summary(args) -> int:
     print(f"  forward cost per example: {flops / 1e6:,.1f} MFLOP ({flops // 2:,} multiply-adds); "
           f"a training step is about 3x that")
     return 0
+
+
+PRECISION_HELP = "auto (bf16 autocast on CUDA and on CPUs with bf16 instructions, else fp32), fp32 or bf16"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-data", help="evaluation data folder")
     t.add_argument("--batch-size", type=int, help="global batch size (default: the config's, 128)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    t.add_argument("--precision", default="auto", help=PRECISION_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: at the end)")
@@ -181,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="april_2023 (default), equal_contribution, x_2026_mapped or a YAML file; repeatable")
     s.add_argument("--out", required=True, help="output .parquet file")
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", default="auto", help=PRECISION_HELP)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_score)
 

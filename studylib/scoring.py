@@ -136,7 +136,7 @@ def scored_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: n
 
 
 def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: str, device: str = "auto",
-              progress: bool = True) -> pa.Table:
+              progress: bool = True, precision: str = "auto") -> pa.Table:
     """Score every candidate of `data_dir` with a trained run and write the Parquet table atomically."""
     weight_sets = [load_weights(spec) for spec in weight_specs]
     names = [ws.name for ws in weight_sets]
@@ -145,7 +145,7 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
     out = Path(out_file)
     if out.suffix != ".parquet":
         raise StudyError(f"--out {out_file}: must end in .parquet")
-    model, cfg, _, runtime = load_run(run_dir, device)
+    model, cfg, _, runtime = load_run(run_dir, device, precision)
     truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
     dataset = open_dataset(data_dir, renamed=cfg.data.renamed_features, truncation=truncation)
     reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)

@@ -29,7 +29,7 @@ from studylib.data.reader import Batch, Reader, open_dataset
 from studylib.errors import StudyError
 from studylib.metrics import head_metrics, to_data_space
 from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
-from studylib.runtime import Runtime, resolve_device, start_runtime
+from studylib.runtime import Runtime, resolve_device, resolve_precision, start_runtime
 from studylib.schema import LABELS, short_name
 
 CHECKPOINT = "checkpoint.pt"
@@ -247,6 +247,7 @@ class TrainArgs:
     label_pairing: str = "by_name"
     output_bias: str = "base_rate"  # or "zero", as in the original
     progress: bool = True
+    precision: str = "auto"  # auto (bf16 where the hardware has it), fp32 or bf16
 
 
 def _write_csv(path: Path, rows: list[dict], append: bool) -> None:
@@ -272,7 +273,7 @@ def _truncate_csv(path: Path, max_step: int) -> None:
 
 def train(args: TrainArgs) -> dict:
     """Train per `args`; returns the final evaluation rows (empty without evaluation data)."""
-    runtime = start_runtime(args.device)
+    runtime = start_runtime(args.device, args.precision)
     cfg = load_config(args.config)
     if args.label_pairing not in PAIRINGS:
         raise StudyError(f"--label-pairing must be one of {', '.join(PAIRINGS)}, got {args.label_pairing!r}")
@@ -330,6 +331,7 @@ def train(args: TrainArgs) -> dict:
                 "labels_per_head": dict(zip(model.heads, label_names)), "batch_size": batch_size, "seed": args.seed,
                 "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),
                 "downsampling": data.downsampling, "world_size": runtime.world_size,
+                "precision": runtime.precision,
             }
             (out / RUN_INFO).write_text(json.dumps(info, indent=1))
     runtime.barrier()
@@ -407,7 +409,8 @@ def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device
 # ---------------------------------------------------------------- reuse a finished run
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> tuple[HeavyRanker, RecapConfig, dict, Runtime]:
+def load_run(run_dir: str | Path, device: str = "auto",
+             precision: str = "auto") -> tuple[HeavyRanker, RecapConfig, dict, Runtime]:
     """The trained model of a run directory (config, checkpoint and run info from the directory)."""
     run = Path(run_dir)
     if not (run / RUN_INFO).exists():
@@ -416,6 +419,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[HeavyRanker, Re
     info = json.loads((run / RUN_INFO).read_text())
     model = HeavyRanker(cfg.model)
     load_checkpoint(run / MODEL if (run / MODEL).exists() else run / CHECKPOINT, model, cfg)
-    runtime = Runtime(resolve_device(device))
+    torch_device = resolve_device(device)
+    runtime = Runtime(torch_device, resolve_precision(precision, torch_device))
     model.to(runtime.device).eval()
     return model, cfg, info, runtime

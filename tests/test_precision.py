@@ -1,0 +1,66 @@
+"""Precision: bf16 autocast where the hardware has it, fp32 master weights, deterministic on CPU."""
+
+import json
+
+import pytest
+import torch
+
+from studylib import runtime
+from studylib.cli import main
+from studylib.config import STUDY_CONFIG, shipped_config_path
+from studylib.errors import StudyError
+from studylib.scoring import score_run
+from studylib.train import TrainArgs, load_run, train
+
+STUDY = str(shipped_config_path(STUDY_CONFIG))
+CPU = torch.device("cpu")
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert runtime.resolve_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert runtime.resolve_precision("auto", CPU) == "fp32"
+    assert runtime.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert runtime.resolve_precision("bf16", CPU) == "bf16" and runtime.resolve_precision("fp32", CPU) == "fp32"
+    with pytest.raises(StudyError, match="--precision must be one of auto, fp32, bf16, got 'fp16'"):
+        runtime.resolve_precision("fp16", CPU)
+
+
+def test_autocast_is_bf16_only_when_asked():
+    x = torch.randn(4, 8)
+    w = torch.randn(8, 3)
+    with runtime.Runtime(CPU, "bf16").autocast():
+        assert (x @ w).dtype == torch.bfloat16
+    with runtime.Runtime(CPU, "fp32").autocast():
+        assert (x @ w).dtype == torch.float32
+
+
+def _run(data, out, precision, steps=6):
+    return train(TrainArgs(data=str(data), eval_data=str(data), out=str(out), config=STUDY, steps=steps,
+                           batch_size=64, precision=precision, checkpoint_every=100, progress=False))
+
+
+def test_bf16_training_keeps_fp32_weights_is_deterministic_and_recorded(small_data, tmp_path):
+    first = _run(small_data, tmp_path / "a", "bf16")
+    again = _run(small_data, tmp_path / "b", "bf16")
+    fp32 = _run(small_data, tmp_path / "c", "fp32")
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["precision"] == "bf16"
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["precision"] == "fp32"
+    aurocs = [[row["auroc"] for row in r["eval"]] for r in (first, again)]
+    assert aurocs[0] == aurocs[1]  # same seed, same metrics on the CPU
+    assert all(torch.isfinite(torch.tensor(row["log_loss"])) for row in first["eval"])
+    assert [row["rce"] for row in fp32["eval"]] != [row["rce"] for row in first["eval"]]  # bf16 really ran
+    model, _, _, rt = load_run(tmp_path / "a", precision="bf16")
+    assert rt.precision == "bf16" and all(p.dtype == torch.float32 for p in model.parameters())
+    table = score_run(str(tmp_path / "a"), str(small_data), ["april_2023"], str(tmp_path / "s.parquet"),
+                      progress=False, precision="bf16")
+    assert table.column("prob.favorited").type == "float"
+
+
+def test_cli_refuses_a_bad_precision(small_data, tmp_path, capsys):
+    code = main(["train", "--data", str(small_data), "--out", str(tmp_path / "r"), "--steps", "1",
+                 "--precision", "half", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--precision must be one of auto, fp32, bf16, got 'half'" in err[0]
+    assert not (tmp_path / "r").exists()
