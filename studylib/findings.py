@@ -86,6 +86,39 @@ def excludes_zero(low: float, high: float) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
 
 
+# ---------------------------------------------------------------- chapter 1: the data
+
+
+def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int) -> Finding:
+    """rates: per label base_rate, target, target_note, world_rate (the world's mean true probability),
+    planted (this data set's mean true probability), realised (share of positive draws), positives."""
+    off = (rates["world_rate"] - rates["target"]).abs() / rates["target"]
+    enough = rates[rates["positives"] >= MIN_POSITIVES]
+    drawn = ((enough["realised"] - enough["planted"]).abs() / enough["planted"]) if len(enough) else pd.Series(dtype=float)
+    shift = rates["planted"] / rates["world_rate"]
+    notes = rates[rates["target_note"] != ""]
+    few = rates[rates["positives"] < MIN_POSITIVES]
+    numbers = {"rate_scale": rate_scale, "max_target_error": float(off.max()),
+               "max_draw_error": float(drawn.max()) if len(drawn) else math.nan,
+               "labels_with_enough_positives": len(enough), "min_planted_over_world": float(shift.min()),
+               "max_planted_over_world": float(shift.max()), "rows": rows}
+    text = (f"The world's mean true rate of every label matches its stated target to within "
+            f"{100 * numbers['max_target_error']:.1f} %; the target is the published rate × {rate_scale:g}")
+    if len(notes):
+        text += (", except " + ", ".join(f"{r.label} ({r.target_note}: {100 * r.target:.1f} % instead of "
+                                         f"{100 * r.base_rate * rate_scale:.1f} %)" for r in notes.itertuples()))
+    text += (f". In the {rows:,}-example training set (scenario `{scenario}`) the realised rates are within "
+             f"{100 * numbers['max_draw_error']:.0f} % of the set's own true rates for the {len(enough)} labels with at "
+             f"least {MIN_POSITIVES} positives")
+    if scenario == "cohorts":
+        text += (f"; the cohorts' suppression puts the set's true rates at {numbers['min_planted_over_world']:.2f}–"
+                 f"{numbers['max_planted_over_world']:.2f}× the world's")
+    text += "." + (f" {len(few)} label(s) have fewer than {MIN_POSITIVES} positives: "
+                   + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
+    verdict = "targets met" if numbers["max_target_error"] < 0.05 else "targets missed"
+    return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
+
+
 # ---------------------------------------------------------------- chapter 2: the model beside the oracle
 
 
@@ -499,7 +532,7 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
     return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), "02b_ablation_seeds.csv")
 
 
-__all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "cohort_model_vs_truth", "distribution_tests", "downsampling_calibration",
+__all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "base_rates", "cohort_model_vs_truth", "distribution_tests", "downsampling_calibration",
            "embedding_ablation", "excludes_zero", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
            "null_split_false_positive_rate", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
            "seed_spread", "sobol_summary", "tornado_top_head"]

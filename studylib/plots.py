@@ -44,8 +44,8 @@ def _finish(fig: plt.Figure, title: str) -> plt.Figure:
 
 
 def base_rates(rates: pd.DataFrame) -> plt.Figure:
-    """rates: columns label, planted, realised (fractions). Horizontal bars on a log axis."""
-    long = rates.melt(id_vars="label", value_vars=["planted", "realised"], var_name="rate", value_name="value")
+    """rates: columns label, target, planted, realised (fractions). Horizontal bars on a log axis."""
+    long = rates.melt(id_vars="label", value_vars=["target", "planted", "realised"], var_name="rate", value_name="value")
     long["percent"] = 100.0 * long["value"]
     fig, ax = plt.subplots(figsize=(WIDTH, 6))
     sns.barplot(long, y="label", x="percent", hue="rate", ax=ax, orient="h")
@@ -53,7 +53,7 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("base rate (% of candidates, log scale)")
     ax.set_ylabel("label")
     ax.legend(title=None, loc="lower right")
-    return _finish(fig, "Base rate per label: planted truth vs realised draws")
+    return _finish(fig, "Base rate per label: target, planted truth (this data set) and realised draws")
 
 
 # ---------------------------------------------------------------- 02 training

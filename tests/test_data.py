@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -291,3 +292,39 @@ def test_embeddings_for_another_world_are_refused(tmp_path):
     write_embeddings(tmp_path / "emb.parquet", n_users=100, n_authors=60)
     with pytest.raises(StudyError, match=r"emb.parquet: user_embedding has shape \(100, 200\), this world needs \(300, 200\)"):
         generate(small_params(embeddings=str(tmp_path / "emb.parquet")), tmp_path / "d", progress=False)
+
+
+def test_user_history_features_show_the_cohort(tmp_path):
+    """A user's own history reaches the features: the cohorts' suppression is visible to a model."""
+    from studylib.data.generate import HISTORY_COLUMNS, HISTORY_WIDTH
+
+    generate(small_params(scenario="cohorts", examples=6000), tmp_path / "cohorts", progress=False)
+    table = load_table(tmp_path / "cohorts")
+    cont = np.stack(table.column("home_recap_2022_cont__segdense_vals").to_numpy(zero_copy_only=False))
+    history = np.log1p(cont[:, HISTORY_COLUMNS])
+    half = HISTORY_WIDTH // 2
+    frame = pd.DataFrame({"positive": history[:, :half].mean(1), "negative": history[:, half:].mean(1),
+                          "cohort": table.column("cohort").to_numpy(zero_copy_only=False)})
+    means = frame.groupby("cohort").mean()
+    # log(0.1) ≈ −2.3 on the negative block, log(0.25) ≈ −1.4 on the positive block
+    assert means.loc["baseline", "negative"] - means.loc["negatives_suppressed", "negative"] > 1.5
+    assert means.loc["baseline", "positive"] - means.loc["positives_suppressed", "positive"] > 1.0
+    assert abs(means.loc["baseline", "positive"] - means.loc["negatives_suppressed", "positive"]) < 0.5
+    # without cohorts every user carries factor 1: the same users give the same history levels
+    generate(small_params(scenario="planted", examples=6000), tmp_path / "planted", progress=False)
+    planted = load_table(tmp_path / "planted")
+    pcont = np.stack(planted.column("home_recap_2022_cont__segdense_vals").to_numpy(zero_copy_only=False))
+    assert abs(np.log1p(pcont[:, HISTORY_COLUMNS]).mean() - means.loc["baseline"].mean()) < 0.5
+
+
+def test_target_rates_are_capped_and_reported():
+    from studylib.data.world import RATE_CAP, World, WorldParams, target_rates
+    from studylib.schema import BASE_RATES, LABEL_PREFIX
+
+    dwell = LABEL_PREFIX + "is_tweet_detail_dwelled_15_sec"
+    assert target_rates(20.0)[dwell] == RATE_CAP and BASE_RATES[dwell] * 20.0 == pytest.approx(0.6)
+    world = World(WorldParams(n_users=300, n_authors=60, n_tweets=2000, rate_scale=20.0, seed=3))
+    targets, rates = world.targets(), world.mean_rates()
+    assert targets[dwell] == (RATE_CAP, "capped")
+    for label, (target, _) in targets.items():
+        assert rates[label] == pytest.approx(target, rel=1e-6)

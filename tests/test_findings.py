@@ -279,3 +279,15 @@ def test_downsampling_calibration_verdicts():
     assert ok.verdict == "calibration survives" and ok.numbers["raw_bias"] > 0.2
     off = findings.downsampling_calibration(truth * 1.5, truth * 1.6, truth, users, 0.1, 200)
     assert off.verdict == "calibration off" and "does not fully undo" in off.text
+
+
+def test_base_rate_finding_names_caps_and_few_positives():
+    rates = pd.DataFrame({"label": ["dwell", "fav", "report"], "base_rate": [0.03, 0.012, 0.000014],
+                          "target": [0.5, 0.24, 0.00028], "target_note": ["capped", "", ""],
+                          "world_rate": [0.5, 0.24, 0.00028], "planted": [0.45, 0.2, 0.0002],
+                          "realised": [0.46, 0.21, 0.0], "positives": [18000, 8000, 0]})
+    f = findings.base_rates(rates, 20.0, "cohorts", 40000)
+    assert f.verdict == "targets met" and "dwell (capped: 50.0 % instead of 60.0 %)" in f.text
+    assert "report (0)" in f.text and "0.71–0.90× the world's" in f.text
+    rates.loc[1, "world_rate"] = 0.3
+    assert findings.base_rates(rates, 20.0, "planted", 40000).verdict == "targets missed"

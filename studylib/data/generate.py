@@ -7,6 +7,14 @@ Scenarios (all grouped per request: one user, `candidates` tweets):
 - `cohorts`: `planted`, with users split into cohorts whose negative (or positive)
   engagements are suppressed; the cohort is stored per row and the truth stays exact.
 
+User history: as in production, a user's own past behaviour reaches the model. The last
+`HISTORY_WIDTH` model-visible continuous columns are count-like "history" features of the
+user's propensity for the positive and for the negative root labels (half the block each):
+log-count = level + the user's latent propensity for the group + log(the cohort's factor for
+the group) + noise. So a negatives-suppressed user shows few past negative engagements and a
+model trained on data with cohorts can learn it; where there are no cohorts every user carries
+factor 1.
+
 Generation is vectorized per chunk of requests; chunk i draws from its own random stream
 (seed, i), so the same parameters give byte-identical shards, and a killed run resumes
 where it stopped.
@@ -43,6 +51,8 @@ SCENARIOS = ("random", "planted", "cohorts")
 PROGRESS = ".progress.json"
 # Cohort suppression factors on root labels' probabilities (nested labels follow their parents).
 SUPPRESSION = {"negatives_suppressed": (NEGATIVE, 0.1), "positives_suppressed": (POSITIVE, 0.25)}
+HISTORY_WIDTH = 8  # user-history columns at the end of the model-visible continuous block
+HISTORY_GROUPS = (POSITIVE, NEGATIVE)  # first half: positive propensity, second half: negative
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,13 @@ class FeatureModel:
         def table(latent):
             proj = rng.standard_normal((k, emb)) / np.sqrt(k)
             return (latent @ proj + 0.3 * rng.standard_normal((latent.shape[0], emb))).astype(np.float32)
+        # User history: per root-label group, the user's part of the group's label weights
+        # (the `u` block of the interaction features) gives the user's latent propensity.
+        user_block = slice(k, 2 * k)
+        direction = np.stack([np.mean([world.label_weights[label][user_block] for label in group], axis=0)
+                              for group in HISTORY_GROUPS], axis=1)  # [k, groups]
+        self.history_propensity = (world.user_latent @ direction * world.params.signal).astype(np.float32)
+        self.history_level = rng.uniform(2.0, 4.0, HISTORY_WIDTH).astype(np.float32)
         self.user_follow = table(world.user_latent)
         self.user_engagement = table(world.user_latent)
         self.author_follow = table(world.author_latent)
@@ -265,6 +282,7 @@ def _chunk_table(params: GeneratorParams, world: World, features: FeatureModel, 
     log_value += noise
     continuous = np.floor(np.exp(log_value, out=log_value), out=log_value)
     continuous[:, features.cont_signed] *= np.where(rng.random((n, 1)) < 0.5, -1.0, 1.0).astype(np.float32)
+    continuous[:, HISTORY_COLUMNS] = _user_history(features, user, cohort, rng)
     binary_logit = z @ features.bin_loading + rng.logistic(size=(n, features.bin_threshold.size)).astype(np.float32)
     binary = (binary_logit > features.bin_threshold).astype(np.int8)
 
@@ -297,6 +315,24 @@ def _chunk_table(params: GeneratorParams, world: World, features: FeatureModel, 
         arrays[label] = pa.array(labels[label])
         arrays[true_prob_column(label)] = pa.array(probs[label])
     return pa.Table.from_pydict(arrays, schema=schema)
+
+
+HISTORY_COLUMNS = slice(GROUP_WIDTHS["continuous"] - HISTORY_WIDTH, GROUP_WIDTHS["continuous"])
+
+
+def _user_history(features: FeatureModel, user: np.ndarray, cohort: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """[n, HISTORY_WIDTH] count-like features of each user's own propensity per root-label group,
+    including the cohort's suppression (log factor), so the cohort is visible in the features."""
+    per_group = HISTORY_WIDTH // len(HISTORY_GROUPS)
+    log_factor = np.zeros((user.size, len(HISTORY_GROUPS)), dtype=np.float32)
+    for name, (labels, factor) in SUPPRESSION.items():
+        for g, group in enumerate(HISTORY_GROUPS):
+            if labels == group:
+                log_factor[cohort == COHORTS.index(name), g] = math.log(factor)
+    log_count = np.repeat(features.history_propensity[user] + log_factor, per_group, axis=1)
+    log_count += features.history_level + 0.3 * rng.standard_normal(log_count.shape, dtype=np.float32)
+    return np.floor(np.exp(log_count))
 
 
 def _cohort_scale(cohort: np.ndarray) -> np.ndarray:

@@ -56,8 +56,12 @@ class WorldParams:
             raise StudyError(f"world parameter signal must be >= 0, got {self.signal}")
 
 
+RATE_CAP = 0.5  # no label is planted above this rate, whatever rate_scale asks
+
+
 def target_rates(rate_scale: float) -> dict[str, float]:
-    return {label: min(0.5, BASE_RATES[label] * rate_scale) for label in LABELS}
+    """Published base rate × rate_scale, capped at RATE_CAP (e.g. dwell: 0.03 × 20 = 0.6 -> 0.5)."""
+    return {label: min(RATE_CAP, BASE_RATES[label] * rate_scale) for label in LABELS}
 
 
 class World:
@@ -140,16 +144,23 @@ class World:
         col = {label: i for i, label in enumerate(LABELS)}
         targets = target_rates(self.params.rate_scale)
         bias, root_probs = {}, {}
+        self._targets = {}
         for label in ROOTS:
             bias[label] = _solve_bias(scores[:, col[label]], np.ones(n), targets[label])
             root_probs[label] = _sigmoid(scores[:, col[label]] + bias[label])
+            self._targets[label] = (targets[label], "capped" if targets[label] == RATE_CAP else "")
         for label, parents in NESTED.items():
             parent = 1.0 - np.prod([1.0 - root_probs[q] for q in parents], axis=0)
             target = min(targets[label], 0.9 * parent.mean())
+            self._targets[label] = (target, "limited by its parent" if target < targets[label] else "")
             bias[label] = _solve_bias(scores[:, col[label]], parent, target)
             root_probs[label] = parent * _sigmoid(scores[:, col[label]] + bias[label])
         self._mean_rates = {label: float(root_probs[label].mean()) for label in LABELS}
         return bias
+
+    def targets(self) -> dict[str, tuple[float, str]]:
+        """label -> (the rate the world was fitted to, why it differs from base rate × rate_scale or "")."""
+        return dict(self._targets)
 
     def mean_rates(self) -> dict[str, float]:
         """Mean true probability of each label over candidate pairs (the planted base rates)."""
