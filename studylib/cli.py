@@ -92,7 +92,9 @@ def _score(args) -> int:
     table = score_run(args.run, args.data, args.weights or ["april_2023"], args.out, device=args.device,
                       progress=not args.quiet, precision=args.precision)
     sets = [c.removeprefix("score.") for c in table.column_names if c.startswith("score.")]
-    print(f"{args.out}: {table.num_rows:,} candidates scored with {', '.join(sets)}")
+    how = ("stored probabilities reused, model not run" if table.schema.metadata[b"studylib.reused"] == b"yes"
+           else "model run once, probabilities stored in the run folder")
+    print(f"{args.out}: {table.num_rows:,} candidates scored with {', '.join(sets)} ({how})")
     return 0
 
 

@@ -328,11 +328,12 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
              f"- profile: `{profile}`; built {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
              f"- commit: `{_git_commit()}`",
              f"- Python {platform.python_version()} on {platform.platform()}",
-             f"- device: {_device(torch)}", "",
+             f"- device: {_device(torch)}; precision: {_precision(torch, params.get('precision', 'auto'))}", "",
              "### Parameters", "", "| parameter | value |", "|---|---|"]
     lines += [f"| `{k}` | `{v}` |" for k, v in sorted(params.items())]
     lines += ["", "Seeds: the world and data sets derive from `seed` (data set *i* is drawn with `seed + i`), "
-              "training from `train_seed`, the Sobol sample and bootstraps from `seed`.", "",
+              "training from `train_seed` (repeats with `train_seed + 1`, … for `seeds` and `ablation_seeds`), "
+              "the Sobol sample, bootstraps, null splits and the random ranking from `seed`.", "",
               "### Timings", "", "| step | seconds |", "|---|---:|"]
     lines += [f"| {name} | {sec:.0f} |" for name, sec in timings.items()]
     if total_seconds is not None:
@@ -366,6 +367,13 @@ def _git_commit() -> str:
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "") if out.returncode == 0 else "unknown"
     except OSError:
         return "unknown"
+
+
+def _precision(torch, requested: str) -> str:
+    from studylib.runtime import resolve_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return f"{resolve_precision(requested, device)} (`precision: {requested}`)"
 
 
 def _device(torch) -> str:

@@ -5,10 +5,17 @@ Weight sets are YAML files keyed by the published names (`scored_tweets_model_we
 from base rates: every weighted head contributes equally on average) and `x_2026_mapped`
 (the 2026 weights mapped onto the heads that exist). Any number of candidates is scored
 against any number of weight sets in one matrix product.
+
+The per-head probabilities do not depend on the weights, so they are computed once per
+(model, data set) and kept beside the run (`<run>/probabilities/<data set>.parquet`, keyed by
+the SHA-256 of the model file and of the data set's manifest and by the precision); scoring
+under any weight set reads them and takes the weighted sum, without loading the model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -23,7 +30,10 @@ import yaml
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
-from studylib.train import load_run, predict
+
+MANIFEST_FILE = "manifest.json"
+from studylib.runtime import resolve_device, resolve_precision
+from studylib.train import CHECKPOINT, MODEL, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
 PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")
@@ -110,9 +120,10 @@ def rank_within_requests(request: np.ndarray, score: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def scored_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
-                 labels: np.ndarray | None, heads: tuple[str, ...], weight_sets: list[WeightSet]) -> pa.Table:
-    """The scoring output: ids, cohort, per-head probability (and truth, labels), score and rank per weight set."""
+def probability_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
+                      labels: np.ndarray | None, heads: tuple[str, ...]) -> pa.Table:
+    """What the model says about each candidate, independent of the weights: ids, cohort and per-head
+    probability (and the planted truth and labels when the data has them)."""
     columns = {name: ids[name] for name in ids}
     if cohort is not None:
         columns["cohort"] = pa.array(cohort, type=pa.string())
@@ -124,20 +135,87 @@ def scored_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: n
     if labels is not None:
         for i, head in enumerate(heads):
             columns[f"label.{short_name(head)}"] = labels[:, i].astype(np.int8)
+    return pa.table(columns)
+
+
+def add_scores(table: pa.Table, heads: tuple[str, ...], weight_sets: list[WeightSet]) -> pa.Table:
+    """`table` (a probability table) with score.<name> = Σ weight × probability and rank.<name>
+    (1 = top within its request) for every weight set; the weights go into the schema metadata."""
+    probs = np.stack([table.column(f"prob.{short_name(h)}").to_numpy() for h in heads], axis=1).astype(np.float64)
     W = np.stack([ws.vector(heads) for ws in weight_sets])
-    scores = score_matrix(probs.astype(np.float64), W)
-    request = ids[REQUEST_COLUMN]
+    scores = score_matrix(probs, W)
+    request = table.column(REQUEST_COLUMN).to_numpy()
     for k, ws in enumerate(weight_sets):
-        columns[f"score.{ws.name}"] = scores[:, k]
-        columns[f"rank.{ws.name}"] = rank_within_requests(request, scores[:, k])
-    table = pa.table(columns)
+        table = table.append_column(f"score.{ws.name}", pa.array(scores[:, k]))
+        table = table.append_column(f"rank.{ws.name}", pa.array(rank_within_requests(request, scores[:, k])))
     metadata = {b"studylib.weights": yaml.safe_dump({ws.name: ws.as_published() for ws in weight_sets}).encode()}
     return table.replace_schema_metadata(metadata)
 
 
+def scored_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
+                 labels: np.ndarray | None, heads: tuple[str, ...], weight_sets: list[WeightSet]) -> pa.Table:
+    """The scoring output: ids, cohort, per-head probability (and truth, labels), score and rank per weight set."""
+    return add_scores(probability_table(ids, cohort, probs, truth, labels, heads), heads, weight_sets)
+
+
+PROBABILITIES_DIR = "probabilities"
+KEY = b"studylib.probabilities"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", precision: str = "auto",
+                         progress: bool = True) -> tuple[pa.Table, bool]:
+    """The run's per-head probabilities on `data_dir`: read from `<run>/probabilities/` when they were
+    computed by the same model file on the same data set in the same precision, else computed now (one
+    pass of the model) and stored. Returns (table, reused)."""
+    run, data = Path(run_dir), Path(data_dir)
+    model_file = run / MODEL if (run / MODEL).exists() else run / CHECKPOINT
+    if not model_file.exists():
+        raise StudyError(f"{run}: no trained model here (no {MODEL} or {CHECKPOINT}); train one with `studylib train`")
+    if not (data / MANIFEST_FILE).exists():
+        raise StudyError(f"{data}: no data set here (no {MANIFEST_FILE})")
+    key = {"model_sha256": file_digest(model_file), "data_manifest_sha256": file_digest(data / MANIFEST_FILE),
+           "precision": resolve_precision(precision, resolve_device(device))}
+    path = run / PROBABILITIES_DIR / f"{data.resolve().name}.parquet"
+    if path.exists():
+        stored = pq.read_schema(path).metadata or {}
+        if stored.get(KEY) == json.dumps(key, sort_keys=True).encode():
+            return pq.read_table(path), True
+    model, cfg, _, runtime = load_run(run_dir, device, precision)
+    truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
+    dataset = open_dataset(data_dir, renamed=cfg.data.renamed_features, truncation=truncation)
+    reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)
+    result = predict(model, reader, runtime, progress=progress, desc="probabilities")
+    head_columns = [LABELS.index(h) for h in model.heads]
+    truth = result["truth"][:, head_columns].numpy() if result["truth"] is not None else None
+    ids = {k: v.numpy() for k, v in result["ids"].items()}
+    table = probability_table(ids, result["cohort"], result["calibrated"].numpy(), truth,
+                              result["labels"][:, head_columns].numpy(), model.heads)
+    table = table.replace_schema_metadata({KEY: json.dumps(key, sort_keys=True).encode()})
+    _write_atomically(table, path)
+    return table, False
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
 def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: str, device: str = "auto",
               progress: bool = True, precision: str = "auto") -> pa.Table:
-    """Score every candidate of `data_dir` with a trained run and write the Parquet table atomically."""
+    """Score every candidate of `data_dir` with a trained run and write the Parquet table atomically.
+
+    The model runs only when its probabilities on this data set are not stored yet (see
+    `stored_probabilities`); `table.schema.metadata[b"studylib.reused"]` says which happened."""
     weight_sets = [load_weights(spec) for spec in weight_specs]
     names = [ws.name for ws in weight_sets]
     if len(set(names)) != len(names):
@@ -145,22 +223,15 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
     out = Path(out_file)
     if out.suffix != ".parquet":
         raise StudyError(f"--out {out_file}: must end in .parquet")
-    model, cfg, _, runtime = load_run(run_dir, device, precision)
-    truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
-    dataset = open_dataset(data_dir, renamed=cfg.data.renamed_features, truncation=truncation)
-    reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)
-    result = predict(model, reader, runtime, progress=progress, desc="score")
-    head_columns = [LABELS.index(h) for h in model.heads]
-    truth = result["truth"][:, head_columns].numpy() if result["truth"] is not None else None
-    ids = {k: v.numpy() for k, v in result["ids"].items()}
-    table = scored_table(ids, result["cohort"], result["calibrated"].numpy(), truth,
-                         result["labels"][:, head_columns].numpy(), model.heads, weight_sets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    probabilities, reused = stored_probabilities(run_dir, data_dir, device, precision, progress)
+    by_short = {short_name(h): h for h in HEADS}  # the stored columns keep the model's head order
+    heads = tuple(by_short[c.removeprefix("prob.")] for c in probabilities.column_names if c.startswith("prob."))
+    table = add_scores(probabilities.replace_schema_metadata(None), heads, weight_sets)
+    table = table.replace_schema_metadata({**table.schema.metadata, b"studylib.reused": b"yes" if reused else b"no"})
+    _write_atomically(table, out)
     return table
 
 
 __all__ = ["WeightSet", "load_weights", "parse_weights", "equal_contribution", "score_matrix",
-           "rank_within_requests", "scored_table", "score_run", "PRESETS", "HEADS"]
+           "rank_within_requests", "probability_table", "add_scores", "scored_table", "stored_probabilities",
+           "score_run", "PRESETS", "HEADS"]

@@ -291,3 +291,13 @@ def test_base_rate_finding_names_caps_and_few_positives():
     assert "report (0)" in f.text and "0.71–0.90× the world's" in f.text
     rates.loc[1, "world_rate"] = 0.3
     assert findings.base_rates(rates, 20.0, "planted", 40000).verdict == "targets missed"
+
+
+def test_twhin_finding_counts_relations_that_beat_the_floor():
+    mrr = pd.DataFrame({"random": [0.001, 0.01], "trained": [0.004, 0.012], "oracle": [0.02, 0.3]},
+                       index=["fav", "follow"])
+    f = findings.twhin_link_prediction(mrr, 600, 400, 20000)
+    assert f.verdict == "beats the floor in 1/2" and "in 1 of 2 relations (fav: 4.0–4.0× the floor" in f.text
+    assert f.numbers["fav_gap_closed"] == pytest.approx(0.003 / 0.019)
+    mrr.loc["follow", "trained"] = 0.05
+    assert findings.twhin_link_prediction(mrr, 600, 400, 20000).verdict == "beats the floor everywhere"

@@ -1,12 +1,14 @@
 """Weighted scoring and ranking against hand-computed cases, and weight-file validation."""
 
+import json
 import math
 
 import numpy as np
 import pytest
+import yaml
 
 from studylib.errors import StudyError
-from studylib.schema import BASE_RATES
+from studylib.schema import BASE_RATES, short_name
 from studylib.scoring import HEADS, equal_contribution, load_weights, rank_within_requests, score_matrix, scored_table
 
 
@@ -88,3 +90,38 @@ def test_scored_table_has_scores_and_ranks_for_each_weight_set():
         assert sorted(ranks[:3]) == [1, 2, 3] and sorted(ranks[3:]) == [1, 2, 3]
     assert "prob.favorited" in table.column_names and "true_prob.favorited" in table.column_names
     assert not math.isnan(table.column("score.april_2023").to_numpy().sum())
+
+
+def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_model(small_data, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from studylib import scoring
+    from studylib.config import STUDY_CONFIG, shipped_config_path
+    from studylib.train import TrainArgs, train
+
+    run = tmp_path / "run"
+    train(TrainArgs(data=str(small_data), out=str(run), config=str(shipped_config_path(STUDY_CONFIG)), steps=2,
+                    batch_size=64, progress=False))
+    first = scoring.score_run(str(run), str(small_data), ["april_2023"], str(tmp_path / "a.parquet"), progress=False)
+    assert first.schema.metadata[b"studylib.reused"] == b"no"
+    assert (run / scoring.PROBABILITIES_DIR / f"{small_data.name}.parquet").exists()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although its probabilities are stored")
+
+    monkeypatch.setattr(scoring, "load_run", no_model)
+    mine = {**load_weights("april_2023").as_published(), "scored_tweets_model_weight_report": -10.0}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
+    second = scoring.score_run(str(run), str(small_data), [str(tmp_path / "mine.yaml")], str(tmp_path / "b.parquet"),
+                               progress=False)
+    assert second.schema.metadata[b"studylib.reused"] == b"yes"
+    probs = np.stack([second.column(f"prob.{short_name(h)}").to_numpy() for h in HEADS], axis=1).astype(np.float64)
+    expected = probs @ load_weights(str(tmp_path / "mine.yaml")).vector(HEADS)
+    assert np.array_equal(second.column("score.mine").to_numpy(), expected)
+    assert np.array_equal(first.column("prob.favorited").to_numpy(), second.column("prob.favorited").to_numpy())
+    # a different precision is a different computation: the model must run again
+    stored = json.loads(pq.read_schema(run / "probabilities" / f"{small_data.name}.parquet").metadata[scoring.KEY])
+    other = "fp32" if stored["precision"] == "bf16" else "bf16"
+    with pytest.raises(AssertionError, match="was loaded"):
+        scoring.score_run(str(run), str(small_data), ["april_2023"], str(tmp_path / "c.parquet"), progress=False,
+                          precision=other)

@@ -280,7 +280,8 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     assert all((work / "figures" / f"{f}.svg").exists() for f in figures)
     chromium = _chromium()
     pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
-             "reproducibility": html / "report" / "reproducibility.html"}
+             "reproducibility": html / "report" / "reproducibility.html",
+             "findings": html / "report" / "findings.html"}
     for name, page in pages.items():
         assert page.exists(), name
         dom = _browser(chromium, tmp_path / f"profile-{name}", "--virtual-time-budget=3000", "--dump-dom",
@@ -300,6 +301,10 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             assert "Finding." in dom, f"{name}: no finding"
         if name == "index":
             assert "Heavy Ranker" in dom and all(f"notebooks/{stem}.html" in dom for stem in CHAPTERS)
+        if name == "findings":  # every finding of the run, with its verdict and source table
+            for fid in ("positional_feed", "null_split_false_positive_rate", "cohort_model_vs_truth"):
+                assert fid in dom, f"findings page lacks {fid}"
+            assert "Verdict:" in dom and "02_positional_feed.csv" in dom
         if name == "reproducibility":
             assert "sha256" in dom and "Package versions" in dom and "Timings" in dom
             assert "twhin/graph" in dom and "torchrec" in dom  # the TwHIN graph and its stack are listed too
