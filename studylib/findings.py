@@ -256,14 +256,18 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
                "mean_raw": float(np.mean(raw)), "calibrated_bias": cal["difference"], "calibrated_bias_low": cal["low"],
                "calibrated_bias_high": cal["high"], "raw_bias": unc["difference"], "raw_bias_low": unc["low"],
                "raw_bias_high": unc["high"]}
-    survives = abs(cal["difference"]) * 5 < abs(unc["difference"]) or not excludes_zero(cal["low"], cal["high"])
+    removed = 1.0 - abs(cal["difference"]) / abs(unc["difference"]) if unc["difference"] else math.nan
+    numbers["bias_removed"] = removed
+    survives = removed > 0.8 or not excludes_zero(cal["low"], cal["high"])
     verdict = "calibration survives" if survives else "calibration off"
     text = (f"Trained with {100 * neg_rate:.0f} % of its negatives kept, the favorited head predicts a mean of "
             f"{numbers['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
             f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}); uncalibrated it would predict "
             f"{numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}). "
-            + ("The calibration undoes the downsampling." if survives else
-               "The calibration does not fully undo the downsampling at this run length."))
+            + (f"The calibration removes {100 * removed:.0f} % of the bias the downsampling puts into the raw output"
+               + ("." if excludes_zero(cal["low"], cal["high"]) else ", and what is left is within resampling noise.")
+               if survives else
+               f"The calibration removes only {100 * removed:.0f} % of the bias at this run length."))
     return Finding("downsampling_calibration", "02_train", text, numbers, verdict, "02_downsampling.csv")
 
 

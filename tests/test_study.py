@@ -378,6 +378,11 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     pre = found["presets_paired"]["numbers"]
     assert pre["equal_contribution_utility"] == pytest.approx(paired[("equal_contribution", "utility")])
 
+    # chapter 2's by-name ranking and chapter 3's model ranking are the same model, weights and data
+    chapter3 = found["model_vs_oracle_regret"]["numbers"]
+    assert pos["numbers"]["by_name_utility"] == pytest.approx(chapter3["model_utility"])
+    assert pos["numbers"]["oracle_utility"] == pytest.approx(chapter3["oracle_utility"])
+
     regret = csv("03_feed.csv").set_index(["ranking", "metric"])["mean"]
     reg = found["model_vs_oracle_regret"]["numbers"]
     assert reg["regret"] == pytest.approx(regret[("model", "regret")])
