@@ -207,23 +207,26 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
     return Finding("seed_spread", "02_train", text, numbers, verdict, "02_seeds.csv")
 
 
-def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, weights: str, k: int) -> Finding:
-    """summary/paired: analysis.feed_comparison with rankings oracle, by_name, positional, random (reference by_name)."""
+def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.DataFrame, weights: str,
+                    k: int) -> Finding:
+    """summary: analysis.feed_comparison with rankings oracle, by_name, positional, random; `paired` its
+    differences against by_name and `vs_random` against random (same resamples, user-level)."""
     m = summary.set_index(["ranking", "metric"])
-    d = paired.set_index(["ranking", "metric"])
     get = lambda r, metric: float(m.loc[(r, metric), "mean"])  # noqa: E731
     numbers = {f"{r}_{metric}": get(r, metric) for r in ("oracle", "by_name", "positional", "random")
                for metric in ("utility", "kendall_tau_oracle", f"ndcg@{k}")}
-    diff = d.loc[("positional", "utility")]
+    diff = paired.set_index(["ranking", "metric"]).loc[("positional", "utility")]
+    rand = vs_random.set_index(["ranking", "metric"]).loc[("positional", "utility")]
     numbers.update({"positional_minus_by_name_utility": float(diff["difference"]),
                     "positional_minus_by_name_low": float(diff["low"]),
-                    "positional_minus_by_name_high": float(diff["high"])})
-    vs_random = d.loc[("positional", "utility")]["difference"] - d.loc[("random", "utility")]["difference"]
-    numbers["positional_minus_random_utility"] = float(vs_random)
-    worse = diff["high"] < 0
-    if worse and vs_random < 0:
+                    "positional_minus_by_name_high": float(diff["high"]),
+                    "positional_minus_random_utility": float(rand["difference"]),
+                    "positional_minus_random_low": float(rand["low"]), "positional_minus_random_high": float(rand["high"])})
+    if rand["high"] < 0:
         verdict = "positional worse than random"
-    elif worse:
+    elif diff["high"] < 0 and rand["low"] <= 0:
+        verdict = "positional no better than random"
+    elif diff["high"] < 0:
         verdict = "positional worse than by-name"
     else:
         verdict = "no clear difference"
@@ -231,11 +234,14 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, weights: str, k
             f"{numbers['oracle_utility']:.3g} for the oracle, {numbers['by_name_utility']:.3g} with heads paired "
             f"to labels by name, {numbers['positional_utility']:.3g} with the original's positional pairing and "
             f"{numbers['random_utility']:.3g} for a random order. Positional minus by-name: "
-            f"{diff['difference']:+.3g} ({_ci(diff['low'], diff['high'], '+.3g')}, paired, user-level). Kendall's τ "
+            f"{diff['difference']:+.3g} ({_ci(diff['low'], diff['high'], '+.3g')}); positional minus random: "
+            f"{rand['difference']:+.3g} ({_ci(rand['low'], rand['high'], '+.3g')}; paired, user-level). Kendall's τ "
             f"with the oracle's order: by name {numbers['by_name_kendall_tau_oracle']:.2f}, positional "
             f"{numbers['positional_kendall_tau_oracle']:.2f}. ")
-    text += {"positional worse than random": "The positional pairing ranks the feed worse than chance: its "
-             "negative weights multiply models of other labels, so it promotes what it means to demote.",
+    text += {"positional worse than random": "The positional pairing ranks the feed worse than a random order: its "
+             "weights multiply models of other labels, so it promotes some of what it means to demote.",
+             "positional no better than random": "The positional pairing throws away what the model learned: its "
+             "feed is no better than a random order.",
              "positional worse than by-name": "The positional pairing costs real value, though it still beats "
              "a random order.",
              "no clear difference": "At this run length the difference between the pairings is not distinguishable "

@@ -133,9 +133,9 @@ def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, 
 def reliability(curves: pd.DataFrame) -> plt.Figure:
     """curves: head, bin_mean_prediction, observed_rate, rate_low, rate_high, count, evaluable. One panel per head."""
     heads = list(dict.fromkeys(curves["head"]))
-    cols = 5
+    cols = min(5, len(heads))
     rows = int(np.ceil(len(heads) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.9 * rows + 0.6))
+    fig, axes = plt.subplots(rows, cols, figsize=(min(WIDTH + 4, 2.9 * cols + 1), 2.9 * rows + 0.6), squeeze=False)
     for ax, head in zip(np.ravel(axes), heads):
         c = curves[curves["head"] == head]
         ok = bool(c["evaluable"].iloc[0]) if "evaluable" in c else True

@@ -200,22 +200,26 @@ def test_tornado_ranks_a_strong_weight_whose_ends_cancel_first():
     assert "the same weight leads" in same.text
 
 
-def _feed_summary(positional_utility, positional_high):
+def _feed_summary(positional_utility, high_vs_name, high_vs_random, low_vs_random):
     rows = []
     for r, u in (("oracle", 10.0), ("by_name", 8.0), ("positional", positional_utility), ("random", 2.0)):
         for metric, v in (("utility", u), ("kendall_tau_oracle", u / 10), ("ndcg@10", u / 10)):
             rows.append({"ranking": r, "metric": metric, "mean": v, "low": v - 1, "high": v + 1})
-    paired = [{"ranking": r, "reference": "by_name", "metric": "utility", "difference": u - 8.0,
-               "low": u - 8.0 - 1, "high": positional_high if r == "positional" else u - 7.0}
-              for r, u in (("oracle", 10.0), ("positional", positional_utility), ("random", 2.0))]
-    return pd.DataFrame(rows), pd.DataFrame(paired)
+    paired = pd.DataFrame([{"ranking": "positional", "reference": "by_name", "metric": "utility",
+                            "difference": positional_utility - 8.0, "low": positional_utility - 9.0, "high": high_vs_name}])
+    vs_random = pd.DataFrame([{"ranking": "positional", "reference": "random", "metric": "utility",
+                               "difference": positional_utility - 2.0, "low": low_vs_random, "high": high_vs_random}])
+    return pd.DataFrame(rows), paired, vs_random
 
 
-@pytest.mark.parametrize("utility, high, verdict", [(-1.0, -8.0, "positional worse than random"),
-                                                    (5.0, -2.0, "positional worse than by-name"),
-                                                    (7.8, 0.5, "no clear difference")])
-def test_positional_feed_verdicts(utility, high, verdict):
-    f = findings.positional_feed(*_feed_summary(utility, high), "april_2023", 10)
+@pytest.mark.parametrize("utility, high_name, low_rand, high_rand, verdict", [
+    (-1.0, -8.0, -4.0, -2.0, "positional worse than random"),
+    (2.5, -5.0, -1.0, 1.5, "positional no better than random"),
+    (5.0, -2.0, 2.0, 4.0, "positional worse than by-name"),
+    (7.8, 0.5, 5.0, 6.5, "no clear difference")])
+def test_positional_feed_verdicts(utility, high_name, low_rand, high_rand, verdict):
+    summary, paired, vs_random = _feed_summary(utility, high_name, high_rand, low_rand)
+    f = findings.positional_feed(summary, paired, vs_random, "april_2023", 10)
     assert f.verdict == verdict
     assert f.numbers["positional_utility"] == utility and f"{utility:.3g} with the original" in f.text
 
