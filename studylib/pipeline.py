@@ -263,7 +263,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     page = stage / "report" / "reproducibility.md"
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
     page = stage / "report" / "findings.md"
-    page.write_text(page.read_text() + findings_markdown(workdir, profile, [nb.stem for nb in steps]))
+    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps))
     config = {k: v for k, v in book.items() if k != "toc"}
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
@@ -300,18 +300,19 @@ def _toc_files(toc: dict) -> list[str]:
     return files
 
 
-def findings_markdown(workdir: Path, profile: str, chapters: list[str]) -> str:
+def findings_markdown(workdir: Path, profile: str, chapters: list[Path]) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order."""
     from studylib.findings import load
     from studylib.study import Paths
 
     found = load(Paths.of(workdir, profile).results)
     lines = []
-    for chapter in chapters:
-        here = [f for f in found.values() if f["chapter"] == chapter]
+    for notebook in chapters:
+        here = [f for f in found.values() if f["chapter"] == notebook.stem]
         if not here:
             continue
-        lines += ["", f"## {{doc}}`../notebooks/{chapter}`", ""]
+        title = json.loads(notebook.read_text()).get("metadata", {}).get("studylib", {}).get("title", notebook.stem)
+        lines += ["", f"## {title}", "", f"From the chapter {{doc}}`../notebooks/{notebook.stem}`:", ""]
         for f in sorted(here, key=lambda f: f["id"]):
             verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
             lines += [f"- **{f['id']}** — {f['text']}{verdict} (numbers: `{f['source']}`)", ""]
