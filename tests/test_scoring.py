@@ -115,8 +115,9 @@ def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_mode
     second = scoring.score_run(str(run), str(small_data), [str(tmp_path / "mine.yaml")], str(tmp_path / "b.parquet"),
                                progress=False)
     assert second.schema.metadata[b"studylib.reused"] == b"yes"
-    probs = np.stack([second.column(f"prob.{short_name(h)}").to_numpy() for h in HEADS], axis=1).astype(np.float64)
-    expected = probs @ load_weights(str(tmp_path / "mine.yaml")).vector(HEADS)
+    order = tuple(h for c in second.column_names if c.startswith("prob.") for h in HEADS if short_name(h) == c[5:])
+    probs = np.stack([second.column(f"prob.{short_name(h)}").to_numpy() for h in order], axis=1).astype(np.float64)
+    expected = probs @ load_weights(str(tmp_path / "mine.yaml")).vector(order)  # the sum in the stored head order
     assert np.array_equal(second.column("score.mine").to_numpy(), expected)
     assert np.array_equal(first.column("prob.favorited").to_numpy(), second.column("prob.favorited").to_numpy())
     # a different precision is a different computation: the model must run again
