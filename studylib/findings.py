@@ -213,8 +213,8 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
     differences against by_name and `vs_random` against random (same resamples, user-level)."""
     m = summary.set_index(["ranking", "metric"])
     get = lambda r, metric: float(m.loc[(r, metric), "mean"])  # noqa: E731
-    numbers = {f"{r}_{metric}": get(r, metric) for r in ("oracle", "by_name", "positional", "random")
-               for metric in ("utility", "kendall_tau_oracle", f"ndcg@{k}")}
+    numbers = {"weights": weights, **{f"{r}_{metric}": get(r, metric) for r in ("oracle", "by_name", "positional", "random")
+                                      for metric in ("utility", "kendall_tau_oracle", f"ndcg@{k}")}}
     diff = paired.set_index(["ranking", "metric"]).loc[("positional", "utility")]
     rand = vs_random.set_index(["ranking", "metric"]).loc[("positional", "utility")]
     numbers.update({"positional_minus_by_name_utility": float(diff["difference"]),
@@ -317,7 +317,7 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Findi
     """summary: analysis.feed_comparison rows for rankings model, oracle, random."""
     m = summary.set_index(["ranking", "metric"])
     row = lambda metric: m.loc[("model", metric)]  # noqa: E731
-    numbers = {"oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
+    numbers = {"weights": weights, "oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
                "model_utility": float(row("utility")["mean"]),
                "random_utility": float(m.loc[("random", "utility"), "mean"]),
                "regret": float(row("regret")["mean"]), "regret_low": float(row("regret")["low"]),

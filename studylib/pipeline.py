@@ -160,7 +160,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
                 values["weights"] = weights
         paths = Paths.of(workdir, profile)
         first = next((nb.name for nb, _ in steps if is_rescore_step(nb)), "pipeline")
-        if not (paths.run("by_name") / "checkpoint.pt").exists():
+        if not (paths.run("by_name") / "model.pt").exists():
             raise PipelineError(f"{first}: --weights needs a trained model in {paths.run('by_name')}; "
                                 f"run the pipeline once without --weights (make study PROFILE={profile})")
         for nb, _ in steps:

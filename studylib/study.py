@@ -92,7 +92,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                precision: str = "auto") -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary."""
     from studylib.config import shipped_config_path
-    from studylib.train import TrainArgs, train
+    from studylib.train import CHECKPOINT, MODEL, TrainArgs, train
 
     config = str(config or shipped_config_path("study_quick.yaml"))
     if steps < 1:
@@ -107,19 +107,24 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
                 "config": Path(config).name, "precision": precision}
     marker = out / RUN_MARKER
-    if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
+    if _stamped(marker, settings) and (out / MODEL).exists():
         return {"reused": True, **settings}
     if out.exists():
         shutil.rmtree(out)
     train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
                     batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing, precision=precision,
                     log_every=max(1, int(steps) // 40), progress=progress))
+    # A finished study run is only read (model.pt, a third of the checkpoint's size); the
+    # optimizer checkpoint matters only to resume, and the study retrains an unfinished run.
+    (out / CHECKPOINT).unlink(missing_ok=True)
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, **settings}
 
 
 def require_run(out: Path, notebook: str = "02_train.ipynb") -> None:
-    if not (out / "checkpoint.pt").exists():
+    from studylib.train import MODEL
+
+    if not (out / MODEL).exists():
         raise StudyError(f"{out}: no trained model here; run {notebook} first (or the pipeline without --weights)")
 
 

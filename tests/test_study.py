@@ -314,28 +314,6 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     assert shot.exists() and shot.stat().st_size > 20000
 
 
-def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
-    work, _ = tiny_study
-    state_file = work / "_build" / "executed" / "tiny" / "state.json"
-    before = json.loads(state_file.read_text())
-    checkpoint = work / "runs" / "tiny" / "by_name" / "checkpoint.pt"
-    mtime = checkpoint.stat().st_mtime
-    weights = tmp_path / "my_weights.yaml"
-    april = yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
-    weights.write_text(yaml.safe_dump({**april, "scored_tweets_model_weight_report": -10.0}))
-    run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
-    after = json.loads(state_file.read_text())
-    assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
-    assert after["02_train.ipynb"] == before["02_train.ipynb"]
-    assert after["01b_twhin.ipynb"] == before["01b_twhin.ipynb"]
-    assert after["02b_twhin_ablation.ipynb"] == before["02b_twhin_ablation.ipynb"]
-    assert after["05_sensitivity.ipynb"]["finished"] != before["05_sensitivity.ipynb"]["finished"]
-    assert checkpoint.stat().st_mtime == mtime
-    scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
-    assert "score.my_weights" in scores and "score.april_2023" in scores
-    assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
-
-
 def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     from studylib import findings
 
@@ -379,7 +357,9 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     assert pre["equal_contribution_utility"] == pytest.approx(paired[("equal_contribution", "utility")])
 
     # chapter 2's by-name ranking and chapter 3's model ranking are the same model, weights and data
+    # (this test runs before the re-scoring test below changes chapter 3's weights)
     chapter3 = found["model_vs_oracle_regret"]["numbers"]
+    assert chapter3["weights"] == pos["numbers"]["weights"] == "april_2023"
     assert pos["numbers"]["by_name_utility"] == pytest.approx(chapter3["model_utility"])
     assert pos["numbers"]["oracle_utility"] == pytest.approx(chapter3["oracle_utility"])
 
@@ -387,3 +367,26 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     reg = found["model_vs_oracle_regret"]["numbers"]
     assert reg["regret"] == pytest.approx(regret[("model", "regret")])
     assert reg["oracle_utility"] - reg["model_utility"] == pytest.approx(reg["regret"])
+
+
+def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
+    work, _ = tiny_study
+    state_file = work / "_build" / "executed" / "tiny" / "state.json"
+    before = json.loads(state_file.read_text())
+    checkpoint = work / "runs" / "tiny" / "by_name" / "model.pt"
+    assert not checkpoint.with_name("checkpoint.pt").exists()  # a finished study run keeps only its model
+    mtime = checkpoint.stat().st_mtime
+    weights = tmp_path / "my_weights.yaml"
+    april = yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
+    weights.write_text(yaml.safe_dump({**april, "scored_tweets_model_weight_report": -10.0}))
+    run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
+    after = json.loads(state_file.read_text())
+    assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
+    assert after["02_train.ipynb"] == before["02_train.ipynb"]
+    assert after["01b_twhin.ipynb"] == before["01b_twhin.ipynb"]
+    assert after["02b_twhin_ablation.ipynb"] == before["02b_twhin_ablation.ipynb"]
+    assert after["05_sensitivity.ipynb"]["finished"] != before["05_sensitivity.ipynb"]["finished"]
+    assert checkpoint.stat().st_mtime == mtime
+    scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
+    assert "score.my_weights" in scores and "score.april_2023" in scores
+    assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
