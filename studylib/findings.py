@@ -103,7 +103,7 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
                "labels_with_enough_positives": len(enough), "min_planted_over_world": float(shift.min()),
                "max_planted_over_world": float(shift.max()), "rows": rows}
     text = (f"The world's mean true rate of every label matches its stated target to within "
-            f"{100 * numbers['max_target_error']:.1f} %; the target is the published rate × {rate_scale:g}")
+            f"{100 * numbers['max_target_error']:.2g} % (relative); the target is the published rate × {rate_scale:g}")
     if len(notes):
         text += (", except " + ", ".join(f"{r.label} ({r.target_note}: {100 * r.target:.1f} % instead of "
                                          f"{100 * r.base_rate * rate_scale:.1f} %)" for r in notes.itertuples()))
@@ -504,8 +504,8 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
                      f"whose interval excludes zero")
     same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
-            + ("The model and the oracle agree on the most influential weight, so the weights' effect, not model error, "
-               "drives it." if same else "The model and the oracle disagree on the most influential weight: part of "
+            + ("The model and the oracle agree on the most influential weight, so which weight matters most is not "
+               "an artefact of the model's errors." if same else "The model and the oracle disagree on the most influential weight: part of "
                "what the weights seem to do on the model comes from its errors.")
             + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
             f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it.")
