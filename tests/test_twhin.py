@@ -351,3 +351,30 @@ def test_torchrun_two_processes_shard_the_tables(planted, tmp_path):
     run = load_trained(out)
     assert run.run["world_size"] == 2
     assert run.tables["tweet"].shape == (20000, 32) and np.abs(run.tables["tweet"]).sum() > 0
+
+
+class _Payload:
+    """A pickle that would run a command when loaded unsafely."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_twhin_checkpoint_is_refused_and_runs_nothing(planted, tmp_path, capsys):
+    run = tmp_path / "run"
+    _train(planted, run, steps=2, batch_size=256)
+    marker = tmp_path / "pwned"
+    torch.save({"step": 2, "state": _Payload(marker)}, run / "checkpoint.pt")
+    with pytest.raises(StudyError, match=r"checkpoint.pt: not a readable TwHIN checkpoint \(UnpicklingError\)"):
+        load_trained(run)  # what twhin-export and twhin-evaluate read
+    with pytest.raises(StudyError, match="not a readable TwHIN checkpoint"):
+        _train(planted, run, steps=4, batch_size=256, resume=True)
+    from studylib.cli import main
+
+    assert main(["twhin-export", "--run", str(run), "--out", str(tmp_path / "e.parquet")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable TwHIN checkpoint" in err[0]
+    assert not marker.exists() and not (tmp_path / "e.parquet").exists()

@@ -228,6 +228,17 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
+    cannot run code); anything else is refused with one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise StudyError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # a truncated, foreign or crafted file
+        raise StudyError(f"{path}: not a readable TwHIN checkpoint ({type(exc).__name__})") from None
+
+
 def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> dict | None:
     """Create (or, with --resume, check) the run folder; return the checkpoint to resume from."""
     out = Path(args.out)
@@ -239,7 +250,7 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
         if saved["identity"] != identity:
             changed = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
             raise StudyError(f"{out}: --resume with different {', '.join(changed)} than the run was started with")
-        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        return read_checkpoint(ckpt_path)
     if out.exists() and any(out.iterdir()):
         raise StudyError(f"{out}: is not empty; pass --resume to continue that run or choose another --out")
     return None
@@ -358,7 +369,7 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         if not (run_dir / name).exists():
             raise StudyError(f"{run_dir}: not a twhin-train run folder (no {name})")
     cfg = load_twhin_config(run_dir / CONFIG_COPY)
-    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run_dir / CHECKPOINT)
     state = ckpt["state"]
     tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
     return TrainedRun(cfg, tables, state["translations"].numpy().astype(np.float32),
