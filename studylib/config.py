@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
+from studylib import yamlio
 from studylib.errors import StudyError
 
 PUBLISHED_CONFIG = "recap_local_prod.yaml"
@@ -392,12 +392,7 @@ def load_yaml(path: str | Path) -> dict:
         text = path.read_text()
     except OSError as exc:
         raise StudyError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise StudyError(f"{path}: not valid YAML{where}") from None
+    raw = yamlio.parse(text, str(path))
     if not isinstance(raw, dict):
         raise StudyError(f"{path}: top level must be a mapping")
     return raw

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from studylib import yamlio
 from studylib.errors import StudyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,9 +71,9 @@ def load_profile(profiles: Path, name: str) -> tuple[Path, dict]:
         known = ", ".join(sorted(p.stem for p in profiles.glob("*.yaml")))
         raise PipelineError(f"--profile {name}: no {path} (profiles: {known})")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise PipelineError(f"{path}: not valid YAML") from None
+        raw = yamlio.parse(path.read_text(), str(path)) or {}
+    except StudyError as exc:
+        raise PipelineError(str(exc)) from None
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: must be a mapping of parameter names to values")
     return path, raw

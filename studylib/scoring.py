@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from studylib.data.reader import Reader, open_dataset
+from studylib import yamlio
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 
@@ -94,10 +95,7 @@ def load_weights(spec: str) -> WeightSet:
         path = Path(spec)
         if not path.exists():
             raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise StudyError(f"{path}: not valid YAML") from None
+    raw = yamlio.parse(path.read_text(), str(path))
     return parse_weights(raw, str(path), path.stem)
 
 

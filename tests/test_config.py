@@ -93,3 +93,21 @@ def test_schedule_kinds_parse_from_yaml(tmp_path):
         learning_rate_values: [0.001, 0.0001]""")
     cfg = load_config(path)
     assert learning_rate(cfg.optimizer.backbone, 150) == 0.0001
+
+
+def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_path):
+    from studylib.pipeline import PipelineError, load_profile
+    from studylib.scoring import load_weights
+
+    weights = tmp_path / "w.yaml"
+    weights.write_text("scored_tweets_model_weight_report: -369.0\nscored_tweets_model_weight_fav: 0.5\n"
+                       "scored_tweets_model_weight_report: 10.0\n")
+    with pytest.raises(StudyError, match=r"w.yaml: duplicate key 'scored_tweets_model_weight_report' at line 3"):
+        load_weights(str(weights))
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  tasks: {}\n  tasks: {}\n")
+    with pytest.raises(StudyError, match=r"c.yaml: duplicate key 'tasks' at line 3"):
+        load_config(config)
+    (tmp_path / "p.yaml").write_text("steps: 3\nsteps: 4\n")
+    with pytest.raises(PipelineError, match=r"p.yaml: duplicate key 'steps' at line 2"):
+        load_profile(tmp_path, "p")
