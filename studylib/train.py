@@ -307,6 +307,7 @@ def train(args: TrainArgs) -> dict:
     label_index = torch.tensor([LABELS.index(name) for name in label_names])
     step, epoch, batch_in_epoch = 0, 0, 0
     if args.resume:
+        _check_resume_settings(out, args, batch_size, runtime.precision)
         state = load_checkpoint(checkpoint_path, model, cfg, optimizer)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         torch.set_rng_state(state["rng"])
@@ -397,6 +398,21 @@ def train(args: TrainArgs) -> dict:
         print(f"note: {nonfinite} non-finite continuous feature values were mapped to 0 by the model")
     runtime.close()
     return {"eval": eval_rows, "nonfinite": nonfinite, "step": step, "is_main": runtime.is_main}
+
+
+def _check_resume_settings(out: Path, args: TrainArgs, batch_size: int, precision: str) -> None:
+    """A resumed run must continue with the settings it was started with (run.json keeps them)."""
+    info_path = out / RUN_INFO
+    if not info_path.exists():
+        raise StudyError(f"{out}: --resume needs {RUN_INFO} beside the checkpoint (none found)")
+    info = json.loads(info_path.read_text())
+    now = {"--data": str(Path(args.data).resolve()), "--batch-size": batch_size, "--seed": args.seed,
+           "--label-pairing": args.label_pairing, "--precision": precision}
+    then = {"--data": info.get("data"), "--batch-size": info.get("batch_size"), "--seed": info.get("seed"),
+            "--label-pairing": info.get("label_pairing"), "--precision": info.get("precision", "fp32")}
+    for flag, value in now.items():
+        if then[flag] != value:
+            raise StudyError(f"{out}: --resume with {flag} {value!r}, but the run was started with {then[flag]!r}")
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

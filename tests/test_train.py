@@ -81,8 +81,8 @@ def test_positional_pairing_reproduces_the_original_defect():
     assert label_names_for_heads(heads, "by_name") == list(heads)
 
 
-def tiny_train(data, out, steps, resume=False, **kw):
-    return train(TrainArgs(data=str(data), out=str(out), config=STUDY, steps=steps, batch_size=32,
+def tiny_train(data, out, steps, resume=False, batch_size=32, **kw):
+    return train(TrainArgs(data=str(data), out=str(out), config=STUDY, steps=steps, batch_size=batch_size,
                            checkpoint_every=3, log_every=1, resume=resume, progress=False, **kw))
 
 
@@ -161,3 +161,22 @@ def test_heads_start_at_their_base_rate(small_data):
     bias = model.towers["favorited"].layers[-1].bias
     p = rates["recap.engagement.is_favorited"]
     assert float(bias.detach()) == pytest.approx(math.log(p / (1 - p)), rel=1e-5)
+
+
+@pytest.mark.parametrize("change, flag", [({"seed": 5}, "--seed 5"), ({"batch_size": 16}, "--batch-size 16"),
+                                          ({"label_pairing": "positional"}, "--label-pairing 'positional'"),
+                                          ({"precision": "fp32"}, "--precision 'fp32'")])
+def test_resume_with_other_settings_is_refused(small_data, tmp_path, change, flag):
+    tiny_train(small_data, tmp_path / "run", steps=1, precision="bf16")
+    before = (tmp_path / "run" / "run.json").read_text()
+    with pytest.raises(StudyError, match=f"--resume with {flag}.*but the run was started with"):
+        tiny_train(small_data, tmp_path / "run", steps=2, resume=True, **{"precision": "bf16", **change})
+    assert (tmp_path / "run" / "run.json").read_text() == before  # nothing rewritten
+
+
+def test_resume_with_other_data_is_refused(small_data, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(small_data, other)
+    tiny_train(small_data, tmp_path / "run", steps=1)
+    with pytest.raises(StudyError, match="--resume with --data .*other"):
+        tiny_train(other, tmp_path / "run", steps=2, resume=True)
