@@ -378,3 +378,15 @@ def test_crafted_twhin_checkpoint_is_refused_and_runs_nothing(planted, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable TwHIN checkpoint" in err[0]
     assert not marker.exists() and not (tmp_path / "e.parquet").exists()
+
+
+def test_changed_graph_file_is_refused_by_its_checksum(planted, tmp_path):
+    import shutil
+
+    copy = tmp_path / "graph"
+    shutil.copytree(planted, copy)
+    table = pq.read_table(copy / "edges.parquet")
+    pq.write_table(table.slice(0, table.num_rows - 1), copy / "edges.parquet")  # one edge dropped, still valid
+    with pytest.raises(StudyError, match=r"edges.parquet: contents differ from manifest.json \(sha256 mismatch\)"):
+        _train(copy, tmp_path / "run", steps=1)
+    assert not (tmp_path / "run").exists()

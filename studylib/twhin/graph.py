@@ -306,6 +306,8 @@ def read_planted(directory: Path) -> Graph:
     parts = []
     for entry in manifest["files"]:
         path = directory / entry["file"]
+        if "sha256" in entry and path.exists() and file_sha256(path) != entry["sha256"]:
+            raise StudyError(f"{path}: contents differ from {MANIFEST} (sha256 mismatch); regenerate the graph")
         table = _read_table(path)
         parts.append({c: _int_column(table, c, path) for c in EDGE_COLUMNS})
         graph = Graph(tables, relations, parts[-1]["lhs"], parts[-1]["rel"], parts[-1]["rhs"],
