@@ -225,7 +225,7 @@ def test_column_of_wrong_type(small_data, tmp_path):
 def test_labels_outside_zero_one(small_data, tmp_path):
     folder = copy_of(small_data, tmp_path)
     rewrite_shard(folder, lambda t: replace_column(t, FAV, pa.array(np.full(t.num_rows, 7, dtype=np.int8))))
-    with pytest.raises(StudyError, match=rf"shard-00000.parquet: column {FAV} has values outside"):
+    with pytest.raises(StudyError, match=rf"shard-00000.parquet: column {FAV} has 1000 value\(s\) outside"):
         open_dataset(folder)
 
 
@@ -328,3 +328,18 @@ def test_target_rates_are_capped_and_reported():
     assert targets[dwell] == (RATE_CAP, "capped")
     for label, (target, _) in targets.items():
         assert rates[label] == pytest.approx(target, rel=1e-6)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    (FAV, lambda n: pa.array([None] * 3 + [0] * (n - 3), type=pa.int8()), r"recap.engagement.is_favorited has 3 null value\(s\)"),
+    ("true_prob." + FAV, lambda n: pa.array([float("nan")] * 2 + [0.1] * (n - 2), type=pa.float32()),
+     r"true_prob.recap.engagement.is_favorited has 2 value\(s\) that are not probabilities"),
+    ("true_prob." + FAV, lambda n: pa.array([1.5] + [0.1] * (n - 1), type=pa.float32()),
+     r"true_prob.recap.engagement.is_favorited has 1 value\(s\) that are not"),
+    ("request_id", lambda n: pa.array([None] + list(range(n - 1)), type=pa.int64()), r"request_id has 1 null value"),
+])
+def test_nulls_and_impossible_values_are_refused_with_a_count(small_data, tmp_path, column, values, message):
+    folder = copy_of(small_data, tmp_path)
+    rewrite_shard(folder, lambda t: replace_column(t, column, values(t.num_rows)))
+    with pytest.raises(StudyError, match=r"shard-00000.parquet: column " + message):
+        open_dataset(folder)

@@ -118,16 +118,31 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
 
 
 def _check_values(path: Path, renamed: dict[str, str]) -> None:
-    """Labels in {0, 1} and finite embeddings, checked before anything trains or writes.
+    """Labels in {0, 1} without nulls, true probabilities (when stored) finite in [0, 1], finite
+    embeddings and request ids without nulls: checked before anything trains or writes.
 
-    (Non-finite continuous values are allowed: the model maps them to 0 and the reader counts them.)
+    (Non-finite continuous values are allowed, as in the original: the model maps them to 0 and
+    the reader counts them.)
     """
     embeddings = [renamed[g] for g in EMBEDDING_GROUPS]
-    table = pq.read_table(path, columns=list(LABELS) + embeddings)
+    names = set(pq.read_schema(path).names)
+    truth = [true_prob_column(label) for label in LABELS if true_prob_column(label) in names]
+    ids = [c for c in (REQUEST_COLUMN,) if c in names]
+    table = pq.read_table(path, columns=list(LABELS) + truth + ids + embeddings)
+    for column in list(LABELS) + truth + ids:
+        nulls = table.column(column).null_count
+        if nulls:
+            raise StudyError(f"{path}: column {column} has {nulls} null value(s)")
     for label in LABELS:
         values = table.column(label).to_numpy()
-        if values.size and (values.min() < 0 or values.max() > 1):
-            raise StudyError(f"{path}: column {label} has values outside {{0, 1}}")
+        bad = int(((values < 0) | (values > 1)).sum())
+        if bad:
+            raise StudyError(f"{path}: column {label} has {bad} value(s) outside {{0, 1}}")
+    for column in truth:
+        values = table.column(column).to_numpy()
+        bad = int((~np.isfinite(values) | (values < 0) | (values > 1)).sum())
+        if bad:
+            raise StudyError(f"{path}: column {column} has {bad} value(s) that are not probabilities (NaN, Inf or outside [0, 1])")
     for column in embeddings:
         flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         if not np.isfinite(flat).all():
