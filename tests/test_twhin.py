@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from studylib.config import shipped_config_path
+from studylib.data.layout import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register
@@ -176,11 +178,14 @@ def test_missing_column_names_file_and_column(tmp_path):
 def _corrupt_planted(planted, tmp_path, column, value):
     bad = tmp_path / "bad"
     bad.mkdir(parents=True)
-    (bad / "manifest.json").write_text((planted / "manifest.json").read_text())
     table = pq.read_table(planted / "edges.parquet")
     values = table.column(column).to_numpy().copy()
     values[7] = value
     pq.write_table(table.set_column(table.column_names.index(column), column, pa.array(values)), bad / "edges.parquet")
+    # a consistent manifest (checksum updated), so the values themselves must be caught
+    manifest = json.loads((planted / "manifest.json").read_text())
+    manifest["files"][0]["sha256"] = file_sha256(bad / "edges.parquet")
+    (bad / "manifest.json").write_text(json.dumps(manifest))
     return bad
 
 
