@@ -303,7 +303,8 @@ class ScoredSet:
         return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user)
 
     def request_users(self) -> np.ndarray:
-        """[R]: the user of each request (the cluster for user-level resampling)."""
+        """[R]: the user of each request (the cluster for user-level resampling); the request id
+        itself when the table has no user column."""
         if self.user is None:
             return self.requests.ids
         return self.user[self.requests.index[:, 0]]

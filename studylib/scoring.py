@@ -14,7 +14,6 @@ under any weight set reads them and takes the weighted sum, without loading the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,12 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from studylib.data.layout import MANIFEST as MANIFEST_FILE
+from studylib.data.layout import file_sha256
 from studylib.data.reader import Reader, open_dataset
 from studylib import yamlio
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
-
-MANIFEST_FILE = "manifest.json"
 from studylib.runtime import resolve_device, resolve_precision
 from studylib.train import CHECKPOINT, MODEL, load_run, predict
 
@@ -160,14 +159,6 @@ PROBABILITIES_DIR = "probabilities"
 KEY = b"studylib.probabilities"
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", precision: str = "auto",
                          progress: bool = True) -> tuple[pa.Table, bool]:
     """The run's per-head probabilities on `data_dir`: read from `<run>/probabilities/` when they were
@@ -179,7 +170,7 @@ def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", prec
         raise StudyError(f"{run}: no trained model here (no {MODEL} or {CHECKPOINT}); train one with `studylib train`")
     if not (data / MANIFEST_FILE).exists():
         raise StudyError(f"{data}: no data set here (no {MANIFEST_FILE})")
-    key = {"model_sha256": file_digest(model_file), "data_manifest_sha256": file_digest(data / MANIFEST_FILE),
+    key = {"model_sha256": file_sha256(model_file), "data_manifest_sha256": file_sha256(data / MANIFEST_FILE),
            "precision": resolve_precision(precision, resolve_device(device))}
     path = run / PROBABILITIES_DIR / f"{data.resolve().name}.parquet"
     if path.exists():
