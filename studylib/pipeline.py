@@ -193,7 +193,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         _save_state(executed, state)
         try:
             pm.execute_notebook(str(nb), str(out), parameters=values, kernel_name="python3", cwd=str(nb.parent),
-                                progress_bar=False, log_output=False, report_mode=False)
+                                progress_bar=not quiet, log_output=False, report_mode=False)  # cells done / total, elapsed
         except PapermillExecutionError as exc:
             seconds = time.perf_counter() - t0
             state[nb.name] = {"status": "failed", "parameters": values, "seconds": seconds}
