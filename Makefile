@@ -1,13 +1,22 @@
 # One entry point for users and CI. `make study` and `make test` set up .venv/ when it is
 # missing or older than the pins, then do their job.
 PYTHON ?= python3
-DEVICE ?= cpu
 VENV := .venv
+# The device of the last set-up (cpu or cuda) stays until another is asked for with DEVICE=...
+DEVICE ?= $(or $(patsubst $(VENV)/.setup-%,%,$(firstword $(wildcard $(VENV)/.setup-*))),cpu)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(DEVICE)
 PINS := requirements/lock.txt requirements/$(DEVICE).txt requirements/torchrec.txt pyproject.toml
 
-.PHONY: setup test browser study lab clean-data
+.PHONY: help setup test browser study lab clean-data
+
+help:
+	@echo "make study [PROFILE=quick|full|tiny] [WEIGHTS=file.yaml] [ARGS='-p NAME VALUE']"
+	@echo "                      the whole study (set-up included); report: _build/html/index.html"
+	@echo "make test             the test suite (what CI runs)"
+	@echo "make setup [DEVICE=cpu|cuda]   .venv/ with the pinned stack (the device is remembered)"
+	@echo "make lab              JupyterLab on notebooks/ with the project's kernel"
+	@echo "make clean-data       remove data/quick, data/full, runs/ and _build/"
 
 setup: $(STAMP)
 
@@ -40,7 +49,7 @@ study: setup
 
 # JupyterLab on notebooks/ with the project's kernel.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-data:
 	rm -rf data/quick data/full runs/ _build/

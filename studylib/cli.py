@@ -124,7 +124,10 @@ PRECISION_HELP = "auto (bf16 autocast on CUDA and on CPUs with bf16 instructions
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="studylib", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"studylib {version('studylib')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="write a data set (Parquet shards + manifest)",

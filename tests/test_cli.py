@@ -49,3 +49,13 @@ def test_generate_command_writes_a_data_set(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "200 examples in 1 shard(s), 4 requests, scenario random" in result.stdout
     assert (tmp_path / "d" / "manifest.json").exists()
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    from studylib.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"studylib {version('studylib')}"
