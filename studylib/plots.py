@@ -159,18 +159,19 @@ def pairing_effect(pairing: pd.DataFrame) -> plt.Figure:
     heads = list(dict.fromkeys(pairing["head"]))
     y = np.arange(len(heads))
     fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(heads) + 2))
+    names = {"by_name": "labels paired by name", "positional": "labels paired by position (the original)"}
     for offset, (name, color) in zip((0.15, -0.15), (("by_name", sns.color_palette()[0]),
                                                      ("positional", sns.color_palette()[3]))):
         sub = pairing[pairing["pairing"] == name].set_index("head").reindex(heads)
         ax.errorbar(sub["auroc"], y + offset, xerr=[sub["auroc"] - sub["auroc_low"], sub["auroc_high"] - sub["auroc"]],
-                    fmt="o", capsize=3, color=color, label=f"labels paired {name.replace('_', ' ')}")
+                    fmt="o", capsize=3, color=color, label=names[name])
     ax.axvline(0.5, color="k", lw=1, ls="--")
     evaluable = pairing.drop_duplicates("head").set_index("head")["evaluable"].reindex(heads)
     ax.set_yticks(y, [h if ok else f"{h} (not evaluable)" for h, ok in evaluable.items()])
     ax.invert_yaxis()
     ax.set_xlabel("AUROC against the head's own label (0.5 = chance; 95 % user-level CI)")
     ax.set_ylabel("head")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.35), ncol=2, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     return _finish(fig, "Faithfulness: labels paired by name vs by position (the original's defect)")
 
 
