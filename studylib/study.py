@@ -271,7 +271,7 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
     only when missing, so it keeps its bytes (same seed, same bytes)."""
     import numpy as np
 
-    from studylib.twhin.export import write_ranker_embeddings
+    from studylib.data.embeddings import write_ranker_embeddings
 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
@@ -288,12 +288,23 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
                      **changes) -> dict:
     """The data set `like` again (same scenario, size, seed and world: the same requests, labels and
     other features) with the three embedding features read from `embeddings` and any other generator
-    parameters in `changes` (e.g. a negative downsampling); reused when unchanged."""
-    from studylib.data.generate import GeneratorParams, generate
+    parameters in `changes` (e.g. a negative downsampling); reused when unchanged.
+
+    With only `embeddings` changed the result is an embedding view (`generate.embedding_view`):
+    a manifest over `like`'s shards, no copy of its rows."""
+    from studylib.data.generate import GeneratorParams, embedding_view, generate
     from studylib.data.world import WorldParams
 
     if not (like / "manifest.json").exists():
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
+    if embeddings is not None and not changes:
+        manifest = out / "manifest.json"
+        if manifest.exists():
+            old = json.loads(manifest.read_text())
+            if (old.get("view_of") or {}).get("manifest_sha256") != _digest(like / "manifest.json") or \
+                    (old.get("embeddings") or {}).get("sha256") != _digest(embeddings):
+                shutil.rmtree(out)
+        return embedding_view(like, embeddings, out)
     base = json.loads((like / "manifest.json").read_text())["params"]
     params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
                                 "embeddings": None if embeddings is None else str(embeddings), **changes})
@@ -302,7 +313,7 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
     if manifest.exists():
         old = json.loads(manifest.read_text())
         same_file = embeddings is None or (old.get("embeddings") or {}).get("sha256") == _digest(embeddings)
-        if old.get("params") != params.as_dict() or not same_file:
+        if old.get("params") != params.as_dict() or not same_file or "view_of" in old:
             shutil.rmtree(out)
     return generate(params, out, progress=progress)
 

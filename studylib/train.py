@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from studylib.bf16 import Bf16WorkingCopies
 from studylib.config import RecapConfig, ScheduleConfig, load_config
 from studylib.data.reader import Batch, Reader, open_dataset
 from studylib.errors import StudyError
@@ -117,6 +118,40 @@ def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch
         logits.float(), labels, pos_weight=pos_weight, reduction="none")
     per_head = per_element.mean(dim=0)
     return per_head.mean(), per_head
+
+
+def make_train_step(model: HeavyRanker, optimizer: torch.optim.Optimizer, runtime: Runtime,
+                    pos_weight: torch.Tensor):
+    """A function doing one optimizer step on (features, labels) and returning the per-head losses.
+
+    Several processes: DDP around the model (bf16 by autocast). One process in bf16: persistent
+    bf16 copies of the Linear weights (`studylib.bf16`), the autocast step's arithmetic without
+    its per-step weight casts. fp32: the plain step.
+    """
+    forward, working = model, None
+    if runtime.world_size > 1:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    elif runtime.precision == "bf16":
+        working = Bf16WorkingCopies(model)
+        forward = working.forward
+
+    def step(features: dict, labels: torch.Tensor) -> torch.Tensor:
+        with runtime.autocast():
+            logits = forward(features)["logits"]
+        loss, per_head = multitask_loss(logits, labels, pos_weight)
+        optimizer.zero_grad(set_to_none=True)
+        if working is not None:
+            working.zero_grad()
+        loss.backward()
+        if working is not None:
+            working.gradients_to_masters()
+        optimizer.step()
+        if working is not None:
+            working.refresh()
+        return per_head
+
+    return step
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -314,9 +349,7 @@ def train(args: TrainArgs) -> dict:
     model.to(runtime.device)
     _move_optimizer_state(optimizer, runtime.device)
     pos_weight = model.pos_weight.to(runtime.device)
-    wrapped = model
-    if runtime.world_size > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    train_step = make_train_step(model, optimizer, runtime, pos_weight)
 
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -351,12 +384,7 @@ def train(args: TrainArgs) -> dict:
             set_learning_rates(optimizer, schedules, step)
             batch = batch.to(runtime.device)
             labels = torch.stack([batch.labels[LABELS[i]] for i in label_index.tolist()], dim=1)
-            with runtime.autocast():
-                logits = wrapped(batch.features)["logits"]
-            loss, per_head = multitask_loss(logits, labels, pos_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            per_head = train_step(batch.features, labels)
             step += 1
             batch_in_epoch += 1
             seen += batch_size

@@ -1,6 +1,7 @@
 """Data sets: determinism, planted truth, scenarios, the reader, and bad input."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import small_params
+from conftest import SMALL_WORLD, small_params
 from studylib.data import generate as generate_module
 from studylib.data.generate import generate
 from studylib.data.layout import RENAMED_FEATURES
@@ -343,3 +344,53 @@ def test_nulls_and_impossible_values_are_refused_with_a_count(small_data, tmp_pa
     rewrite_shard(folder, lambda t: replace_column(t, column, values(t.num_rows)))
     with pytest.raises(StudyError, match=r"shard-00000.parquet: column " + message):
         open_dataset(folder)
+
+
+def test_embedding_view_reads_like_a_materialised_copy_without_storing_rows(small_data, tmp_path):
+    """The ablation's data sets differ from the base only in the three embedding columns: a view
+    stores a manifest, and reads back exactly what `generate --embeddings` would have written."""
+    import dataclasses
+
+    from studylib.data.embeddings import write_ranker_embeddings
+    from studylib.data.generate import embedding_view
+
+    rng = np.random.default_rng(0)
+    world = SMALL_WORLD
+    emb = tmp_path / "emb.parquet"
+    write_ranker_embeddings({"user_embedding": rng.standard_normal((world["n_users"], 200)).astype(np.float32),
+                             "user_eng_embedding": rng.standard_normal((world["n_users"], 200)).astype(np.float32),
+                             "author_embedding": rng.standard_normal((world["n_authors"], 200)).astype(np.float32)}, emb)
+    copy = tmp_path / "copy"
+    generate(dataclasses.replace(small_params(), embeddings=str(emb)), copy, progress=False)
+    view = tmp_path / "view"
+    embedding_view(small_data, emb, view)
+    assert [p.name for p in view.iterdir()] == ["manifest.json"]
+    assert sum(p.stat().st_size for p in view.iterdir()) < 20_000
+    for shuffle in (True, False):
+        pairs = zip(Reader(open_dataset(copy), 64, shuffle=shuffle, seed=1).epoch(0),
+                    Reader(open_dataset(view), 64, shuffle=shuffle, seed=1).epoch(0))
+        n = 0
+        for a, b in pairs:
+            n += 1
+            assert all(torch.equal(a.features[g], b.features[g]) for g in a.features)
+            assert all(torch.equal(a.labels[k], b.labels[k]) for k in a.labels)
+        assert n > 0
+    column = "user.timelines.twhin_user_follow_embeddings.twhin_user_follow_embeddings"
+    assert load_table(copy, [column, "meta.user_id"]).column(column).to_pylist() == \
+        load_table(view, [column, "meta.user_id"]).column(column).to_pylist()
+    # Reused when unchanged; refused with one line when what it points at changed.
+    assert embedding_view(small_data, emb, view)["view_of"]["path"] == os.path.relpath(small_data, view)
+    write_ranker_embeddings({"user_embedding": np.zeros((world["n_users"], 200), np.float32),
+                             "user_eng_embedding": np.zeros((world["n_users"], 200), np.float32),
+                             "author_embedding": np.zeros((world["n_authors"], 200), np.float32)}, emb)
+    with pytest.raises(StudyError, match="emb.parquet: checksum differs from .*the embeddings changed"):
+        open_dataset(view)
+    with pytest.raises(StudyError, match="view: holds a different data set"):
+        embedding_view(small_data, emb, view)
+    bad = tmp_path / "bad.parquet"
+    write_ranker_embeddings({"user_embedding": np.zeros((5, 200), np.float32),
+                             "user_eng_embedding": np.zeros((5, 200), np.float32),
+                             "author_embedding": np.zeros((5, 200), np.float32)}, bad)
+    with pytest.raises(StudyError, match=r"bad.parquet: user_embedding has shape \(5, 200\), this world needs"):
+        embedding_view(small_data, bad, tmp_path / "view2")
+    assert not (tmp_path / "view2").exists()

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from studylib import runtime
+from studylib.bf16 import Bf16WorkingCopies
 from studylib.cli import main
-from studylib.config import STUDY_CONFIG, shipped_config_path
+from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
 from studylib.errors import StudyError
+from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
-from studylib.train import TrainArgs, load_run, train
+from studylib.train import TrainArgs, build_optimizer, load_run, make_train_step, multitask_loss, set_learning_rates, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 CPU = torch.device("cpu")
@@ -64,3 +66,35 @@ def test_cli_refuses_a_bad_precision(small_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--precision must be one of auto, fp32, bf16, got 'half'" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_bf16_working_copies_give_the_autocast_step_bit_for_bit():
+    """Persistent bf16 copies remove the per-step casts without changing one bit of the update."""
+    cfg = load_config(STUDY)
+    g = torch.Generator().manual_seed(3)
+    features = {"continuous": torch.rand(32, 2117, generator=g) * 50, "binary": (torch.rand(32, 59, generator=g) < 0.3).float(),
+                **{k: torch.randn(32, 200, generator=g) for k in ("user_embedding", "user_eng_embedding", "author_embedding")}}
+    labels = (torch.rand(32, 10, generator=g) < 0.2).float()
+    finals = []
+    for use_copies in (False, True):
+        torch.manual_seed(0)
+        model = HeavyRanker(cfg.model).train()
+        optimizer, schedules = build_optimizer(model, cfg)
+        set_learning_rates(optimizer, schedules, 1000)
+        bf16 = runtime.Runtime(CPU, "bf16")
+        step = make_train_step(model, optimizer, bf16, model.pos_weight) if use_copies else None
+        for _ in range(3):
+            if step:  # what training runs
+                step(features, labels)
+                continue
+            with bf16.autocast():  # the reference: plain autocast, casting every weight each step
+                logits = model(features)["logits"]
+            loss, _ = multitask_loss(logits, labels, model.pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        finals.append(model.state_dict())
+    working = Bf16WorkingCopies(model)
+    assert len(working.masters) == sum(isinstance(m, torch.nn.Linear) for m in model.modules()) * 2
+    assert all(c.dtype == torch.bfloat16 and torch.equal(c, m.to(torch.bfloat16)) for c, m in zip(working.copies, working.masters))
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])

@@ -149,7 +149,7 @@ def test_link_prediction_table_and_embedding_ablation_by_hand():
 
 def test_random_embeddings_file_is_the_export_format(tmp_path):
     from studylib import study
-    from studylib.twhin.export import load_ranker_embeddings
+    from studylib.data.embeddings import load_ranker_embeddings
 
     path = study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
     tables = load_ranker_embeddings(path)

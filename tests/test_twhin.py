@@ -21,7 +21,8 @@ from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register
 from studylib.twhin.evaluate import evaluate_run
-from studylib.twhin.export import load_ranker_embeddings, orthonormal_map
+from studylib.data.embeddings import load_ranker_embeddings
+from studylib.twhin.export import orthonormal_map
 from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
                                   planted_log_intensity, split_graph)
 from studylib.twhin.model import (TwhinModel, edges_to_kjt, load_twhin_config, negative_weights, relation_scores,

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from studylib.data.embeddings import load_world_embeddings
 from studylib.data.layout import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -203,6 +204,43 @@ def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True
     return manifest
 
 
+def embedding_view(like: str | Path, embeddings: str | Path, out_dir: str | Path) -> dict:
+    """A data set that is `like` with its three embedding features looked up from `embeddings`.
+
+    Those features depend only on the example's user and author (TwHIN tables indexed by the
+    world's ids), so the view stores no rows: its manifest names the base data set (relative
+    path and manifest checksum) and the embedding file (relative path and checksum), and the
+    reader swaps the three columns in as it reads. The rows, labels and other features are the
+    base's, byte for byte; a materialised copy (`generate --embeddings`) would hold the same
+    values at ~11 KB an example.
+    """
+    like, out, embeddings = Path(like), Path(out_dir), Path(embeddings)
+    base_manifest_path = like / MANIFEST
+    if not base_manifest_path.exists():
+        raise StudyError(f"{like}: no data set here (manifest.json missing)")
+    base = json.loads(base_manifest_path.read_text())
+    if "view_of" in base:
+        raise StudyError(f"{like}: is itself an embedding view; make the view of its base data set")
+    params = dict(base["params"], embeddings=str(embeddings))
+    world = base["params"]["world"]
+    load_world_embeddings(embeddings, world["n_users"], world["n_authors"])  # refuse a file that does not fit
+    manifest = {k: v for k, v in base.items() if k != "shards"}
+    manifest.update(
+        params=params,
+        view_of={"path": os.path.relpath(like.resolve(), out.resolve()), "manifest_sha256": file_sha256(base_manifest_path)},
+        embeddings={"file": os.path.relpath(embeddings.resolve(), out.resolve()), "sha256": file_sha256(embeddings)},
+    )
+    if (out / MANIFEST).exists():
+        if json.loads((out / MANIFEST).read_text()) == manifest:
+            return manifest
+        raise StudyError(f"{out}: holds a different data set (manifest.json); choose another --out or delete it")
+    if out.exists() and any(out.iterdir()):
+        raise StudyError(f"{out}: is not empty and holds no data set; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(out / MANIFEST, manifest)
+    return manifest
+
+
 def _shard_name(shard: int) -> str:
     return f"shard-{shard:05d}.parquet"
 
@@ -229,20 +267,9 @@ def _write_shard(params: GeneratorParams, world: World, features: "FeatureModel"
 
 
 def _trained_embeddings(params: GeneratorParams, world: World) -> dict[str, np.ndarray] | None:
-    """Load `--embeddings` and check it covers exactly this world's users and authors."""
     if params.embeddings is None:
         return None
-    from studylib.twhin.export import load_ranker_embeddings  # only this option needs the TwHIN side
-
-    tables = load_ranker_embeddings(params.embeddings)
-    expected = {"user_embedding": world.params.n_users, "user_eng_embedding": world.params.n_users,
-                "author_embedding": world.params.n_authors}
-    for group, rows in expected.items():
-        shape = tables[group].shape
-        if shape != (rows, GROUP_WIDTHS[group]):
-            raise StudyError(f"{params.embeddings}: {group} has shape {shape}, this world needs ({rows}, "
-                             f"{GROUP_WIDTHS[group]}) (same --users/--authors/--world-seed as the TwHIN graph?)")
-    return {group: np.ascontiguousarray(table, dtype=np.float32) for group, table in tables.items()}
+    return load_world_embeddings(params.embeddings, world.params.n_users, world.params.n_authors)
 
 
 def _chunk_requests(params: GeneratorParams, chunk: int) -> int:
@@ -418,4 +445,4 @@ def with_world(params: GeneratorParams, **world_changes) -> GeneratorParams:
     return replace(params, world=replace(params.world, **world_changes))
 
 
-__all__ = ["GeneratorParams", "SCENARIOS", "generate", "with_world"]
+__all__ = ["GeneratorParams", "SCENARIOS", "embedding_view", "generate", "with_world"]

@@ -64,6 +64,9 @@ class Dataset:
     has_truth: bool = False
     truncation: dict[str, int] = field(default_factory=dict)  # group -> width the model sees
     renamed: dict[str, str] = field(default_factory=dict)  # group -> stored column name
+    # An embedding view: group -> [entities, width] table looked up by user/author id instead of
+    # the stored column (the rows come from the base data set's shards).
+    embedding_tables: dict[str, np.ndarray] | None = None
 
     @property
     def rows(self) -> int:
@@ -94,8 +97,12 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError:
         raise StudyError(f"{manifest_path}: not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise StudyError(f"{manifest_path}: must be a JSON object, got {type(manifest).__name__}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise StudyError(f"{manifest_path}: schema_version {manifest.get('schema_version')!r} is not {SCHEMA_VERSION}")
+    if "view_of" in manifest:
+        return _open_view(root, manifest, verify, renamed, truncation)
     files, row_groups, has_truth = [], [], None
     for index, shard in enumerate(manifest.get("shards", [])):
         path = root / shard["file"]
@@ -115,6 +122,42 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
     if not files:
         raise StudyError(f"{manifest_path}: lists no shards")
     return Dataset(root, manifest, files, row_groups, bool(has_truth), widths, renamed)
+
+
+def _open_view(root: Path, manifest: dict, verify: bool, renamed: dict[str, str],
+               truncation: dict[str, int] | None) -> Dataset:
+    """An embedding view (`generate.embedding_view`): the base data set's rows, the three embedding
+    features looked up from the view's embedding file by the rows' user and author ids."""
+    where = root / MANIFEST
+    try:
+        base_root = root / manifest["view_of"]["path"]
+        expected_base = manifest["view_of"]["manifest_sha256"]
+        emb_file = root / manifest["embeddings"]["file"]
+        expected_emb = manifest["embeddings"]["sha256"]
+        world = manifest["params"]["world"]
+        n_users, n_authors = int(world["n_users"]), int(world["n_authors"])
+    except (KeyError, TypeError, ValueError):
+        raise StudyError(f"{where}: malformed embedding view (needs view_of.path/manifest_sha256, "
+                         "embeddings.file/sha256 and params.world)") from None
+    if not (base_root / MANIFEST).exists():
+        raise StudyError(f"{where}: its base data set {base_root} is missing")
+    if file_sha256(base_root / MANIFEST) != expected_base:
+        raise StudyError(f"{where}: its base data set {base_root} changed since the view was made; make the view again")
+    if not emb_file.exists():
+        raise StudyError(f"{where}: its embedding file {emb_file} is missing")
+    if file_sha256(emb_file) != expected_emb:
+        raise StudyError(f"{emb_file}: checksum differs from {where} (the embeddings changed since the view was made)")
+    base = open_dataset(base_root, verify, renamed, truncation)
+    from studylib.data.embeddings import load_world_embeddings
+
+    tables = load_world_embeddings(emb_file, n_users, n_authors)
+    return Dataset(root, manifest, base.files, base.row_groups, base.has_truth, base.truncation, base.renamed,
+                   embedding_tables={g: tables[g] for g in EMBEDDING_GROUPS})
+
+
+def _entity_ids(group: str) -> str:
+    """The id column an embedding group is looked up by."""
+    return "meta__author_id" if group.startswith("author") else "meta__user_id"
 
 
 def _check_values(path: Path, renamed: dict[str, str]) -> None:
@@ -185,6 +228,10 @@ class Reader:
         self.pin = torch.device(device).type == "cuda"
         self.prefetch, self.with_cohort = prefetch, with_cohort
         self._files = [pq.ParquetFile(path) for path in dataset.files]
+        self._columns = None  # all; an embedding view skips the stored vectors it replaces
+        if dataset.embedding_tables:
+            skip = {dataset.renamed[g] for g in dataset.embedding_tables}
+            self._columns = [n for n in self._files[0].schema_arrow.names if n not in skip]
 
     # -- planning (pure functions of seed and epoch; no I/O) -----------------------------
 
@@ -228,11 +275,16 @@ class Reader:
     def _read(self, groups) -> dict[str, np.ndarray]:
         tables = []
         for file_index, group, _ in groups:
-            tables.append(self._files[file_index].read_row_group(group))
+            tables.append(self._files[file_index].read_row_group(group, columns=self._columns))
         table = pa.concat_tables(tables)
         renamed = self.dataset.renamed
         columns = {}
+        swapped = self.dataset.embedding_tables or {}
         for group, width in self.dataset.truncation.items():
+            if group in swapped:  # an embedding view: look the vectors up by entity id
+                ids = table.column(renamed[_entity_ids(group)]).to_numpy()
+                columns[group] = swapped[group][ids, :width]
+                continue
             column = table.column(renamed[group]).combine_chunks()
             stored = column.type.list_size
             values = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, stored)
@@ -311,6 +363,16 @@ def _prefetched(iterator: Iterator[Batch], depth: int) -> Iterator[Batch]:
 
 
 def load_table(root: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """All shards of a data set as one Arrow table (for analysis; training streams instead)."""
+    """All shards of a data set as one Arrow table (for analysis; training streams instead).
+    For an embedding view the three embedding columns hold the view's vectors."""
     dataset = open_dataset(root, verify=False)
-    return pa.concat_tables(pq.read_table(path, columns=columns) for path in dataset.files)
+    table = pa.concat_tables(pq.read_table(path, columns=columns) for path in dataset.files)
+    for group, vectors in (dataset.embedding_tables or {}).items():
+        name = dataset.renamed[group]
+        if name in table.column_names:
+            ids = pa.concat_tables(pq.read_table(path, columns=[dataset.renamed[_entity_ids(group)]])
+                                   for path in dataset.files).column(0).to_numpy()
+            picked = vectors[ids]
+            array = pa.FixedSizeListArray.from_arrays(pa.array(picked.reshape(-1)), picked.shape[1])
+            table = table.set_column(table.column_names.index(name), name, array)
+    return table

@@ -263,8 +263,15 @@ class FusedTables(nn.Module):
             for t, bag in zip(cfg.tables, bag_configs(cfg))})
 
     def forward(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
-        return {feature: pooled for collection in self.collections.values()
-                for feature, pooled in collection(kjt).to_dict().items()}
+        pooled = {}
+        for collection in self.collections.values():
+            keyed = collection(kjt)
+            features = keyed.keys()
+            if len(features) == 1:  # the whole [rows, D] output: no split, so no concatenating backward
+                pooled[features[0]] = keyed.values()
+            else:
+                pooled.update(keyed.to_dict())
+        return pooled
 
 
 class TwhinModel(nn.Module):
@@ -291,7 +298,7 @@ class TwhinModel(nn.Module):
         sides = {}
         for side in SIDES:  # a row is empty in all but one feature of a side, so their sum is that one
             parts = [values for feature, values in pooled.items() if feature.startswith(side + "_")]
-            sides[side] = (parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)).split(blocks)
+            sides[side] = sum(parts[1:], parts[0]).split(blocks)
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
                                   self.cfg.in_batch_negatives)
                   for r, n in enumerate(counts) if n]
