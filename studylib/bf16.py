@@ -22,19 +22,35 @@ from torch import nn
 from torch.func import functional_call
 
 
+def linear_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every trainable nn.Linear weight and bias by state-dict name: what autocast computes in bf16."""
+    found = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            for name, param in module.named_parameters(recurse=False):
+                if param.requires_grad:
+                    found[f"{module_name}.{name}" if module_name else name] = param
+    return found
+
+
+def bf16_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state with the Linear parameters rounded to bf16, as a bf16 forward uses them.
+
+    Loaded back into the fp32 model (upcast, exact), it reproduces every bf16 prediction bit
+    for bit at half the bytes of those parameters; the rest (norms, BatchNorm statistics,
+    calibration) stays fp32, as autocast keeps it."""
+    rounded = set(linear_parameters(model))
+    return {name: value.to(torch.bfloat16) if name in rounded else value for name, value in model.state_dict().items()}
+
+
 class Bf16WorkingCopies:
     """Persistent bf16 copies of every nn.Linear weight and bias of `model` for training steps."""
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.names: list[str] = []
-        self.masters: list[nn.Parameter] = []
-        for module_name, module in model.named_modules():
-            if isinstance(module, nn.Linear):
-                for name, param in module.named_parameters(recurse=False):
-                    if param.requires_grad:
-                        self.names.append(f"{module_name}.{name}" if module_name else name)
-                        self.masters.append(param)
+        linear = linear_parameters(model)
+        self.names: list[str] = list(linear)
+        self.masters: list[nn.Parameter] = list(linear.values())
         with torch.no_grad():
             self.copies = [p.detach().to(torch.bfloat16).requires_grad_() for p in self.masters]
         self.master_grads = [torch.zeros_like(p) for p in self.masters]

@@ -26,6 +26,17 @@ def shipped_config_path(name: str = PUBLISHED_CONFIG) -> Path:
     return Path(str(resources.files("studylib") / "configs" / name))
 
 
+def _in_range(value: float, valid: str) -> bool:
+    """`value` within `valid`: a bound (">= 1", "> 0") or an interval ("[0, 1)", "(0, 1)")."""
+    if valid[0] in "[(":
+        low, high = (float(x) for x in valid[1:-1].split(","))
+        above = value >= low if valid[0] == "[" else value > low
+        below = value <= high if valid[-1] == "]" else value < high
+        return above and below
+    op, bound = valid.split()
+    return value >= float(bound) if op == ">=" else value > float(bound)
+
+
 class _Section:
     """A mapping read key by key; `done()` refuses whatever was not read."""
 
@@ -40,7 +51,8 @@ class _Section:
     def _where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def get(self, key: str, kind=None, default=None, required: bool = False):
+    def get(self, key: str, kind=None, default=None, required: bool = False, valid: str | None = None):
+        """`valid`: the allowed range as text, checked for numbers: ">= 1", "> 0", "[0, 1)", "(0, 1)"."""
         self.seen.add(key)
         if key not in self.raw or self.raw[key] is None:
             if required:
@@ -53,6 +65,8 @@ class _Section:
             raise StudyError(
                 f"{self.source}: {self._where(key)} must be {getattr(kind, '__name__', kind)}, got {value!r}"
             )
+        if valid is not None and not _in_range(value, valid):
+            raise StudyError(f"{self.source}: {self._where(key)} must be {valid}, got {value!r}")
         return value
 
     def section(self, key: str, required: bool = False) -> "_Section | None":
@@ -139,7 +153,7 @@ class ModelConfig:
 def _batch_norm(sec: _Section | None) -> BatchNormConfig | None:
     if sec is None:
         return None
-    cfg = BatchNormConfig(affine=sec.get("affine", bool, True), momentum=sec.get("momentum", float, 0.1))
+    cfg = BatchNormConfig(affine=sec.get("affine", bool, True), momentum=sec.get("momentum", float, 0.1, valid="[0, 1]"))
     sec.done()
     return cfg
 
@@ -148,7 +162,7 @@ def _mlp(sec: _Section) -> MlpConfig:
     dropout_sec = sec.section("dropout")
     dropout = None
     if dropout_sec is not None:
-        dropout = dropout_sec.get("rate", float, required=True)
+        dropout = dropout_sec.get("rate", float, required=True, valid="[0, 1)")
         dropout_sec.done()
     sizes = sec.get("layer_sizes", list, required=True)
     if not sizes or not all(isinstance(s, int) and s > 0 for s in sizes):
@@ -169,9 +183,9 @@ def _mask_net(sec: _Section) -> MaskNetConfig:
     for i, raw in enumerate(raw_blocks):
         b = _Section(raw, f"{sec.path}.mask_blocks[{i}]", sec.source)
         block = MaskBlockConfig(
-            output_size=b.get("output_size", int, required=True),
-            aggregation_size=b.get("aggregation_size", int),
-            reduction_factor=b.get("reduction_factor", float),
+            output_size=b.get("output_size", int, required=True, valid=">= 1"),
+            aggregation_size=b.get("aggregation_size", int, valid=">= 1"),
+            reduction_factor=b.get("reduction_factor", float, valid="> 0"),
             input_layer_norm=b.get("input_layer_norm", bool, False),
         )
         if (block.aggregation_size is None) == (block.reduction_factor is None):
@@ -196,7 +210,7 @@ def _backbone(sec: _Section) -> BackboneConfig:
     cfg = BackboneConfig(
         mask_net=_mask_net(mask_sec) if mask_sec is not None else None,
         mlp=_mlp(mlp_sec) if mlp_sec is not None else None,
-        pos_weight=sec.get("pos_weight", float, 1.0),
+        pos_weight=sec.get("pos_weight", float, 1.0, valid="> 0"),
     )
     sec.done()
     return cfg
@@ -210,8 +224,8 @@ def _featurization(sec: _Section) -> FeaturizationConfig:
         raise StudyError(f"{sec.source}: {ln.path}.axis must be -1")
     cfg = FeaturizationConfig(
         batch_norm=_batch_norm(dnl.section("batch_norm_config", required=True)),
-        clip_magnitude=dnl.get("clip_magnitude", float, required=True),
-        layer_norm_epsilon=ln.get("epsilon", float, 1e-5),
+        clip_magnitude=dnl.get("clip_magnitude", float, required=True, valid="> 0"),
+        layer_norm_epsilon=ln.get("epsilon", float, 1e-5, valid=">= 0"),
         layer_norm_center=ln.get("center", bool, True),
         layer_norm_scale=ln.get("scale", bool, True),
         feature_names_to_concat=tuple(sec.get("feature_names_to_concat", list, ["binary"])),
@@ -271,9 +285,9 @@ def parse_data(raw, source: str, path: str = "train_data") -> DataConfig:
     cfg = DataConfig(
         renamed_features=dict(renamed),
         labels=tuple(tasks),
-        continuous_truncation=trunc.get("continuous_feature_truncation", int, required=True),
-        binary_truncation=trunc.get("binary_feature_truncation", int, required=True),
-        global_batch_size=sec.get("global_batch_size", int, 128),
+        continuous_truncation=trunc.get("continuous_feature_truncation", int, required=True, valid=">= 1"),
+        binary_truncation=trunc.get("binary_feature_truncation", int, required=True, valid=">= 1"),
+        global_batch_size=sec.get("global_batch_size", int, 128, valid=">= 1"),
     )
     trunc.done()
     pre.done()
@@ -325,7 +339,8 @@ def _schedule(sec: _Section) -> ScheduleConfig:
             raise StudyError(f"{sec.source}: {sec.path}.constant must be a number")
         return ScheduleConfig(kind, {"learning_rate": float(value)})
     body = _Section(sec.raw[kind], f"{sec.path}.{kind}", sec.source)
-    params = {name: body.get(name, kind_, required=True) for name, kind_ in _SCHEDULE_FIELDS[kind].items()}
+    params = {name: body.get(name, kind_, required=True, valid=">= 0" if kind_ in (int, float) else None)
+              for name, kind_ in _SCHEDULE_FIELDS[kind].items()}
     body.done()
     if kind == "piecewise_constant" and len(params["learning_rate_values"]) != len(params["learning_rate_boundaries"]) + 1:
         raise StudyError(f"{sec.source}: {body.path} needs one more value than boundaries")
@@ -349,9 +364,9 @@ def parse_optimizer(raw, source: str, heads: tuple[str, ...]) -> OptimizerConfig
         raise StudyError(f"{source}: optimizer.multi_task_learning_rates.tower_learning_rates: "
                          f"{'missing' if missing else 'unknown'} head {bad}")
     cfg = OptimizerConfig(
-        beta_1=adam.get("beta_1", float, 0.9),
-        beta_2=adam.get("beta_2", float, 0.999),
-        epsilon=adam.get("epsilon", float, 1e-7),
+        beta_1=adam.get("beta_1", float, 0.9, valid="[0, 1)"),
+        beta_2=adam.get("beta_2", float, 0.999, valid="[0, 1)"),
+        epsilon=adam.get("epsilon", float, 1e-7, valid="> 0"),
         backbone=_schedule(mt.section("backbone_learning_rate", required=True)),
         towers=towers,
     )
@@ -388,11 +403,7 @@ class RecapConfig:
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise StudyError(f"{path}: cannot read config ({exc.strerror})") from None
-    raw = yamlio.parse(text, str(path))
+    raw = yamlio.read(path, "config")
     if not isinstance(raw, dict):
         raise StudyError(f"{path}: top level must be a mapping")
     return raw
@@ -408,10 +419,10 @@ def load_config(path: str | Path | None = None) -> RecapConfig:
     train = top.section("training", required=True)
     train.ignore("save_dir", "eval_timeout_in_s", "eval_log_every_n", "num_epochs")
     training = TrainingConfig(
-        num_train_steps=train.get("num_train_steps", int, 1000),
-        checkpoint_every_n=train.get("checkpoint_every_n", int, 100),
-        train_log_every_n=train.get("train_log_every_n", int, 10),
-        num_eval_steps=train.get("num_eval_steps", int, 100),
+        num_train_steps=train.get("num_train_steps", int, 1000, valid=">= 1"),
+        checkpoint_every_n=train.get("checkpoint_every_n", int, 100, valid=">= 1"),
+        train_log_every_n=train.get("train_log_every_n", int, 10, valid=">= 1"),
+        num_eval_steps=train.get("num_eval_steps", int, 100, valid=">= 1"),
     )
     train.done()
     model = parse_model(raw.get("model"), source)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.errors import StudyError
+from studylib.io import write_json
 from studylib.inference import MIN_POSITIVES
 
 FINDINGS_FILE = "findings.json"
@@ -50,9 +50,7 @@ def record(results: str | Path, *findings: Finding) -> Path:
     by_id = {f["id"]: f for f in current}
     for finding in findings:
         by_id[finding.id] = _plain(asdict(finding))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(sorted(by_id.values(), key=lambda f: (f["chapter"], f["id"])), indent=1))
-    os.replace(tmp, path)
+    write_json(path, sorted(by_id.values(), key=lambda f: (f["chapter"], f["id"])))
     return path
 
 

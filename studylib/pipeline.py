@@ -32,6 +32,7 @@ import yaml
 
 from studylib import yamlio
 from studylib.errors import StudyError
+from studylib.io import os_error, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
@@ -71,7 +72,7 @@ def load_profile(profiles: Path, name: str) -> tuple[Path, dict]:
         known = ", ".join(sorted(p.stem for p in profiles.glob("*.yaml")))
         raise PipelineError(f"--profile {name}: no {path} (profiles: {known})")
     try:
-        raw = yamlio.parse(path.read_text(), str(path)) or {}
+        raw = yamlio.read(path, "profile") or {}
     except StudyError as exc:
         raise PipelineError(str(exc)) from None
     if not isinstance(raw, dict):
@@ -168,13 +169,16 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
             if not is_rescore_step(nb) and state.get(nb.name, {}).get("status") != "ok":
                 raise PipelineError(f"{nb.name}: has no successful run for profile {profile}; "
                                     f"run the pipeline once without --weights")
-    elif "weights" in params:
-        from studylib.scoring import load_weights
-        try:
-            load_weights(params["weights"])
-        except StudyError as exc:
-            nb = next(nb.name for nb, v in steps if "weights" in v)
-            raise PipelineError(f"{nb}: parameter weights: {exc}") from None
+    # Weight files and presets are read minutes into the run (chapters 3 and 5): check them now.
+    from studylib.scoring import load_weights
+    for name in ("weights", "presets"):
+        specs = [] if name == "weights" and rescore else params.get(name, [])
+        for spec in [specs] if isinstance(specs, str) else specs:
+            try:
+                load_weights(str(spec))
+            except StudyError as exc:
+                nb = next((nb.name for nb, v in steps if name in v), "pipeline")
+                raise PipelineError(f"{nb}: parameter {name}: {exc}") from None
 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -229,9 +233,7 @@ def _load_state(executed: Path) -> dict:
 
 
 def _save_state(executed: Path, state: dict) -> None:
-    tmp = executed / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, executed / STATE)
+    write_json(executed / STATE, state)
 
 
 # ---------------------------------------------------------------- the report
@@ -372,10 +374,10 @@ def _git_commit() -> str:
 
 
 def _precision(torch, requested: str) -> str:
-    from studylib.runtime import resolve_precision
+    from studylib.runtime import precision_reason
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return f"{resolve_precision(requested, device)} (`precision: {requested}`)"
+    return f"{precision_reason(requested, device)} (`precision: {requested}`)"
 
 
 def _device(torch) -> str:
@@ -407,10 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         workdir = Path(args.workdir).resolve()
+        if workdir.exists() and not workdir.is_dir():
+            raise StudyError(f"--workdir {workdir}: is a file, not a folder")
         workdir.mkdir(parents=True, exist_ok=True)
         run(args.profile, [tuple(p) for p in args.parameter], args.weights, workdir, build=not args.no_report)
     except StudyError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pipeline: error: {os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pipeline: interrupted; the report was not built", file=sys.stderr)

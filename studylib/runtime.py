@@ -44,6 +44,18 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
 
 
+def precision_reason(name: str, device: torch.device) -> str:
+    """Why `resolve_precision(name, device)` chose what it chose, for run records and the report."""
+    resolved = resolve_precision(name, device)
+    if name != "auto":
+        return f"{resolved}: asked for (--precision {name})"
+    if device.type == "cuda":
+        return "bf16: auto on CUDA"
+    if resolved == "bf16":
+        return f"bf16: auto; this CPU has {' or '.join(BF16_CPU_FLAGS)}"
+    return f"fp32: auto; this CPU lacks bf16 instructions ({' and '.join(BF16_CPU_FLAGS)} absent from /proc/cpuinfo)"
+
+
 @dataclass
 class Runtime:
     device: torch.device

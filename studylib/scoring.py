@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +30,7 @@ from studylib.data.layout import file_sha256
 from studylib.data.reader import Reader, open_dataset
 from studylib import yamlio
 from studylib.errors import StudyError
+from studylib.io import atomic_write
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
 from studylib.train import CHECKPOINT, MODEL, load_run, predict
@@ -94,7 +94,7 @@ def load_weights(spec: str) -> WeightSet:
         path = Path(spec)
         if not path.exists():
             raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    raw = yamlio.parse(path.read_text(), str(path))
+    raw = yamlio.read(path, "weights file")
     return parse_weights(raw, str(path), path.stem)
 
 
@@ -193,10 +193,7 @@ def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", prec
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: str, device: str = "auto",
@@ -210,6 +207,8 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
     if len(set(names)) != len(names):
         raise StudyError(f"--weights: two weight sets are named {sorted(n for n in names if names.count(n) > 1)[0]}")
     out = Path(out_file)
+    if out.is_dir():
+        raise StudyError(f"{out}: is a directory, not a file; give --out a .parquet file path")
     if out.suffix != ".parquet":
         raise StudyError(f"--out {out_file}: must end in .parquet")
     probabilities, reused = stored_probabilities(run_dir, data_dir, device, precision, progress)

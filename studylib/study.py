@@ -92,7 +92,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                precision: str = "auto") -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary."""
     from studylib.config import shipped_config_path
-    from studylib.train import CHECKPOINT, MODEL, TrainArgs, train
+    from studylib.train import MODEL, TrainArgs, train
 
     config = str(config or shipped_config_path("study_quick.yaml"))
     if steps < 1:
@@ -114,9 +114,6 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
                     batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing, precision=precision,
                     log_every=max(1, int(steps) // 40), progress=progress))
-    # A finished study run is only read (model.pt, a third of the checkpoint's size); the
-    # optimizer checkpoint matters only to resume, and the study retrains an unfinished run.
-    (out / CHECKPOINT).unlink(missing_ok=True)
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, **settings}
 

@@ -2,18 +2,20 @@
 
 A run directory holds everything needed to reuse the model without the command line that
 made it: `config.yaml` (the config used), `run.json` (arguments, data provenance),
-`checkpoint.pt` (latest, written atomically), `history.csv` (training losses) and
-`eval.csv` (per-head metrics beside the oracle's on planted data).
+`checkpoint.pt` (latest weights and Adam state, written atomically; removed when the run
+finishes unless `--keep-checkpoint`), `model.pt` (the finished weights), `history.csv`
+(training losses) and `eval.csv` (per-head metrics beside the oracle's on planted data).
+The folder is locked while a process trains into it.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,13 +26,14 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from studylib.bf16 import Bf16WorkingCopies
+from studylib.bf16 import Bf16WorkingCopies, bf16_state_dict
 from studylib.config import RecapConfig, ScheduleConfig, load_config
 from studylib.data.reader import Batch, Reader, open_dataset
 from studylib.errors import StudyError
+from studylib.io import atomic_write, exclusive, read_json, write_json
 from studylib.metrics import head_metrics, to_data_space
 from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
-from studylib.runtime import Runtime, resolve_device, resolve_precision, start_runtime
+from studylib.runtime import Runtime, precision_reason, resolve_device, resolve_precision, start_runtime
 from studylib.schema import LABELS, short_name
 
 CHECKPOINT = "checkpoint.pt"
@@ -176,16 +179,17 @@ def save_checkpoint(path: Path, model: HeavyRanker, optimizer, step: int, epoch:
     _atomic_save(state, path)
 
 
-def save_model(path: Path, model: HeavyRanker, cfg: RecapConfig, step: int) -> None:
-    """The trained weights alone, for scoring (loads ~3x faster than the full checkpoint)."""
-    _atomic_save({"model": model.state_dict(), "step": step, "model_config_sha256": config_digest(cfg),
-                  "heads": list(model.heads)}, path)
+def save_model(path: Path, model: HeavyRanker, cfg: RecapConfig, step: int, precision: str = "fp32") -> None:
+    """The trained weights alone, for scoring (loads ~3x faster than the full checkpoint). A bf16
+    run stores its Linear weights as its forward used them, in bf16 (half the bytes, the same
+    predictions); its fp32 masters live on only in a kept checkpoint (`--keep-checkpoint`)."""
+    weights = bf16_state_dict(model) if precision == "bf16" else model.state_dict()
+    _atomic_save({"model": weights, "step": step, "model_config_sha256": config_digest(cfg),
+                  "heads": list(model.heads), "weights_precision": precision}, path)
 
 
 def _atomic_save(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # never a half-written file under the real name
+    atomic_write(path, lambda tmp: torch.save(state, tmp))  # never a half-written file under the real name
 
 
 def load_checkpoint(path: Path, model: HeavyRanker, cfg: RecapConfig, optimizer=None) -> dict:
@@ -195,6 +199,8 @@ def load_checkpoint(path: Path, model: HeavyRanker, cfg: RecapConfig, optimizer=
         raise StudyError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # a truncated or foreign file
         raise StudyError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise StudyError(f"{path}: not a checkpoint made by `studylib train` (no model weights in it)")
     if state.get("model_config_sha256") != config_digest(cfg):
         raise StudyError(f"{path}: checkpoint was made with a different model config than {Path(cfg.source).name}")
     try:
@@ -283,6 +289,7 @@ class TrainArgs:
     output_bias: str = "base_rate"  # or "zero", as in the original
     progress: bool = True
     precision: str = "auto"  # auto (bf16 where the hardware has it), fp32 or bf16
+    keep_checkpoint: bool = False  # keep the optimizer checkpoint of a finished run (to continue it later)
 
 
 def _write_csv(path: Path, rows: list[dict], append: bool) -> None:
@@ -312,12 +319,12 @@ def train(args: TrainArgs) -> dict:
     cfg = load_config(args.config)
     if args.label_pairing not in PAIRINGS:
         raise StudyError(f"--label-pairing must be one of {', '.join(PAIRINGS)}, got {args.label_pairing!r}")
-    steps = args.steps if args.steps is not None else cfg.training.num_train_steps
-    batch_size = args.batch_size or cfg.data.global_batch_size
-    checkpoint_every = args.checkpoint_every or cfg.training.checkpoint_every_n
-    log_every = args.log_every or cfg.training.train_log_every_n
-    if steps < 1:
-        raise StudyError(f"--steps must be >= 1, got {steps}")
+    steps = _setting(args.steps, "--steps", cfg.training.num_train_steps)
+    batch_size = _setting(args.batch_size, "--batch-size", cfg.data.global_batch_size)
+    checkpoint_every = _setting(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n)
+    log_every = _setting(args.log_every, "--log-every", cfg.training.train_log_every_n)
+    if args.eval_every < 0:
+        raise StudyError(f"--eval-every must be >= 0, got {args.eval_every}")
     truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
     data = open_dataset(args.data, renamed=cfg.data.renamed_features, truncation=truncation)
     eval_data = None
@@ -325,10 +332,34 @@ def train(args: TrainArgs) -> dict:
         eval_data = open_dataset(args.eval_data, renamed=cfg.data.renamed_features, truncation=truncation)
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
     if args.resume and not checkpoint_path.exists():
+        if (out / MODEL).exists():
+            raise StudyError(f"{out}: this run finished and its optimizer checkpoint was removed; train with "
+                             "--keep-checkpoint to continue a run later, or choose another --out")
         raise StudyError(f"{checkpoint_path}: --resume given but there is no checkpoint to resume from")
-    if not args.resume and checkpoint_path.exists():
+    if not args.resume and (checkpoint_path.exists() or (out / MODEL).exists()):
         raise StudyError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    with contextlib.ExitStack() as held:
+        if runtime.is_main:  # one writer per run folder
+            held.enter_context(exclusive(out, "run"))
+        return _train(args, runtime, cfg, data, eval_data, steps, batch_size, checkpoint_every, log_every)
+
+
+def _setting(value: int | None, flag: str, default: int) -> int:
+    """A command-line count, or the config's when not given; either must be >= 1."""
+    chosen = default if value is None else value
+    if chosen < 1:
+        raise StudyError(f"{flag} must be >= 1, got {chosen}" if value is not None else
+                         f"config: the value behind {flag} must be >= 1, got {chosen}")
+    return chosen
+
+
+def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data, steps: int, batch_size: int,
+           checkpoint_every: int, log_every: int) -> dict:
+    out = Path(args.out)
+    checkpoint_path = out / CHECKPOINT
 
     torch.manual_seed(args.seed)
     model = HeavyRanker(cfg.model)
@@ -352,7 +383,6 @@ def train(args: TrainArgs) -> dict:
     train_step = make_train_step(model, optimizer, runtime, pos_weight)
 
     if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         if args.resume:
             _truncate_csv(out / HISTORY, step)
             _truncate_csv(out / EVAL, step)
@@ -366,8 +396,9 @@ def train(args: TrainArgs) -> dict:
                 "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),
                 "downsampling": data.downsampling, "world_size": runtime.world_size,
                 "precision": runtime.precision,
+                "precision_reason": precision_reason(args.precision, runtime.device),
             }
-            (out / RUN_INFO).write_text(json.dumps(info, indent=1))
+            write_json(out / RUN_INFO, info)
     runtime.barrier()
 
     reader = Reader(data, batch_size, shuffle=True, seed=args.seed, rank=runtime.rank,
@@ -413,9 +444,12 @@ def train(args: TrainArgs) -> dict:
                 if runtime.is_main:
                     _write_csv(out / HISTORY, history, append=True)
                     history = []
-                    save_checkpoint(checkpoint_path, model, optimizer, step, epoch, batch_in_epoch, cfg)
                     if at_end:
-                        save_model(out / MODEL, model, cfg, step)
+                        save_model(out / MODEL, model, cfg, step, runtime.precision)
+                    if not at_end or args.keep_checkpoint:
+                        save_checkpoint(checkpoint_path, model, optimizer, step, epoch, batch_in_epoch, cfg)
+                    else:  # finished: only resuming needs Adam's state (2/3 of the bytes), so drop it
+                        checkpoint_path.unlink(missing_ok=True)
                 runtime.barrier()
             if at_end:
                 break
@@ -433,7 +467,7 @@ def _check_resume_settings(out: Path, args: TrainArgs, batch_size: int, precisio
     info_path = out / RUN_INFO
     if not info_path.exists():
         raise StudyError(f"{out}: --resume needs {RUN_INFO} beside the checkpoint (none found)")
-    info = json.loads(info_path.read_text())
+    info = read_json(info_path)
     now = {"--data": str(Path(args.data).resolve()), "--batch-size": batch_size, "--seed": args.seed,
            "--label-pairing": args.label_pairing, "--precision": precision}
     then = {"--data": info.get("data"), "--batch-size": info.get("batch_size"), "--seed": info.get("seed"),
@@ -460,7 +494,7 @@ def load_run(run_dir: str | Path, device: str = "auto",
     if not (run / RUN_INFO).exists():
         raise StudyError(f"{run}: not a run directory (no {RUN_INFO}); train one with `studylib train`")
     cfg = load_config(run / CONFIG_COPY)
-    info = json.loads((run / RUN_INFO).read_text())
+    info = read_json(run / RUN_INFO)
     model = HeavyRanker(cfg.model)
     load_checkpoint(run / MODEL if (run / MODEL).exists() else run / CHECKPOINT, model, cfg)
     torch_device = resolve_device(device)

@@ -50,4 +50,21 @@ def parse(text: str, source: str):
         loader.dispose()
 
 
-__all__ = ["parse"]
+def read(path, what: str = "file"):
+    """The YAML document in the file `path`; one line when it is a folder, unreadable, not UTF-8
+    text, not valid YAML or repeats a key."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise StudyError(f"{path}: is a folder, not a YAML {what}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not UTF-8 text (is it a YAML {what}?)") from None
+    return parse(text, str(path))
+
+
+__all__ = ["parse", "read"]

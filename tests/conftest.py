@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from studylib.data.generate import GeneratorParams, generate, with_world
 
@@ -22,3 +23,12 @@ def small_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "planted"
     generate(small_params(), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: on 2 shared cores it avoids OpenMP spin contention (TwHIN, small runs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

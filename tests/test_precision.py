@@ -12,7 +12,9 @@ from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
 from studylib.errors import StudyError
 from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
-from studylib.train import TrainArgs, build_optimizer, load_run, make_train_step, multitask_loss, set_learning_rates, train
+from studylib.data.reader import Reader, open_dataset
+from studylib.train import (TrainArgs, build_optimizer, load_checkpoint, load_run, make_train_step, multitask_loss, predict,
+                            set_learning_rates, train)
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 CPU = torch.device("cpu")
@@ -23,6 +25,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert runtime.resolve_precision("auto", CPU) == "bf16"
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     assert runtime.resolve_precision("auto", CPU) == "fp32"
+    assert "lacks bf16 instructions" in runtime.precision_reason("auto", CPU)  # what run.json records
     assert runtime.resolve_precision("auto", torch.device("cuda")) == "bf16"
     assert runtime.resolve_precision("bf16", CPU) == "bf16" and runtime.resolve_precision("fp32", CPU) == "fp32"
     with pytest.raises(StudyError, match="--precision must be one of auto, fp32, bf16, got 'fp16'"):
@@ -38,23 +41,36 @@ def test_autocast_is_bf16_only_when_asked():
         assert (x @ w).dtype == torch.float32
 
 
-def _run(data, out, precision, steps=6):
+def _run(data, out, precision, steps=6, keep_checkpoint=False):
     return train(TrainArgs(data=str(data), eval_data=str(data), out=str(out), config=STUDY, steps=steps,
-                           batch_size=64, precision=precision, checkpoint_every=100, progress=False))
+                           batch_size=64, precision=precision, checkpoint_every=100, progress=False,
+                           keep_checkpoint=keep_checkpoint))
 
 
 def test_bf16_training_keeps_fp32_weights_is_deterministic_and_recorded(small_data, tmp_path):
-    first = _run(small_data, tmp_path / "a", "bf16")
+    first = _run(small_data, tmp_path / "a", "bf16", keep_checkpoint=True)
     again = _run(small_data, tmp_path / "b", "bf16")
     fp32 = _run(small_data, tmp_path / "c", "fp32")
     assert json.loads((tmp_path / "a" / "run.json").read_text())["precision"] == "bf16"
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["precision_reason"] == "bf16: asked for (--precision bf16)"
     assert json.loads((tmp_path / "c" / "run.json").read_text())["precision"] == "fp32"
     aurocs = [[row["auroc"] for row in r["eval"]] for r in (first, again)]
     assert aurocs[0] == aurocs[1]  # same seed, same metrics on the CPU
     assert all(torch.isfinite(torch.tensor(row["log_loss"])) for row in first["eval"])
     assert [row["rce"] for row in fp32["eval"]] != [row["rce"] for row in first["eval"]]  # bf16 really ran
-    model, _, _, rt = load_run(tmp_path / "a", precision="bf16")
+    model, cfg, _, rt = load_run(tmp_path / "a", precision="bf16")
     assert rt.precision == "bf16" and all(p.dtype == torch.float32 for p in model.parameters())
+    # model.pt holds the Linear weights in bf16, as the forward used them: half the bytes, the
+    # same bf16 predictions as the fp32 masters of the kept checkpoint.
+    saved = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    assert saved["weights_precision"] == "bf16"
+    assert saved["model"]["towers.favorited.layers.0.weight"].dtype == torch.bfloat16
+    assert (tmp_path / "a" / "model.pt").stat().st_size < 0.6 * (tmp_path / "c" / "model.pt").stat().st_size
+    masters = HeavyRanker(cfg.model)
+    load_checkpoint(tmp_path / "a" / "checkpoint.pt", masters, cfg)
+    masters.eval()
+    reader = lambda: Reader(open_dataset(small_data), 256, shuffle=False)  # noqa: E731
+    assert torch.equal(predict(model, reader(), rt)["probabilities"], predict(masters, reader(), rt)["probabilities"])
     table = score_run(str(tmp_path / "a"), str(small_data), ["april_2023"], str(tmp_path / "s.parquet"),
                       progress=False, precision="bf16")
     assert table.column("prob.favorited").type == "float"

@@ -17,7 +17,7 @@ from studylib.data.generate import generate
 from studylib.errors import StudyError
 from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
-from studylib.train import CHECKPOINT, TrainArgs, label_names_for_heads, load_checkpoint, train
+from studylib.train import CHECKPOINT, MODEL, TrainArgs, label_names_for_heads, load_checkpoint, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 FREQUENT = ["favorited", "replied", "video_playback_50"]
@@ -54,7 +54,8 @@ def test_run_folder_holds_history_evaluation_and_provenance(learned):
     with open(run / "history.csv") as handle:
         history = list(csv.DictReader(handle))
     assert int(history[-1]["step"]) == 300 and float(history[-1]["loss"]) < float(history[0]["loss"])
-    assert (run / "eval.csv").exists() and (run / CHECKPOINT).exists() and (run / "model.pt").exists()
+    assert (run / "eval.csv").exists() and (run / "model.pt").exists()
+    assert not (run / CHECKPOINT).exists()  # the optimizer checkpoint goes once the run has finished
 
 
 def test_scoring_a_trained_run(learned, tmp_path):
@@ -81,9 +82,11 @@ def test_positional_pairing_reproduces_the_original_defect():
     assert label_names_for_heads(heads, "by_name") == list(heads)
 
 
-def tiny_train(data, out, steps, resume=False, batch_size=32, **kw):
+def tiny_train(data, out, steps, resume=False, batch_size=32, keep_checkpoint=True, **kw):
+    """These runs are continued later, so they keep their optimizer checkpoint when they finish."""
     return train(TrainArgs(data=str(data), out=str(out), config=STUDY, steps=steps, batch_size=batch_size,
-                           checkpoint_every=3, log_every=1, resume=resume, progress=False, **kw))
+                           checkpoint_every=3, log_every=1, resume=resume, progress=False,
+                           keep_checkpoint=keep_checkpoint, **kw))
 
 
 def test_resume_reaches_the_same_model_as_an_uninterrupted_run(small_data, tmp_path):
@@ -105,6 +108,16 @@ def test_existing_run_and_missing_checkpoint_are_refused(small_data, tmp_path):
         tiny_train(small_data, tmp_path / "run", steps=2)
     with pytest.raises(StudyError, match="no checkpoint to resume from"):
         tiny_train(small_data, tmp_path / "fresh", steps=2, resume=True)
+
+
+def test_a_finished_run_keeps_its_model_and_drops_the_optimizer_checkpoint(small_data, tmp_path):
+    tiny_train(small_data, tmp_path / "run", steps=2, keep_checkpoint=False)
+    assert (tmp_path / "run" / MODEL).exists() and not (tmp_path / "run" / CHECKPOINT).exists()
+    with pytest.raises(StudyError, match="this run finished and its optimizer checkpoint was removed; train with "
+                                         "--keep-checkpoint"):
+        tiny_train(small_data, tmp_path / "run", steps=4, resume=True)
+    with pytest.raises(StudyError, match="holds a run already"):
+        tiny_train(small_data, tmp_path / "run", steps=4)
 
 
 def test_checkpoint_that_does_not_match_the_config_is_refused(small_data, tmp_path):

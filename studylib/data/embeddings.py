@@ -10,7 +10,6 @@ imports the TwHIN package.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from studylib.errors import StudyError
+from studylib.io import atomic_write
 from studylib.schema import GROUP_WIDTHS
 
 RANKER_WIDTH = 200
@@ -37,11 +37,7 @@ def write_ranker_embeddings(tables: dict[str, np.ndarray], out_path: str | Path,
     })
     if meta is not None:
         table = table.replace_schema_metadata({"studylib.twhin": json.dumps(meta)})
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out_path)
+    atomic_write(out_path, lambda tmp: pq.write_table(table, tmp))
 
 
 def load_ranker_embeddings(path: str | Path) -> dict[str, np.ndarray]:

@@ -14,13 +14,13 @@ planted graphs the oracle, the generator's own log-intensity from the world's la
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from studylib.data.world import World
 from studylib.errors import StudyError
+from studylib.io import atomic_write
 from studylib.twhin.graph import Graph, SplitSpec, planted_log_intensity
 from studylib.twhin.train import TrainedRun, load_splits, load_trained
 
@@ -132,6 +132,10 @@ def evaluate_scorers(scorers, edges: Graph, tables: dict[str, int], max_edges: i
 def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: str = "test", max_edges: int = 2000,
                  sampled_negatives: int = 1000, seed: int = 0) -> list[dict]:
     """Evaluate a run on its graph's held-out split; write `evaluation.csv` into the run folder."""
+    if max_edges < 1:
+        raise StudyError(f"--max-edges must be >= 1, got {max_edges}")
+    if sampled_negatives < 1:
+        raise StudyError(f"--negatives must be >= 1, got {sampled_negatives}")
     run = load_trained(run_dir)
     identity = run.run["identity"]
     graph = graph or identity["graph"]
@@ -151,12 +155,13 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["relation"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["relation"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def format_table(rows: list[dict]) -> str:

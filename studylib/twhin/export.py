@@ -63,6 +63,10 @@ def ranker_vectors(tables: dict[str, np.ndarray], translations: np.ndarray, rela
 
 
 def export_embeddings(run_dir: str | Path, out_path: str | Path, dim: int = RANKER_WIDTH) -> dict:
+    if Path(out_path).suffix != ".parquet":
+        raise StudyError(f"--out {out_path}: the embeddings file must end in .parquet")
+    if Path(out_path).is_dir():
+        raise StudyError(f"--out {out_path}: is a folder; give a .parquet file path")
     run = load_trained(run_dir)
     vectors = ranker_vectors(run.tables, run.translations, run.cfg.relations)
     src = next(iter(vectors.values())).shape[1]

@@ -17,9 +17,7 @@ constant): the oracle scorer of the evaluation.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from tqdm.auto import tqdm
 from studylib.data.layout import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
+from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, remove_stale_temporaries, write_json
 from studylib.schema import LABEL_PREFIX
 
 MANIFEST = "manifest.json"
@@ -193,44 +192,55 @@ def generate_graph(params: GraphParams, out_dir: str | Path, progress: bool = Tr
     """Write `edges.parquet` + `manifest.json` to out_dir; return the manifest."""
     params.validate()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
     settings = asdict(params)
+    finished = _finished_graph(out, settings)
+    if finished is not None:
+        return finished
+    with exclusive(out, "graph"):
+        finished = _finished_graph(out, settings)
+        if finished is not None:
+            return finished
+        remove_stale_temporaries(out)
+        world = World(params.world)
+        per_relation = np.zeros(len(PLANTED_RELATIONS), dtype=np.int64)
+        bar = tqdm(total=params.edges, unit="edge", unit_scale=True, desc="twhin-generate", disable=not progress)
+
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd", write_statistics=False) as writer:
+                for chunk in range(params.n_chunks):
+                    table = _chunk_table(params, world, chunk)
+                    writer.write_table(table, row_group_size=table.num_rows)
+                    per_relation[:] += np.bincount(table.column("rel").to_numpy(), minlength=len(PLANTED_RELATIONS))
+                    bar.update(table.num_rows)
+
+        atomic_write(out / EDGES_FILE, write)  # the edge file under its final name is always complete
+        bar.close()
+        manifest = {
+            "format": "studylib-twhin-edges-v1",
+            "params": settings,
+            "tables": planted_tables(params.world),
+            "relations": [dict(asdict(r), id=i, edges=int(per_relation[i])) for i, r in enumerate(PLANTED_RELATIONS)],
+            "columns": {f.name: str(f.type) for f in EDGE_SCHEMA},
+            "rows": params.edges,
+            "files": [{"file": EDGES_FILE, "rows": params.edges, "sha256": file_sha256(out / EDGES_FILE)}],
+        }
+        write_json(out / MANIFEST, manifest, sort_keys=True)
+        return manifest
+
+
+def _finished_graph(out: Path, settings: dict) -> dict | None:
     if (out / MANIFEST).exists():
-        manifest = json.loads((out / MANIFEST).read_text())
-        if manifest.get("params") == settings:
-            return manifest
-        raise StudyError(f"{out}: holds a different graph (manifest.json); choose another --out or delete it")
-    if out.exists() and any(not p.name.endswith(".tmp") for p in out.iterdir()):
+        manifest = read_json(out / MANIFEST)
+        if manifest.get("params") != settings:
+            raise StudyError(f"{out}: holds a different graph (manifest.json); choose another --out or delete it")
+        if not (out / EDGES_FILE).exists():
+            raise StudyError(f"{out / EDGES_FILE}: listed in manifest.json but missing; delete {out} and generate again")
+        return manifest
+    if out.exists() and any(p.name != LOCK_FILE and not p.name.endswith(".tmp") for p in out.iterdir()):
         raise StudyError(f"{out}: is not empty and holds no graph; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    world = World(params.world)
-    tmp = out / (EDGES_FILE + ".tmp")
-    per_relation = np.zeros(len(PLANTED_RELATIONS), dtype=np.int64)
-    bar = tqdm(total=params.edges, unit="edge", unit_scale=True, desc="twhin-generate", disable=not progress)
-    with pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd", write_statistics=False) as writer:
-        for chunk in range(params.n_chunks):
-            table = _chunk_table(params, world, chunk)
-            writer.write_table(table, row_group_size=table.num_rows)
-            per_relation += np.bincount(table.column("rel").to_numpy(), minlength=len(PLANTED_RELATIONS))
-            bar.update(table.num_rows)
-    bar.close()
-    os.replace(tmp, out / EDGES_FILE)  # the edge file under its final name is always complete
-    manifest = {
-        "format": "studylib-twhin-edges-v1",
-        "params": settings,
-        "tables": planted_tables(params.world),
-        "relations": [dict(asdict(r), id=i, edges=int(per_relation[i])) for i, r in enumerate(PLANTED_RELATIONS)],
-        "columns": {f.name: str(f.type) for f in EDGE_SCHEMA},
-        "rows": params.edges,
-        "files": [{"file": EDGES_FILE, "rows": params.edges, "sha256": file_sha256(out / EDGES_FILE)}],
-    }
-    _atomic_write_json(out / MANIFEST, manifest)
-    return manifest
-
-
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    return None
 
 
 # ---------------------------------------------------------------- readers
@@ -290,23 +300,27 @@ def validate_edges(graph: Graph, path: Path) -> None:
 def read_planted(directory: Path) -> Graph:
     """A graph written by `generate_graph` (or any folder with our manifest + edges)."""
     manifest_path = directory / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StudyError(f"{manifest_path}: cannot read graph manifest ({exc})") from None
+    if not manifest_path.exists():
+        raise StudyError(f"{manifest_path}: missing (not a graph made by `studylib twhin-generate`)")
+    manifest = read_json(manifest_path)
     for key in ("tables", "relations", "files"):
         if key not in manifest:
             raise StudyError(f"{manifest_path}: missing key {key}")
-    relations = tuple(Relation(r["name"], r["lhs"], r["rhs"]) for r in sorted(manifest["relations"], key=lambda r: r["id"]))
-    tables = {name: int(n) for name, n in manifest["tables"].items()}
+    try:
+        relations = tuple(Relation(str(r["name"]), str(r["lhs"]), str(r["rhs"]))
+                          for r in sorted(manifest["relations"], key=lambda r: r["id"]))
+        tables = {str(name): int(n) for name, n in manifest["tables"].items()}
+        files = [(str(entry["file"]), entry.get("sha256")) for entry in manifest["files"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise StudyError(f"{manifest_path}: malformed tables, relations or files entries") from None
     for r in relations:
         for table in (r.lhs, r.rhs):
             if table not in tables:
                 raise StudyError(f"{manifest_path}: relation {r.name} uses unknown table {table}")
     parts = []
-    for entry in manifest["files"]:
-        path = directory / entry["file"]
-        if "sha256" in entry and path.exists() and file_sha256(path) != entry["sha256"]:
+    for name, sha256 in files:
+        path = directory / name
+        if sha256 is not None and path.exists() and file_sha256(path) != sha256:
             raise StudyError(f"{path}: contents differ from {MANIFEST} (sha256 mismatch); regenerate the graph")
         table = _read_table(path)
         parts.append({c: _int_column(table, c, path) for c in EDGE_COLUMNS})

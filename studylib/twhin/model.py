@@ -134,17 +134,17 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
     model.done()
     data = top.section("train_data", required=True)
     data.ignore("data_root", "limit", "offset")
-    in_batch = data.get("in_batch_negatives", int, 10)
+    in_batch = data.get("in_batch_negatives", int, 10, valid=">= 0")
     cfg = TwhinConfig(
         source=str(path), tables=tuple(tables), relations=tuple(relations), translation_lr=translation_lr,
-        batch_size=data.get("per_replica_batch_size", int, 500),
+        batch_size=data.get("per_replica_batch_size", int, 500, valid=">= 1"),
         in_batch_negatives=in_batch,
         # Absent: as many uniform as in-batch negatives (the published config says 0 explicitly).
-        uniform_negatives=data.get("global_negatives", int, in_batch),
-        uniform_weight=data.get("global_negatives_weight", float, 1.0),
-        num_train_steps=train.get("num_train_steps", int, 1000),
-        checkpoint_every_n=train.get("checkpoint_every_n", int, 1000),
-        train_log_every_n=train.get("train_log_every_n", int, 10),
+        uniform_negatives=data.get("global_negatives", int, in_batch, valid=">= 0"),
+        uniform_weight=data.get("global_negatives_weight", float, 1.0, valid=">= 0"),
+        num_train_steps=train.get("num_train_steps", int, 1000, valid=">= 1"),
+        checkpoint_every_n=train.get("checkpoint_every_n", int, 1000, valid=">= 1"),
+        train_log_every_n=train.get("train_log_every_n", int, 10, valid=">= 1"),
         raw=copy.deepcopy(raw),
     )
     data.done()

@@ -17,9 +17,9 @@ pure function of (seed, step), so a resumed run sees the same edges as an uninte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +34,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
+from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, write_json
 from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
@@ -222,12 +223,6 @@ def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def read_checkpoint(path: Path) -> dict:
     """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
     cannot run code); anything else is refused with one line."""
@@ -246,12 +241,14 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
     if args.resume:
         if not ckpt_path.exists():
             raise StudyError(f"{out}: --resume needs {CHECKPOINT} here (none found)")
-        saved = json.loads((out / RUN_FILE).read_text())
-        if saved["identity"] != identity:
-            changed = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
+        saved = read_json(out / RUN_FILE)
+        if saved.get("identity") != identity:
+            changed = sorted(k for k in identity if (saved.get("identity") or {}).get(k) != identity[k])
             raise StudyError(f"{out}: --resume with different {', '.join(changed)} than the run was started with")
         return read_checkpoint(ckpt_path)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise StudyError(f"{out}: is not empty; pass --resume to continue that run or choose another --out")
     return None
 
@@ -260,21 +257,31 @@ def train(args: TwhinTrainArgs) -> dict:
     cfg = load_twhin_config(args.config)
     split = SplitSpec(kind=args.split, seed=args.seed)
     splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
-    batch_size = args.batch_size or cfg.batch_size
-    steps = args.steps if args.steps is not None else cfg.num_train_steps
-    every = args.checkpoint_every or cfg.checkpoint_every_n
-    if batch_size < 1 or steps < 0 or every < 1:
-        raise StudyError("--batch-size and --checkpoint-every must be >= 1, --steps >= 0")
+    batch_size = _count(args.batch_size, "--batch-size", cfg.batch_size, "train_data.per_replica_batch_size")
+    steps = _count(args.steps, "--steps", cfg.num_train_steps, "training.num_train_steps")
+    every = _count(args.checkpoint_every, "--checkpoint-every", cfg.checkpoint_every_n, "training.checkpoint_every_n")
     identity = {"graph": str(Path(args.graph).resolve()), "config": _digest(cfg.raw), "split": asdict(split),
                 "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
     runtime = start_runtime(args.device)
     try:
-        return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every)
+        with contextlib.ExitStack() as held:
+            return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every, held)
     finally:
         runtime.close()
 
 
-def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dict:
+def _count(value: int | None, flag: str, default: int, field: str) -> int:
+    """A command-line count, else the config's; must be >= 1 (named by where it came from)."""
+    if value is None:
+        if default < 1:
+            raise StudyError(f"config: {field} must be >= 1, got {default}")
+        return default
+    if value < 1:
+        raise StudyError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: contextlib.ExitStack) -> dict:
     out = Path(args.out)
     checkpoint, verdict = None, [None]
     if runtime.is_main:
@@ -286,12 +293,13 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every) -> dic
         dist.broadcast_object_list(verdict, src=0)
     if verdict[0] is not None:
         raise StudyError(verdict[0])
+    if runtime.is_main:  # one writer per run folder
+        held.enter_context(exclusive(out, "run"))
     if runtime.is_main and not args.resume:
-        out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cfg.source, out / CONFIG_COPY)
         run = {"identity": identity, "config_source": cfg.source, "world_size": runtime.world_size,
                "relations": [asdict(r) for r in cfg.relations], "train_edges": len(edges)}
-        _atomic_write(out / RUN_FILE, lambda p: p.write_text(json.dumps(run, indent=1)))
+        write_json(out / RUN_FILE, run)
 
     model = build_model(cfg, runtime)
     start_step, history = 0, []
@@ -343,9 +351,9 @@ def _save_checkpoint(out: Path, model, trans_opt, step: int, history: list[dict]
     state = gather_full_state(model)  # every process takes part
     if runtime.is_main:
         payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history}
-        _atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))
+        atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))
         lines = ["step,loss,edges_per_s"] + [f"{h['step']},{h['loss']:.6f},{h['edges_per_s']:.1f}" for h in history]
-        _atomic_write(out / HISTORY, lambda p: p.write_text("\n".join(lines) + "\n"))
+        atomic_write(out / HISTORY, lambda p: p.write_text("\n".join(lines) + "\n"))
     if runtime.world_size > 1:
         dist.barrier()
 
@@ -370,10 +378,21 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
             raise StudyError(f"{run_dir}: not a twhin-train run folder (no {name})")
     cfg = load_twhin_config(run_dir / CONFIG_COPY)
     ckpt = read_checkpoint(run_dir / CHECKPOINT)
-    state = ckpt["state"]
-    tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
-    return TrainedRun(cfg, tables, state["translations"].numpy().astype(np.float32),
-                      json.loads((run_dir / RUN_FILE).read_text()), ckpt["step"])
+    run = read_json(run_dir / RUN_FILE)
+    try:
+        state = ckpt["state"]
+        tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
+        translations = state["translations"].numpy().astype(np.float32)
+        step = int(ckpt["step"])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
+    for name, table in tables.items():
+        if table.shape != (cfg.table(name).num_embeddings, cfg.dim):
+            raise StudyError(f"{run_dir / CHECKPOINT}: table {name} has shape {table.shape}, the config says "
+                             f"({cfg.table(name).num_embeddings}, {cfg.dim})")
+    if "identity" not in run:
+        raise StudyError(f"{run_dir / RUN_FILE}: missing key identity")
+    return TrainedRun(cfg, tables, translations, run, step)
 
 
 __all__ = ["TrainedRun", "TwhinTrainArgs", "align_graph", "gather_full_state", "load_splits", "load_trained",

@@ -1,0 +1,97 @@
+"""What bf16 changes in the study: two finished study workdirs, one per precision, compared.
+
+Run the study twice back to back on one machine, once per precision, then compare:
+
+    .venv/bin/python -m studylib.pipeline --workdir /tmp/fp32 -p precision fp32
+    .venv/bin/python -m studylib.pipeline --workdir /tmp/bf16 -p precision bf16   # or auto on a bf16 CPU
+    .venv/bin/python benchmarks/precision_effect.py --fp32 /tmp/fp32 --bf16 /tmp/bf16 [--json out.json]
+
+Prints, from the runs' own records:
+- wall time per notebook and in total (the pipeline's `state.json`) and the bf16 / fp32 ratio;
+- per evaluable head, the AUROC gap to the oracle averaged over the seeds (`02_seeds.csv`) in
+  each precision, their difference, and the seed-to-seed range of the AUROC in each precision
+  (the goal: the difference stays inside that range);
+- whether each head's bf16 AUROC lies inside the fp32 run's user-level 95 % interval
+  (`02_metrics.csv`), and vice versa;
+- the disk each workdir's data/, runs/ and _build/ take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from studylib.inference import MIN_POSITIVES
+
+
+def notebook_seconds(workdir: Path, profile: str) -> dict[str, float]:
+    state = json.loads((workdir / "_build" / "executed" / profile / "state.json").read_text())
+    return {name: entry["seconds"] for name, entry in state.items() if entry.get("status") == "ok"}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def head_gaps(workdir: Path, profile: str) -> pd.DataFrame:
+    seeds = pd.read_csv(workdir / "_build" / "results" / profile / "02_seeds.csv")
+    seeds = seeds[seeds["positives"] >= MIN_POSITIVES]
+    seeds = seeds.assign(gap=seeds["oracle_auroc"] - seeds["auroc"])
+    return seeds.groupby("head").agg(gap=("gap", "mean"), auroc_min=("auroc", "min"), auroc_max=("auroc", "max"),
+                                     seeds=("seed", "nunique"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fp32", required=True, type=Path, help="workdir of the study run with precision fp32")
+    parser.add_argument("--bf16", required=True, type=Path, help="workdir of the study run in bf16")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    times = {p: notebook_seconds(getattr(args, p), args.profile) for p in ("fp32", "bf16")}
+    print(f"{'notebook':28s} {'fp32 s':>8s} {'bf16 s':>8s} {'ratio':>6s}")
+    for name in times["fp32"]:
+        a, b = times["fp32"][name], times["bf16"].get(name, float("nan"))
+        print(f"{name:28s} {a:8.1f} {b:8.1f} {b / a:6.2f}")
+    total = {p: sum(t.values()) for p, t in times.items()}
+    ratio = total["bf16"] / total["fp32"]
+    print(f"{'all notebooks':28s} {total['fp32']:8.1f} {total['bf16']:8.1f} {ratio:6.2f}  (goal <= 0.5)")
+
+    gaps = head_gaps(args.fp32, args.profile).join(head_gaps(args.bf16, args.profile), lsuffix="_fp32", rsuffix="_bf16")
+    gaps["difference"] = gaps["gap_bf16"] - gaps["gap_fp32"]
+    gaps["seed_range_fp32"] = gaps["auroc_max_fp32"] - gaps["auroc_min_fp32"]
+    gaps["seed_range_bf16"] = gaps["auroc_max_bf16"] - gaps["auroc_min_bf16"]
+    metrics = {p: pd.read_csv(getattr(args, p) / "_build" / "results" / args.profile / "02_metrics.csv").set_index("head")
+               for p in ("fp32", "bf16")}
+    inside = lambda a, b: (metrics[a]["auroc"] >= metrics[b]["auroc_low"]) & (metrics[a]["auroc"] <= metrics[b]["auroc_high"])  # noqa: E731
+    gaps["bf16_in_fp32_interval"] = inside("bf16", "fp32").reindex(gaps.index)
+    gaps["fp32_in_bf16_interval"] = inside("fp32", "bf16").reindex(gaps.index)
+    print()
+    print("| head | AUROC gap to oracle, fp32 | bf16 | bf16 − fp32 | seed range fp32 | seed range bf16 | "
+          "bf16 in fp32 95 % CI |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for head, r in gaps.iterrows():
+        print(f"| {head} | {r['gap_fp32']:.4f} | {r['gap_bf16']:.4f} | {r['difference']:+.4f} | "
+              f"{r['seed_range_fp32']:.4f} | {r['seed_range_bf16']:.4f} | {'yes' if r['bf16_in_fp32_interval'] else 'no'} |")
+    spread = max(gaps["seed_range_fp32"].median(), gaps["seed_range_bf16"].median())
+    within = (gaps["difference"].abs() <= gaps[["seed_range_fp32", "seed_range_bf16"]].max(axis=1)).all()
+    print(f"\nmedian |difference| {gaps['difference'].abs().median():.4f}, largest {gaps['difference'].abs().max():.4f} "
+          f"({gaps['difference'].abs().idxmax()}); median seed range {spread:.4f}; every difference inside its head's "
+          f"seed range: {'yes' if within else 'no'}")
+    disk = {p: {part: folder_bytes(getattr(args, p) / part) for part in ("data", "runs", "_build")} for p in ("fp32", "bf16")}
+    for p, parts in disk.items():
+        print(f"disk {p}: " + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in parts.items())
+              + f"; total {sum(parts.values()) / 1e9:.2f} GB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "seconds": times, "total_seconds": total, "time_ratio_bf16_over_fp32": ratio,
+            "heads": gaps.reset_index().to_dict(orient="records"), "every_difference_within_seed_range": bool(within),
+            "disk_bytes": disk}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

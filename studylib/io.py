@@ -1,0 +1,112 @@
+"""Writing files so that nothing half-written is ever left under a final name.
+
+Every writer of the project goes through `atomic_write`: the content goes to a temporary file
+with a name unique to this process beside the target, which is renamed over the target only
+once complete; on any failure (disk full, permission, interruption) the temporary is removed
+and an OS error becomes one `StudyError` line naming the path and the cause. Folders that a
+command fills (a data set, a run, a graph) are held with `exclusive`, an advisory lock, so a
+second writer on the same folder is refused instead of mixing its files with the first's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator
+
+from studylib.errors import StudyError
+
+LOCK_FILE = ".studylib.lock"
+TMP_SUFFIX = ".tmp"
+
+
+def os_error(exc: OSError, path: str | Path | None = None) -> StudyError:
+    """`path: cause` from an OSError (the path it names, else `path`)."""
+    where = exc.filename if exc.filename is not None else path
+    cause = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        cause = "no space left on the device"
+    return StudyError(f"{where}: {cause}")
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden name beside `path`, unique to this process and call."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` to fill a temporary beside `path`, then rename it to `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise StudyError(f"{path}: is a directory, not a file")
+        tmp = temporary_name(path)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: str | Path, payload, sort_keys: bool = False) -> Path:
+    return write_text(path, json.dumps(payload, indent=1, sort_keys=sort_keys))
+
+
+def read_json(path: str | Path, kind: type = dict):
+    """A JSON file that must hold a `kind` (object by default); one line when it does not."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StudyError(f"{path}: not valid JSON (corrupt or truncated)") from None
+    if not isinstance(payload, kind):
+        raise StudyError(f"{path}: must be a JSON {'object' if kind is dict else kind.__name__}, "
+                         f"got {type(payload).__name__}")
+    return payload
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporaries a killed writer left (call only while holding `exclusive(folder)`)."""
+    for stale in folder.glob(f"*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
+    """Hold an advisory lock on `folder` (created if missing) while writing into it."""
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise StudyError(f"{folder}: is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a")
+    except OSError as exc:
+        raise os_error(exc, folder) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StudyError(f"{folder}: another process is writing this {what}; wait for it or choose another") from None
+        yield folder
+    finally:
+        handle.close()  # releases the lock; the empty lock file stays (removing it would race)
+
+
+__all__ = ["LOCK_FILE", "atomic_write", "exclusive", "os_error", "read_json", "remove_stale_temporaries",
+           "temporary_name", "write_json", "write_text"]

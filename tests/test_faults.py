@@ -1,0 +1,339 @@
+"""Fault injection: every reader, loader and writer, given bad input or an unlucky machine, ends
+with exit status 2, one line naming the path or setting and the cause, no traceback, and nothing
+half-written (no temporaries, no partial outputs under final names).
+
+The classes: concurrent writers, disk full and permission errors (simulated `OSError`s, so the
+suite runs unprivileged and anywhere), outputs that are the wrong kind of path, malformed
+records, out-of-range config and command-line values, and smaller CLI cases. Crafted pickles,
+nulls and non-finite values, duplicate YAML keys and mismatched resumes have their own tests in
+test_train.py, test_twhin.py, test_data.py, test_scoring.py and test_config.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from studylib.cli import main
+from studylib.config import STUDY_CONFIG, load_yaml, shipped_config_path
+from studylib.io import exclusive
+
+STUDY = str(shipped_config_path(STUDY_CONFIG))
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def refused(capsys, argv: list[str], pattern: str) -> str:
+    """Run the CLI; it must exit 2 with one stderr line matching `pattern` and no traceback."""
+    code = main([str(a) for a in argv])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert re.search(pattern, err[0]), err[0]
+    return err[0]
+
+
+def no_debris(*folders: Path) -> None:
+    for folder in folders:
+        if folder.exists():
+            leftovers = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
+            assert not leftovers, leftovers
+
+
+@pytest.fixture(scope="module")
+def run(small_data, tmp_path_factory) -> Path:
+    """A finished two-step ranker run on the small data set."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--data", str(small_data), "--out", str(out), "--config", STUDY, "--steps", "2",
+                 "--batch-size", "32", "--quiet", "--precision", "fp32"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("graph") / "g"
+    assert main(["twhin-generate", "--out", str(out), "--edges", "20000", "--users", "300", "--authors", "60",
+                 "--tweets", "2000", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def twhin_run(graph, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("twhin") / "run"
+    assert main(["twhin-train", "--graph", str(graph), "--out", str(out), "--steps", "3", "--batch-size", "512",
+                 "--device", "cpu", "--quiet"]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- two writers on one folder
+
+
+def test_two_generate_processes_on_one_folder_one_is_refused(tmp_path):
+    """Real processes, different seeds: one writes the data set, the other exits 2 with one line."""
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "studylib.cli", "generate", "--out", str(out), "--examples", "30000",
+           "--users", "300", "--authors", "60", "--tweets", "2000", "--quiet"]
+    procs = [subprocess.Popen(cmd + ["--seed", str(seed)], stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    refusals = [err for code, err in results if code == 2]
+    # Either the second starts after the first finished (it then finds a different data set) or
+    # while it writes (the folder is locked): one line either way, never a mixed set.
+    assert codes == [0, 2], results
+    assert len(refusals[0].strip().splitlines()) == 1
+    assert re.search(r"another process is writing this data set|holds a different data set", refusals[0])
+    assert main(["generate", "--out", str(out), "--examples", "30000", "--users", "300", "--authors", "60",
+                 "--tweets", "2000", "--quiet", "--seed", str([s for s, (c, _) in zip((1, 2), results) if c == 0][0])]) == 0
+    no_debris(out)
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "twhin-generate", "twhin-train"])
+def test_a_locked_output_folder_is_refused(command, small_data, graph, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = {
+        "generate": ["generate", "--out", out, "--examples", "100", "--quiet"],
+        "train": ["train", "--data", small_data, "--out", out, "--steps", "1", "--quiet"],
+        "twhin-generate": ["twhin-generate", "--out", out, "--edges", "1000", "--quiet"],
+        "twhin-train": ["twhin-train", "--graph", graph, "--out", out, "--steps", "1", "--quiet"],
+    }[command]
+    with exclusive(out):  # another writer holds it
+        refused(capsys, argv, r"out: another process is writing this (data set|run|graph)")
+    assert [p.name for p in out.iterdir()] == [".studylib.lock"]
+
+
+# ---------------------------------------------------------------- disk full, permissions
+
+
+def _fail_on_write(monkeypatch, target, name, error):
+    def fail(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(target, name, fail)
+
+
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+EACCES = PermissionError(errno.EACCES, "Permission denied")
+
+
+@pytest.mark.parametrize("error, cause", [(ENOSPC, "no space left on the device"), (EACCES, "Permission denied")])
+def test_generate_that_cannot_write_leaves_no_temporaries(error, cause, tmp_path, monkeypatch, capsys):
+    _fail_on_write(monkeypatch, pq.ParquetWriter, "write_table", error)
+    out = tmp_path / "data"
+    refused(capsys, ["generate", "--out", out, "--examples", "200", "--quiet"], re.escape(cause))
+    no_debris(out)
+    assert not list(out.glob("shard-*.parquet")) and not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("error, cause", [(ENOSPC, "no space left on the device"), (EACCES, "Permission denied")])
+def test_train_that_cannot_save_leaves_no_temporaries(error, cause, small_data, tmp_path, monkeypatch, capsys):
+    _fail_on_write(monkeypatch, torch, "save", error)
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--data", small_data, "--out", out, "--steps", "1", "--batch-size", "32",
+                     "--precision", "fp32", "--quiet"], re.escape(cause))
+    no_debris(out)
+    assert not (out / "model.pt").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_score_that_cannot_write_leaves_no_temporaries(run, small_data, tmp_path, monkeypatch, capsys):
+    _fail_on_write(monkeypatch, pq, "write_table", ENOSPC)
+    out = tmp_path / "scores" / "s.parquet"
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", out, "--quiet"], "no space left on the device")
+    no_debris(tmp_path, run)
+    assert not out.exists()
+
+
+def test_twhin_export_that_cannot_write_leaves_no_temporaries(twhin_run, tmp_path, monkeypatch, capsys):
+    _fail_on_write(monkeypatch, pq, "write_table", ENOSPC)
+    refused(capsys, ["twhin-export", "--run", twhin_run, "--out", tmp_path / "e.parquet"], "no space left on the device")
+    no_debris(tmp_path)
+    assert not (tmp_path / "e.parquet").exists()
+
+
+# ---------------------------------------------------------------- the wrong kind of path
+
+
+def test_outputs_that_are_the_wrong_kind_of_path(small_data, run, graph, twhin_run, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    a_dir = tmp_path / "a_dir"
+    a_dir.mkdir()
+    cases = [
+        (["generate", "--out", a_file, "--examples", "100", "--quiet"], "a_file: is a file, not a folder"),
+        (["train", "--data", small_data, "--out", a_file, "--steps", "1", "--quiet"], "a_file: is a file, not a folder"),
+        (["twhin-generate", "--out", a_file, "--edges", "100", "--quiet"], "a_file: is a file, not a folder"),
+        (["twhin-train", "--graph", graph, "--out", a_file, "--steps", "1", "--quiet"], "a_file: is a file, not a folder"),
+        (["score", "--run", run, "--data", small_data, "--out", a_dir, "--quiet"], "a_dir: is a directory, not a file"),
+        (["twhin-export", "--run", twhin_run, "--out", tmp_path / "e.csv"], r"e.csv: the embeddings file must end in .parquet"),
+    ]
+    for argv, pattern in cases:
+        refused(capsys, argv, pattern)
+    assert a_file.read_text() == "x" and not any(a_dir.iterdir())
+
+
+def test_pipeline_workdir_that_is_a_file(tmp_path, capsys):
+    from studylib.pipeline import main as pipeline_main
+
+    a_file = tmp_path / "wd"
+    a_file.write_text("x")
+    assert pipeline_main(["--profile", "tiny", "--workdir", str(a_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wd: is a file, not a folder" in err[0]
+
+
+# ---------------------------------------------------------------- malformed records
+
+
+def _copy(folder: Path, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def _edit_json(path: Path, edit) -> None:
+    payload = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(payload)))
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda m: list(m), r"manifest.json: must be a JSON object, got list"),
+    (lambda m: {**m, "shards": [{"file": s["file"], "rows": s["rows"]} for s in m["shards"]]},
+     r"manifest.json: shards\[0\] must name its file and sha256"),
+    (lambda m: {k: v for k, v in m.items() if k != "realised_rates"}, r"realised_rates must give a number"),
+    (lambda m: {**m, "shards": [{**m["shards"][0], "file": "../elsewhere.parquet"}]}, r"must be a file name inside"),
+    ("{ not json", r"manifest.json: not valid JSON"),
+])
+def test_malformed_data_manifest(edit, pattern, small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    if isinstance(edit, str):
+        (data / "manifest.json").write_text(edit)
+    else:
+        _edit_json(data / "manifest.json", edit)
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "run", "--steps", "1", "--quiet"], pattern)
+    assert not (tmp_path / "run").exists()
+
+
+def _copy_run(run: Path, tmp_path: Path, name: str) -> Path:
+    copy = _copy(run, tmp_path, name)
+    shutil.rmtree(copy / "probabilities", ignore_errors=True)  # no stored probabilities: the model must load
+    return copy
+
+
+def test_malformed_run_records(run, small_data, tmp_path, capsys):
+    broken = _copy_run(run, tmp_path, "run")
+    (broken / "run.json").write_text('{"data": ')  # truncated
+    refused(capsys, ["score", "--run", broken, "--data", small_data, "--out", tmp_path / "s.parquet", "--quiet"],
+            r"run.json: not valid JSON \(corrupt or truncated\)")
+    broken = _copy_run(run, tmp_path, "run2")
+    data = (broken / "model.pt").read_bytes()
+    (broken / "model.pt").write_bytes(data[: len(data) // 3])  # truncated model
+    refused(capsys, ["score", "--run", broken, "--data", small_data, "--out", tmp_path / "s.parquet", "--quiet"],
+            r"model.pt: not a readable checkpoint")
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_weights_files_that_are_not_yaml_text(run, small_data, tmp_path, capsys):
+    binary = tmp_path / "w.yaml"
+    binary.write_bytes(b"\xff\xfe\x00weights")
+    for spec, pattern in [(tmp_path, "is a folder, not a YAML weights file"), (binary, "w.yaml: not UTF-8 text")]:
+        refused(capsys, ["score", "--run", run, "--data", small_data, "--weights", spec, "--out",
+                         tmp_path / "s.parquet", "--quiet"], pattern)
+
+
+def test_truncated_and_foreign_twhin_checkpoints(twhin_run, tmp_path, capsys):
+    broken = _copy(twhin_run, tmp_path, "run")
+    data = (broken / "checkpoint.pt").read_bytes()
+    (broken / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    refused(capsys, ["twhin-export", "--run", broken, "--out", tmp_path / "e.parquet"], "not a readable TwHIN checkpoint")
+    torch.save({"step": 1, "state": {"unrelated": torch.zeros(2)}}, broken / "checkpoint.pt")
+    refused(capsys, ["twhin-evaluate", "--run", broken], r"checkpoint.pt: not a checkpoint of this run's config")
+    (broken / "run.json").write_text("[]")
+    refused(capsys, ["twhin-export", "--run", broken, "--out", tmp_path / "e.parquet"], "run.json: must be a JSON object")
+    assert not (tmp_path / "e.parquet").exists()
+
+
+def test_malformed_graph_manifest(graph, tmp_path, capsys):
+    broken = _copy(graph, tmp_path, "g")
+    _edit_json(broken / "manifest.json", lambda m: {**m, "relations": [{"name": "fav"}]})
+    refused(capsys, ["twhin-train", "--graph", broken, "--out", tmp_path / "r", "--steps", "1", "--quiet"],
+            r"manifest.json: malformed tables, relations or files entries")
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- values out of range
+
+
+@pytest.mark.parametrize("path, value, pattern", [
+    (("training", "checkpoint_every_n"), 0, r"training.checkpoint_every_n must be >= 1, got 0"),
+    (("training", "train_log_every_n"), 0, r"training.train_log_every_n must be >= 1, got 0"),
+    (("model", "backbone", "mask_net_config", "mask_blocks", 0, "output_size"), -4, r"output_size must be >= 1, got -4"),
+    (("model", "backbone", "mask_net_config", "mask_blocks", 0, "aggregation_size"), 0, r"aggregation_size must be >= 1"),
+    (("model", "tasks", "recap.engagement.is_report_tweet_clicked", "mlp_config", "dropout", "rate"), 1.5,
+     r"dropout.rate must be \[0, 1\), got 1.5"),
+    (("optimizer", "adam", "beta_1"), 1.5, r"optimizer.adam.beta_1 must be \[0, 1\), got 1.5"),
+    (("train_data", "preprocess", "truncate_and_slice", "continuous_feature_truncation"), -5,
+     r"continuous_feature_truncation must be >= 1, got -5"),
+    (("train_data", "global_batch_size"), -8, r"train_data.global_batch_size must be >= 1, got -8"),
+])
+def test_config_values_out_of_range(path, value, pattern, small_data, tmp_path, capsys):
+    raw = load_yaml(STUDY)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    import yaml
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    refused(capsys, ["train", "--data", small_data, "--out", tmp_path / "run", "--config", config, "--steps", "1",
+                     "--quiet"], "bad.yaml: .*" + pattern)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--checkpoint-every", "0"), ("--log-every", "-1"),
+                                         ("--steps", "0"), ("--eval-every", "-2")])
+def test_train_counts_out_of_range(flag, value, small_data, tmp_path, capsys):
+    refused(capsys, ["train", "--data", small_data, "--out", tmp_path / "run", flag, value, "--quiet"],
+            rf"{flag} must be >= [01], got {value}")
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- smaller cases
+
+
+def test_twhin_command_values_out_of_range(graph, twhin_run, tmp_path, capsys):
+    before = (twhin_run / "evaluation.csv").read_bytes() if (twhin_run / "evaluation.csv").exists() else None
+    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--max-edges", "0"], "--max-edges must be >= 1, got 0")
+    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--negatives", "-1"], "--negatives must be >= 1, got -1")
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", tmp_path / "r", "--steps", "0", "--quiet"],
+            "--steps must be >= 1, got 0")
+    after = (twhin_run / "evaluation.csv").read_bytes() if (twhin_run / "evaluation.csv").exists() else None
+    assert before == after and not (tmp_path / "r").exists()
+
+
+def test_a_finished_data_set_missing_a_shard_is_not_reported_as_complete(tmp_path, capsys):
+    out = tmp_path / "data"
+    argv = ["generate", "--out", out, "--examples", "400", "--users", "300", "--authors", "60", "--tweets", "2000",
+            "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    capsys.readouterr()
+    next(out.glob("shard-*.parquet")).unlink()
+    refused(capsys, argv, r"shard-\d+.parquet: shard listed in manifest.json is missing; delete .* and generate again")
+
+
+def test_pipeline_checks_presets_before_running_anything(tmp_path, capsys):
+    from studylib.pipeline import main as pipeline_main
+
+    assert pipeline_main(["--profile", "tiny", "--workdir", str(tmp_path), "-p", "presets", "[april_2023, no_such]",
+                          "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "parameter presets" in err[0] and "no_such" in err[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
