@@ -33,10 +33,14 @@ $(STAMP): $(PINS)
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The report test renders pages in headless Chromium (Debian's package; root installs it).
+# The report test renders pages in headless Chromium (Debian's package): root installs it,
+# another user through passwordless sudo, or is told the one command to run.
+APT_CHROMIUM := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_CHROMIUM)'; \
+		elif sudo -n true 2>/dev/null; then sudo sh -c '$(APT_CHROMIUM)'; \
+		else echo "make test: the report test needs headless Chromium; install it once: sudo apt-get install chromium" >&2; exit 2; fi; }
 
 # The whole study: data, training, scoring, analysis notebooks (papermill) and the report.
 # PROFILE=quick (CPU, default) or full (GPU-sized); WEIGHTS=path.yaml re-scores without retraining;

@@ -13,6 +13,9 @@ Prints, from the runs' own records:
   (the goal: the difference stays inside that range);
 - whether each head's bf16 AUROC lies inside the fp32 run's user-level 95 % interval
   (`02_metrics.csv`), and vice versa;
+- the findings (`findings.json`) whose verdict differs between the two precisions, and for every
+  number a finding states with a 95 % interval, whether each precision's estimate lies inside the
+  other's interval;
 - the disk each workdir's data/, runs/ and _build/ take.
 """
 
@@ -61,7 +64,7 @@ def main() -> None:
     ratio = total["bf16"] / total["fp32"]
     print(f"{'all notebooks':28s} {total['fp32']:8.1f} {total['bf16']:8.1f} {ratio:6.2f}  (goal <= 0.5)")
 
-    gaps = head_gaps(args.fp32, args.profile).join(head_gaps(args.bf16, args.profile), lsuffix="_fp32", rsuffix="_bf16")
+    gaps = head_gaps(args.fp32, args.profile).add_suffix("_fp32").join(head_gaps(args.bf16, args.profile).add_suffix("_bf16"))
     gaps["difference"] = gaps["gap_bf16"] - gaps["gap_fp32"]
     gaps["seed_range_fp32"] = gaps["auroc_max_fp32"] - gaps["auroc_min_fp32"]
     gaps["seed_range_bf16"] = gaps["auroc_max_bf16"] - gaps["auroc_min_bf16"]
@@ -82,6 +85,29 @@ def main() -> None:
     print(f"\nmedian |difference| {gaps['difference'].abs().median():.4f}, largest {gaps['difference'].abs().max():.4f} "
           f"({gaps['difference'].abs().idxmax()}); median seed range {spread:.4f}; every difference inside its head's "
           f"seed range: {'yes' if within else 'no'}")
+    verdicts = {p: {f["id"]: f["verdict"] for f in json.loads(
+        (getattr(args, p) / "_build" / "results" / args.profile / "findings.json").read_text())} for p in ("fp32", "bf16")}
+    changed = {k: (v, verdicts["bf16"].get(k)) for k, v in verdicts["fp32"].items() if verdicts["bf16"].get(k) != v}
+    print(f"findings with the same verdict in both precisions: {len(verdicts['fp32']) - len(changed)} of "
+          f"{len(verdicts['fp32'])}" + "".join(f"\n  {k}: fp32 {a!r}, bf16 {b!r}" for k, (a, b) in changed.items()))
+    # Every number a finding states with a 95 % interval: is the other precision's estimate inside it?
+    numbers = {p: {f["id"]: f["numbers"] for f in json.loads(
+        (getattr(args, p) / "_build" / "results" / args.profile / "findings.json").read_text())} for p in ("fp32", "bf16")}
+    outside = []
+    checked = 0
+    for fid, fp32_numbers in numbers["fp32"].items():
+        bf16_numbers = numbers["bf16"].get(fid, {})
+        for key, value in fp32_numbers.items():
+            low, high = f"{key}_low", f"{key}_high"
+            if low not in fp32_numbers or not {key, low, high} <= set(bf16_numbers):
+                continue
+            checked += 1
+            for mine, other in (("fp32", "bf16"), ("bf16", "fp32")):
+                estimate = numbers[other][fid][key]
+                if not numbers[mine][fid][low] <= estimate <= numbers[mine][fid][high]:
+                    outside.append(f"{fid}.{key}: {other} {estimate:.4g} outside the {mine} interval")
+    print(f"numbers stated with a 95 % interval: {checked}; each precision's estimate inside the other's interval: "
+          f"{checked - len({o.split(':')[0] for o in outside})} of {checked}" + "".join(f"\n  {o}" for o in outside))
     disk = {p: {part: folder_bytes(getattr(args, p) / part) for part in ("data", "runs", "_build")} for p in ("fp32", "bf16")}
     for p, parts in disk.items():
         print(f"disk {p}: " + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in parts.items())
@@ -90,6 +116,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "seconds": times, "total_seconds": total, "time_ratio_bf16_over_fp32": ratio,
             "heads": gaps.reset_index().to_dict(orient="records"), "every_difference_within_seed_range": bool(within),
+            "findings_with_changed_verdict": {k: list(v) for k, v in changed.items()},
+            "interval_numbers_checked": checked, "interval_numbers_outside": outside,
             "disk_bytes": disk}, indent=1, default=float))
 
 

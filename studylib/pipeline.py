@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -83,8 +84,8 @@ def load_profile(profiles: Path, name: str) -> tuple[Path, dict]:
 def parse_override(name: str, text: str):
     """`-p NAME VALUE`: VALUE is read as YAML (300 -> int, 0.5 -> float, [1, 2] -> list, abc -> str)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return yamlio.parse(text, f"-p {name}")
+    except StudyError:
         return text
 
 
@@ -134,7 +135,7 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
 def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, workdir: Path,
         source: Path = REPO / "notebooks", build: bool = True, quiet: bool = False) -> Path | None:
     """The whole pipeline; returns the report's index.html (None when build=False)."""
-    from studylib.study import Paths
+    from studylib.study import PIPELINE_ENV, Paths
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     started = time.perf_counter()
@@ -145,7 +146,15 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         params[name] = parse_override(name, text)
         origin[name] = f"-p {name}"
     steps = plan(source, params, origin)
+    # The notebooks' kernels inherit this: their `Paths.of` then knows the pipeline runs them.
+    os.environ[PIPELINE_ENV] = "1"
+    out_of_step = Paths.of(workdir, profile).out_of_step
     rescore = weights is not None
+    if out_of_step.exists():
+        say(f"[pipeline] {out_of_step.read_text().strip()}: running every chapter")
+        rescore_only = False
+    else:
+        rescore_only = rescore
     executed = workdir / "_build" / "executed" / profile
     executed.mkdir(parents=True, exist_ok=True)
     state = _load_state(executed)
@@ -184,7 +193,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     from papermill.exceptions import PapermillExecutionError
 
     for i, (nb, values) in enumerate(steps):
-        if rescore and not is_rescore_step(nb):
+        if rescore_only and not is_rescore_step(nb):
             say(f"[{nb.stem}] reused (data and model are kept when re-scoring)")
             continue
         values = {**values, "profile": profile, "workdir": str(workdir), "interactive": False}
@@ -196,8 +205,11 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         state[nb.name] = {"status": "running", "parameters": values}
         _save_state(executed, state)
         try:
+            # progress bar: cells done / total, elapsed. The kernel's log stays at ERROR: its
+            # "running over TCP without encryption" warning is about a local loopback socket.
             pm.execute_notebook(str(nb), str(out), parameters=values, kernel_name="python3", cwd=str(nb.parent),
-                                progress_bar=not quiet, log_output=False, report_mode=False)  # cells done / total, elapsed
+                                progress_bar=not quiet, log_output=False, report_mode=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except PapermillExecutionError as exc:
             seconds = time.perf_counter() - t0
             state[nb.name] = {"status": "failed", "parameters": values, "seconds": seconds}
@@ -222,6 +234,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     t0 = time.perf_counter()
     index = build_report(workdir, profile, [nb for nb, _ in steps], state, params,
                          total_seconds=time.perf_counter() - started)
+    out_of_step.unlink(missing_ok=True)  # every chapter ran and the report matches the folders again
     say(f"[report] done in {time.perf_counter() - t0:.0f} s")
     say(f"report: {index}")
     return index
@@ -243,7 +256,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
                  total_seconds: float | None = None) -> Path:
     """Stage report pages + executed notebooks, write _config.yml/_toc.yml from book.yml, build, publish."""
     book_file = REPO / "book.yml"
-    book = yaml.safe_load(book_file.read_text())
+    book = yamlio.read(book_file, "book")
     stage = workdir / "_build" / "book"
     if stage.exists():
         shutil.rmtree(stage)
@@ -256,7 +269,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     for nb in steps:
         if f"notebooks/{nb.stem}" not in listed:
             raise PipelineError(f"{nb.name}: not in book.yml's table of contents; add `- file: notebooks/{nb.stem}`")
-        shutil.copyfile(executed / nb.name, stage / "notebooks" / nb.name)
+        _stage_notebook(executed / nb.name, stage / "notebooks" / nb.name, workdir / "figures")
     for entry in listed:
         if entry.startswith("notebooks/") and not (stage / f"{entry}.ipynb").exists():
             raise PipelineError(f"book.yml: lists {entry} but the pipeline has no such notebook")
@@ -283,6 +296,40 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         shutil.rmtree(html)
     shutil.move(str(stage / "_build" / "html"), html)
     return html / "index.html"
+
+
+_SAVED_FIGURE = re.compile(r"""plots\.save\(\s*\w+\s*,\s*f?["']([\w.-]+)["']""")
+
+
+def figure_alt_text(figures: Path, name: str) -> str:
+    """A figure's alt text: its title, which `plots.save` stores in the PNG, else its file name."""
+    from PIL import Image
+
+    try:
+        with Image.open(figures / f"{name}.png") as image:
+            title = (image.text or {}).get("Title", "").strip()
+    except OSError:
+        title = ""
+    return f"Figure {name}: {title}" if title else f"Figure {name}"
+
+
+def _stage_notebook(src: Path, dst: Path, figures: Path) -> None:
+    """Copy an executed notebook into the book with what a reader should not see removed: the
+    cell papermill injects (it holds this machine's absolute `workdir`); and give every saved
+    figure an alt text instead of the image's content hash."""
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if cell.cell_type != "code":
+            continue
+        names = _SAVED_FIGURE.findall(cell.source)
+        if names and any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = figure_alt_text(figures, names[0])
+    nbformat.write(nb, dst)
 
 
 def _toc_files(toc: dict) -> list[str]:
@@ -403,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="re-score with this weight file (YAML) or preset; reuses data and model")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override one parameter (VALUE read as YAML); repeatable")
-    parser.add_argument("--workdir", default=str(REPO),
-                        help="where data/, runs/, figures/ and _build/ go (default: the repository)")
+    parser.add_argument("--workdir", default=".",
+                        help="where data/, runs/, figures/ and _build/ go (default: the current directory; "
+                             "`make study` runs in the repository)")
     parser.add_argument("--no-report", action="store_true", help="run the notebooks only")
     args = parser.parse_args(argv)
     try:

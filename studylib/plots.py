@@ -6,6 +6,8 @@ and `.svg` under stable names, so the report and the README can point at them.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,30 +16,73 @@ import pandas as pd
 import seaborn as sns
 
 FIGURES_DIR = Path("figures")
-WIDTH = 10.0  # inches at 100 dpi: the report's content width
+WIDTH = 7.5  # inches: the book's text column, so that figures are shown near 100 % and their fonts stay readable
 
 
 def setup() -> None:
     """The study's plot style (call once per notebook)."""
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.1)
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.9)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
                          "axes.titleweight": "bold", "figure.titleweight": "bold", "svg.fonttype": "none"})
 
 
 def save(fig: plt.Figure, name: str, figures_dir: str | Path = FIGURES_DIR) -> Path:
-    """Write `<figures_dir>/<name>.png` and `.svg`; returns the PNG path."""
+    """Write `<figures_dir>/<name>.png` and `.svg`; returns the PNG path. Both carry the figure's
+    title as metadata: the report uses it as the image's alt text."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"{name}.png"
-    fig.savefig(png)
-    fig.savefig(out / f"{name}.svg")
+    metadata = {"Title": title_of(fig) or name}
+    fig.savefig(png, metadata=metadata)
+    fig.savefig(out / f"{name}.svg", metadata=metadata)
     return png
 
 
+def title_of(fig: plt.Figure) -> str:
+    """The figure's title on one line: its suptitle, else its panels' titles."""
+    suptitle = fig.get_suptitle()
+    titles = [suptitle] if suptitle else [ax.get_title() for ax in fig.axes if ax.get_title()]
+    return " ".join(" ".join(titles).split())
+
+
 def _finish(fig: plt.Figure, title: str) -> plt.Figure:
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, int(9 * fig.get_figwidth()), break_on_hyphens=False))  # ~9 bold characters an inch
     fig.tight_layout()
     return fig
+
+
+def _zoom(ax: plt.Axes, values: np.ndarray, margin: float = 0.06) -> None:
+    """x-axis from the smallest to the largest value plus a margin (a reference line beyond it is not shown)."""
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    ax.set_xlim(lo - margin * (hi - lo), hi + margin * (hi - lo))
+
+
+def _wrap(text: str, width: int = 25) -> str:
+    """Break a long label name (good_clicked_convo_desc_favorited_or_replied) at its underscores and spaces
+    into as few lines as `width` characters allow, of similar length (no stub of a last line); prose goes
+    through textwrap instead."""
+    out = []
+    for part in text.split("\n"):
+        pieces = re.findall(r"[^_ ]+[_ ]?|[_ ]", part)  # each piece keeps its trailing separator
+        fewest = -(-len(part) // width) or 1
+        for target in range(-(-len(part) // fewest), len(part) + 1):  # shortest lines that keep the fewest
+            lines = [""]
+            for piece in pieces:
+                if lines[-1].strip() and len(lines[-1]) + len(piece.rstrip()) > target:
+                    lines.append("")
+                lines[-1] += piece
+            if len(lines) <= fewest:
+                break
+        out += [line.rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def _format(value: float, fmt: str, prefix: str = "") -> str:
+    """`value` formatted with a typographic minus and without a negative zero (−0.0 prints as 0.0)."""
+    text = format(value, fmt)
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return prefix + text.replace("-", "−")
 
 
 # ---------------------------------------------------------------- 01 data
@@ -47,6 +92,7 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
     """rates: columns label, target, planted, realised (fractions). Horizontal bars on a log axis."""
     long = rates.melt(id_vars="label", value_vars=["target", "planted", "realised"], var_name="rate", value_name="value")
     long["percent"] = 100.0 * long["value"]
+    long["label"] = long["label"].map(_wrap)
     fig, ax = plt.subplots(figsize=(WIDTH, 6))
     sns.barplot(long, y="label", x="percent", hue="rate", ax=ax, orient="h")
     ax.set_xscale("log")
@@ -59,22 +105,31 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
 # ---------------------------------------------------------------- 02 training
 
 
-def training_curves(history: pd.DataFrame, heads: list[str], window: int = 5) -> plt.Figure:
-    """history: step and loss.<head> columns (head = full label name); one panel per head."""
-    cols = 5
+def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10) -> plt.Figure:
+    """history: step and loss.<head> columns (head = full label name); one panel per head.
+
+    Each logged value is one batch's loss, so the line is a centred running mean over `window`
+    logged batches.
+    """
+    cols = 2
     rows = int(np.ceil(len(heads) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 4, 2.6 * rows + 0.6), sharex=True)
-    for ax, head in zip(np.ravel(axes), heads):
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 1.7 * rows + 1.2), sharex=True, squeeze=False)
+    for i, (ax, head) in enumerate(zip(np.ravel(axes), heads)):
         y = history[f"loss.{head}"]
-        ax.plot(history["step"], y, color="0.7", lw=1, marker=".", label="logged")
-        ax.plot(history["step"], y.rolling(window, min_periods=1).mean(), lw=2, label=f"mean of {window}")
-        ax.set_title(panel_name(head), fontsize=10)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("BCE loss (nats)")
+        ax.plot(history["step"], y, color="0.75", lw=0.8, marker=".", ms=3, label="one batch (logged)")
+        ax.plot(history["step"], y.rolling(window, min_periods=1, center=True).mean(), lw=2,
+                label=f"running mean of {window} logged batches")
+        ax.set_title(short(head), fontsize=9)
+        if i % cols == 0:
+            ax.set_ylabel("BCE (nats)")
+        if i + cols >= len(heads):  # no panel below: this one carries the step axis
+            ax.set_xlabel("training step")
+            ax.xaxis.set_tick_params(labelbottom=True)
     for ax in np.ravel(axes)[len(heads):]:
         ax.set_visible(False)
-    np.ravel(axes)[0].legend(fontsize=8)
-    return _finish(fig, "Training loss per head")
+    handles, labels = np.ravel(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.03), frameon=False, fontsize=8)
+    return _finish(fig, f"Training loss per head (grey: one batch; line: mean of {window} batches)")
 
 
 def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
@@ -83,9 +138,9 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
     Points with 95 % user-level intervals; heads with too few positives are greyed and labelled
     "not evaluable" (their numbers are shown, no conclusion rests on them).
     """
-    frame = metrics.assign(label=[f"{short(h)}" + ("" if ok else "\n(not evaluable)")
+    frame = metrics.assign(label=[_wrap(short(h)) + ("" if ok else "\n(not evaluable)")
                                   for h, ok in zip(metrics["head"], metrics["evaluable"])])
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 0.55 * len(frame) + 2.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 0.55 * len(frame) + 2.2), sharey=True)
     y = np.arange(len(frame))
     colors = sns.color_palette()
     for ax, metric, unit, ref in ((axes[0], "auroc", "AUROC (0.5 = chance)", 0.5),
@@ -100,7 +155,10 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
                 ax.errorbar(mid[sel], y[sel] + offset, xerr=[mid[sel] - lo[sel], hi[sel] - mid[sel]], fmt="o",
                             color=color if ok else "0.6", capsize=3, ms=5, label=name if ok else None)
         ax.axvline(ref, color="k", lw=1, ls="--")
-        ax.set_xlabel(unit + ("; clipped at −100" if floor is not None and (frame[metric] < floor).any() else ""))
+        clipped = floor is not None and (frame[metric] < floor).any()
+        ax.set_xlabel(textwrap.fill(unit + ("; clipped at −100" if clipped else ""), 30))
+    # AUROC zoomed to the intervals (not to chance at 0.5): the model-oracle gaps are a few hundredths
+    _zoom(axes[0], frame[[f"{p}auroc{s}" for p in ("", "oracle_") for s in ("_low", "_high")]].to_numpy(float))
     axes[0].set_yticks(y, frame["label"])
     axes[0].invert_yaxis()
     axes[0].set_ylabel("head")
@@ -111,7 +169,7 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
 
 def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str = "ranking") -> plt.Figure:
     """summary (analysis.feed_comparison): ranking, metric, mean, low, high. One panel per metric."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH + 3, 0.5 * summary["ranking"].nunique() + 2.4),
+    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH, 0.5 * summary["ranking"].nunique() + 2.4),
                              sharey=True)
     rankings = list(dict.fromkeys(summary["ranking"]))
     y = np.arange(len(rankings))
@@ -122,9 +180,9 @@ def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, 
             ax.errorbar(sub.loc[r, "mean"], y[i], xerr=[[sub.loc[r, "mean"] - sub.loc[r, "low"]],
                                                           [sub.loc[r, "high"] - sub.loc[r, "mean"]]],
                         fmt="o", capsize=4, color=colors[i])
-        ax.set_xlabel(label)
+        ax.set_xlabel(textwrap.fill(label, 24))
         ax.margins(x=0.15)
-    np.ravel(axes)[0].set_yticks(y, rankings)
+    np.ravel(axes)[0].set_yticks(y, [_wrap(r) for r in rankings])
     np.ravel(axes)[0].invert_yaxis()
     np.ravel(axes)[0].set_ylabel(ylabel)
     return _finish(fig, title)
@@ -133,10 +191,10 @@ def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, 
 def reliability(curves: pd.DataFrame) -> plt.Figure:
     """curves: head, bin_mean_prediction, observed_rate, rate_low, rate_high, count, evaluable. One panel per head."""
     heads = list(dict.fromkeys(curves["head"]))
-    cols = min(5, len(heads))
+    cols = min(4, len(heads))
     rows = int(np.ceil(len(heads) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(min(WIDTH + 4, 2.9 * cols + 1), 2.9 * rows + 0.6), squeeze=False)
-    for ax, head in zip(np.ravel(axes), heads):
+    fig, axes = plt.subplots(rows, cols, figsize=(min(WIDTH, 2.2 * cols + 0.8), 2.1 * rows + 1.0), squeeze=False)
+    for i, (ax, head) in enumerate(zip(np.ravel(axes), heads)):
         c = curves[curves["head"] == head]
         ok = bool(c["evaluable"].iloc[0]) if "evaluable" in c else True
         top = max(float(c["bin_mean_prediction"].max()), float(c["rate_high"].max()), 1e-3) * 1.1
@@ -146,9 +204,11 @@ def reliability(curves: pd.DataFrame) -> plt.Figure:
                     fmt="o-", ms=4, lw=1, capsize=2, color=None if ok else "0.6")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
-        ax.set_title(panel_name(head) + ("" if ok else " (not evaluable)"), fontsize=10)
-        ax.set_xlabel("mean predicted P")
-        ax.set_ylabel("observed rate")
+        ax.set_title(_wrap(short(head) + ("" if ok else " (not evaluable)"), 18), fontsize=9)
+        if i + cols >= len(heads):  # no panel below
+            ax.set_xlabel("mean predicted P")
+        if i % cols == 0:
+            ax.set_ylabel("observed rate")
     for ax in np.ravel(axes)[len(heads):]:
         ax.set_visible(False)
     return _finish(fig, "Reliability: observed rate per bin of predicted probability (95 % Wilson intervals; dashed: perfect)")
@@ -167,11 +227,11 @@ def pairing_effect(pairing: pd.DataFrame) -> plt.Figure:
                     fmt="o", capsize=3, color=color, label=names[name])
     ax.axvline(0.5, color="k", lw=1, ls="--")
     evaluable = pairing.drop_duplicates("head").set_index("head")["evaluable"].reindex(heads)
-    ax.set_yticks(y, [h if ok else f"{h} (not evaluable)" for h, ok in evaluable.items()])
+    ax.set_yticks(y, [_wrap(h) if ok else f"{_wrap(h)}\n(not evaluable)" for h, ok in evaluable.items()])
     ax.invert_yaxis()
-    ax.set_xlabel("AUROC against the head's own label (0.5 = chance; 95 % user-level CI)")
+    ax.set_xlabel("AUROC against the head's own label\n(0.5 = chance; 95 % user-level CI)")
     ax.set_ylabel("head")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
     return _finish(fig, "Faithfulness: labels paired by name vs by position (the original's defect)")
 
 
@@ -179,63 +239,76 @@ def pairing_effect(pairing: pd.DataFrame) -> plt.Figure:
 
 
 def contribution_shares(shares: pd.DataFrame, weight_name: str) -> plt.Figure:
-    """shares: head, mean_share, share_p10, share_p90 (fractions)."""
-    frame = shares.assign(head=shares["head"].map(short))
-    fig, ax = plt.subplots(figsize=(WIDTH, 5.5))
+    """shares: head, mean_share, share_p10, share_p90 (fractions). Dotted line: the equal mix (1 / heads)."""
+    frame = shares.assign(head=shares["head"].map(lambda h: _wrap(short(h))))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.6))
     pct = 100 * frame["mean_share"]
     ax.barh(frame["head"], pct, color=sns.color_palette()[0])
     ax.errorbar(pct, frame["head"], xerr=[pct - 100 * frame["share_p10"], 100 * frame["share_p90"] - pct],
                 fmt="none", ecolor="k", capsize=3, lw=1)
+    even = 100 / len(frame)
+    ax.axvline(even, color=sns.color_palette()[3], lw=1.5, ls=":", label=f"equal mix ({even:.0f} % per head)")
+    ax.legend(loc="lower right")
     ax.invert_yaxis()
-    ax.set_xlabel("share of |score| (% per candidate; bar: mean, whiskers: 10th–90th percentile)")
+    ax.set_xlabel("share of |score| (% per candidate)\nbar: mean; whiskers: 10th–90th percentile")
     ax.set_ylabel("head")
     return _finish(fig, f"Contribution of each head to the score ({weight_name})")
 
 
 def score_distribution(frame: pd.DataFrame, score: str, hue: str | None, title: str, xlabel: str) -> plt.Figure:
     """Histogram (density per group) and ECDF of a score column, optionally per group."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.2))
     lo, hi = np.nanpercentile(frame[score], [0.5, 99.5])
     clipped = frame[(frame[score] >= lo) & (frame[score] <= hi)]
     sns.histplot(clipped, x=score, hue=hue, stat="density", common_norm=False, element="step", bins=60, ax=axes[0])
     axes[0].set_xlabel(xlabel)
     axes[0].set_ylabel("density (per unit score)")
-    axes[0].set_title("histogram (0.5–99.5th percentile)", fontsize=10)
+    axes[0].set_title("histogram (0.5–99.5th percentile)", fontsize=9)
     sns.ecdfplot(frame, x=score, hue=hue, ax=axes[1])
     axes[1].set_xlabel(xlabel)
     axes[1].set_ylabel("fraction of candidates ≤ score")
-    axes[1].set_title("empirical CDF (all candidates)", fontsize=10)
-    if hue is not None:  # one legend, where an ECDF leaves room: below its curves on the right
+    axes[1].set_title("empirical CDF (all candidates)", fontsize=9)
+    if hue is not None:  # one legend for both panels, below them (long group names would cover the curves)
         axes[0].get_legend().remove()
-        sns.move_legend(axes[1], "lower right", fontsize=11, title_fontsize=11)
+        legend = axes[1].get_legend()
+        fig.legend(legend.legend_handles, [t.get_text() for t in legend.get_texts()], title=hue, loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), frameon=False)
+        legend.remove()
     return _finish(fig, title)
 
 
 def preset_scores(frame: pd.DataFrame) -> plt.Figure:
-    """frame: weights (preset), score. Box plots per preset on a symmetric-log axis."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    """frame: weights (preset), score. Box plots per preset on a linear axis.
+
+    Outliers are not drawn, so the long tails that large negative weights give the scores do not
+    squeeze the boxes; a symmetric-log axis would distort the quartiles that the boxes compare.
+    """
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.8 * frame["weights"].nunique() + 1.6))
     sns.boxplot(frame, x="score", y="weights", ax=ax, orient="h", showfliers=False)
     ax.set_xlabel("score (weighted sum of probabilities, unitless)")
     ax.set_ylabel("weight set")
-    return _finish(fig, "Score of the same candidates under each weight set")
+    return _finish(fig, "Score of the same candidates under each weight set (boxes: quartiles, whiskers: 1.5 IQR)")
 
 
 # ---------------------------------------------------------------- 04 distributions
 
 
 def scenario_box(frame: pd.DataFrame, score: str, xlabel: str) -> plt.Figure:
-    """frame: scenario, cohort, score. Box plots per scenario × cohort."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 5))
-    sns.boxplot(frame, x=score, y="scenario", hue="cohort", ax=ax, orient="h", showfliers=False)
+    """frame: scenario, cohort, score. One box per scenario × cohort present, coloured by cohort."""
+    # One row per pair that exists: hue-dodging would leave room for cohorts a scenario lacks, off its tick
+    multi = frame.groupby("scenario", sort=False)["cohort"].nunique() > 1
+    rows = frame.assign(row=[f"{s}:\n{c}" if multi[s] else s for s, c in zip(frame["scenario"], frame["cohort"])])
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * rows["row"].nunique() + 1.8))
+    sns.boxplot(rows, x=score, y="row", hue="cohort", dodge=False, ax=ax, orient="h", showfliers=False, width=0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("scenario")
-    ax.legend(title="cohort", fontsize=9, loc="best")
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, title="cohort", frameon=False)
     return _finish(fig, "Score distributions per scenario and cohort (boxes: quartiles, whiskers: 1.5 IQR)")
 
 
 def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
     """tests: comparison, unit, difference, difference_low, difference_high, prob_superiority (cluster means)."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 0.6 * len(tests) + 2.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 0.7 * len(tests) + 2.2), sharey=True)
     y = np.arange(len(tests))
     axes[0].errorbar(tests["difference"], y, xerr=[tests["difference"] - tests["difference_low"],
                                                    tests["difference_high"] - tests["difference"]], fmt="o", capsize=4)
@@ -245,7 +318,7 @@ def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
     axes[1].axvline(0.5, color="k", lw=1, ls=":")
     axes[1].set_xlim(0, 1)
     axes[1].set_xlabel("P(unit of A > unit of B)\n(0.5: no shift)")
-    axes[0].set_yticks(y, [f"{c}\n({u} means)" for c, u in zip(tests["comparison"], tests["unit"])])
+    axes[0].set_yticks(y, [f"{_wrap(c, 24)}\n({u} means)" for c, u in zip(tests["comparison"], tests["unit"])])
     axes[0].invert_yaxis()
     axes[0].set_ylabel("comparison (A vs B)")
     return _finish(fig, "Effect sizes of the score comparisons, on independent units")
@@ -256,8 +329,8 @@ def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
 
 def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: float, high: float) -> plt.Figure:
     """table (tornado_table): head, low, high, largest departure first. Bars from the base value to each end."""
-    frame = table.assign(head=table["head"].map(short)).iloc[::-1]  # largest departure on top
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.8))
+    frame = table.assign(head=table["head"].map(lambda h: _wrap(short(h)))).iloc[::-1]  # largest departure on top
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(frame) + 1.8))
     y = np.arange(len(frame))
     colors = sns.color_palette()
     ax.barh(y + 0.2, frame["low"] - base_value, left=base_value, height=0.38, color=colors[0],
@@ -274,13 +347,30 @@ def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: floa
 
 def sweep_heatmap(sweep: pd.DataFrame, metric: str, metric_label: str, fmt: str = ".2f",
                   center: float | None = None) -> plt.Figure:
-    """sweep: head, factor, metric. Heatmap head × factor."""
-    grid = sweep.assign(head=sweep["head"].map(short)).pivot(index="head", columns="factor", values=metric)
-    fig, ax = plt.subplots(figsize=(WIDTH + 1, 0.5 * len(grid) + 2))
-    sns.heatmap(grid, annot=True, fmt=fmt, cmap="vlag" if center is not None else "viridis", center=center, ax=ax,
-                cbar_kws={"label": metric_label}, annot_kws={"fontsize": 8})
-    ax.set_xticklabels([f"×{float(t.get_text()):g}" for t in ax.get_xticklabels()])
-    ax.set_xlabel("factor applied to the head's weight (×−1: sign flipped, ×0: head removed)")
+    """sweep: head, factor, metric. Heatmap head × factor, each cell annotated with its value.
+
+    The colour scale ends at the 95th percentile of the values (of their distance from `center`
+    on a diverging scale), so that one extreme cell does not wash out the others; cells beyond
+    it take the end colour and keep their true value as annotation.
+    """
+    grid = sweep.assign(head=sweep["head"].map(lambda h: _wrap(short(h)))).pivot(index="head", columns="factor",
+                                                                                   values=metric)
+    values = grid.to_numpy(float)
+    if center is not None:
+        reach = np.nanpercentile(np.abs(values - center), 95)
+        vmin, vmax = center - reach, center + reach
+    else:
+        vmin, vmax = np.nanpercentile(values, [5, 95])
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+        (bool(np.nanmin(values) < vmin), bool(np.nanmax(values) > vmax))]
+    labels = np.vectorize(lambda v: _format(v, fmt))(values)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(grid) + 2))
+    sns.heatmap(grid, annot=labels, fmt="", cmap="vlag" if center is not None else "viridis", center=center,
+                vmin=vmin, vmax=vmax, ax=ax, annot_kws={"fontsize": 7.5},
+                cbar_kws={"extend": extend, "label": textwrap.fill(
+                    metric_label + (" (colour clipped at the ends)" if extend != "neither" else ""), 40)})
+    ax.set_xticklabels([_format(float(t.get_text()), "g", "×") for t in ax.get_xticklabels()])
+    ax.set_xlabel("factor applied to the head's weight\n(×−1: sign flipped, ×0: head removed)")
     ax.set_ylabel("head")
     return _finish(fig, f"{metric_label} per head and weight factor")
 
@@ -291,8 +381,9 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
     n = len(outputs)
     cols = 2
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 2, 3.8 * rows + 0.6), sharey=True)
     inputs = list(dict.fromkeys(indices["input"]))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, (0.36 * len(inputs) + 1.2) * rows + 0.8), sharey=True,
+                             squeeze=False)
     y = np.arange(len(inputs))
     colors = {"model": sns.color_palette()[0], "oracle": sns.color_palette()[1]}
     for ax, (out, label) in zip(np.ravel(axes), outputs.items()):
@@ -303,15 +394,16 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
             ax.barh(y + offset, sub["ST"], height=0.34, color=colors[source], label=f"{source}'s probabilities")
             ax.errorbar(sub["ST"], y + offset, xerr=sub["ST_conf"], fmt="none", ecolor="k", capsize=2, lw=1)
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("total index ST (share of variance)")
-        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("total index ST\n(share of variance)")
+        ax.set_title(textwrap.fill(label, 34), fontsize=9)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
     first = np.ravel(axes)[0]
-    first.set_yticks(y, [short(i) for i in inputs])
+    first.set_yticks(y, [_wrap(short(i)) for i in inputs])
     first.invert_yaxis()
     for ax in np.ravel(axes)[::cols]:
         ax.set_ylabel("weight")
+        ax.tick_params(axis="y", labelsize=8)  # two-line names, ten to a panel
     handles, labels = first.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.04), frameon=False)
     return _finish(fig, "Sobol total indices (whiskers: 95 % CI), all ten weights varied at once: model vs oracle")
@@ -322,8 +414,8 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
     n = len(metrics)
     cols = 2
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH + 1, (1.6 + 0.4 * paired["weights"].nunique()) * rows + 0.6),
-                             sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, (1.8 + 0.4 * paired["weights"].nunique()) * rows + 0.6),
+                             sharey=True, squeeze=False)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
     for ax, (metric, label) in zip(np.ravel(axes), metrics.items()):
@@ -333,7 +425,7 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
                     fmt="o", capsize=4)
         ax.axvline(0.0, color="k", lw=1, ls=":")
         ax.set_yticks(y, sub["weights"])
-        ax.set_xlabel(f"{label}\n(preset − {base})")
+        ax.set_xlabel(f"{textwrap.fill(label, 30)}\n(preset − {base})")
         ax.margins(x=0.15, y=0.25)
         ax.set_ylabel("weight set")
     return _finish(fig, f"Presets against {base}: paired differences per request (95 % user-level CI)")
@@ -348,8 +440,9 @@ VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)"
 def link_prediction(evaluation: pd.DataFrame, candidates: str = "all") -> plt.Figure:
     """evaluation (twhin-evaluate rows): relation, scorer, candidates, mrr, hits@10.
 
-    MRR on a log axis (the relations differ by two orders of magnitude) and Hits@10, per
-    relation, for the random, trained and oracle scorers.
+    MRR and Hits@10 (in %) on log axes (the relations differ by two orders of magnitude), per
+    relation, for the random, trained and oracle scorers; each Hits@10 bar carries its value,
+    which also marks the bars that are zero.
     """
     from studylib.analysis import SCORER_ORDER
 
@@ -359,87 +452,105 @@ def link_prediction(evaluation: pd.DataFrame, candidates: str = "all") -> plt.Fi
         sub["relation"] = sub["relation"] + np.where(sub["relation"] == "follow", " (authors)", " (tweets)")
     order = [s for s in SCORER_ORDER if s in set(sub["scorer"])]
     sub["scorer"] = pd.Categorical(sub["scorer"].map(SCORER_LABELS), [SCORER_LABELS[s] for s in order], ordered=True)
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 5), sharey=True)
+    sub["hits10_pct"] = 100 * sub["hits@10"]
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 6), sharey=True)
     sns.barplot(sub, y="relation", x="mrr", hue="scorer", ax=axes[0], orient="h")
     axes[0].set_xscale("log")
-    axes[0].set_xlabel("MRR (log scale; 1 = always ranked first)")
-    sns.barplot(sub, y="relation", x="hits@10", hue="scorer", ax=axes[1], orient="h")
-    axes[1].set_xlim(0, 1)
-    axes[1].set_xlabel("Hits@10 (share ranked in the top 10)")
+    axes[0].set_xlabel("MRR (log scale;\n1 = always ranked first)")
+    sns.barplot(sub, y="relation", x="hits10_pct", hue="scorer", ax=axes[1], orient="h")
+    hits = sub["hits10_pct"]
+    left = 0.5 * float(hits[hits > 0].min()) if (hits > 0).any() else 0.1
+    axes[1].set_xscale("log")
+    axes[1].set_xlim(left, 300)  # up to 100 %, with room for the labels
+    axes[1].xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    for bars in axes[1].containers:
+        for b in bars:
+            axes[1].text(max(b.get_width(), left) * 1.15, b.get_y() + b.get_height() / 2, _format(b.get_width(), ".2g"),
+                         va="center", fontsize=7)
+    axes[1].set_xlabel("Hits@10 (% of held-out edges\nin the top 10; log scale)")
     for ax in axes:
         ax.set_ylabel("relation (candidates)")
         ax.get_legend().remove()
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.07), frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.08), frameon=False)
     scope = "all candidates of the right type" if candidates == "all" else f"{pool} sampled candidates"
     return _finish(fig, f"TwHIN link prediction on held-out edges ({scope})")
 
 
 def twhin_loss(history: pd.DataFrame, window: int = 5) -> plt.Figure:
     """history (twhin-train history.csv): step, loss, edges_per_s."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 2, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     axes[0].plot(history["step"], history["loss"], color="0.7", lw=1, marker=".", label="logged")
     axes[0].plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(), lw=2,
                  label=f"mean of {window}")
     axes[0].set_xlabel("training step (batch of edges)")
     axes[0].set_ylabel("weighted BCE loss (nats)")
-    axes[0].legend(fontsize=9)
-    axes[0].set_title("loss", fontsize=10)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("loss", fontsize=9)
     axes[1].plot(history["step"], history["edges_per_s"] / 1e3, lw=2, color=sns.color_palette()[2])
     axes[1].set_ylim(0, 1.15 * float(history["edges_per_s"].max()) / 1e3)
     axes[1].set_xlabel("training step")
     axes[1].set_ylabel("throughput (thousand edges/s)")
-    axes[1].set_title("speed (running average)", fontsize=10)
+    axes[1].set_title("speed (running average)", fontsize=9)
     return _finish(fig, "TwHIN training: loss and throughput")
 
 
 # ---------------------------------------------------------------- 02b embedding ablation
 
 
-def embedding_ablation(long: pd.DataFrame) -> plt.Figure:
-    """long (analysis.embedding_ablation): head, variant, auroc, rce, oracle_auroc, oracle_rce.
+def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> plt.Figure:
+    """long (analysis.embedding_ablation): head, positives, variant, auroc, rce, oracle_auroc, oracle_rce.
 
-    AUROC and RCE per head for each embedding variant side by side; black ticks: the oracle.
+    AUROC and RCE per head for each embedding variant (points: the first seed; whiskers: the
+    range over per_seed's training seeds, rows variant, seed, head, auroc, rce); black ticks: the
+    oracle. Heads with fewer than MIN_POSITIVES held-out positives, which no finding uses, are left out.
     """
-    frame = long.assign(head=long["head"].map(short))
-    frame["variant"] = frame["variant"].map(lambda v: VARIANT_LABELS.get(v, v))
-    order = [VARIANT_LABELS.get(v, v) for v in long["variant"].cat.categories] if hasattr(long["variant"], "cat") \
-        else list(dict.fromkeys(frame["variant"]))
+    from studylib.inference import MIN_POSITIVES
+
+    order = list(long["variant"].cat.categories) if hasattr(long["variant"], "cat") \
+        else list(dict.fromkeys(long["variant"]))
+    ok = long["positives"] >= MIN_POSITIVES
+    dropped = list(dict.fromkeys(long.loc[~ok, "head"].map(short)))
+    frame = long[ok].assign(head=long["head"].map(short))
     heads = list(dict.fromkeys(frame["head"]))
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 3, 0.55 * len(heads) + 2.4), sharey=True)
+    y = np.arange(len(heads))
+    colors = sns.color_palette()
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 0.6 * len(heads) + 2.4), sharey=True)
+    handles = []
     for ax, metric, unit in ((axes[0], "auroc", "AUROC (0.5 = chance)"), (axes[1], "rce", "RCE (%, 0 = constant)")):
-        values = frame[metric]
-        floor = -100.0 if metric == "rce" else None
-        clipped = values < floor if floor is not None else pd.Series(False, index=frame.index)
-        plot = frame.assign(value=values.clip(lower=floor) if floor is not None else values)
-        sns.barplot(plot, y="head", x="value", hue="variant", hue_order=order, order=heads, ax=ax, orient="h")
-        oracle = frame.drop_duplicates("head").set_index("head")[f"oracle_{metric}"].reindex(heads)
-        ax.scatter(oracle.clip(lower=floor) if floor is not None else oracle, np.arange(len(heads)), marker="|",
-                   s=300, color="k", zorder=5, label="oracle (true probabilities)")
-        if clipped.any():
-            unit += "; bars clipped at −100"
-        ax.set_xlabel(unit)
-        ax.set_ylabel("head")
-        ax.get_legend().remove()
-    axes[0].axvline(0.5, color="k", lw=1, ls="--")
-    axes[1].axvline(0.0, color="k", lw=1, ls="--")
-    lo = min(0.45, float(np.nanmin(frame[["auroc", "oracle_auroc"]].to_numpy())) - 0.02)
-    axes[0].set_xlim(lo, 1.0)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.08), frameon=False)
-    return _finish(fig, "Heavy Ranker per head with random, planted and trained TwHIN embeddings")
+        floor = -100.0 if metric == "rce" else -np.inf  # a near-empty head's RCE can run to −∞
+        for i, variant in enumerate(order):
+            mid = frame[frame["variant"] == variant].set_index("head")[metric].reindex(heads).clip(lower=floor)
+            err = None
+            if per_seed is not None:
+                seeds = per_seed[per_seed["variant"] == variant].groupby("head")[metric]
+                err = [(mid - seeds.min().reindex(heads).clip(lower=floor)).clip(lower=0),
+                       (seeds.max().reindex(heads).clip(lower=floor) - mid).clip(lower=0)]
+            handles.append(ax.errorbar(mid, y + 0.22 * (i - 1), xerr=err, fmt="o", ms=5, capsize=2, lw=1,
+                                       color=colors[i], label=VARIANT_LABELS.get(variant, variant)))
+        oracle = frame.drop_duplicates("head").set_index("head")[f"oracle_{metric}"].reindex(heads).clip(lower=floor)
+        handles.append(ax.scatter(oracle, y, marker="|", s=250, color="k", zorder=5,
+                                  label="oracle (true probabilities)"))
+        ax.axvline(0.5 if metric == "auroc" else 0.0, color="k", lw=1, ls="--")
+        ax.set_xlabel(unit + ("; clipped at −100" if (frame[metric] < floor).any() else ""))
+    axes[0].set_yticks(y, [_wrap(h) for h in heads])
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("head")
+    handles = handles[:len(order) + 1]  # the first panel's: variants, then the oracle
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.1),
+               frameon=False)
+    seed_auroc = per_seed.loc[per_seed["head"].map(short).isin(heads), "auroc"] if per_seed is not None else []
+    _zoom(axes[0], np.concatenate([frame[["auroc", "oracle_auroc"]].to_numpy(float).ravel(), seed_auroc]))
+    note = "points: first training seed"
+    if per_seed is not None:
+        note += f"; whiskers: range over {per_seed['seed'].nunique()} seeds"
+    if dropped:
+        note += f"; not shown (fewer than {MIN_POSITIVES} positives): {', '.join(dropped)}"
+    return _finish(fig, f"Heavy Ranker per head with random, planted and trained TwHIN embeddings ({note})")
 
 
 def short(label: str) -> str:
     return label.removeprefix("recap.engagement.").removeprefix("is_")
-
-
-def panel_name(label: str) -> str:
-    """The published weight name of a head (fav, reply, good_click, ...): short enough for panel titles."""
-    from studylib.schema import LABEL_PREFIX, WEIGHT_SUFFIX
-
-    full = label if label.startswith(LABEL_PREFIX) else LABEL_PREFIX + "is_" + label
-    return WEIGHT_SUFFIX.get(full, short(label))
 
 
 __all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "feed_comparison", "reliability", "pairing_effect",

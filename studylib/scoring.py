@@ -30,7 +30,7 @@ from studylib.data.layout import file_sha256
 from studylib.data.reader import Reader, open_dataset
 from studylib import yamlio
 from studylib.errors import StudyError
-from studylib.io import atomic_write
+from studylib.io import atomic_write, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
 from studylib.train import CHECKPOINT, MODEL, load_run, predict
@@ -96,6 +96,21 @@ def load_weights(spec: str) -> WeightSet:
             raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
     raw = yamlio.read(path, "weights file")
     return parse_weights(raw, str(path), path.stem)
+
+
+def save_weights(weights: dict[str, float], path: str | Path, name: str = "my_weights") -> Path:
+    """Write a weight file that `--weights`/`make study WEIGHTS=` accepts: `weights` maps each head's
+    label name (or its short name) to its weight; checked like any weight file before writing."""
+    by_short = {short_name(h): h for h in HEADS}
+    values = {by_short.get(head, head): value for head, value in weights.items()}
+    unknown = sorted(set(values) - set(HEADS))
+    if unknown:
+        raise StudyError(f"{path}: unknown head {unknown[0]}")
+    published = {WEIGHT_PREFIX + WEIGHT_SUFFIX[h]: values[h] for h in HEADS if h in values}
+    parse_weights(published, str(path), name)  # missing or non-finite weights are refused here
+    text = (f"# {name}: ten scored_tweets_model_weight_* values for `make study WEIGHTS={path}`\n"
+            + yaml.safe_dump({k: float(v) for k, v in published.items()}, sort_keys=False))
+    return write_text(path, text)
 
 
 def score_matrix(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:

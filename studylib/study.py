@@ -9,6 +9,7 @@ parameter changed: these folders belong to the pipeline.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +29,21 @@ class Paths:
 
     @classmethod
     def of(cls, workdir: str | Path, profile: str) -> "Paths":
+        """A notebook's first call. Outside the pipeline (JupyterLab, papermill by hand) it says
+        that the chapter writes into the study's own folders, and marks them out of step with
+        the report until the pipeline runs again (see `out_of_step`)."""
         if not profile or "/" in profile:
             raise StudyError(f"parameter profile: not a profile name: {profile!r}")
-        return cls(Path(workdir).resolve(), profile)
+        paths = cls(Path(workdir).resolve(), profile)
+        if not os.environ.get(PIPELINE_ENV):
+            _mark_out_of_step(paths)
+        return paths
+
+    @property
+    def out_of_step(self) -> Path:
+        """Present while a notebook run by hand may have changed data, runs, scores, figures or
+        results since the last report; the pipeline then reruns every chapter and removes it."""
+        return self.workdir / "_build" / f"out-of-step-{self.profile}.txt"
 
     @property
     def data(self) -> Path:
@@ -60,6 +73,23 @@ class Paths:
 
     def score_file(self, name: str) -> Path:
         return self.scores / f"{name}.parquet"
+
+
+PIPELINE_ENV = "STUDYLIB_PIPELINE"  # set by the pipeline in its notebooks' environment
+
+
+def _mark_out_of_step(paths: Paths) -> None:
+    from datetime import datetime, timezone
+
+    from studylib.io import write_text
+
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_text(paths.out_of_step, f"a notebook ran outside the pipeline at {when} (profile {paths.profile}); "
+                                  "the report may not match data/, runs/, figures/ and _build/results/ until "
+                                  "`make study` reruns the chapters\n")
+    print(f"Running outside the pipeline: this notebook writes into {paths.workdir} (data/, runs/, figures/, "
+          f"_build/results/), which the report was built from; the next `make study` reruns every chapter "
+          f"and rebuilds the report ({paths.out_of_step.name} marks it until then).")
 
 
 # The data sets the study uses: name -> scenario (None: the `scenario` parameter) and seed offset.

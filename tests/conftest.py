@@ -10,6 +10,18 @@ from studylib.data.generate import GeneratorParams, generate, with_world
 REPO = Path(__file__).resolve().parents[1]
 SMALL_WORLD = {"n_users": 300, "n_authors": 60, "n_tweets": 2000, "rate_scale": 20.0}
 
+# Fault-injection cases (tests/test_faults.py): one entry per bad input or failing write tried,
+# "clean" once it ended with exit status 2, one line and no traceback. Summarised after the run.
+FAULT_CASES: dict[str, int] = {"tried": 0, "clean": 0}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_CASES["tried"]:
+        tried, clean = FAULT_CASES["tried"], FAULT_CASES["clean"]
+        terminalreporter.write_line(
+            f"fault injection: {tried} cases tried, {clean} refused cleanly (exit 2, one line, nothing "
+            f"half-written), {tried - clean} not")
+
 
 def small_params(scenario="planted", examples=2000, seed=3, **changes) -> GeneratorParams:
     params = with_world(GeneratorParams(scenario=scenario, examples=examples, seed=seed, chunk_requests=10,

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from conftest import FAULT_CASES
 from studylib.cli import main
 from studylib.config import STUDY_CONFIG, load_yaml, shipped_config_path
 from studylib.io import exclusive
@@ -33,14 +34,21 @@ STUDY = str(shipped_config_path(STUDY_CONFIG))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def refused(capsys, argv: list[str], pattern: str) -> str:
-    """Run the CLI; it must exit 2 with one stderr line matching `pattern` and no traceback."""
-    code = main([str(a) for a in argv])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+def clean_refusal(code: int, stderr: str, pattern: str) -> str:
+    """Exit status 2 and one stderr line matching `pattern`, no traceback; counted for the summary."""
+    FAULT_CASES["tried"] += 1
+    err = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2, err
     assert len(err) == 1 and "Traceback" not in err[0], err
     assert re.search(pattern, err[0]), err[0]
+    FAULT_CASES["clean"] += 1
     return err[0]
+
+
+def refused(capsys, argv: list[str], pattern: str) -> str:
+    """Run the CLI on `argv`; it must refuse cleanly (see clean_refusal)."""
+    code = main([str(a) for a in argv])
+    return clean_refusal(code, capsys.readouterr().err, pattern)
 
 
 def no_debris(*folders: Path) -> None:
@@ -86,12 +94,11 @@ def test_two_generate_processes_on_one_folder_one_is_refused(tmp_path):
     procs = [subprocess.Popen(cmd + ["--seed", str(seed)], stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
     results = [(p.wait(), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
-    refusals = [err for code, err in results if code == 2]
     # Either the second starts after the first finished (it then finds a different data set) or
     # while it writes (the folder is locked): one line either way, never a mixed set.
     assert codes == [0, 2], results
-    assert len(refusals[0].strip().splitlines()) == 1
-    assert re.search(r"another process is writing this data set|holds a different data set", refusals[0])
+    clean_refusal(*next(r for r in results if r[0] == 2),
+                  r"another process is writing this data set|holds a different data set")
     assert main(["generate", "--out", str(out), "--examples", "30000", "--users", "300", "--authors", "60",
                  "--tweets", "2000", "--quiet", "--seed", str([s for s, (c, _) in zip((1, 2), results) if c == 0][0])]) == 0
     no_debris(out)
@@ -184,9 +191,8 @@ def test_pipeline_workdir_that_is_a_file(tmp_path, capsys):
 
     a_file = tmp_path / "wd"
     a_file.write_text("x")
-    assert pipeline_main(["--profile", "tiny", "--workdir", str(a_file)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "wd: is a file, not a folder" in err[0]
+    clean_refusal(pipeline_main(["--profile", "tiny", "--workdir", str(a_file)]), capsys.readouterr().err,
+                  "wd: is a file, not a folder")
 
 
 # ---------------------------------------------------------------- malformed records
@@ -238,6 +244,34 @@ def test_malformed_run_records(run, small_data, tmp_path, capsys):
     refused(capsys, ["score", "--run", broken, "--data", small_data, "--out", tmp_path / "s.parquet", "--quiet"],
             r"model.pt: not a readable checkpoint")
     assert not (tmp_path / "s.parquet").exists()
+
+
+class _Payload:
+    """A pickle that would run a command when loaded unsafely."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_ranker_model_and_checkpoint_run_nothing(run, small_data, tmp_path, capsys):
+    """What score/predict read (model.pt) and what train --resume reads (checkpoint.pt)."""
+    marker = tmp_path / "pwned"
+    crafted = _copy_run(run, tmp_path, "crafted")
+    torch.save({"model": _Payload(marker), "step": 2}, crafted / "model.pt")
+    refused(capsys, ["score", "--run", crafted, "--data", small_data, "--out", tmp_path / "s.parquet", "--quiet"],
+            r"model.pt: not a readable checkpoint")
+    resumable = tmp_path / "resumable"
+    assert main(["train", "--data", str(small_data), "--out", str(resumable), "--config", STUDY, "--steps", "1",
+                 "--batch-size", "32", "--quiet", "--precision", "fp32", "--keep-checkpoint"]) == 0
+    torch.save({"model": _Payload(marker), "step": 1}, resumable / "checkpoint.pt")
+    refused(capsys, ["train", "--data", small_data, "--out", resumable, "--config", STUDY, "--steps", "2",
+                     "--batch-size", "32", "--quiet", "--precision", "fp32", "--resume"], r"checkpoint.pt: not a readable")
+    assert not marker.exists() and not (tmp_path / "s.parquet").exists()
 
 
 def test_weights_files_that_are_not_yaml_text(run, small_data, tmp_path, capsys):
@@ -332,8 +366,7 @@ def test_a_finished_data_set_missing_a_shard_is_not_reported_as_complete(tmp_pat
 def test_pipeline_checks_presets_before_running_anything(tmp_path, capsys):
     from studylib.pipeline import main as pipeline_main
 
-    assert pipeline_main(["--profile", "tiny", "--workdir", str(tmp_path), "-p", "presets", "[april_2023, no_such]",
-                          "--no-report"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "parameter presets" in err[0] and "no_such" in err[0]
+    code = pipeline_main(["--profile", "tiny", "--workdir", str(tmp_path), "-p", "presets", "[april_2023, no_such]",
+                          "--no-report"])
+    clean_refusal(code, capsys.readouterr().err, "parameter presets.*no_such")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()

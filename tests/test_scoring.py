@@ -73,6 +73,25 @@ def test_missing_head_weight_is_refused(tmp_path):
         load_weights(str(path))
 
 
+def test_slider_weights_saved_as_a_file_that_make_study_accepts(tmp_path):
+    """The sliders' export (chapter 5) round-trips: short names in, the published keys out, and the
+    file passes the same check `make study WEIGHTS=` runs before any notebook."""
+    from studylib.study import check_weights
+    from studylib.scoring import save_weights
+
+    chosen = {short_name(h): w * 1.5 for h, w in load_weights("april_2023").weights.items()}
+    path = save_weights(chosen, tmp_path / "weights" / "slider_weights.yaml", "slider_weights")
+    assert check_weights(str(path)) == "slider_weights"
+    loaded = load_weights(str(path))
+    assert loaded.weights == {h: chosen[short_name(h)] for h in HEADS}
+    assert set(yaml.safe_load(path.read_text())) == set(load_weights("april_2023").as_published())
+    with pytest.raises(StudyError, match=r"bad.yaml: scored_tweets_model_weight_fav must be a finite number"):
+        save_weights({**chosen, "favorited": float("nan")}, tmp_path / "bad.yaml")
+    with pytest.raises(StudyError, match=r"bad.yaml: missing head weight"):
+        save_weights({"favorited": 1.0}, tmp_path / "bad.yaml")
+    assert not (tmp_path / "bad.yaml").exists()
+
+
 def test_unknown_preset_is_refused():
     with pytest.raises(StudyError, match="neither a preset"):
         load_weights("april_2024")

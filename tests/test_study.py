@@ -281,15 +281,18 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     chromium = _chromium()
     pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
              "reproducibility": html / "report" / "reproducibility.html",
-             "findings": html / "report" / "findings.html"}
+             "findings": html / "report" / "findings.html", "references": html / "report" / "references.html"}
     for name, page in pages.items():
         assert page.exists(), name
         dom = _browser(chromium, tmp_path / f"profile-{name}", "--virtual-time-budget=3000", "--dump-dom",
                        page.as_uri()).stdout
         assert "<h1" in dom, f"{name}: no heading rendered"
         images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+        assert str(work) not in dom, f"{name}: shows this machine's workdir"  # papermill's injected cell is removed
         if name in CHAPTERS:
             assert images, f"{name}: no figures"
+            alts = re.findall(r'<img[^>]+alt="([^"]*)"', dom)
+            assert alts and all(not alt.endswith(".png") for alt in alts), f"{name}: image alt text is a file name"
             for src in images:
                 target = (page.parent / src.split("#")[0]).resolve()
                 assert target.exists() and target.stat().st_size > 5000, f"{name}: broken image {src}"
@@ -305,6 +308,10 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             for fid in ("positional_feed", "null_split_false_positive_rate", "cohort_model_vs_truth"):
                 assert fid in dom, f"findings page lacks {fid}"
             assert "Verdict:" in dom and "02_positional_feed.csv" in dom
+        if name == "references":  # the bibliography the intro cites
+            assert "MaskNet" in dom and "TwHIN" in dom and "the-algorithm-ml" in dom
+        if name == "index":
+            assert 'href="report/references.html#' in dom or "references.html" in dom, "intro cites nothing"
         if name == "reproducibility":
             assert "sha256" in dom and "Package versions" in dom and "Timings" in dom
             assert "twhin/graph" in dom and "torchrec" in dom  # the TwHIN graph and its stack are listed too
@@ -390,3 +397,26 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
     assert "score.my_weights" in scores and "score.april_2023" in scores
     assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
+
+
+def test_a_notebook_run_by_hand_marks_the_study_out_of_step(tiny_study, tmp_path, monkeypatch):
+    """Papermill by hand writes into the study's folders: it says so, leaves a marker, and the next
+    pipeline run (even a re-scoring one) reruns every chapter and rebuilds the report."""
+    import papermill as pm
+
+    from studylib.study import PIPELINE_ENV, Paths
+
+    work, _ = tiny_study
+    monkeypatch.delenv(PIPELINE_ENV, raising=False)
+    marker = Paths(work, "tiny").out_of_step
+    assert not marker.exists()
+    out = tmp_path / "04_by_hand.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / "04_distributions.ipynb"), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
+                        parameters={"profile": "tiny", "workdir": str(work)}, kernel_name="python3")
+    assert marker.exists() and "Running outside the pipeline" in out.read_text()
+    state_file = work / "_build" / "executed" / "tiny" / "state.json"
+    before = json.loads(state_file.read_text())
+    run_pipeline("tiny", [], "april_2023", work, quiet=True)  # a re-scoring run, which would skip chapters 1-2b
+    after = json.loads(state_file.read_text())
+    assert after["02_train.ipynb"]["finished"] != before["02_train.ipynb"]["finished"]
+    assert not marker.exists()
