@@ -64,7 +64,8 @@ def _train(args) -> int:
                              resume=args.resume, keep_checkpoint=args.keep_checkpoint, seed=args.seed, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                              label_pairing=args.label_pairing, output_bias=args.output_bias,
-                             progress=not args.quiet, precision=args.precision))
+                             progress=not args.quiet, precision=args.precision, val_data=args.val_data,
+                             val_every=args.val_every))
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     if result["eval"]:
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the optimizer checkpoint when the run finishes (to continue it later; 3x the model's size)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: at the end)")
+    t.add_argument("--val-data", help="held-out data drawn like the training data: its metrics during training "
+                                      "go to validation.csv (the loss curve's held-out points)")
+    t.add_argument("--val-every", type=int, default=0, help="evaluate --val-data every N steps and at the end")
     t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
     t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
     t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],

@@ -89,6 +89,17 @@ def interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, floa
     return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
+def with_intervals(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """For reading: every column `x` that has `x_low` and `x_high` beside it becomes one column
+    "estimate [low, high]" (a tenth as wide as three numeric columns); other columns stay."""
+    out = table.copy()
+    for col in [c for c in table.columns if f"{c}_low" in table and f"{c}_high" in table]:
+        out[col] = [f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(v) else "—"
+                    for v, lo, hi in zip(table[col], table[f"{col}_low"], table[f"{col}_high"])]
+        out = out.drop(columns=[f"{col}_low", f"{col}_high"])
+    return out
+
+
 def head_metric_intervals(frame: pd.DataFrame, heads: tuple[str, ...], cluster: str, n_resamples: int = 500,
                           seed: int = 0, min_positives: int = MIN_POSITIVES) -> pd.DataFrame:
     """Per head: AUROC and RCE of the model (`prob.*`) and the oracle (`true_prob.*`) against the
@@ -239,4 +250,4 @@ def intraclass_correlation(values: np.ndarray, cluster: np.ndarray) -> dict[str,
 
 __all__ = ["MIN_POSITIVES", "TESTS", "bootstrap_weights", "cluster_codes", "cluster_means", "compare_clusters",
            "head_metric_intervals", "holm", "interval", "intraclass_correlation", "mean_interval",
-           "null_split_rates", "paired_mean_difference", "weighted_auroc", "weighted_rce"]
+           "null_split_rates", "paired_mean_difference", "weighted_auroc", "weighted_rce", "with_intervals"]

@@ -105,20 +105,29 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
 # ---------------------------------------------------------------- 02 training
 
 
-def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10) -> plt.Figure:
+def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10,
+                    held_out: pd.DataFrame | None = None) -> plt.Figure:
     """history: step and loss.<head> columns (head = full label name); one panel per head.
 
     Each logged value is one batch's loss, so the line is a centred running mean over `window`
-    logged batches.
+    logged batches. `held_out` (a run's validation.csv: step, head, log_loss, oracle_log_loss)
+    adds the loss on held-out data drawn like the training data, and the oracle's loss on the
+    same data (the true probabilities: the floor a model can reach).
     """
     cols = 2
     rows = int(np.ceil(len(heads) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 1.7 * rows + 1.2), sharex=True, squeeze=False)
     for i, (ax, head) in enumerate(zip(np.ravel(axes), heads)):
         y = history[f"loss.{head}"]
-        ax.plot(history["step"], y, color="0.75", lw=0.8, marker=".", ms=3, label="one batch (logged)")
+        ax.plot(history["step"], y, color="0.75", lw=0.8, marker=".", ms=3, label="one training batch (logged)")
         ax.plot(history["step"], y.rolling(window, min_periods=1, center=True).mean(), lw=2,
-                label=f"running mean of {window} logged batches")
+                label=f"training: mean of {window} logged batches")
+        if held_out is not None:
+            mine = held_out[held_out["head"] == head].sort_values("step")
+            ax.plot(mine["step"], mine["log_loss"], color="C1", lw=1.5, marker="o", ms=4, label="held-out data")
+            if "oracle_log_loss" in mine and mine["oracle_log_loss"].notna().any():
+                ax.axhline(mine["oracle_log_loss"].mean(), color="k", ls="--", lw=1,
+                           label="oracle on the held-out data (floor)")
         ax.set_title(short(head), fontsize=9)
         if i % cols == 0:
             ax.set_ylabel("BCE (nats)")
@@ -128,8 +137,9 @@ def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10) -
     for ax in np.ravel(axes)[len(heads):]:
         ax.set_visible(False)
     handles, labels = np.ravel(axes)[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.03), frameon=False, fontsize=8)
-    return _finish(fig, f"Training loss per head (grey: one batch; line: mean of {window} batches)")
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.05), frameon=False, fontsize=8)
+    what = "training and held-out loss" if held_out is not None else "training loss"
+    return _finish(fig, f"{what[0].upper()}{what[1:]} per head (training line: mean of {window} logged batches)")
 
 
 def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:

@@ -119,8 +119,9 @@ def _stamped(stamp: Path, settings: dict) -> bool:
 
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
                pairing: str = "by_name", config: str | None = None, progress: bool = False,
-               precision: str = "auto") -> dict:
-    """Train (or reuse a finished run with the same settings and data); return its summary."""
+               precision: str = "auto", val_data: Path | None = None, val_every: int = 0) -> dict:
+    """Train (or reuse a finished run with the same settings and data); return its summary.
+    `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve."""
     from studylib.config import shipped_config_path
     from studylib.train import MODEL, TrainArgs, train
 
@@ -129,13 +130,15 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
         raise StudyError(f"parameter steps must be >= 1, got {steps}")
     if batch_size < 1:
         raise StudyError(f"parameter batch_size must be >= 1, got {batch_size}")
-    for folder in (data, eval_data):
+    for folder in (data, eval_data, val_data if val_every else None):
         if folder is not None and not (folder / "manifest.json").exists():
             raise StudyError(f"{folder}: no data set here; run 01_generate.ipynb first")
     settings = {"data_manifest": _digest(data / "manifest.json"),
                 "eval_manifest": _digest(eval_data / "manifest.json") if eval_data else None,
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
                 "config": Path(config).name, "precision": precision}
+    if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
+        settings.update(val_manifest=_digest(val_data / "manifest.json"), val_every=int(val_every))
     marker = out / RUN_MARKER
     if _stamped(marker, settings) and (out / MODEL).exists():
         return {"reused": True, **settings}
@@ -143,7 +146,8 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
         shutil.rmtree(out)
     train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
                     batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing, precision=precision,
-                    log_every=max(1, int(steps) // 40), progress=progress))
+                    log_every=max(1, int(steps) // 40), progress=progress,
+                    val_data=str(val_data) if val_data is not None and val_every else None, val_every=int(val_every)))
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, **settings}
 

@@ -42,6 +42,7 @@ RUN_INFO = "run.json"
 CONFIG_COPY = "config.yaml"
 HISTORY = "history.csv"
 EVAL = "eval.csv"
+VALIDATION = "validation.csv"  # held-out metrics during training (--val-data, --val-every)
 PAIRINGS = ("by_name", "positional")
 
 
@@ -290,6 +291,8 @@ class TrainArgs:
     progress: bool = True
     precision: str = "auto"  # auto (bf16 where the hardware has it), fp32 or bf16
     keep_checkpoint: bool = False  # keep the optimizer checkpoint of a finished run (to continue it later)
+    val_data: str | None = None  # held-out data from the training distribution: the loss curve's held-out points
+    val_every: int = 0  # evaluate on val_data every N steps (and at the end) into validation.csv; 0: never
 
 
 def _write_csv(path: Path, rows: list[dict], append: bool) -> None:
@@ -325,11 +328,18 @@ def train(args: TrainArgs) -> dict:
     log_every = _setting(args.log_every, "--log-every", cfg.training.train_log_every_n)
     if args.eval_every < 0:
         raise StudyError(f"--eval-every must be >= 0, got {args.eval_every}")
+    if args.val_every < 0:
+        raise StudyError(f"--val-every must be >= 0, got {args.val_every}")
+    if args.val_every and not args.val_data:
+        raise StudyError("--val-every needs --val-data (held-out data from the training distribution)")
     truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
     data = open_dataset(args.data, renamed=cfg.data.renamed_features, truncation=truncation)
     eval_data = None
     if args.eval_data:
         eval_data = open_dataset(args.eval_data, renamed=cfg.data.renamed_features, truncation=truncation)
+    val_data = None
+    if args.val_data and args.val_every:
+        val_data = open_dataset(args.val_data, renamed=cfg.data.renamed_features, truncation=truncation)
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
     if out.exists() and not out.is_dir():
@@ -344,7 +354,7 @@ def train(args: TrainArgs) -> dict:
     with contextlib.ExitStack() as held:
         if runtime.is_main:  # one writer per run folder
             held.enter_context(exclusive(out, "run"))
-        return _train(args, runtime, cfg, data, eval_data, steps, batch_size, checkpoint_every, log_every)
+        return _train(args, runtime, cfg, data, eval_data, val_data, steps, batch_size, checkpoint_every, log_every)
 
 
 def _setting(value: int | None, flag: str, default: int) -> int:
@@ -356,8 +366,8 @@ def _setting(value: int | None, flag: str, default: int) -> int:
     return chosen
 
 
-def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data, steps: int, batch_size: int,
-           checkpoint_every: int, log_every: int) -> dict:
+def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data, val_data, steps: int,
+           batch_size: int, checkpoint_every: int, log_every: int) -> dict:
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
 
@@ -386,6 +396,7 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
         if args.resume:
             _truncate_csv(out / HISTORY, step)
             _truncate_csv(out / EVAL, step)
+            _truncate_csv(out / VALIDATION, step)
         else:
             shutil.copyfile(cfg.source, out / CONFIG_COPY)
             info = {
@@ -439,6 +450,12 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
                     rows = [{"step": step, **row} for row in evaluate(model, eval_reader, runtime, label_names)]
                     _write_csv(out / EVAL, rows, append=True)
                     eval_rows = rows
+                runtime.barrier()
+            if val_data is not None and (at_end or step % args.val_every == 0):
+                if runtime.is_main:  # the same metrics on held-out data drawn like the training data
+                    val_reader = Reader(val_data, 1024, shuffle=False, device=runtime.device)
+                    _write_csv(out / VALIDATION, [{"step": step, **row} for row in
+                                                  evaluate(model, val_reader, runtime, label_names)], append=True)
                 runtime.barrier()
             if at_end or step % checkpoint_every == 0:
                 if runtime.is_main:

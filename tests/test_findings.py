@@ -306,3 +306,15 @@ def test_twhin_finding_counts_relations_that_beat_the_floor():
     assert f.numbers["fav_gap_closed"] == pytest.approx(0.003 / 0.019)
     mrr.loc["follow", "trained"] = 0.05
     assert findings.twhin_link_prediction(mrr, 600, 400, 20000).verdict == "beats the floor everywhere"
+
+
+def test_interval_columns_merge_for_reading():
+    import pandas as pd
+
+    from studylib.inference import with_intervals
+
+    table = pd.DataFrame({"head": ["a", "b"], "auroc": [0.75, float("nan")], "auroc_low": [0.7, 0.1],
+                          "auroc_high": [0.8, 0.2], "positives": [10, 3]})
+    shown = with_intervals(table)
+    assert list(shown.columns) == ["head", "auroc", "positives"]
+    assert shown["auroc"].tolist() == ["0.750 [0.700, 0.800]", "—"] and shown["positives"].tolist() == [10, 3]

@@ -120,6 +120,21 @@ def test_a_finished_run_keeps_its_model_and_drops_the_optimizer_checkpoint(small
         tiny_train(small_data, tmp_path / "run", steps=4)
 
 
+def test_held_out_loss_during_training_leaves_the_model_unchanged(small_data, tmp_path):
+    tiny_train(small_data, tmp_path / "plain", steps=4)
+    tiny_train(small_data, tmp_path / "watched", steps=4, val_data=str(small_data), val_every=2)
+    with open(tmp_path / "watched" / "validation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({int(r["step"]) for r in rows}) == [2, 4] and len(rows) == 2 * 10
+    assert all(float(r["log_loss"]) > 0 and float(r["oracle_log_loss"]) > 0 for r in rows)
+    a = torch.load(tmp_path / "plain" / MODEL, weights_only=True)
+    b = torch.load(tmp_path / "watched" / MODEL, weights_only=True)
+    for key in a["model"]:  # evaluating on the side does not touch training
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    with pytest.raises(StudyError, match="--val-every needs --val-data"):
+        tiny_train(small_data, tmp_path / "unwatched", steps=1, val_every=2)
+
+
 def test_checkpoint_that_does_not_match_the_config_is_refused(small_data, tmp_path):
     tiny_train(small_data, tmp_path / "run", steps=1)
     text = shipped_config_path(STUDY_CONFIG).read_text().replace("          - 256\n", "          - 64\n")
