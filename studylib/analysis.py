@@ -517,22 +517,34 @@ def contribution_shares(prob: np.ndarray, weights: np.ndarray, heads: tuple[str,
 # ---------------------------------------------------------------- TwHIN embeddings
 
 
-SCORER_ORDER = ("random", "trained", "oracle")
+SCORER_ORDER = ("random", "popularity", "trained", "trained_node_bias", "oracle")
 
 
-def link_prediction_table(evaluation: pd.DataFrame, candidates: str = "all",
-                          metrics: tuple[str, ...] = ("mrr", "hits@10", "hits@50")) -> pd.DataFrame:
-    """evaluation (twhin-evaluate rows): one row per relation, columns (metric, scorer).
-
-    candidates: "all" (every entity of the rhs type) or "sampled" (the shared random sample).
-    """
-    sub = evaluation[evaluation["candidates"].str.startswith(candidates)]
+def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", ranking: str = "filtered",
+                          pairs: str = "all", metric: str = "mrr") -> pd.DataFrame:
+    """evaluation (twhin-evaluate rows): one row per relation, per scorer the metric and its
+    bootstrap interval (`<scorer>`, `<scorer>_low`, `<scorer>_high`), plus the pairs ranked and
+    `trained_of_oracle`, the trained scorer's share of the oracle's value."""
+    sub = evaluation[(evaluation["direction"] == direction) & (evaluation["ranking"] == ranking)
+                     & (evaluation["pairs"] == pairs)]
     if sub.empty:
-        raise StudyError(f"no link-prediction rows with {candidates} candidates")
-    scorers = [s for s in SCORER_ORDER if s in set(sub["scorer"])]
+        raise StudyError(f"no link-prediction rows for direction {direction!r}, ranking {ranking!r}, pairs {pairs!r}")
+    scorers = [s for s in SCORER_ORDER if s in set(sub["scorer"])] + \
+        [s for s in dict.fromkeys(sub["scorer"]) if s not in SCORER_ORDER]
     relations = list(dict.fromkeys(sub["relation"]))
-    table = sub.pivot(index="relation", columns="scorer", values=list(metrics))
-    return table.reindex(index=relations, columns=pd.MultiIndex.from_product([list(metrics), scorers]))
+    wide = sub.pivot(index="relation", columns="scorer", values=metric)
+    table = pd.DataFrame(index=pd.Index(relations, name="relation"))
+    table["pairs"] = sub.groupby("relation")["n_pairs"].first().reindex(relations)
+    table["candidates"] = sub.groupby("relation")["candidates"].first().reindex(relations)
+    for scorer in scorers:
+        table[scorer] = wide[scorer].reindex(relations)
+        for bound in ("low", "high"):
+            column = f"{metric}_{bound}"
+            if column in sub:
+                table[f"{scorer}_{bound}"] = sub[sub["scorer"] == scorer].set_index("relation")[column].reindex(relations)
+    if {"trained", "oracle"} <= set(scorers):
+        table["trained_of_oracle"] = table["trained"] / table["oracle"]
+    return table
 
 
 VARIANT_ORDER = ("random", "planted", "trained")

@@ -117,32 +117,74 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
 
 
-def twhin_link_prediction(mrr: pd.DataFrame, steps: int, n_authors: int, n_tweets: int) -> Finding:
-    """mrr: per relation (index) the MRR of the random, trained and oracle scorers (columns)."""
-    lift = (mrr["trained"] / mrr["random"]).dropna()
-    closed = ((mrr["trained"] - mrr["random"]) / (mrr["oracle"] - mrr["random"])).dropna()
-    beats = list(lift[lift >= 1.5].index)  # at least 1.5x the random floor
-    engagement = [r for r in ("fav", "reply", "retweet", "magic_recs") if r in mrr.index]
-    numbers = {"steps": steps, "relations": len(lift), "beat_floor": len(beats),
-               **{f"{r}_trained_mrr": float(mrr.loc[r, "trained"]) for r in mrr.index},
-               **{f"{r}_oracle_mrr": float(mrr.loc[r, "oracle"]) for r in mrr.index},
-               **{f"{r}_gap_closed": float(closed[r]) for r in closed.index}}
-    text = (f"After {steps} steps the trained embeddings rank held-out edges clearly better than random ones (MRR at "
-            f"least 1.5× the floor) in {len(beats)} of {len(lift)} relations")
-    if beats:
-        text += (f" ({', '.join(beats)}: {lift[beats].min():.1f}–{lift[beats].max():.1f}× the floor, closing "
-                 f"{100 * closed[beats].min():.0f}–{100 * closed[beats].max():.0f} % of the gap to the oracle)")
-    text += ". "
-    if "follow" in mrr.index:
-        text += (f"Follow, with only {n_authors:,} authors to choose from, is the easiest (trained MRR "
-                 f"{mrr.loc['follow', 'trained']:.3f}, oracle {mrr.loc['follow', 'oracle']:.3f}). ")
-    if engagement:
-        text += (f"The engagement relations pick one of {n_tweets:,} tweets, so every scorer's MRR is small there "
-                 f"(oracle at most {mrr.loc[engagement, 'oracle'].max():.3f}; trained "
-                 f"{mrr.loc[engagement, 'trained'].min():.4f}–{mrr.loc[engagement, 'trained'].max():.4f}). ")
-    text += ("A dot product without a per-tweet term cannot represent a tweet's popularity, which drives much of "
-             "these relations in the planted world (docs/twhin.md).")
-    verdict = "beats the floor everywhere" if len(beats) == len(lift) else f"beats the floor in {len(beats)}/{len(lift)}"
+TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's on every relation
+
+
+def _paired_versus_trained(evaluation: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """scorer -> (relations where its MRR is above the trained one's, where it is below), by the paired
+    interval of the difference (`mrr_vs_baseline` with baseline trained): filtered ranks of the
+    right-hand side, all held-out pairs."""
+    if "mrr_vs_baseline_low" not in evaluation:
+        return {}
+    sub = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                     & (evaluation["pairs"] == "all") & (evaluation["baseline"] == "trained")]
+    return {scorer: (list(rows.loc[rows["mrr_vs_baseline_low"] > 0, "relation"]),
+                     list(rows.loc[rows["mrr_vs_baseline_high"] < 0, "relation"]))
+            for scorer, rows in sub.groupby("scorer", sort=False) if scorer != "trained"}
+
+
+def _named(relations: list[str]) -> str:
+    return f"{len(relations)} relation(s)" + (f" ({', '.join(relations)})" if relations else "")
+
+
+def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
+    """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, mrr, mrr_low,
+    mrr_high). Reads the filtered ranks of the rhs given the lhs on all held-out pairs (the
+    chapter's main table), the unseen pairs, and the reverse direction."""
+    from studylib.analysis import link_prediction_table
+
+    main = link_prediction_table(evaluation, "rhs", "filtered", "all")
+    unseen = link_prediction_table(evaluation, "rhs", "filtered", "unseen")
+    reverse = link_prediction_table(evaluation, "lhs", "filtered", "all")
+    reverse_unseen = link_prediction_table(evaluation, "lhs", "filtered", "unseen")
+    share = main["trained_of_oracle"]
+    met = list(share[share >= TWHIN_GOAL].index)
+    numbers = {"steps": steps, "relations": len(share), "goal_met": len(met),
+               "min_trained_of_oracle": float(share.min()), "max_trained_of_oracle": float(share.max()),
+               **{f"{r}_trained_mrr": float(main.loc[r, "trained"]) for r in main.index},
+               **{f"{r}_oracle_mrr": float(main.loc[r, "oracle"]) for r in main.index},
+               **{f"{r}_trained_of_oracle": float(share[r]) for r in share.index},
+               **{f"{r}_unseen_trained_of_oracle": float(unseen.loc[r, "trained_of_oracle"]) for r in unseen.index}}
+    text = (f"After {steps} steps the trained embeddings reach {100 * share.min():.0f}–{100 * share.max():.0f} % of "
+            f"the oracle's MRR (filtered ranks of the right-hand side, all held-out pairs); "
+            f"{len(met)} of {len(share)} relations meet the goal of {100 * TWHIN_GOAL:.0f} %")
+    missed = [r for r in share.index if r not in met]
+    text += f" (below: {', '.join(missed)})." if missed else "."
+    text += (f" On the held-out pairs that never occur in training the share is "
+             f"{100 * unseen['trained_of_oracle'].min():.0f}–{100 * unseen['trained_of_oracle'].max():.0f} %.")
+    versus = _paired_versus_trained(evaluation)
+    if "popularity" in versus:
+        higher, lower = versus["popularity"]
+        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower))
+        text += (f" Against ranking tweets by their training degree alone (popularity), compared pair by pair with "
+                 f"a paired interval over users, the trained MRR is lower in {_named(higher)} and higher in "
+                 f"{_named(lower)}; elsewhere the difference is within its interval.")
+    if "trained_node_bias" in versus:
+        higher, lower = versus["trained_node_bias"]
+        gain = main["trained_node_bias"] - main["trained"]
+        numbers.update(node_bias_gain_min=float(gain.min()), node_bias_gain_max=float(gain.max()),
+                       node_bias_higher=len(higher), node_bias_lower=len(lower))
+        text += (f" A learned bias per entity changes the MRR by {gain.min():+.4f} to {gain.max():+.4f}; the change "
+                 f"is beyond its paired interval upward in {_named(higher)} and downward in {_named(lower)}.")
+    above = list(reverse.index[reverse["trained"] > reverse["oracle"]])
+    above_unseen = list(reverse_unseen.index[reverse_unseen["trained"] > reverse_unseen["oracle"]])
+    numbers.update(reverse_trained_above_oracle=len(above), reverse_unseen_trained_above_oracle=len(above_unseen))
+    if above:
+        text += (f" Ranking users for a tweet (the other direction), the trained scores exceed the oracle's in "
+                 f"{len(above)} relation(s) on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
+                 "pairs that were drawn more than once (the generator resamples a finite pool), which no "
+                 "model of the probabilities can know.")
+    verdict = "goal met on every relation" if not missed else f"goal met on {len(met)}/{len(share)}"
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
 
 

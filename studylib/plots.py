@@ -443,48 +443,41 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
 
 # ---------------------------------------------------------------- 01b TwHIN
 
-SCORER_LABELS = {"random": "random embeddings (floor)", "trained": "trained TwHIN", "oracle": "oracle (planted truth)"}
+SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularity (train degree)", "trained": "trained TwHIN",
+                 "trained_node_bias": "trained TwHIN + node bias", "oracle": "oracle (planted truth)"}
 VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
 
 
-def link_prediction(evaluation: pd.DataFrame, candidates: str = "all") -> plt.Figure:
-    """evaluation (twhin-evaluate rows): relation, scorer, candidates, mrr, hits@10.
+def link_prediction(evaluation: pd.DataFrame, ranking: str = "filtered", pairs: str = "all") -> plt.Figure:
+    """evaluation (twhin-evaluate rows). MRR with its bootstrap interval over users, per relation
+    and scorer, in both directions (left: the right-hand side given the left, e.g. tweets for a
+    user; right: users for a tweet), on a log axis (the relations differ by two orders of magnitude)."""
+    from studylib.analysis import link_prediction_table
 
-    MRR and Hits@10 (in %) on log axes (the relations differ by two orders of magnitude), per
-    relation, for the random, trained and oracle scorers; each Hits@10 bar carries its value,
-    which also marks the bars that are zero.
-    """
-    from studylib.analysis import SCORER_ORDER
-
-    sub = evaluation[evaluation["candidates"].str.startswith(candidates)].copy()
-    pool = sub["candidates"].iloc[0].split("_", 1)[1] if len(sub) else "?"
-    if candidates == "all":
-        sub["relation"] = sub["relation"] + np.where(sub["relation"] == "follow", " (authors)", " (tweets)")
-    order = [s for s in SCORER_ORDER if s in set(sub["scorer"])]
-    sub["scorer"] = pd.Categorical(sub["scorer"].map(SCORER_LABELS), [SCORER_LABELS[s] for s in order], ordered=True)
-    sub["hits10_pct"] = 100 * sub["hits@10"]
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 6), sharey=True)
-    sns.barplot(sub, y="relation", x="mrr", hue="scorer", ax=axes[0], orient="h")
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("MRR (log scale;\n1 = always ranked first)")
-    sns.barplot(sub, y="relation", x="hits10_pct", hue="scorer", ax=axes[1], orient="h")
-    hits = sub["hits10_pct"]
-    left = 0.5 * float(hits[hits > 0].min()) if (hits > 0).any() else 0.1
-    axes[1].set_xscale("log")
-    axes[1].set_xlim(left, 300)  # up to 100 %, with room for the labels
-    axes[1].xaxis.set_major_formatter(lambda v, _: f"{v:g}")
-    for bars in axes[1].containers:
-        for b in bars:
-            axes[1].text(max(b.get_width(), left) * 1.15, b.get_y() + b.get_height() / 2, _format(b.get_width(), ".2g"),
-                         va="center", fontsize=7)
-    axes[1].set_xlabel("Hits@10 (% of held-out edges\nin the top 10; log scale)")
-    for ax in axes:
-        ax.set_ylabel("relation (candidates)")
-        ax.get_legend().remove()
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.08), frameon=False)
-    scope = "all candidates of the right type" if candidates == "all" else f"{pool} sampled candidates"
-    return _finish(fig, f"TwHIN link prediction on held-out edges ({scope})")
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 5.4), sharey=True)
+    titles = {"rhs": "rank the right-hand side\n(tweets or authors for a user)", "lhs": "rank the left-hand side\n(users for a tweet or author)"}
+    handles = {}
+    for ax, direction in zip(axes, ("rhs", "lhs")):
+        table = link_prediction_table(evaluation, direction, ranking, pairs)
+        scorers = [c for c in table.columns if f"{c}_low" in table and c in SCORER_LABELS]
+        y = np.arange(len(table))
+        step = 0.8 / max(1, len(scorers))
+        for i, (scorer, color) in enumerate(zip(scorers, sns.color_palette(n_colors=len(scorers)))):
+            pos = y - 0.4 + step * (i + 0.5)
+            err = np.vstack([table[scorer] - table[f"{scorer}_low"], table[f"{scorer}_high"] - table[scorer]])
+            handles[scorer] = ax.errorbar(table[scorer], pos, xerr=err, fmt="o", ms=4, color=color, capsize=2,
+                                          label=SCORER_LABELS[scorer])
+        ax.set_yticks(y, [f"{r}\n({int(n):,} pairs)" for r, n in zip(table.index, table["pairs"])], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel(f"MRR, {ranking} ranks (log scale)")
+        ax.set_title(titles[direction], fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_ylabel("relation (held-out pairs)")
+    fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center", ncol=3,
+               bbox_to_anchor=(0.5, -0.1), frameon=False, fontsize=8)
+    scope = "all held-out pairs" if pairs == "all" else "held-out pairs never seen in training"
+    return _finish(fig, f"TwHIN link prediction: MRR with 95 % intervals over users ({scope})")
 
 
 def twhin_loss(history: pd.DataFrame, window: int = 5) -> plt.Figure:
@@ -494,7 +487,7 @@ def twhin_loss(history: pd.DataFrame, window: int = 5) -> plt.Figure:
     axes[0].plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(), lw=2,
                  label=f"mean of {window}")
     axes[0].set_xlabel("training step (batch of edges)")
-    axes[0].set_ylabel("weighted BCE loss (nats)")
+    axes[0].set_ylabel("training loss (nats)")
     axes[0].legend(fontsize=8)
     axes[0].set_title("loss", fontsize=9)
     axes[1].plot(history["step"], history["edges_per_s"] / 1e3, lw=2, color=sns.color_palette()[2])

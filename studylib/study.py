@@ -199,6 +199,7 @@ __all__ = ["Paths", "DATA_SETS", "ensure_data", "ensure_run", "require_run", "re
 # tables, apart from the ranker data sets.
 TWHIN_GRAPH = ("twhin", "graph")
 TWHIN_RUN = "twhin"
+TWHIN_BIAS_RUN = "twhin_node_bias"  # the same training with a learned scalar per entity (model.node_bias)
 TWHIN_EXPORT = "ranker_embeddings.parquet"
 # The ablation's variants: which embedding file each one's data sets use (None: the world's own,
 # planted noisy projections of the latents: the data sets of 01_generate, reused unchanged).
@@ -245,16 +246,19 @@ def _threads(n: int):
 
 
 def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads: int = 1,
-                     progress: bool = False) -> dict:
-    """Train TwHIN on `graph` (study config) or reuse a finished run with the same settings."""
+                     progress: bool = False, node_bias: bool = False) -> dict:
+    """Train TwHIN on `graph` (study config, node biases when asked) or reuse a finished run with
+    the same settings."""
     from studylib.twhin.train import TwhinTrainArgs, train
 
     if steps < 1:
         raise StudyError(f"parameter twhin_steps must be >= 1, got {steps}")
     if not (graph / "manifest.json").exists():
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
+    from studylib.config import shipped_config_path
+
     settings = {"graph_manifest": _digest(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
-                "config": "twhin_study.yaml"}
+                "config": _digest(shipped_config_path("twhin_study.yaml")), "node_bias": bool(node_bias)}
     marker = out / RUN_MARKER
     if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
         return {"reused": True, **settings}
@@ -262,23 +266,30 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
         shutil.rmtree(out)
     with _threads(threads):
         result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
-                                      seed=int(seed), progress=progress))
+                                      seed=int(seed), node_bias=bool(node_bias), progress=progress))
     marker.write_text(json.dumps(settings, indent=1))
     return {"reused": False, "edges_per_s": result["edges_per_s"], **settings}
 
 
-def ensure_twhin_evaluation(run: Path, max_edges: int, negatives: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Link prediction on the run's held-out test edges (trained, random, oracle); cached in the run."""
+def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, seed: int = 0,
+                            beside: dict[str, Path] | None = None, progress: bool = False) -> pd.DataFrame:
+    """Link prediction on the run's held-out test pairs (random, popularity, trained, the runs in
+    `beside`, oracle; both directions, raw and filtered, all and unseen pairs); cached in the run.
+    max_edges 0: all held-out pairs, else a seeded sample of at most that many per relation."""
     from studylib.twhin.evaluate import RESULTS, evaluate_run
 
-    if max_edges < 1:
-        raise StudyError(f"parameter twhin_eval_edges must be >= 1, got {max_edges}")
-    settings = {"checkpoint": _digest(run / "checkpoint.pt"), "max_edges": int(max_edges),
-                "negatives": int(negatives), "seed": int(seed)}
+    if max_edges < 0:
+        raise StudyError(f"parameter twhin_eval_edges must be >= 0 (0: all held-out pairs), got {max_edges}")
+    if resamples < 0:
+        raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
+    beside = beside or {}
+    settings = {"checkpoint": _digest(run / "checkpoint.pt"), "max_edges": int(max_edges), "resamples": int(resamples),
+                "seed": int(seed), "beside": {name: _digest(Path(d) / "checkpoint.pt") for name, d in beside.items()}}
     marker = run / "study_evaluation.json"
     if not (_stamped(marker, settings) and (run / RESULTS).exists()):
         with _threads(1):
-            evaluate_run(run, max_edges=int(max_edges), sampled_negatives=int(negatives), seed=int(seed))
+            evaluate_run(run, max_edges=int(max_edges) or None, n_resamples=int(resamples), seed=int(seed),
+                         extra_runs=beside, progress=progress)
         marker.write_text(json.dumps(settings, indent=1))
     return pd.read_csv(run / RESULTS)
 
@@ -349,5 +360,5 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
     return generate(params, out, progress=progress)
 
 
-__all__ += ["EMBEDDING_VARIANTS", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",
+__all__ += ["EMBEDDING_VARIANTS", "TWHIN_BIAS_RUN", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",
             "ensure_twhin_graph", "ensure_twhin_run", "twhin_graph_dir", "world_params", "write_random_embeddings"]

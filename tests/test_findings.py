@@ -298,14 +298,31 @@ def test_base_rate_finding_names_caps_and_few_positives():
     assert findings.base_rates(rates, 20.0, "planted", 40000).verdict == "targets missed"
 
 
-def test_twhin_finding_counts_relations_that_beat_the_floor():
-    mrr = pd.DataFrame({"random": [0.001, 0.01], "trained": [0.004, 0.012], "oracle": [0.02, 0.3]},
-                       index=["fav", "follow"])
-    f = findings.twhin_link_prediction(mrr, 600, 400, 20000)
-    assert f.verdict == "beats the floor in 1/2" and "in 1 of 2 relations (fav: 4.0–4.0× the floor" in f.text
-    assert f.numbers["fav_gap_closed"] == pytest.approx(0.003 / 0.019)
-    mrr.loc["follow", "trained"] = 0.05
-    assert findings.twhin_link_prediction(mrr, 600, 400, 20000).verdict == "beats the floor everywhere"
+def _link_rows(mrr: dict, pairs: str = "all", direction: str = "rhs", width: float = 0.1) -> list[dict]:
+    """Evaluation rows; the paired difference to trained has an interval of ±0.002 around it."""
+    return [{"relation": rel, "direction": direction, "ranking": "filtered", "pairs": pairs, "scorer": scorer,
+             "n_pairs": 100, "candidates": 1000, "mrr": v, "mrr_low": v * (1 - width), "mrr_high": v * (1 + width),
+             "baseline": "trained", "mrr_vs_baseline": v - by_scorer["trained"],
+             "mrr_vs_baseline_low": v - by_scorer["trained"] - 0.002, "mrr_vs_baseline_high": v - by_scorer["trained"] + 0.002}
+            for rel, by_scorer in mrr.items() for scorer, v in by_scorer.items()]
+
+
+def test_twhin_finding_states_the_oracle_share_and_the_memorised_pairs():
+    fav = {"random": 0.001, "popularity": 0.02, "trained": 0.012, "trained_node_bias": 0.0125, "oracle": 0.02}
+    follow = {"random": 0.02, "popularity": 0.3, "trained": 0.42, "trained_node_bias": 0.43, "oracle": 0.5}
+    rows = (_link_rows({"fav": fav, "follow": follow}) + _link_rows({"fav": fav, "follow": follow}, "unseen")
+            + _link_rows({"fav": {**fav, "trained": 0.03}, "follow": follow}, "all", "lhs")
+            + _link_rows({"fav": fav, "follow": follow}, "unseen", "lhs"))
+    f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
+    assert f.verdict == "goal met on every relation" and f.numbers["fav_trained_of_oracle"] == pytest.approx(0.6)
+    assert "reach 60–84 % of the oracle's MRR" in f.text and "2 of 2 relations meet the goal of 50 %" in f.text
+    assert "the trained MRR is lower in 1 relation(s) (fav) and higher in 1 relation(s) (follow)" in f.text
+    assert "by +0.0005 to +0.0100; the change is beyond its paired interval upward in 1 relation(s) (follow) and " \
+           "downward in 0 relation(s)." in f.text
+    assert "exceed the oracle's in 1 relation(s) on all pairs but in 0 on unseen pairs" in f.text
+    rows[2]["mrr"] = 0.008  # fav trained, rhs, all pairs: 40 % of the oracle
+    f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
+    assert f.verdict == "goal met on 1/2" and "(below: fav)" in f.text
 
 
 def test_interval_columns_merge_for_reading():

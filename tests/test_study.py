@@ -127,16 +127,18 @@ def test_reliability_by_hand_with_wilson_intervals():
 
 
 def test_link_prediction_table_and_embedding_ablation_by_hand():
-    rows = [{"relation": rel, "scorer": sc, "candidates": cand, "mrr": m, "hits@10": h, "hits@50": h}
-            for rel, base in (("fav", 0.01), ("follow", 0.2))
-            for sc, f in (("trained", 2.0), ("random", 0.1), ("oracle", 3.0))
-            for cand, m, h in (("all_100", base * f, 0.5 * f / 3), ("sampled_10", 0.9, 0.9))]
-    table = analysis.link_prediction_table(pd.DataFrame(rows), "all")
+    rows = [{"relation": rel, "direction": d, "ranking": r, "scorer": sc, "pairs": "all", "n_pairs": 7, "candidates": 100,
+             "mrr": base * f, "mrr_low": base * f * 0.9, "mrr_high": base * f * 1.1}
+            for rel, base in (("fav", 0.01), ("follow", 0.2)) for d in ("rhs", "lhs") for r in ("raw", "filtered")
+            for sc, f in (("trained", 2.0), ("random", 0.1), ("oracle", 3.0), ("popularity", 2.5))]
+    table = analysis.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "all")
     assert list(table.index) == ["fav", "follow"]
-    assert list(table["mrr"].columns) == ["random", "trained", "oracle"]
-    assert table.loc["follow", ("mrr", "trained")] == pytest.approx(0.4)
-    with pytest.raises(analysis.StudyError, match="no link-prediction rows"):
-        analysis.link_prediction_table(pd.DataFrame(rows), "bogus")
+    assert [c for c in table.columns if not c.endswith(("_low", "_high"))] == [
+        "pairs", "candidates", "random", "popularity", "trained", "oracle", "trained_of_oracle"]
+    assert table.loc["follow", "trained"] == pytest.approx(0.4) and table.loc["follow", "trained_high"] == pytest.approx(0.44)
+    assert table["trained_of_oracle"].tolist() == pytest.approx([2 / 3, 2 / 3])
+    with pytest.raises(analysis.StudyError, match="no link-prediction rows for direction 'rhs', ranking 'filtered', pairs 'unseen'"):
+        analysis.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "unseen")
     evals = {v: pd.DataFrame({"step": [5, 5], "head": ["a", "b"], "positives": [40, 3], "auroc": [0.6 + d, 0.5],
                               "rce": [1.0 + 10 * d, -5.0], "oracle_auroc": [0.9, 0.8], "oracle_rce": [20.0, 10.0]})
              for v, d in (("trained", 0.05), ("random", 0.0), ("planted", 0.1))}

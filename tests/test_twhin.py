@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,14 +21,14 @@ from studylib.data.layout import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register
-from studylib.twhin.evaluate import evaluate_run
+from studylib.twhin.evaluate import PopularityScorer, _queries, evaluate_run, rank_metrics, rank_pairs
 from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
                                   planted_log_intensity, split_graph)
 from studylib.twhin.model import (TwhinModel, edges_to_kjt, load_twhin_config, negative_weights, relation_scores,
-                                  twhin_loss)
-from studylib.twhin.train import TwhinTrainArgs, load_trained, train
+                                  softmax_loss, twhin_loss)
+from studylib.twhin.train import TwhinTrainArgs, load_splits, load_trained, train
 
 SMALL_WORLD = WorldParams(n_users=300, n_authors=60, n_tweets=1500)
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,23 @@ def test_uniform_negatives_default_to_the_in_batch_count(tmp_path):
     cfg = load_twhin_config(tmp_path / "c.yaml")
     assert (cfg.uniform_negatives, cfg.uniform_weight) == (cfg.in_batch_negatives, 1.0)
     study = load_twhin_config()
-    assert (study.in_batch_negatives, study.uniform_negatives, study.uniform_weight) == (10, 100, 30.0)
+    assert (study.loss, study.in_batch_negatives, study.uniform_negatives, study.node_bias) == ("softmax", 0, 300, False)
+    assert (cfg.loss, cfg.node_bias) == ("bce", False)  # the published config: BCE, no biases
+
+
+@pytest.mark.parametrize("change, message", [
+    (("  in_batch_negatives: 10\n", "  in_batch_negatives: 10\n  loss: hinge\n"), "train_data.loss must be one of bce, softmax"),
+    (("  in_batch_negatives: 10\n", "  in_batch_negatives: 10\n  loss: softmax\n  global_negatives_weight: 3\n"),
+     "global_negatives_weight weighs BCE terms; it has no role with loss: softmax"),
+    (("      operator: translation\ntrain_data", "      operator: translation\n  node_bias: 1\ntrain_data"),
+     "model.node_bias must be bool"),
+])
+def test_loss_and_node_bias_settings_are_checked(tmp_path, change, message):
+    text = shipped_config_path("twhin_local.yaml").read_text()
+    assert change[0] in text
+    (tmp_path / "c.yaml").write_text(text.replace(*change, 1))
+    with pytest.raises(StudyError, match=message):
+        load_twhin_config(tmp_path / "c.yaml")
 
 
 def test_config_typo_is_refused(tmp_path):
@@ -244,17 +261,51 @@ def test_negatives_are_labelled_zero_with_published_weight():
 
 
 def test_batch_blocks_are_uniform_rows_then_edges():
-    cfg = load_twhin_config()  # U = 100 uniform rows per relation
+    cfg = load_twhin_config()
+    u = cfg.uniform_negatives  # uniform rows per relation
     rel = torch.tensor([4, 0, 4, 1, 0])
     lhs, rhs = torch.arange(5) * 10, torch.tensor([7, 8, 9, 10, 11])
     kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(0))
-    assert counts == [2, 1, 0, 0, 2] and kjt.stride() == 5 + 5 * 100
+    assert counts == [2, 1, 0, 0, 2] and kjt.stride() == 5 + 5 * u
     bags = kjt.to_dict()
     user = bags["lhs_user"].values()
-    assert user.numel() == 505 and user[100:102].tolist() == [10, 40]  # relation 0: its edges in batch order
+    assert user.numel() == 5 + 5 * u and user[u:u + 2].tolist() == [10, 40]  # relation 0: its edges in batch order
     assert user[-2:].tolist() == [0, 20] and bool((user < 2000).all())
     author = bags["rhs_author"]  # only follow (relation 4, the last block) has an author rhs
-    assert author.lengths()[:403].eq(0).all() and author.values()[-2:].tolist() == [7, 9]
+    assert author.lengths()[:4 * u + 3].eq(0).all() and author.values()[-2:].tolist() == [7, 9]
+
+
+def test_sampled_softmax_is_the_cross_entropy_of_the_true_entity():
+    lhs, rhs = torch.randn(10, 4), torch.randn(10, 4)
+    pos, neg = relation_scores(lhs, rhs, 2, 0)  # 2 uniform candidates per side, 8 edges
+    per_side = [torch.nn.functional.cross_entropy(torch.cat([pos[:, None], part.T], 1), torch.zeros(8, dtype=torch.long))
+                for part in (neg[:2], neg[2:])]
+    assert softmax_loss([(pos, neg)]).item() == pytest.approx(sum(per_side).item() / 2)
+
+
+def test_node_biases_add_to_every_score():
+    lhs, rhs = torch.randn(7, 3), torch.randn(7, 3)
+    b_lhs, b_rhs = torch.randn(7), torch.randn(7)
+    pos, neg = relation_scores(lhs, rhs, 2, 1, b_lhs, b_rhs)
+    plain_pos, plain_neg = relation_scores(lhs, rhs, 2, 1)
+    torch.testing.assert_close(pos, plain_pos + b_lhs[2:] + b_rhs[2:])
+    torch.testing.assert_close(neg[:3], plain_neg[:3] + b_rhs[:3, None] + b_lhs[2:])  # rhs candidates, edge's lhs
+    torch.testing.assert_close(neg[3:], plain_neg[3:] + b_lhs[:3, None] + b_rhs[2:])
+
+
+def test_node_bias_run_learns_biases_and_exports_exact_scores(planted, tmp_path):
+    out = tmp_path / "bias"
+    _train(planted, out, steps=20, batch_size=512, node_bias=True)
+    run = load_trained(out)
+    assert run.cfg.node_bias and set(run.biases) == {"user", "tweet", "author"}
+    assert np.abs(run.biases["tweet"]).max() > 0  # the biases learned
+    assert _cli(["twhin-export", "--run", str(out), "--out", str(tmp_path / "e.parquet")]) == 0
+    tables = load_ranker_embeddings(tmp_path / "e.parquet")
+    follow = [r.name for r in run.cfg.relations].index("follow")
+    expected = (run.tables["user"][:4] @ (run.tables["author"][:3] + run.translations[follow]).T
+                + run.biases["user"][:4, None] + run.biases["author"][None, :3])
+    np.testing.assert_allclose(tables["user_embedding"][:4] @ tables["author_embedding"][:3].T, expected,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_translations_receive_gradients_and_change():
@@ -281,19 +332,68 @@ def trained_run(planted, tmp_path_factory):
 
 
 def test_training_beats_random_below_oracle(trained_run, planted):
-    rows = evaluate_run(trained_run, max_edges=300, sampled_negatives=500)
-    table = {(r["relation"], r["scorer"], r["candidates"].split("_")[0]): r for r in rows}
-    # Popularity dominates fav in the planted world; the uniform negatives let the embeddings
-    # learn it (with in-batch negatives alone, trained fav MRR was ~1.4x random here).
-    for rel, margin in (("fav", 3), ("follow", 2), ("magic_recs", 2)):
-        trained, rand = table[(rel, "trained", "all")], table[(rel, "random", "all")]
-        assert trained["mrr"] > margin * rand["mrr"], (rel, trained["mrr"], rand["mrr"])
-        assert table[(rel, "oracle", "all")]["mrr"] > trained["mrr"]
-    with open(trained_run / "evaluation.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == len(rows) == 5 * 3 * 2
+    frame = evaluate_run(trained_run, n_resamples=50)
+    main = frame[(frame["direction"] == "rhs") & (frame["ranking"] == "filtered") & (frame["pairs"] == "unseen")]
+    mrr = main.set_index(["relation", "scorer"])["mrr"]
+    for rel, margin in (("fav", 3), ("follow", 1.5), ("magic_recs", 2)):  # 60 authors: follow's floor is high
+        assert mrr[(rel, "trained")] > margin * mrr[(rel, "random")], rel
+        assert mrr[(rel, "oracle")] > mrr[(rel, "trained")], rel
+    # Every (relation, direction, scorer) has raw and filtered rows for all and unseen pairs, with intervals.
+    assert len(frame) == 5 * 2 * 4 * 2 * 2 and (frame["mrr_low"] <= frame["mrr"]).all() and (frame["mrr"] <= frame["mrr_high"]).all()
+    assert (frame.pivot_table(index=["relation", "direction", "scorer", "pairs"], columns="ranking", values="mrr")
+            .eval("filtered >= raw").all())  # removing other true entities can only raise the target
+    on_disk = pd.read_csv(trained_run / "evaluation.csv")
+    assert on_disk.shape == frame.shape and (on_disk["sample"] == "all").all()
     history = (trained_run / "history.csv").read_text().splitlines()
     first, last = float(history[1].split(",")[1]), float(history[-1].split(",")[1])
     assert last < first
+
+
+def test_filtered_ranks_match_a_direct_count():
+    """rank_pairs against a by-hand count on a tiny relation with known scores."""
+    class Fixed:
+        def matrix(self, rel, lhs, rhs):
+            return table[np.ix_(lhs, rhs)]
+
+    table = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.8, 0.3, 0.3]])  # 2 users x 4 tweets
+    held_out = (np.array([0, 0, 1]), np.array([1, 2, 3]))
+    known = (np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 3, 1]))  # plus training pairs (0, 0), (1, 1)
+    train = (np.array([0, 1]), np.array([0, 1]))
+    q = _queries(held_out, known, train, "rhs", (2, 4))
+    raw, filtered = rank_pairs(Fixed(), 0, q, "rhs")
+    # user 0, tweet 1 (0.5): 0.9 above, tweet 2 ties -> 2.5; filtered drops tweets 0 and 2 (known) -> 1
+    # user 1, tweet 3 (0.3): 0.8 above, tweet 2 ties -> 2.5; filtered drops tweet 1 (known) -> 1.5
+    np.testing.assert_allclose(raw, [2.5, 2.5, 2.5])
+    np.testing.assert_allclose(filtered, [1.0, 1.0, 1.5])
+    assert q.seen.tolist() == [False, False, False]
+    q = _queries(held_out, known, train, "lhs", (2, 4))  # users for a tweet: tweet 3 -> user 1 (0.3 vs 0.1)
+    raw, _ = rank_pairs(Fixed(), 0, q, "lhs")
+    np.testing.assert_allclose(raw, [2.0, 1.0, 1.0])  # tweet 1: user 1 (0.8) above user 0 (0.5)
+
+
+def test_popularity_scorer_ranks_by_training_degree(planted):
+    cfg = load_twhin_config()
+    splits = load_splits(str(planted), cfg, SplitSpec())
+    scorer = PopularityScorer(splits["train"])
+    train = splits["train"]
+    fav = train.rhs[train.rel == 0]
+    degree = np.bincount(fav, minlength=train.tables["tweet"])
+    scores = scorer.matrix(0, np.array([0, 1]), np.arange(train.tables["tweet"]))
+    assert np.ptp(scores[0] - scores[1]) < 1e-12  # the same order of tweets for every user
+    np.testing.assert_allclose(scores[0] - scores[0].min(), np.log1p(degree) - np.log1p(degree).min())
+
+
+def test_bootstrap_intervals_cover_and_widen_with_fewer_users():
+    rng = np.random.default_rng(0)
+
+    def clustered(users):  # one user's pairs share their ranks (correlated, as in real feeds)
+        user = np.arange(4000) % users
+        return rank_metrics(rng.integers(1, 50, users)[user].astype(float), np.arange(4000), user, n_resamples=300)
+
+    many, few = clustered(400), clustered(20)
+    for row in (many, few):
+        assert row["mrr_low"] < row["mrr"] < row["mrr_high"] and row["hits@10_low"] < row["hits@10"] < row["hits@10_high"]
+    assert few["mrr_high"] - few["mrr_low"] > many["mrr_high"] - many["mrr_low"]
 
 
 def test_resume_continues_exactly(planted, tmp_path):
@@ -332,8 +432,11 @@ def test_cli_generate_and_evaluate(tmp_path, trained_run, capsys):
     assert _cli(["twhin-generate", "--out", str(tmp_path / "g"), "--edges", "3000", "--users", "50", "--tweets",
                  "200", "--authors", "20", "--quiet"]) == 0
     assert "3,000 edges" in capsys.readouterr().out
-    assert _cli(["twhin-evaluate", "--run", str(trained_run), "--max-edges", "50", "--negatives", "100"]) == 0
+    assert _cli(["twhin-evaluate", "--run", str(trained_run), "--max-edges", "50", "--resamples", "20", "--quiet"]) == 0
     assert "oracle" in capsys.readouterr().out
+    assert set(pd.read_csv(trained_run / "evaluation.csv")["n_pairs"]) <= set(range(51))
+    with pytest.raises(StudyError, match="--beside 'oops': expected NAME=RUN_FOLDER"):
+        _cli(["twhin-evaluate", "--run", str(trained_run), "--beside", "oops"])
 
 
 # ---------------------------------------------------------------- two processes

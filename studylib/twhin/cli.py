@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def _generate(args) -> int:
     from studylib.data.world import WorldParams
@@ -22,19 +24,26 @@ def _train(args) -> int:
     result = train(TwhinTrainArgs(graph=args.graph, out=args.out, config=args.config, steps=args.steps,
                                   resume=args.resume, batch_size=args.batch_size, device=args.device, seed=args.seed,
                                   checkpoint_every=args.checkpoint_every, split=args.split, relation=args.relation,
-                                  progress=not args.quiet))
+                                  node_bias=args.node_bias, progress=not args.quiet))
     print(f"{args.out}: trained to step {result['step']}, loss {result['loss']:.5f}, "
           f"{result['edges_per_s']:,.0f} edges/s")
     return 0
 
 
 def _evaluate(args) -> int:
+    from studylib.errors import StudyError
     from studylib.twhin.evaluate import RESULTS, evaluate_run, format_table
 
-    rows = evaluate_run(args.run, args.graph, split=args.split, max_edges=args.max_edges,
-                        sampled_negatives=args.negatives, seed=args.seed)
-    print(format_table(rows))
-    print(f"{args.run}/{RESULTS}: {len(rows)} rows")
+    extra = {}
+    for item in args.beside or []:
+        name, sep, run = item.partition("=")
+        if not sep or not name or not run:
+            raise StudyError(f"--beside {item!r}: expected NAME=RUN_FOLDER")
+        extra[name] = run
+    frame = evaluate_run(args.run, args.graph, split=args.split, max_edges=args.max_edges, n_resamples=args.resamples,
+                         seed=args.seed, extra_runs=extra, progress=not args.quiet)
+    print(format_table(frame))
+    print(f"{args.run}/{RESULTS}: {len(frame)} rows (raw and filtered ranks, all and unseen pairs, both directions)")
     return 0
 
 
@@ -78,18 +87,25 @@ def register(subparsers) -> None:
     t.add_argument("--split", default="time", choices=["time", "random"],
                    help="time: the latest time_chunks are held out (default); random: a seeded 80/10/10 split")
     t.add_argument("--relation", help="relation name for a Hugging Face sample-graph file (default follow / fav)")
+    t.add_argument("--node-bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="a learned scalar per entity added to the score (default: the config's model.node_bias)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
     e = subparsers.add_parser("twhin-evaluate", help="link prediction on held-out edges",
-                              description="MRR, Hits@k and Recall@k per relation for the trained, random and "
-                                          "(planted graphs) oracle embeddings.")
+                              description="MRR, Hits@k (with bootstrap intervals over users) and Recall@k per "
+                                          "relation and direction, raw and filtered, for the trained, random, "
+                                          "popularity and (planted graphs) oracle scorers.")
     e.add_argument("--run", required=True, help="run folder made by twhin-train")
     e.add_argument("--graph", help="graph (default: the one the run trained on)")
     e.add_argument("--split", default="test", choices=["valid", "test"])
-    e.add_argument("--max-edges", type=int, default=2000, help="held-out edges per relation (default 2000)")
-    e.add_argument("--negatives", type=int, default=1000, help="sampled negatives per relation (default 1000)")
+    e.add_argument("--max-edges", type=int, help="rank a seeded sample of at most this many held-out pairs per "
+                                                 "relation (default: all of them)")
+    e.add_argument("--resamples", type=int, default=500, help="bootstrap resamples over users (default 500; 0: none)")
+    e.add_argument("--beside", action="append", metavar="NAME=RUN",
+                   help="rank another run on the same graph beside this one as scorer NAME (repeatable)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_evaluate)
 
     x = subparsers.add_parser("twhin-export", help="export embeddings for the Heavy Ranker",

@@ -1,64 +1,105 @@
-"""Link prediction on held-out edges, per relation: MRR, Hits@1/10/50 and Recall@10/20/50.
+"""Link prediction on held-out edges, per relation and direction: MRR, Hits@k, Recall@k with intervals.
 
-For every held-out edge (lhs, rel, rhs) the true rhs is ranked against
-- `sampled`: the same N random entities of the rhs type for all edges of a relation, and
-- `all`: every entity of the rhs type (when the table has at most ALL_CANDIDATES_LIMIT rows).
-Ranks are raw (other true edges among the candidates count as negatives) and ties count
-half. Recall@k follows the TwHIN paper: per lhs entity, the share of its held-out rhs found
-in its top k among all candidates, averaged over lhs entities.
+Every distinct held-out (lhs, rhs) pair of a relation is scored (a seeded sample only when
+`max_edges` asks for one) in both directions:
+- `rhs`: the true rhs ranked among all entities of the rhs type, given the lhs (which tweets
+  will this user favorite?);
+- `lhs`: the true lhs ranked among all entities of the lhs type, given the rhs (which users
+  will favorite this tweet?).
+Ties count half. Two rankings: `raw` (every other entity is a candidate, also other true
+edges) and `filtered` (the standard knowledge-graph protocol: the query's other known true
+entities, from any split of that relation, are removed from its candidates). Two sets of
+pairs: `all` held-out pairs, and `unseen`, the held-out pairs that do not also occur in the
+training split (a pair drawn twice is otherwise partly memorised). Intervals: a cluster
+bootstrap over lhs entities (users), since one user's pairs are not independent.
 
-Scorers: the trained embeddings; random embeddings of the same shape (the floor); and on
-planted graphs the oracle, the generator's own log-intensity from the world's latents.
+Scorers: `trained` embeddings; `random` embeddings of the same shape (the floor);
+`popularity`, the candidate's train degree in that relation (no learning, no personalisation);
+and, on planted graphs, `oracle`, the generator's own log-probability of the pair.
 """
 
 from __future__ import annotations
 
-import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from studylib.data.world import World
 from studylib.errors import StudyError
+from studylib.inference import bootstrap_weights
 from studylib.io import atomic_write
 from studylib.twhin.graph import Graph, SplitSpec, planted_log_intensity
 from studylib.twhin.train import TrainedRun, load_splits, load_trained
 
-ALL_CANDIDATES_LIMIT = 2_000_000
 SCORE_CELLS = 4_000_000  # score-matrix cells per chunk (memory bound)
 HITS_AT = (1, 10, 50)
 RECALL_AT = (10, 20, 50)
+DIRECTIONS = ("rhs", "lhs")  # which side is ranked: rhs given lhs, lhs given rhs
+RANKINGS = ("raw", "filtered")
+PAIR_SETS = ("all", "unseen")
 RESULTS = "evaluation.csv"
+BOOTSTRAP_RESAMPLES = 500
+
+
+# ---------------------------------------------------------------- scorers
 
 
 class EmbeddingScorer:
-    """<e_lhs, e_rhs + t_rel> from tables (numpy)."""
+    """<e_lhs, e_rhs + t_rel> (+ b_lhs + b_rhs with node biases) from tables (numpy)."""
 
-    def __init__(self, name: str, tables: dict[str, np.ndarray], translations: np.ndarray, relations):
+    def __init__(self, name: str, tables: dict[str, np.ndarray], translations: np.ndarray, relations,
+                 biases: dict[str, np.ndarray] | None = None):
         self.name, self.tables, self.translations, self.relations = name, tables, translations, relations
+        self.biases = biases
 
     def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """Scores [len(lhs), len(rhs)] of every lhs with every rhs."""
         r = self.relations[rel]
-        return self.tables[r.lhs][lhs] @ (self.tables[r.rhs][rhs] + self.translations[rel]).T
-
-    def pairs(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        r = self.relations[rel]
-        return (self.tables[r.lhs][lhs] * (self.tables[r.rhs][rhs] + self.translations[rel])).sum(1)
+        scores = self.tables[r.lhs][lhs] @ (self.tables[r.rhs][rhs] + self.translations[rel]).T
+        if self.biases is not None:
+            scores += self.biases[r.lhs][lhs][:, None] + self.biases[r.rhs][rhs][None, :]
+        return scores
 
 
 class OracleScorer:
-    """The planted graph's true log-intensity (best possible ranking)."""
+    """The planted graph's log-probability of a pair: log activity(lhs) + log-intensity(lhs, rhs).
+
+    The generator draws pairs by importance resampling over one pool (users by activity), so a
+    pair's probability is proportional to activity(user) · intensity(user, x): the best possible
+    ranking in both directions."""
 
     name = "oracle"
 
     def __init__(self, world: World, relations):
         self.world, self.relations = world, relations
+        self.log_activity = np.log(world.user_activity)
 
     def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        return planted_log_intensity(self.world, self.relations[rel].name, lhs, rhs)
+        return planted_log_intensity(self.world, self.relations[rel].name, lhs, rhs) + self.log_activity[lhs][:, None]
 
-    def pairs(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        return planted_log_intensity(self.world, self.relations[rel].name, lhs, rhs, pairwise=True)
+
+class PopularityScorer:
+    """log(1 + train degree) of each side in the relation: ranks candidates by how often they
+    appear in training, the same order for every query."""
+
+    name = "popularity"
+
+    def __init__(self, train: Graph):
+        self.degree = {}
+        for rel, relation in enumerate(train.relations):
+            mask = train.rel == rel
+            self.degree[rel] = tuple(np.log1p(np.bincount(getattr(train, side)[mask], minlength=train.tables[table]))
+                                     for side, table in (("lhs", relation.lhs), ("rhs", relation.rhs)))
+
+    def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        left, right = self.degree[rel]
+        return left[lhs][:, None] + right[rhs][None, :]
+
+
+def trained_scorer(run: TrainedRun, name: str = "trained") -> EmbeddingScorer:
+    return EmbeddingScorer(name, run.tables, run.translations, run.cfg.relations, run.biases)
 
 
 def random_scorer(run: TrainedRun, seed: int = 0) -> EmbeddingScorer:
@@ -67,110 +108,203 @@ def random_scorer(run: TrainedRun, seed: int = 0) -> EmbeddingScorer:
     return EmbeddingScorer("random", tables, np.zeros_like(run.translations), run.cfg.relations)
 
 
-def _ranks(positive: np.ndarray, candidates: np.ndarray, includes_positive: bool) -> np.ndarray:
-    """1-based rank of each positive among its row of candidate scores; ties count half."""
-    above = (candidates > positive[:, None]).sum(1)
-    ties = (candidates == positive[:, None]).sum(1) - (1 if includes_positive else 0)
-    return 1.0 + above + 0.5 * np.maximum(ties, 0)
+# ---------------------------------------------------------------- ranks
 
 
-def _edge_ranks(scorer, rel: int, lhs: np.ndarray, rhs: np.ndarray, candidates: np.ndarray,
-                includes_positive: bool) -> np.ndarray:
-    positive = scorer.pairs(rel, lhs, rhs) if not includes_positive else None
-    rows = max(1, SCORE_CELLS // max(1, candidates.size))
-    out = []
-    for start in range(0, lhs.size, rows):
-        part = slice(start, start + rows)
-        scores = scorer.matrix(rel, lhs[part], candidates)
-        pos = scores[np.arange(scores.shape[0]), rhs[part]] if includes_positive else positive[part]
-        out.append(_ranks(pos, scores, includes_positive))
-    return np.concatenate(out) if out else np.zeros(0)
+def _pair_codes(query: np.ndarray, target: np.ndarray, n_targets: int) -> np.ndarray:
+    return query.astype(np.int64) * n_targets + target
 
 
-def _metrics(ranks: np.ndarray, lhs: np.ndarray | None) -> dict:
-    row = {"mrr": float(np.mean(1.0 / ranks))}
-    row.update({f"hits@{k}": float(np.mean(ranks <= k)) for k in HITS_AT})
+@dataclass
+class Queries:
+    """Held-out pairs of one relation and direction, as query -> target, with the query's other
+    known targets (any split) for filtered ranks."""
+
+    query: np.ndarray  # per pair
+    target: np.ndarray  # per pair
+    user: np.ndarray  # per pair: the lhs entity (bootstrap cluster)
+    seen: np.ndarray  # per pair: also a training pair
+    n_candidates: int
+    known_query: np.ndarray  # all known (query, target) pairs of the relation, sorted by query
+    known_target: np.ndarray
+
+
+def _queries(held_out: tuple[np.ndarray, np.ndarray], known: tuple[np.ndarray, np.ndarray],
+             train: tuple[np.ndarray, np.ndarray], direction: str, tables: tuple[int, int]) -> Queries:
+    (lhs, rhs), (k_lhs, k_rhs), (t_lhs, t_rhs) = held_out, known, train
+    flip = direction == "lhs"
+    query, target = (rhs, lhs) if flip else (lhs, rhs)
+    k_query, k_target = (k_rhs, k_lhs) if flip else (k_lhs, k_rhs)
+    n_targets = tables[0] if flip else tables[1]
+    seen = np.isin(_pair_codes(lhs, rhs, tables[1]), _pair_codes(t_lhs, t_rhs, tables[1]))
+    known_codes = np.unique(_pair_codes(k_query, k_target, n_targets))
+    return Queries(query, target, lhs, seen, n_targets, known_codes // n_targets, known_codes % n_targets)
+
+
+def rank_pairs(scorer, rel: int, q: Queries, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(raw, filtered) 1-based rank of each pair's target among all candidates; ties count half.
+
+    Scores are computed once per distinct query (one row over all candidates), in chunks."""
+    raw, filtered = np.zeros(q.query.size), np.zeros(q.query.size)
+    queries, pair_row = np.unique(q.query, return_inverse=True)
+    candidates = np.arange(q.n_candidates)
+    rows_per_chunk = max(1, SCORE_CELLS // q.n_candidates)
+    starts = np.searchsorted(q.known_query, queries)
+    ends = np.searchsorted(q.known_query, queries, side="right")
+    for first in range(0, queries.size, rows_per_chunk):
+        chunk = queries[first:first + rows_per_chunk]
+        scores = (scorer.matrix(rel, candidates, chunk).T if direction == "lhs"
+                  else scorer.matrix(rel, chunk, candidates))
+        pairs = np.flatnonzero((pair_row >= first) & (pair_row < first + chunk.size))
+        for part in np.array_split(pairs, max(1, pairs.size * q.n_candidates // SCORE_CELLS)):
+            rows = pair_row[part] - first
+            block = scores[rows]
+            positive = block[np.arange(part.size), q.target[part]]
+            above = (block > positive[:, None]).sum(1)
+            ties = (block == positive[:, None]).sum(1) - 1
+            raw[part] = 1.0 + above + 0.5 * ties
+            # Filtered: drop the query's other known targets that score above (or tie with) the target.
+            lengths = ends[pair_row[part]] - starts[pair_row[part]]
+            owner = np.repeat(np.arange(part.size), lengths)
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            other = q.known_target[np.repeat(starts[pair_row[part]], lengths) + offsets]
+            keep = other != q.target[part][owner]
+            owner, other = owner[keep], other[keep]
+            other_scores = block[owner, other]
+            drop = (np.bincount(owner, weights=other_scores > positive[owner], minlength=part.size)
+                    + 0.5 * np.bincount(owner, weights=other_scores == positive[owner], minlength=part.size))
+            filtered[part] = raw[part] - drop
+    return raw, filtered
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _bootstrap_means(values: np.ndarray, user: np.ndarray, n_resamples: int, seed: int) -> np.ndarray | None:
+    """[B, columns] means of `values` [pairs, columns] over cluster-bootstrap resamples of users.
+    The same users and seed give the same resamples, so two scorers' results are paired."""
+    if np.unique(user).size < 2 or n_resamples < 1:
+        return None
+    weights = bootstrap_weights(user, n_resamples, seed)
+    return (weights @ values) / weights.sum(1, keepdims=True)
+
+
+def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0, baseline: np.ndarray | None = None) -> dict:
+    """MRR and Hits@k with cluster-bootstrap 95 % intervals over users; Recall@k as in the TwHIN
+    paper (per query, the share of its held-out targets in its top k, averaged over queries).
+
+    baseline: another scorer's ranks of the same pairs; adds `mrr_vs_baseline` (this MRR minus the
+    baseline's) with a paired interval (both resampled with the same users)."""
+    values = {"mrr": 1.0 / ranks, **{f"hits@{k}": (ranks <= k).astype(float) for k in HITS_AT}}
+    if baseline is not None:
+        values["mrr_vs_baseline"] = 1.0 / ranks - 1.0 / baseline
+    row = {name: float(v.mean()) for name, v in values.items()}
+    boot = _bootstrap_means(np.stack(list(values.values()), axis=1), user, n_resamples, seed)
+    for i, name in enumerate(values):
+        low_high = np.quantile(boot[:, i], [0.025, 0.975]) if boot is not None else (float("nan"),) * 2
+        row[f"{name}_low"], row[f"{name}_high"] = (float(x) for x in low_high)
+    _, inverse = np.unique(query, return_inverse=True)
     for k in RECALL_AT:
-        if lhs is None:
-            row[f"recall@{k}"] = float("nan")
-            continue
-        users, inverse = np.unique(lhs, return_inverse=True)
-        per_user = np.bincount(inverse, weights=(ranks <= k)) / np.bincount(inverse)
-        row[f"recall@{k}"] = float(per_user.mean()) if users.size else float("nan")
+        row[f"recall@{k}"] = float((np.bincount(inverse, weights=ranks <= k) / np.bincount(inverse)).mean())
     return row
 
 
-def held_out_edges(edges: Graph, rel: int, max_edges: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (lhs, rhs) pairs of one relation, at most max_edges (a seeded sample)."""
+def held_out_pairs(edges: Graph, rel: int, max_edges: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (lhs, rhs) pairs of one relation; all of them unless max_edges asks for a seeded sample."""
     mask = edges.rel == rel
     pairs = np.unique(np.stack([edges.lhs[mask], edges.rhs[mask]], axis=1), axis=0)
-    if pairs.shape[0] > max_edges:
-        pairs = pairs[np.sort(np.random.default_rng([seed, 0xE7A1, rel]).choice(pairs.shape[0], max_edges, replace=False))]
+    if max_edges is not None and pairs.shape[0] > max_edges:
+        pick = np.random.default_rng([seed, 0xE7A1, rel]).choice(pairs.shape[0], max_edges, replace=False)
+        pairs = pairs[np.sort(pick)]
     return pairs[:, 0], pairs[:, 1]
 
 
-def evaluate_scorers(scorers, edges: Graph, tables: dict[str, int], max_edges: int = 2000,
-                     sampled_negatives: int = 1000, seed: int = 0) -> list[dict]:
-    """One row per (relation, scorer, candidate set)."""
+def _relation_pairs(graph: Graph, rel: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = graph.rel == rel
+    return graph.lhs[mask], graph.rhs[mask]
+
+
+def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", max_edges: int | None = None,
+                     n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, progress=None,
+                     baseline: str = "trained") -> list[dict]:
+    """One row per (relation, direction, scorer, ranking, pair set). When a scorer is named
+    `baseline`, every row also compares its scorer with it on the same pairs (`mrr_vs_baseline`:
+    the difference of MRRs, with a paired bootstrap interval)."""
+    edges, train = splits[held_out], splits["train"]
+    every = Graph(edges.tables, edges.relations, *(np.concatenate([getattr(s, c) for s in splits.values()])
+                                                  for c in ("lhs", "rel", "rhs", "time_chunk")), edges.source)
     rows = []
     for rel, relation in enumerate(edges.relations):
-        lhs, rhs = held_out_edges(edges, rel, max_edges, seed)
-        if lhs.size == 0:
+        pairs = held_out_pairs(edges, rel, max_edges, seed)
+        if pairs[0].size == 0:
             continue
-        n_rhs = tables[relation.rhs]
-        sampled = np.random.default_rng([seed, 0x5A3E, rel]).integers(0, n_rhs, sampled_negatives)
-        for scorer in scorers:
-            base = {"relation": relation.name, "scorer": scorer.name, "edges": int(lhs.size)}
-            ranks = _edge_ranks(scorer, rel, lhs, rhs, sampled, includes_positive=False)
-            rows.append({**base, "candidates": f"sampled_{sampled_negatives}", **_metrics(ranks, None)})
-            if n_rhs <= ALL_CANDIDATES_LIMIT:
-                ranks = _edge_ranks(scorer, rel, lhs, rhs, np.arange(n_rhs), includes_positive=True)
-                rows.append({**base, "candidates": f"all_{n_rhs}", **_metrics(ranks, lhs)})
+        sizes = (edges.tables[relation.lhs], edges.tables[relation.rhs])
+        for direction in DIRECTIONS:
+            q = _queries(pairs, _relation_pairs(every, rel), _relation_pairs(train, rel), direction, sizes)
+            ranks = {}
+            for scorer in scorers:
+                ranks[scorer.name] = dict(zip(RANKINGS, rank_pairs(scorer, rel, q, direction)))
+                if progress is not None:
+                    progress.update(1)
+            for scorer in scorers:
+                for ranking, pair_set in ((r, p) for r in RANKINGS for p in PAIR_SETS):
+                    keep = ~q.seen if pair_set == "unseen" else np.ones(q.seen.size, bool)
+                    if not keep.any():
+                        continue
+                    base = ranks[baseline][ranking][keep] if baseline in ranks else None
+                    rows.append({"relation": relation.name, "direction": direction, "scorer": scorer.name,
+                                 "ranking": ranking, "pairs": pair_set, "n_pairs": int(keep.sum()),
+                                 "n_users": int(np.unique(q.user[keep]).size), "candidates": q.n_candidates,
+                                 "sample": "all" if max_edges is None else f"at most {max_edges}",
+                                 "baseline": baseline if base is not None else "",
+                                 **rank_metrics(ranks[scorer.name][ranking][keep], q.query[keep], q.user[keep],
+                                                n_resamples, seed, base)})
     return rows
 
 
-def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: str = "test", max_edges: int = 2000,
-                 sampled_negatives: int = 1000, seed: int = 0) -> list[dict]:
-    """Evaluate a run on its graph's held-out split; write `evaluation.csv` into the run folder."""
-    if max_edges < 1:
+def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: str = "test",
+                 max_edges: int | None = None, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                 extra_runs: dict[str, str | Path] | None = None, progress: bool = False) -> pd.DataFrame:
+    """Evaluate a run on its graph's held-out split; write `evaluation.csv` into the run folder.
+
+    extra_runs: scorer name -> another run folder on the same graph (e.g. one with node biases),
+    ranked beside the others."""
+    from tqdm.auto import tqdm
+
+    if max_edges is not None and max_edges < 1:
         raise StudyError(f"--max-edges must be >= 1, got {max_edges}")
-    if sampled_negatives < 1:
-        raise StudyError(f"--negatives must be >= 1, got {sampled_negatives}")
+    if n_resamples < 0:
+        raise StudyError(f"--resamples must be >= 0, got {n_resamples}")
     run = load_trained(run_dir)
     identity = run.run["identity"]
     graph = graph or identity["graph"]
     splits = load_splits(str(graph), run.cfg, SplitSpec(**identity["split"]), identity.get("relation"))
-    if split not in splits:
+    if split not in ("valid", "test"):
         raise StudyError(f"--split must be valid or test, got {split!r}")
-    edges = splits[split]
-    scorers = [EmbeddingScorer("trained", run.tables, run.translations, run.cfg.relations), random_scorer(run, seed)]
-    if edges.world is not None:
-        scorers.append(OracleScorer(World(edges.world), run.cfg.relations))
-    rows = evaluate_scorers(scorers, edges, {t: n for t, n in edges.tables.items()}, max_edges, sampled_negatives, seed)
-    for row in rows:
-        row["split"] = split
-        row["step"] = run.step
-    write_csv(Path(run_dir) / RESULTS, rows)
-    return rows
+    scorers = [random_scorer(run, seed), PopularityScorer(splits["train"]), trained_scorer(run)]
+    for name, other in (extra_runs or {}).items():
+        extra = load_trained(other)
+        if extra.run["identity"]["graph"] != identity["graph"] or extra.run["identity"]["split"] != identity["split"]:
+            raise StudyError(f"{other}: trained on another graph or split than {run_dir}; cannot rank beside it")
+        scorers.append(trained_scorer(extra, name))
+    if splits[split].world is not None:
+        scorers.append(OracleScorer(World(splits[split].world), run.cfg.relations))
+    bar = tqdm(total=len(run.cfg.relations) * len(DIRECTIONS) * len(scorers), desc="twhin-evaluate",
+               unit="ranking", disable=not progress)
+    rows = evaluate_scorers(scorers, splits, split, max_edges, n_resamples, seed, bar)
+    bar.close()
+    frame = pd.DataFrame(rows).assign(split=split, step=run.step)
+    atomic_write(Path(run_dir) / RESULTS, lambda tmp: frame.to_csv(tmp, index=False))
+    return frame
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["relation"])
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(path, write)
+def format_table(frame: pd.DataFrame) -> str:
+    """The filtered rankings of all held-out pairs as text (the CLI's summary)."""
+    sub = frame[(frame["ranking"] == "filtered") & (frame["pairs"] == "all")]
+    cols = ["relation", "direction", "scorer", "n_pairs", "mrr", "mrr_low", "mrr_high", "hits@10", "recall@10"]
+    return sub[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 
-def format_table(rows: list[dict]) -> str:
-    cols = ["mrr", "hits@1", "hits@10", "hits@50", "recall@10", "recall@50"]
-    lines = [f"{'relation':11s} {'candidates':14s} {'scorer':8s} {'edges':>6s} " + " ".join(f"{c:>9s}" for c in cols)]
-    for r in rows:
-        lines.append(f"{r['relation']:11s} {r['candidates']:14s} {r['scorer']:8s} {r['edges']:6d} "
-                     + " ".join(f"{r[c]:9.4f}" for c in cols))
-    return "\n".join(lines)
-
-
-__all__ = ["EmbeddingScorer", "OracleScorer", "evaluate_run", "evaluate_scorers", "format_table", "random_scorer"]
+__all__ = ["DIRECTIONS", "EmbeddingScorer", "OracleScorer", "PopularityScorer", "evaluate_run", "evaluate_scorers",
+           "format_table", "held_out_pairs", "rank_metrics", "rank_pairs", "random_scorer", "trained_scorer"]

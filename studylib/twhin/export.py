@@ -8,7 +8,9 @@ and keeps scores exact under a plain dot product:
 - user_embedding[u]     = [e_u, <e_u, t_follow>]                (follow relation, user side)
 - author_embedding[a]   = [e_a, 1]                              (follow relation, author side)
 - user_eng_embedding[u] = [e_u, mean over engagement r of <e_u, t_r>]  (fav, reply, retweet, magic_recs)
-so <user_embedding[u], author_embedding[a]> is exactly the model's follow score.
+so <user_embedding[u], author_embedding[a]> is exactly the model's follow score. With node biases
+(model.node_bias) each vector gets one more column: user [.., <e_u, t> + b_u, 1] and author
+[e_a, 1, b_a], so the dot product still equals the score (b_u + b_a included).
 These (dim+1)-wide vectors are mapped to the requested width (200 by default) with one
 fixed, seeded random orthonormal map Q (QᵀQ = I), which preserves every dot product.
 
@@ -42,7 +44,8 @@ def orthonormal_map(src_dim: int, dst_dim: int, seed: int = PROJECTION_SEED) -> 
     return q.T.astype(np.float64)
 
 
-def ranker_vectors(tables: dict[str, np.ndarray], translations: np.ndarray, relations) -> dict[str, np.ndarray]:
+def ranker_vectors(tables: dict[str, np.ndarray], translations: np.ndarray, relations,
+                   biases: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The three relation-specific tables of width trained dim + 1 (see module docstring)."""
     names = [r.name for r in relations]
     if "follow" not in names or "author" not in tables or "user" not in tables:
@@ -55,10 +58,18 @@ def ranker_vectors(tables: dict[str, np.ndarray], translations: np.ndarray, rela
     follow_bias = user @ translations[names.index("follow")]
     eng_bias = (user @ translations[engagement].T).mean(1)
     author = tables["author"].astype(np.float64)
+    ones = lambda n: np.ones((n, 1))  # noqa: E731
+    if biases is None:
+        return {
+            "user_embedding": np.concatenate([user, follow_bias[:, None]], axis=1),
+            "user_eng_embedding": np.concatenate([user, eng_bias[:, None]], axis=1),
+            "author_embedding": np.concatenate([author, ones(author.shape[0])], axis=1),
+        }
+    b_user, b_author = biases["user"].astype(np.float64)[:, None], biases["author"].astype(np.float64)[:, None]
     return {
-        "user_embedding": np.concatenate([user, follow_bias[:, None]], axis=1),
-        "user_eng_embedding": np.concatenate([user, eng_bias[:, None]], axis=1),
-        "author_embedding": np.concatenate([author, np.ones((author.shape[0], 1))], axis=1),
+        "user_embedding": np.concatenate([user, follow_bias[:, None] + b_user, ones(user.shape[0])], axis=1),
+        "user_eng_embedding": np.concatenate([user, eng_bias[:, None] + b_user, 0 * ones(user.shape[0])], axis=1),
+        "author_embedding": np.concatenate([author, ones(author.shape[0]), b_author], axis=1),
     }
 
 
@@ -68,7 +79,7 @@ def export_embeddings(run_dir: str | Path, out_path: str | Path, dim: int = RANK
     if Path(out_path).is_dir():
         raise StudyError(f"--out {out_path}: is a folder; give a .parquet file path")
     run = load_trained(run_dir)
-    vectors = ranker_vectors(run.tables, run.translations, run.cfg.relations)
+    vectors = ranker_vectors(run.tables, run.translations, run.cfg.relations, run.biases)
     src = next(iter(vectors.values())).shape[1]
     q = orthonormal_map(src, dim)
     meta = {"run": str(Path(run_dir).resolve()), "step": run.step, "trained_dim": run.cfg.dim, "width": dim,

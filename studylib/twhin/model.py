@@ -15,6 +15,15 @@ uniform negatives W·B. In-batch negatives share the positives' popularity, so a
 teach popularity-free affinity; the uniform ones put popularity back into the score
 (the optimum logit is log p(x|u) - log(p(x) + W/N) for N table rows). The loss is
 BCE-with-logits averaged over all B·(1 + 2S + 2U) terms (with U = 0: as published).
+
+Two extensions, off unless a config asks (the published config loads as before):
+- `train_data.loss: softmax` scores each edge against its candidates with a sampled softmax
+  (cross-entropy of the true entity among itself and the negatives, once per side) instead
+  of BCE. With uniform negatives its optimum is score = log p(x|u) + const(u), the
+  generator's own ranking; `global_negatives_weight` then has no role and is refused.
+- `model.node_bias: true` adds a learned scalar per entity: score = <e_lhs, e_rhs + t_rel>
+  + b_lhs + b_rhs. Popularity is then one number per tweet instead of a direction that every
+  user vector must share.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from studylib.twhin.graph import Relation
 PUBLISHED_CONFIG = "twhin_local.yaml"
 STUDY_CONFIG = "twhin_study.yaml"
 OPTIMIZERS = ("sgd", "adagrad")
+LOSSES = ("bce", "softmax")
 TABLE_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 SIDES = ("lhs", "rhs")
 
@@ -63,6 +73,8 @@ class TwhinConfig:
     checkpoint_every_n: int
     train_log_every_n: int
     raw: dict
+    loss: str = "bce"  # train_data.loss: "bce" (as published) or "softmax" (sampled softmax)
+    node_bias: bool = False  # model.node_bias: a learned scalar per entity added to the score
 
     @property
     def dim(self) -> int:
@@ -131,6 +143,7 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
     if len({r.name for r in relations}) != len(relations):
         raise StudyError(f"{source}: model.relations has duplicate names")
     _, translation_lr = _optimizer(model.section("translation_optimizer", required=True))
+    node_bias = model.get("node_bias", bool, False)
     model.done()
     data = top.section("train_data", required=True)
     data.ignore("data_root", "limit", "offset")
@@ -146,7 +159,16 @@ def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
         checkpoint_every_n=train.get("checkpoint_every_n", int, 1000, valid=">= 1"),
         train_log_every_n=train.get("train_log_every_n", int, 10, valid=">= 1"),
         raw=copy.deepcopy(raw),
+        loss=data.get("loss", str, "bce"),
+        node_bias=node_bias,
     )
+    if cfg.loss not in LOSSES:
+        raise StudyError(f"{source}: train_data.loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.loss == "softmax" and data.raw.get("global_negatives_weight") is not None:
+        raise StudyError(f"{source}: train_data.global_negatives_weight weighs BCE terms; it has no role with "
+                         "loss: softmax (remove it)")
+    if cfg.loss == "softmax" and cfg.uniform_negatives + cfg.in_batch_negatives == 0:
+        raise StudyError(f"{source}: loss: softmax needs negatives (global_negatives or in_batch_negatives > 0)")
     data.done()
     train.done()
     top.done()
@@ -203,7 +225,9 @@ def edges_to_kjt(lhs: torch.Tensor, rel: torch.Tensor, rhs: torch.Tensor, cfg: T
 # ---------------------------------------------------------------- score and loss
 
 
-def relation_scores(lhs: torch.Tensor, rhs: torch.Tensor, uniform: int, in_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def relation_scores(lhs: torch.Tensor, rhs: torch.Tensor, uniform: int, in_batch: int,
+                    lhs_bias: torch.Tensor | None = None, rhs_bias: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positive [n] and negative [2·k, n] scores of one relation's block, k = U + min(S, n).
 
     `lhs` and `rhs` (translated: e_rhs + t_rel) are the block's rows: U uniform ones, then its
@@ -212,10 +236,15 @@ def relation_scores(lhs: torch.Tensor, rhs: torch.Tensor, uniform: int, in_batch
     random order. Each edge is scored against the k candidate rhs (rows 0..k-1 of the result),
     then the k candidate lhs (rows k..2k-1), each side one matmul over the whole block; the U
     columns of the uniform rows are cut from that small result rather than copying the block.
+    With node biases (one per row of the block) every score adds its lhs's and its rhs's bias.
     """
     k = uniform + min(in_batch, lhs.shape[0] - uniform)
     positive = (lhs * rhs).sum(1)[uniform:]
     negative = torch.cat([rhs[:k] @ lhs.T, lhs[:k] @ rhs.T])[:, uniform:]
+    if lhs_bias is not None:
+        l_bias, r_bias = lhs_bias[uniform:], rhs_bias[uniform:]
+        positive = positive + l_bias + r_bias
+        negative = negative + torch.cat([rhs_bias[:k, None] + l_bias, lhs_bias[:k, None] + r_bias])
     return positive, negative
 
 
@@ -238,6 +267,18 @@ def twhin_loss(scores: list[tuple[torch.Tensor, torch.Tensor]], uniform: int, un
         weights = negative_weights(negative.shape[0] // 2 - uniform, uniform, uniform_weight).to(negative)
         total = total + F.softplus(-positive).sum() + (weights @ F.softplus(negative)).sum()
         terms += positive.numel() + negative.numel()
+    return total / terms
+
+
+def softmax_loss(scores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Sampled softmax over `relation_scores` results: per edge and side, the cross-entropy of the
+    true entity among itself and that side's k candidates, averaged over all edges and both sides."""
+    total, terms = 0.0, 0
+    for positive, negative in scores:
+        k = negative.shape[0] // 2
+        for candidates in (negative[:k], negative[k:]):  # rhs corrupted, then lhs corrupted
+            total = total + (torch.logsumexp(torch.cat([positive[None], candidates]), 0) - positive).sum()
+        terms += 2 * positive.numel()
     return total / terms
 
 
@@ -287,6 +328,18 @@ class TwhinModel(nn.Module):
         self.ebc = ebc if ebc is not None else FusedTables(cfg, device)
         # Zero start: every relation begins as the plain dot product and learns its offset.
         self.translations = nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=device))
+        # Node biases (model.node_bias): dense, as they are one float per entity; zero start.
+        self.biases = nn.ParameterDict({t.name: nn.Parameter(torch.zeros(t.num_embeddings, device=device))
+                                        for t in cfg.tables} if cfg.node_bias else {})
+
+    def _side_biases(self, kjt: KeyedJaggedTensor, side: str, rows: int) -> torch.Tensor:
+        """Bias of every row's entity on one side (each row has one id in one of the side's features)."""
+        out = torch.zeros(rows, device=self.translations.device)
+        for feature, bag in kjt.to_dict().items():
+            side_of, table = feature.split("_", 1)
+            if side_of == side:
+                out = out.index_put((bag.lengths().bool(),), self.biases[table][bag.values()])
+        return out
 
     def forward(self, kjt: KeyedJaggedTensor, counts: list[int]):
         """Loss of a batch from `edges_to_kjt` (`counts`: its edges per relation)."""
@@ -299,11 +352,16 @@ class TwhinModel(nn.Module):
         for side in SIDES:  # a row is empty in all but one feature of a side, so their sum is that one
             parts = [values for feature, values in pooled.items() if feature.startswith(side + "_")]
             sides[side] = sum(parts[1:], parts[0]).split(blocks)
+        rows = sum(blocks)
+        biases = ({side: self._side_biases(kjt, side, rows).split(blocks) for side in SIDES} if self.cfg.node_bias
+                  else {side: [None] * len(blocks) for side in SIDES})
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
-                                  self.cfg.in_batch_negatives)
+                                  self.cfg.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])
                   for r, n in enumerate(counts) if n]
+        if self.cfg.loss == "softmax":
+            return softmax_loss(scores)
         return twhin_loss(scores, uniform, self.cfg.uniform_weight)
 
 
 __all__ = ["FusedTables", "TwhinConfig", "TwhinModel", "bag_configs", "edges_to_kjt",
-           "load_twhin_config", "negative_weights", "relation_scores", "twhin_loss"]
+           "load_twhin_config", "negative_weights", "relation_scores", "softmax_loss", "twhin_loss"]

@@ -18,16 +18,17 @@ pure function of (seed, step), so a resumed run sees the same edges as an uninte
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from torchrec import EmbeddingBagCollection
 from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
@@ -100,6 +101,8 @@ def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
     state = {f"ebc.embedding_bags.{t.name}.weight": torch.randn(t.num_embeddings, t.embedding_dim, generator=gen) * INIT_STD
              for t in cfg.tables}
     state["translations"] = torch.zeros(len(cfg.relations), cfg.dim)
+    if cfg.node_bias:
+        state.update({f"biases.{t.name}": torch.zeros(t.num_embeddings) for t in cfg.tables})
     return state
 
 
@@ -107,7 +110,7 @@ def _stateful_tensors(model: torch.nn.Module) -> dict:
     """Every tensor a checkpoint holds: tables, translations and the fused optimizers' state
     (sharded or not), named as under DMP so that a checkpoint moves between process counts."""
     if not isinstance(model, DistributedModelParallel):
-        items = {"translations": model.translations}
+        items = {"translations": model.translations, **{f"biases.{n}": b for n, b in model.biases.items()}}
         for name, collection in model.ebc.collections.items():
             weight = f"ebc.embedding_bags.{name}.weight"
             items[weight] = collection.embedding_bags[name].weight
@@ -167,6 +170,16 @@ def translation_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
     return next(p for name, p in model.named_parameters() if name.endswith("translations"))
 
 
+def bias_optimizer(model: torch.nn.Module, cfg: TwhinConfig) -> torch.optim.Optimizer | None:
+    """Adagrad over the node biases (model.node_bias), each at its table's learning rate; None without."""
+    if not cfg.node_bias:
+        return None
+    params = dict(model.named_parameters())
+    groups = [{"params": [next(p for n, p in params.items() if n.endswith(f"biases.{t.name}"))], "lr": t.learning_rate}
+              for t in cfg.tables]
+    return torch.optim.Adagrad(groups)
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -216,6 +229,7 @@ class TwhinTrainArgs:
     checkpoint_every: int | None = None
     split: str = "time"
     relation: str | None = None  # relation name for a Hugging Face sample-graph file
+    node_bias: bool | None = None  # overrides the config's model.node_bias when set
     progress: bool = True
 
 
@@ -253,8 +267,17 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
     return None
 
 
+def with_node_bias(cfg: TwhinConfig, node_bias: bool | None) -> TwhinConfig:
+    """The config with model.node_bias overridden (and recorded in its raw form, which the run keeps)."""
+    if node_bias is None or node_bias == cfg.node_bias:
+        return cfg
+    raw = copy.deepcopy(cfg.raw)
+    raw["model"]["node_bias"] = bool(node_bias)
+    return replace(cfg, node_bias=bool(node_bias), raw=raw)
+
+
 def train(args: TwhinTrainArgs) -> dict:
-    cfg = load_twhin_config(args.config)
+    cfg = with_node_bias(load_twhin_config(args.config), args.node_bias)
     split = SplitSpec(kind=args.split, seed=args.seed)
     splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
     batch_size = _count(args.batch_size, "--batch-size", cfg.batch_size, "train_data.per_replica_batch_size")
@@ -296,7 +319,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
     if runtime.is_main:  # one writer per run folder
         held.enter_context(exclusive(out, "run"))
     if runtime.is_main and not args.resume:
-        shutil.copyfile(cfg.source, out / CONFIG_COPY)
+        atomic_write(out / CONFIG_COPY, lambda tmp: tmp.write_text(yaml.safe_dump(cfg.raw, sort_keys=False)))
         run = {"identity": identity, "config_source": cfg.source, "world_size": runtime.world_size,
                "relations": [asdict(r) for r in cfg.relations], "train_edges": len(edges)}
         write_json(out / RUN_FILE, run)
@@ -314,8 +337,12 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
         scatter_full_state(model, initial_state(cfg, args.seed))
     translations = translation_parameter(model)
     trans_opt = torch.optim.SGD([translations], lr=cfg.translation_lr)
+    bias_opt = bias_optimizer(model, cfg)
+    dense = [opt for opt in (trans_opt, bias_opt) if opt is not None]
     if checkpoint is not None:
         trans_opt.load_state_dict(checkpoint["translation_optimizer"])
+        if bias_opt is not None:
+            bias_opt.load_state_dict(checkpoint["bias_optimizer"])
 
     sampler = BatchSampler(edges, batch_size, runtime, args.seed)
     edges_per_step = batch_size * runtime.world_size
@@ -327,9 +354,11 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step * runtime.world_size + runtime.rank)
         kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, gen)
         loss = model(kjt.to(runtime.device), counts)
-        trans_opt.zero_grad()
+        for opt in dense:
+            opt.zero_grad()
         loss.backward()  # also steps the embedding tables (fused optimizer)
-        trans_opt.step()
+        for opt in dense:
+            opt.step()
         done_here += 1
         bar.update(1)
         if (step + 1) % cfg.train_log_every_n == 0 or step + 1 == steps:
@@ -338,19 +367,21 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
             history.append({"step": step + 1, "loss": loss_value, "edges_per_s": rate})
             bar.set_postfix(loss=f"{loss_value:.4f}", edges_s=f"{rate:,.0f}")
         if (step + 1) % every == 0 or step + 1 == steps:
-            _save_checkpoint(out, model, trans_opt, step + 1, history, runtime)
+            _save_checkpoint(out, model, trans_opt, bias_opt, step + 1, history, runtime)
     bar.close()
     elapsed = time.perf_counter() - started
     if steps <= start_step and not (out / CHECKPOINT).exists():
-        _save_checkpoint(out, model, trans_opt, start_step, history, runtime)
+        _save_checkpoint(out, model, trans_opt, bias_opt, start_step, history, runtime)
     return {"step": max(steps, start_step), "loss": loss_value, "history": history,
             "edges_per_s": done_here * edges_per_step / elapsed if done_here else float("nan")}
 
 
-def _save_checkpoint(out: Path, model, trans_opt, step: int, history: list[dict], runtime: Runtime) -> None:
+def _save_checkpoint(out: Path, model, trans_opt, bias_opt, step: int, history: list[dict], runtime: Runtime) -> None:
     state = gather_full_state(model)  # every process takes part
     if runtime.is_main:
         payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history}
+        if bias_opt is not None:
+            payload["bias_optimizer"] = bias_opt.state_dict()
         atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))
         lines = ["step,loss,edges_per_s"] + [f"{h['step']},{h['loss']:.6f},{h['edges_per_s']:.1f}" for h in history]
         atomic_write(out / HISTORY, lambda p: p.write_text("\n".join(lines) + "\n"))
@@ -368,6 +399,7 @@ class TrainedRun:
     translations: np.ndarray  # [relations, dim]
     run: dict
     step: int
+    biases: dict[str, np.ndarray] | None = None  # table name -> [rows] (model.node_bias), else None
 
 
 def load_trained(run_dir: str | Path) -> TrainedRun:
@@ -383,6 +415,8 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         state = ckpt["state"]
         tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
         translations = state["translations"].numpy().astype(np.float32)
+        biases = ({t.name: state[f"biases.{t.name}"].numpy().astype(np.float32) for t in cfg.tables}
+                  if cfg.node_bias else None)
         step = int(ckpt["step"])
     except (KeyError, TypeError, AttributeError, ValueError):
         raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
@@ -392,7 +426,7 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
                              f"({cfg.table(name).num_embeddings}, {cfg.dim})")
     if "identity" not in run:
         raise StudyError(f"{run_dir / RUN_FILE}: missing key identity")
-    return TrainedRun(cfg, tables, translations, run, step)
+    return TrainedRun(cfg, tables, translations, run, step, biases)
 
 
 __all__ = ["TrainedRun", "TwhinTrainArgs", "align_graph", "gather_full_state", "load_splits", "load_trained",
