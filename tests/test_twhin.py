@@ -15,13 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from scipy import stats
 
 from studylib.config import shipped_config_path
 from studylib.data.layout import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register
-from studylib.twhin.evaluate import PopularityScorer, _queries, evaluate_run, rank_metrics, rank_pairs
+from studylib.twhin.evaluate import (PopularityScorer, _queries, evaluate_run, rank_metrics, rank_pairs, trained_scorer,
+                                     translation_offsets)
 from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
@@ -347,6 +349,26 @@ def test_training_beats_random_below_oracle(trained_run, planted):
     history = (trained_run / "history.csv").read_text().splitlines()
     first, last = float(history[1].split(",")[1]), float(history[-1].split(",")[1])
     assert last < first
+
+
+def test_translation_offsets_cannot_reorder_tweets_for_a_user(trained_run):
+    """The docs' and the chapter's claim about the operator, on a trained run: for one user every
+    relation into the tweet table ranks the tweets in the same order, and the relations differ by
+    a per-user offset <e_u, t_r>, which translation_offsets describes."""
+    run = load_trained(trained_run)
+    scorer, names = trained_scorer(run), [r.name for r in run.cfg.relations]
+    users, tweets = np.arange(5), np.arange(run.tables["tweet"].shape[0])
+    fav, reply = scorer.matrix(names.index("fav"), users, tweets), scorer.matrix(names.index("reply"), users, tweets)
+    difference = reply - fav  # constant along each user's row: no reordering of tweets
+    np.testing.assert_allclose(difference, np.repeat(difference[:, :1], tweets.size, axis=1), rtol=0, atol=1e-4)
+    for user in users:  # the same tweet order (up to float32 rounding of near-ties)
+        assert stats.spearmanr(fav[user], reply[user]).statistic > 0.9999
+    offsets = translation_offsets(run)
+    assert list(offsets.index) == names
+    user_offsets = run.tables["user"] @ run.translations[names.index("reply")]
+    assert offsets.loc["reply", "offset_std"] == pytest.approx(float(user_offsets.std()), rel=1e-6)
+    assert offsets.loc["reply", "translation_norm"] == pytest.approx(float(np.linalg.norm(run.translations[names.index("reply")])), rel=1e-6)
+    assert (offsets["offset_std"] > 0).all()  # the translations learned: ranking users for a tweet, they matter
 
 
 def test_filtered_ranks_match_a_direct_count():

@@ -108,6 +108,25 @@ def random_scorer(run: TrainedRun, seed: int = 0) -> EmbeddingScorer:
     return EmbeddingScorer("random", tables, np.zeros_like(run.translations), run.cfg.relations)
 
 
+def translation_offsets(run: TrainedRun) -> pd.DataFrame:
+    """What each relation's translation adds to the score: <e_lhs, e_rhs + t_r> = <e_lhs, e_rhs> + <e_lhs, t_r>.
+
+    The added term <e_lhs, t_r> does not depend on the rhs, so it cannot reorder the rhs
+    candidates of one lhs (every relation sharing an rhs table ranks them alike); ranking lhs
+    entities for one rhs, it is a per-lhs offset. One row per relation: the translation's norm,
+    the mean lhs vector norm, and the mean and standard deviation over lhs entities of the
+    offset (how much it can reorder lhs candidates)."""
+    rows = []
+    for rel, relation in enumerate(run.cfg.relations):
+        lhs = run.tables[relation.lhs]
+        offset = lhs @ run.translations[rel]
+        rows.append({"relation": relation.name, "lhs": relation.lhs, "rhs": relation.rhs,
+                     "translation_norm": float(np.linalg.norm(run.translations[rel])),
+                     "mean_lhs_norm": float(np.linalg.norm(lhs, axis=1).mean()),
+                     "offset_mean": float(offset.mean()), "offset_std": float(offset.std())})
+    return pd.DataFrame(rows).set_index("relation")
+
+
 # ---------------------------------------------------------------- ranks
 
 
@@ -307,4 +326,5 @@ def format_table(frame: pd.DataFrame) -> str:
 
 
 __all__ = ["DIRECTIONS", "EmbeddingScorer", "OracleScorer", "PopularityScorer", "evaluate_run", "evaluate_scorers",
-           "format_table", "held_out_pairs", "rank_metrics", "rank_pairs", "random_scorer", "trained_scorer"]
+           "format_table", "held_out_pairs", "rank_metrics", "rank_pairs", "random_scorer", "trained_scorer",
+           "translation_offsets"]
