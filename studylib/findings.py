@@ -134,7 +134,10 @@ def _paired_versus_trained(evaluation: pd.DataFrame) -> dict[str, tuple[list[str
 
 
 def _named(relations: list[str]) -> str:
-    return f"{len(relations)} relation(s)" + (f" ({', '.join(relations)})" if relations else "")
+    """'no relation', '1 relation (fav)', '3 relations (fav, reply, retweet)'."""
+    if not relations:
+        return "no relation"
+    return f"{len(relations)} relation{'s' if len(relations) > 1 else ''} ({', '.join(relations)})"
 
 
 def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
@@ -181,7 +184,7 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     numbers.update(reverse_trained_above_oracle=len(above), reverse_unseen_trained_above_oracle=len(above_unseen))
     if above:
         text += (f" Ranking users for a tweet (the other direction), the trained scores exceed the oracle's in "
-                 f"{len(above)} relation(s) on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
+                 f"{len(above)} of {len(reverse)} relations on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
                  "pairs that were drawn more than once (the generator resamples a finite pool), which no "
                  "model of the probabilities can know.")
     verdict = "goal met on every relation" if not missed else f"goal met on {len(met)}/{len(share)}"
@@ -239,8 +242,9 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
     numbers["gap_over_range"] = ratio
     verdict = "gap larger than seed noise" if ratio > 2 else "gap comparable to seed noise"
     text = (f"Over {len(seeds)} training seeds the per-head AUROC moves by a median range of "
-            f"{numbers['median_range']:.3f} (widest: {widest}, {numbers['widest_range']:.3f}); the median gap to the "
-            f"oracle is {numbers['median_gap']:.3f}, {ratio:.1f}× the seed range: the "
+            f"{numbers['median_range']:.3f} (widest: {widest}, {numbers['widest_range']:.3f}); the median over heads of "
+            f"the gap to the oracle, averaged over the seeds, is {numbers['median_gap']:.3f}, {ratio:.1f}× the seed "
+            "range: the "
             + ("gap is a property of the model and run length, not of one lucky or unlucky seed."
                if ratio > 2 else "gap is of the size of the seed-to-seed noise, so single-run differences of this "
                                  "size between heads mean little."))
@@ -456,12 +460,13 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
     for _, r in tests.iterrows():
         holm_hits = [name for name, key in (("Welch", "welch_p_holm"), ("Mann–Whitney", "mwu_p_holm"), ("KS", "ks_p_holm"))
                      if r[key] < alpha]
-        desc = (f"{r['comparison']} ({r['unit']} means: difference {r['difference']:+.3g}, "
-                f"{_ci(r['difference_low'], r['difference_high'], '+.3g')})")
+        desc = (f"{r['comparison']} ({r['unit']} means: difference {r['difference']:+.2f}, "
+                f"{_ci(r['difference_low'], r['difference_high'], '+.2f')})")
         (rejected if holm_hits else kept).append(desc)
     numbers = {"comparisons": len(tests), "rejected": len(rejected), "tests_in_family": 3 * len(tests), "alpha": alpha}
     text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
-            f"{len(rejected)} show a difference: " + ("; ".join(rejected) if rejected else "none") + ". "
+            f"{len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
+            + ("; ".join(rejected) if rejected else "none") + ". "
             + (f"No test rejects for: {'; '.join(kept)}." if kept else ""))
     return Finding("distribution_tests", "04_distributions", text, numbers, f"{len(rejected)} of {len(tests)}",
                    "04_tests.csv")
@@ -476,7 +481,7 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
     differs = excludes_zero(test["difference_low"], test["difference_high"])
     text = (f"The model trained on random labels spreads its scores with a standard deviation of {fork_std:.3g}, "
             f"{numbers['std_ratio']:.2f}× the real model's {real_std:.3g}. Its mean score per user on planted vs random "
-            f"candidates differs by {numbers['difference']:+.3g} ({_ci(test['difference_low'], test['difference_high'], '+.3g')}; "
+            f"candidates differs by {numbers['difference']:+.2f} ({_ci(test['difference_low'], test['difference_high'], '+.2f')}; "
             f"Welch p = {numbers['welch_p']:.2g} on user means)"
             + (": a difference, but one that comes from the features the model fitted to noise, not from user behaviour."
                if differs else ": no difference beyond resampling noise.")

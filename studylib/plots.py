@@ -382,7 +382,7 @@ def sweep_heatmap(sweep: pd.DataFrame, metric: str, metric_label: str, fmt: str 
     ax.set_xticklabels([_format(float(t.get_text()), "g", "×") for t in ax.get_xticklabels()])
     ax.set_xlabel("factor applied to the head's weight\n(×−1: sign flipped, ×0: head removed)")
     ax.set_ylabel("head")
-    return _finish(fig, f"{metric_label} per head and weight factor")
+    return _finish(fig, f"{metric_label[:1].upper()}{metric_label[1:]} per head and weight factor")
 
 
 def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:

@@ -346,7 +346,8 @@ def test_train_counts_out_of_range(flag, value, small_data, tmp_path, capsys):
 def test_twhin_command_values_out_of_range(graph, twhin_run, tmp_path, capsys):
     before = (twhin_run / "evaluation.csv").read_bytes() if (twhin_run / "evaluation.csv").exists() else None
     refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--max-edges", "0"], "--max-edges must be >= 1, got 0")
-    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--negatives", "-1"], "--negatives must be >= 1, got -1")
+    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--resamples", "-1"], "--resamples must be >= 0, got -1")
+    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--beside", "no_equals_sign"], "--beside")
     refused(capsys, ["twhin-train", "--graph", graph, "--out", tmp_path / "r", "--steps", "0", "--quiet"],
             "--steps must be >= 1, got 0")
     after = (twhin_run / "evaluation.csv").read_bytes() if (twhin_run / "evaluation.csv").exists() else None
