@@ -1,0 +1,90 @@
+"""Imports flow one way: data -> models -> training -> scoring/evaluation -> report -> orchestration.
+
+Read from the source (every import statement, also those inside functions), so a lazy import
+that goes the wrong way is caught too. TwHIN depends on the data package and never the reverse.
+"""
+
+import ast
+from pathlib import Path
+
+STUDYLIB = Path(__file__).resolve().parents[1] / "studylib"
+
+# Lowest first. A module may import from its own layer or a lower one.
+LAYERS = {
+    "base": ("studylib", "studylib.errors", "studylib.schema", "studylib.io", "studylib.yamlio", "studylib.config",
+             "studylib.runtime", "studylib.inference"),
+    "data": ("studylib.data",),
+    "models": ("studylib.models", "studylib.bf16", "studylib.metrics"),
+    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.model", "studylib.twhin.train"),
+    "scoring and evaluation": ("studylib.scoring", "studylib.analysis", "studylib.twhin.evaluate",
+                               "studylib.twhin.export"),
+    "report": ("studylib.findings", "studylib.plots"),
+    "orchestration": ("studylib.study", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
+                      "studylib.__main__"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(STUDYLIB.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest matching entry (studylib.data.world -> data)."""
+    best, found = -1, None
+    for index, prefixes in enumerate(LAYERS.values()):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), index
+    assert found is not None, f"{module} is in no layer of tests/test_imports.py: add it where it belongs"
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("studylib"):
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import; the project uses absolute ones")
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("studylib")}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in STUDYLIB.rglob("*.py")}
+
+
+def test_imports_flow_one_way():
+    names = list(LAYERS)
+    wrong = [f"{module} ({names[layer_of(module)]}) imports {target} ({names[layer_of(target)]})"
+             for module, targets in import_graph().items() for target in targets
+             if layer_of(target) > layer_of(module)]
+    assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t in ts if t != m and t != "studylib"} for m, ts in import_graph().items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(target):] + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_checker_sees_a_wrong_way_import(tmp_path):
+    """The check itself: a data module importing from twhin is flagged."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from studylib.twhin.export import export_embeddings\n")
+    assert imports_of(bad) == {"studylib.twhin.export"}
+    assert layer_of("studylib.twhin.export") > layer_of("studylib.data.generate")
