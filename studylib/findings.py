@@ -163,6 +163,10 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
             f"{len(met)} of {len(share)} relations meet the goal of {100 * TWHIN_GOAL:.0f} %")
     missed = [r for r in share.index if r not in met]
     text += f" (below: {', '.join(missed)})." if missed else "."
+    if (evaluation["ranking"] == "raw").any():
+        raw = link_prediction_table(evaluation, "rhs", "raw", "all")["trained_of_oracle"]
+        numbers.update(raw_min_trained_of_oracle=float(raw.min()), raw_max_trained_of_oracle=float(raw.max()))
+        text += f" With raw ranks (other true entities counted as negatives) it is {100 * raw.min():.0f}–{100 * raw.max():.0f} %."
     text += (f" On the held-out pairs that never occur in training the share is "
              f"{100 * unseen['trained_of_oracle'].min():.0f}–{100 * unseen['trained_of_oracle'].max():.0f} %.")
     versus = _paired_versus_trained(evaluation)

@@ -320,6 +320,11 @@ def test_twhin_finding_states_the_oracle_share_and_the_memorised_pairs():
     assert "by +0.0005 to +0.0100; the change is beyond its paired interval upward in 1 relation (follow) and " \
            "downward in no relation." in f.text
     assert "exceed the oracle's in 1 of 2 relations on all pairs but in 0 on unseen pairs" in f.text
+    assert "With raw ranks" not in f.text  # no raw rows, no raw sentence
+    raw = [{**r, "ranking": "raw", "mrr": r["mrr"] * (0.5 if r["scorer"] == "trained" else 1.0)} for r in rows]
+    f = findings.twhin_link_prediction(pd.DataFrame(rows + raw), 1000)
+    assert "With raw ranks (other true entities counted as negatives) it is 30–42 %." in f.text
+    assert f.numbers["raw_min_trained_of_oracle"] == pytest.approx(0.3)
     rows[2]["mrr"] = 0.008  # fav trained, rhs, all pairs: 40 % of the oracle
     f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
     assert f.verdict == "goal met on 1/2" and "(below: fav)" in f.text
