@@ -41,17 +41,13 @@ TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "
 STATE = "state.json"
 
 
-class PipelineError(StudyError):
-    """Bad input or a failed step; printed as one line."""
-
-
 # ---------------------------------------------------------------- notebooks and parameters
 
 
 def notebooks(source: Path) -> list[Path]:
     found = sorted(p for p in source.glob("[0-9]*.ipynb") if not p.name.startswith("."))
     if not found:
-        raise PipelineError(f"{source}: no notebooks (NN_name.ipynb) found")
+        raise StudyError(f"{source}: no notebooks (NN_name.ipynb) found")
     return found
 
 
@@ -71,13 +67,13 @@ def load_profile(profiles: Path, name: str) -> tuple[Path, dict]:
     path = profiles / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in profiles.glob("*.yaml")))
-        raise PipelineError(f"--profile {name}: no {path} (profiles: {known})")
+        raise StudyError(f"--profile {name}: no {path} (profiles: {known})")
     try:
         raw = yamlio.read(path, "profile") or {}
     except StudyError as exc:
-        raise PipelineError(str(exc)) from None
+        raise StudyError(str(exc)) from None
     if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: must be a mapping of parameter names to values")
+        raise StudyError(f"{path}: must be a mapping of parameter names to values")
     return path, raw
 
 
@@ -90,7 +86,7 @@ def parse_override(name: str, text: str):
 
 
 def check_type(notebook: str, name: str, value, type_name: str):
-    """The value, converted where lossless (int -> float); PipelineError naming notebook and parameter otherwise."""
+    """The value, converted where lossless (int -> float); StudyError naming notebook and parameter otherwise."""
     allowed = TYPES.get(type_name)
     if allowed is None:
         return value
@@ -99,7 +95,7 @@ def check_type(notebook: str, name: str, value, type_name: str):
     else:
         ok = isinstance(value, allowed)
     if not ok:
-        raise PipelineError(f"{notebook}: parameter {name} must be {type_name}, got {value!r} "
+        raise StudyError(f"{notebook}: parameter {name} must be {type_name}, got {value!r} "
                             f"({type(value).__name__})")
     return float(value) if type_name == "float" else value
 
@@ -110,14 +106,14 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
     for nb in notebooks(source):
         declared = declared_parameters(nb)
         if not declared:
-            raise PipelineError(f"{nb.name}: no cell tagged 'parameters'")
+            raise StudyError(f"{nb.name}: no cell tagged 'parameters'")
         known.update({name: nb.name for name in declared})
         steps.append((nb, declared))
     for name in params:
         if name in INJECTED:
-            raise PipelineError(f"{origin[name]}: parameter {name} is set by the pipeline (use --profile / --workdir)")
+            raise StudyError(f"{origin[name]}: parameter {name} is set by the pipeline (use --profile / --workdir)")
         if name not in known:
-            raise PipelineError(f"{origin[name]}: unknown parameter {name}; no notebook declares it "
+            raise StudyError(f"{origin[name]}: unknown parameter {name}; no notebook declares it "
                                 f"(known: {', '.join(sorted(set(known) - set(INJECTED)))})")
     out = []
     for nb, declared in steps:
@@ -165,18 +161,18 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         try:
             load_weights(weights)
         except StudyError as exc:
-            raise PipelineError(f"{users[0] if users else 'pipeline'}: parameter weights: {exc}") from None
+            raise StudyError(f"{users[0] if users else 'pipeline'}: parameter weights: {exc}") from None
         for nb, values in steps:
             if "weights" in declared_parameters(nb):
                 values["weights"] = weights
         paths = Paths.of(workdir, profile)
         first = next((nb.name for nb, _ in steps if is_rescore_step(nb)), "pipeline")
         if not (paths.run("by_name") / "model.pt").exists():
-            raise PipelineError(f"{first}: --weights needs a trained model in {paths.run('by_name')}; "
+            raise StudyError(f"{first}: --weights needs a trained model in {paths.run('by_name')}; "
                                 f"run the pipeline once without --weights (make study PROFILE={profile})")
         for nb, _ in steps:
             if not is_rescore_step(nb) and state.get(nb.name, {}).get("status") != "ok":
-                raise PipelineError(f"{nb.name}: has no successful run for profile {profile}; "
+                raise StudyError(f"{nb.name}: has no successful run for profile {profile}; "
                                     f"run the pipeline once without --weights")
     # Weight files and presets are read minutes into the run (chapters 3 and 5): check them now.
     from studylib.scoring import load_weights
@@ -187,7 +183,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
                 load_weights(str(spec))
             except StudyError as exc:
                 nb = next((nb.name for nb, v in steps if name in v), "pipeline")
-                raise PipelineError(f"{nb}: parameter {name}: {exc}") from None
+                raise StudyError(f"{nb}: parameter {name}: {exc}") from None
 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -219,7 +215,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
             _save_state(executed, state)
             evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else exc.ename
             kind = "" if exc.ename == "StudyError" else f"{exc.ename}: "
-            raise PipelineError(f"{nb.name}: {kind}{evalue} [executed copy: {out}; report not built]") from None
+            raise StudyError(f"{nb.name}: {kind}{evalue} [executed copy: {out}; report not built]") from None
         seconds = time.perf_counter() - t0
         state[nb.name] = {"status": "ok", "parameters": values, "seconds": round(seconds, 1),
                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -227,7 +223,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         say(f"[{nb.stem}] done in {seconds:.0f} s -> {out}")
     missing = [nb.name for nb, _ in steps if state.get(nb.name, {}).get("status") != "ok"]
     if missing:
-        raise PipelineError(f"{missing[0]}: has no successful run; the report was not built")
+        raise StudyError(f"{missing[0]}: has no successful run; the report was not built")
     if not build:
         return None
     say("[report] building with Jupyter Book ...")
@@ -268,11 +264,11 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     listed = _toc_files(book["toc"])
     for nb in steps:
         if f"notebooks/{nb.stem}" not in listed:
-            raise PipelineError(f"{nb.name}: not in book.yml's table of contents; add `- file: notebooks/{nb.stem}`")
+            raise StudyError(f"{nb.name}: not in book.yml's table of contents; add `- file: notebooks/{nb.stem}`")
         _stage_notebook(executed / nb.name, stage / "notebooks" / nb.name, workdir / "figures")
     for entry in listed:
         if entry.startswith("notebooks/") and not (stage / f"{entry}.ipynb").exists():
-            raise PipelineError(f"book.yml: lists {entry} but the pipeline has no such notebook")
+            raise StudyError(f"book.yml: lists {entry} but the pipeline has no such notebook")
     timings = {nb.name: state[nb.name]["seconds"] for nb in steps}
     (workdir / "_build" / "timings.json").write_text(json.dumps(
         {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
@@ -290,7 +286,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         log = workdir / "_build" / "report-build.log"
         log.write_text(proc.stdout + proc.stderr)
         lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line or "Error" in line]
-        raise PipelineError(f"report build failed: {(lines or ['see log'])[0].strip()} (log: {log})")
+        raise StudyError(f"report build failed: {(lines or ['see log'])[0].strip()} (log: {log})")
     html = workdir / "_build" / "html"
     if html.exists():
         shutil.rmtree(html)

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from studylib.schema import short_name
+
 FIGURES_DIR = Path("figures")
 WIDTH = 7.5  # inches: the book's text column, so that figures are shown near 100 % and their fonts stay readable
 
@@ -128,7 +130,7 @@ def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10,
             if "oracle_log_loss" in mine and mine["oracle_log_loss"].notna().any():
                 ax.axhline(mine["oracle_log_loss"].mean(), color="k", ls="--", lw=1,
                            label="oracle on the held-out data (floor)")
-        ax.set_title(short(head), fontsize=9)
+        ax.set_title(short_name(head), fontsize=9)
         if i % cols == 0:
             ax.set_ylabel("BCE (nats)")
         if i + cols >= len(heads):  # no panel below: this one carries the step axis
@@ -148,7 +150,7 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
     Points with 95 % user-level intervals; heads with too few positives are greyed and labelled
     "not evaluable" (their numbers are shown, no conclusion rests on them).
     """
-    frame = metrics.assign(label=[_wrap(short(h)) + ("" if ok else "\n(not evaluable)")
+    frame = metrics.assign(label=[_wrap(short_name(h)) + ("" if ok else "\n(not evaluable)")
                                   for h, ok in zip(metrics["head"], metrics["evaluable"])])
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 0.55 * len(frame) + 2.2), sharey=True)
     y = np.arange(len(frame))
@@ -214,7 +216,7 @@ def reliability(curves: pd.DataFrame) -> plt.Figure:
                     fmt="o-", ms=4, lw=1, capsize=2, color=None if ok else "0.6")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
-        ax.set_title(_wrap(short(head) + ("" if ok else " (not evaluable)"), 18), fontsize=9)
+        ax.set_title(_wrap(short_name(head) + ("" if ok else " (not evaluable)"), 18), fontsize=9)
         if i + cols >= len(heads):  # no panel below
             ax.set_xlabel("mean predicted P")
         if i % cols == 0:
@@ -250,7 +252,7 @@ def pairing_effect(pairing: pd.DataFrame) -> plt.Figure:
 
 def contribution_shares(shares: pd.DataFrame, weight_name: str) -> plt.Figure:
     """shares: head, mean_share, share_p10, share_p90 (fractions). Dotted line: the equal mix (1 / heads)."""
-    frame = shares.assign(head=shares["head"].map(lambda h: _wrap(short(h))))
+    frame = shares.assign(head=shares["head"].map(lambda h: _wrap(short_name(h))))
     fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(frame) + 1.6))
     pct = 100 * frame["mean_share"]
     ax.barh(frame["head"], pct, color=sns.color_palette()[0])
@@ -339,7 +341,7 @@ def effect_sizes(tests: pd.DataFrame) -> plt.Figure:
 
 def tornado(table: pd.DataFrame, metric_label: str, base_value: float, low: float, high: float) -> plt.Figure:
     """table (tornado_table): head, low, high, largest departure first. Bars from the base value to each end."""
-    frame = table.assign(head=table["head"].map(lambda h: _wrap(short(h)))).iloc[::-1]  # largest departure on top
+    frame = table.assign(head=table["head"].map(lambda h: _wrap(short_name(h)))).iloc[::-1]  # largest departure on top
     fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(frame) + 1.8))
     y = np.arange(len(frame))
     colors = sns.color_palette()
@@ -363,7 +365,7 @@ def sweep_heatmap(sweep: pd.DataFrame, metric: str, metric_label: str, fmt: str 
     on a diverging scale), so that one extreme cell does not wash out the others; cells beyond
     it take the end colour and keep their true value as annotation.
     """
-    grid = sweep.assign(head=sweep["head"].map(lambda h: _wrap(short(h)))).pivot(index="head", columns="factor",
+    grid = sweep.assign(head=sweep["head"].map(lambda h: _wrap(short_name(h)))).pivot(index="head", columns="factor",
                                                                                    values=metric)
     values = grid.to_numpy(float)
     if center is not None:
@@ -409,7 +411,7 @@ def sobol_bars(indices: pd.DataFrame, outputs: dict[str, str]) -> plt.Figure:
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
     first = np.ravel(axes)[0]
-    first.set_yticks(y, [_wrap(short(i)) for i in inputs])
+    first.set_yticks(y, [_wrap(short_name(i)) for i in inputs])
     first.invert_yaxis()
     for ax in np.ravel(axes)[::cols]:
         ax.set_ylabel("weight")
@@ -550,10 +552,6 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
     if dropped:
         note += f"; not shown (fewer than {MIN_POSITIVES} positives): {', '.join(dropped)}"
     return _finish(fig, f"Heavy Ranker per head with random, planted and trained TwHIN embeddings ({note})")
-
-
-def short(label: str) -> str:
-    return label.removeprefix("recap.engagement.").removeprefix("is_")
 
 
 __all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "feed_comparison", "reliability", "pairing_effect",

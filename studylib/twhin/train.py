@@ -77,9 +77,6 @@ def load_splits(graph_path: str, cfg: TwhinConfig, split: SplitSpec, relation: s
     return split_graph(align_graph(load_graph(graph_path, relation), cfg), split)
 
 
-# ---------------------------------------------------------------- processes
-
-
 # ---------------------------------------------------------------- model and state
 
 
