@@ -96,7 +96,7 @@ def test_schedule_kinds_parse_from_yaml(tmp_path):
 
 
 def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_path):
-    from studylib.pipeline import PipelineError, load_profile
+    from studylib.pipeline import load_profile
     from studylib.scoring import load_weights
 
     weights = tmp_path / "w.yaml"
@@ -109,5 +109,5 @@ def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_pat
     with pytest.raises(StudyError, match=r"c.yaml: duplicate key 'tasks' at line 3"):
         load_config(config)
     (tmp_path / "p.yaml").write_text("steps: 3\nsteps: 4\n")
-    with pytest.raises(PipelineError, match=r"p.yaml: duplicate key 'steps' at line 2"):
+    with pytest.raises(StudyError, match=r"p.yaml: duplicate key 'steps' at line 2"):
         load_profile(tmp_path, "p")

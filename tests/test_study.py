@@ -18,7 +18,8 @@ import yaml
 from scipy import stats
 
 from studylib import analysis
-from studylib.pipeline import REPO, PipelineError, declared_parameters, notebooks
+from studylib.errors import StudyError
+from studylib.pipeline import REPO, declared_parameters, notebooks
 from studylib.pipeline import run as run_pipeline
 
 NOTEBOOKS = REPO / "notebooks"
@@ -210,7 +211,7 @@ def test_every_notebook_is_in_the_book():
     (("weights", "no_such_preset"), r"03_score.ipynb: parameter weights: .*neither a preset"),
 ])
 def test_bad_parameters_stop_before_running(tmp_path, override, message):
-    with pytest.raises(PipelineError, match=message):
+    with pytest.raises(StudyError, match=message):
         run_pipeline("tiny", [override], None, tmp_path, quiet=True)
     assert not (tmp_path / "_build" / "html").exists()
 
@@ -218,17 +219,17 @@ def test_bad_parameters_stop_before_running(tmp_path, override, message):
 def test_bad_weights_file_and_missing_model(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("scored_tweets_model_weight_fav: 1.0\nscored_tweets_model_weight_bogus: 2.0\n")
-    with pytest.raises(PipelineError, match=r"03_score.ipynb: parameter weights: .*unknown head weight "
+    with pytest.raises(StudyError, match=r"03_score.ipynb: parameter weights: .*unknown head weight "
                                             r"scored_tweets_model_weight_bogus"):
         run_pipeline("tiny", [], str(bad), tmp_path, quiet=True)
-    with pytest.raises(PipelineError, match=r"03_score.ipynb: --weights needs a trained model"):
+    with pytest.raises(StudyError, match=r"03_score.ipynb: --weights needs a trained model"):
         run_pipeline("tiny", [], "equal_contribution", tmp_path, quiet=True)
-    with pytest.raises(PipelineError, match=r"--profile nope: no .*nope.yaml"):
+    with pytest.raises(StudyError, match=r"--profile nope: no .*nope.yaml"):
         run_pipeline("nope", [], None, tmp_path, quiet=True)
 
 
 def test_failing_notebook_keeps_its_copy_and_builds_no_report(tmp_path):
-    with pytest.raises(PipelineError) as err:
+    with pytest.raises(StudyError) as err:
         run_pipeline("tiny", [("scenario", "bogus")], None, tmp_path, quiet=True)
     text = str(err.value)
     assert "01_generate.ipynb: parameter scenario must be random, planted or cohorts" in text
