@@ -225,12 +225,15 @@ def _featurization(sec: _Section) -> FeaturizationConfig:
     cfg = FeaturizationConfig(
         batch_norm=_batch_norm(dnl.section("batch_norm_config", required=True)),
         clip_magnitude=dnl.get("clip_magnitude", float, required=True, valid="> 0"),
-        layer_norm_epsilon=ln.get("epsilon", float, 1e-5, valid=">= 0"),
+        layer_norm_epsilon=ln.get("epsilon", float, 1e-3, valid=">= 0"),  # the original's default
         layer_norm_center=ln.get("center", bool, True),
         layer_norm_scale=ln.get("scale", bool, True),
         feature_names_to_concat=tuple(sec.get("feature_names_to_concat", list, ["binary"])),
     )
     ln.done()
+    if cfg.layer_norm_center != cfg.layer_norm_scale:  # refused by the original too: torch has one switch
+        raise StudyError(f"{sec.source}: {ln.path}.center and .scale must be equal (got {cfg.layer_norm_center} "
+                         f"and {cfg.layer_norm_scale}); torch's LayerNorm learns both or neither")
     dnl.done()
     sec.done()
     if cfg.feature_names_to_concat != ("binary",):
@@ -272,6 +275,26 @@ class DataConfig:
     global_batch_size: int
 
 
+def _task_data(tasks: _Section, label: str) -> None:
+    """One label of train_data.tasks: the original's pos/neg_downsampling_rate (default 1).
+
+    The original turns rates below 1 into per-example loss weights (label / pos_rate +
+    (1 - label) / neg_rate). This study trains unweighted and calibrates from the rates that a
+    downsampled data set records in its own manifest (`studylib generate --downsample`), so a
+    rate other than 1 here is refused rather than silently dropped."""
+    if tasks.raw.get(label) is None:  # `label: {}` or `label:`: the defaults
+        tasks.seen.add(label)
+        return
+    task = tasks.section(label)
+    for field in ("pos_downsampling_rate", "neg_downsampling_rate"):
+        rate = task.get(field, float, 1.0, valid="(0, 1]")
+        if rate != 1.0:
+            raise StudyError(f"{task.source}: {task.path}.{field} is {rate:g}: per-example loss weights from "
+                             "config rates are not supported; generate the data set with --downsample (its "
+                             "manifest carries the rates the calibration uses) and leave the rate at 1")
+    task.done()
+
+
 def parse_data(raw, source: str, path: str = "train_data") -> DataConfig:
     sec = _Section(raw, path, source)
     sec.ignore("inputs", "dataset_service_compression", "evaluation_tasks")
@@ -280,6 +303,10 @@ def parse_data(raw, source: str, path: str = "train_data") -> DataConfig:
     renamed = schema.get("renamed_features", dict, required=True)
     schema.done()
     tasks = sec.get("tasks", dict, required=True)
+    tasks_sec = sec.section("tasks", required=True)
+    for label in tasks:
+        _task_data(tasks_sec, label)
+    tasks_sec.done()
     pre = sec.section("preprocess", required=True)
     trunc = pre.section("truncate_and_slice", required=True)
     cfg = DataConfig(
@@ -302,11 +329,11 @@ _SCHEDULE_FIELDS = {
     "constant": {},
     "piecewise_constant": {"learning_rate_boundaries": list, "learning_rate_values": list},
     "linear_ramp_to_constant": {"learning_rate": float, "num_ramp_steps": int},
-    "linear_ramp_to_cosine": {
+    "linear_ramp_to_cosine": {  # the cosine runs from num_ramp_steps to the absolute step final_num_steps
         "learning_rate": float,
         "num_ramp_steps": int,
         "final_learning_rate": float,
-        "num_decay_steps": int,
+        "final_num_steps": int,
     },
 }
 
@@ -346,6 +373,9 @@ def _schedule(sec: _Section) -> ScheduleConfig:
         raise StudyError(f"{sec.source}: {body.path} needs one more value than boundaries")
     if kind.startswith("linear_ramp") and params["num_ramp_steps"] < 0:
         raise StudyError(f"{sec.source}: {body.path}.num_ramp_steps must be >= 0")
+    if kind == "linear_ramp_to_cosine" and params["final_num_steps"] <= params["num_ramp_steps"]:
+        raise StudyError(f"{sec.source}: {body.path}.final_num_steps must be > num_ramp_steps "
+                         f"({params['final_num_steps']} <= {params['num_ramp_steps']})")
     return ScheduleConfig(kind, params)
 
 

@@ -61,9 +61,12 @@ def learning_rate(schedule: ScheduleConfig, step: int) -> float:
         return p["learning_rate"] * step / ramp
     if schedule.kind == "linear_ramp_to_constant":
         return p["learning_rate"]
-    # linear_ramp_to_cosine: cosine decay from the peak to final_learning_rate over num_decay_steps
-    progress = min(step - ramp, p["num_decay_steps"]) / max(1, p["num_decay_steps"])
-    final = p["final_learning_rate"]
+    # linear_ramp_to_cosine: cosine decay from the peak at num_ramp_steps to final_learning_rate at
+    # the absolute step final_num_steps (the config refuses final_num_steps <= num_ramp_steps), then flat.
+    final, end = p["final_learning_rate"], p["final_num_steps"]
+    if step > end:
+        return final
+    progress = (step - ramp) / (end - ramp)
     return final + (p["learning_rate"] - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

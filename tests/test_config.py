@@ -1,5 +1,6 @@
 """Strict config parsing and the four learning-rate schedules."""
 
+import dataclasses
 import math
 
 import pytest
@@ -71,13 +72,61 @@ def test_constant_and_piecewise_constant():
     assert [learning_rate(s, k) for k in (0, 9, 10, 19, 20, 99)] == [1.0, 1.0, 0.5, 0.5, 0.1, 0.1]
 
 
-def test_linear_ramp_to_cosine():
+def test_linear_ramp_to_cosine_ends_at_the_absolute_final_step():
+    """As the original: the cosine runs from num_ramp_steps to step final_num_steps (not for that many steps)."""
     s = ScheduleConfig("linear_ramp_to_cosine", {"learning_rate": 1.0, "num_ramp_steps": 10,
-                                                 "final_learning_rate": 0.1, "num_decay_steps": 100})
+                                                 "final_learning_rate": 0.1, "final_num_steps": 110})
     assert learning_rate(s, 5) == pytest.approx(0.5)
     assert learning_rate(s, 10) == pytest.approx(1.0)
     assert learning_rate(s, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(s, 110) == pytest.approx(0.1) and learning_rate(s, 500) == pytest.approx(0.1)
+
+
+def test_cosine_schedule_parses_with_the_original_fields(tmp_path):
+    block = """    backbone_learning_rate:
+      constant: null
+      linear_ramp_to_constant:
+        learning_rate: 0.0001
+        num_ramp_steps: 1000
+      linear_ramp_to_cosine: null
+      piecewise_constant: null"""
+    cosine = """    backbone_learning_rate:
+      linear_ramp_to_cosine:
+        learning_rate: 0.001
+        final_learning_rate: 0.0001
+        num_ramp_steps: 100
+        final_num_steps: {end}"""
+    cfg = load_config(write_variant(tmp_path, block, cosine.format(end=300)))
+    assert learning_rate(cfg.optimizer.backbone, 200) == pytest.approx(0.00055)
+    assert learning_rate(cfg.optimizer.backbone, 300) == pytest.approx(0.0001)
+    with pytest.raises(StudyError, match=r"backbone_learning_rate.linear_ramp_to_cosine.final_num_steps must be > "
+                                         r"num_ramp_steps \(100 <= 100\)"):
+        load_config(write_variant(tmp_path, block, cosine.format(end=100)))
+
+
+def test_layer_norm_defaults_and_refusals_match_the_original(tmp_path):
+    ln = """      layer_norm_config:
+        axis: -1
+        center: true
+        epsilon: 0.0
+        scale: true"""
+    cfg = load_config(write_variant(tmp_path, ln, ln.replace("        epsilon: 0.0\n", "")))
+    assert cfg.model.featurization.layer_norm_epsilon == 1e-3  # the original's default
+    with pytest.raises(StudyError, match=r"layer_norm_config.center and .scale must be equal \(got True and False\)"):
+        load_config(write_variant(tmp_path, ln, ln.replace("scale: true", "scale: false")))
+
+
+def test_final_layer_activation_adds_a_relu_alone(tmp_path):
+    """With final_layer_activation the original appends only a ReLU after the last Linear."""
+    from torch import nn
+
+    from studylib.models.heavy_ranker import Mlp
+
+    tower = load_config().model.tasks["recap.engagement.is_favorited"].mlp  # BatchNorm and no final activation
+    plain = Mlp(16, tower)
+    assert isinstance(plain.layers[-1], nn.Linear)
+    activated = Mlp(16, dataclasses.replace(tower, final_layer_activation=True))
+    assert [type(m) for m in activated.layers] == [type(m) for m in plain.layers] + [nn.ReLU]
 
 
 def test_schedule_kinds_parse_from_yaml(tmp_path):
@@ -111,3 +160,17 @@ def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_pat
     (tmp_path / "p.yaml").write_text("steps: 3\nsteps: 4\n")
     with pytest.raises(StudyError, match=r"p.yaml: duplicate key 'steps' at line 2"):
         load_profile(tmp_path, "p")
+
+
+def test_train_data_task_rates_are_read_not_dropped(tmp_path):
+    """train_data.tasks.<label> holds the original's downsampling rates; a rate below 1 (which the
+    original turns into loss weights) is refused in one line instead of being silently ignored."""
+    label = '    "recap.engagement.is_favorited": {}'
+    assert load_config(write_variant(tmp_path, label, label.replace("{}", "{pos_downsampling_rate: 1.0}")))
+    with pytest.raises(StudyError, match=r"train_data.tasks.recap.engagement.is_favorited.neg_downsampling_rate is "
+                                         r"0.01: per-example loss weights .* --downsample"):
+        load_config(write_variant(tmp_path, label, label.replace("{}", "{neg_downsampling_rate: 0.01}")))
+    with pytest.raises(StudyError, match=r"neg_downsampling_rate must be \(0, 1\], got 0.0"):
+        load_config(write_variant(tmp_path, label, label.replace("{}", "{neg_downsampling_rate: 0.0}")))
+    with pytest.raises(StudyError, match=r"unknown key train_data.tasks.recap.engagement.is_favorited.loss_weight"):
+        load_config(write_variant(tmp_path, label, label.replace("{}", "{loss_weight: 2.0}")))

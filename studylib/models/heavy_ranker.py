@@ -22,22 +22,25 @@ def _init_linear(layer: nn.Linear) -> nn.Linear:
 
 
 class Mlp(nn.Module):
-    """Linear -> [BatchNorm] -> ReLU -> [Dropout] per layer; the last layer's ReLU is optional."""
+    """Linear -> [BatchNorm] -> ReLU -> [Dropout] per hidden layer, then the last Linear and, with
+    final_layer_activation, a ReLU alone (as the original: no BatchNorm or Dropout after it)."""
 
     def __init__(self, in_features: int, cfg: MlpConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        sizes = cfg.layer_sizes
-        for i, width in enumerate(sizes):
+        *hidden, last = cfg.layer_sizes
+        for width in hidden:
             layers.append(_init_linear(nn.Linear(in_features, width)))
-            last = i == len(sizes) - 1
-            if not last or cfg.final_layer_activation:
-                if cfg.batch_norm is not None:
-                    layers.append(nn.BatchNorm1d(width, affine=cfg.batch_norm.affine, momentum=cfg.batch_norm.momentum))
-                layers.append(nn.ReLU())
-                if cfg.dropout:
-                    layers.append(nn.Dropout(cfg.dropout))
+            if cfg.batch_norm is not None:
+                layers.append(nn.BatchNorm1d(width, affine=cfg.batch_norm.affine, momentum=cfg.batch_norm.momentum))
+            layers.append(nn.ReLU())
+            if cfg.dropout:
+                layers.append(nn.Dropout(cfg.dropout))
             in_features = width
+        layers.append(_init_linear(nn.Linear(in_features, last)))
+        if cfg.final_layer_activation:
+            layers.append(nn.ReLU())
+        in_features = last
         self.layers = nn.Sequential(*layers)
         self.out_features = in_features
 
@@ -105,8 +108,8 @@ class DoubleNormLog(nn.Module):
         self.batch_norm = nn.BatchNorm1d(widths["continuous"], affine=cfg.batch_norm.affine,
                                          momentum=cfg.batch_norm.momentum)
         dense = widths["continuous"] + widths["binary"]
-        self.layer_norm = nn.LayerNorm(dense, eps=cfg.layer_norm_epsilon,
-                                       elementwise_affine=cfg.layer_norm_scale, bias=cfg.layer_norm_center)
+        # The config refuses center != scale, as the original does (torch has one switch for both).
+        self.layer_norm = nn.LayerNorm(dense, eps=cfg.layer_norm_epsilon, elementwise_affine=cfg.layer_norm_scale)
         self.embedding_norms = nn.ModuleDict({g: nn.LayerNorm(widths[g]) for g in EMBEDDING_GROUPS})
         self.out_features = dense + sum(widths[g] for g in EMBEDDING_GROUPS)
 
