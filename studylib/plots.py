@@ -515,8 +515,8 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
     order = list(long["variant"].cat.categories) if hasattr(long["variant"], "cat") \
         else list(dict.fromkeys(long["variant"]))
     ok = long["positives"] >= MIN_POSITIVES
-    dropped = list(dict.fromkeys(long.loc[~ok, "head"].map(short)))
-    frame = long[ok].assign(head=long["head"].map(short))
+    dropped = list(dict.fromkeys(long.loc[~ok, "head"].map(short_name)))
+    frame = long[ok].assign(head=long["head"].map(short_name))
     heads = list(dict.fromkeys(frame["head"]))
     y = np.arange(len(heads))
     colors = sns.color_palette()
@@ -544,7 +544,7 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
     handles = handles[:len(order) + 1]  # the first panel's: variants, then the oracle
     fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.1),
                frameon=False)
-    seed_auroc = per_seed.loc[per_seed["head"].map(short).isin(heads), "auroc"] if per_seed is not None else []
+    seed_auroc = per_seed.loc[per_seed["head"].map(short_name).isin(heads), "auroc"] if per_seed is not None else []
     _zoom(axes[0], np.concatenate([frame[["auroc", "oracle_auroc"]].to_numpy(float).ravel(), seed_auroc]))
     note = "points: first training seed"
     if per_seed is not None:

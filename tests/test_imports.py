@@ -19,7 +19,7 @@ LAYERS = {
     "scoring and evaluation": ("studylib.scoring", "studylib.analysis", "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
     "report": ("studylib.findings", "studylib.plots"),
-    "orchestration": ("studylib.study", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
+    "orchestration": ("studylib.study", "studylib.notebook", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
                       "studylib.__main__"),
 }
 
