@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,6 +25,20 @@ from studylib.errors import StudyError
 
 LOCK_FILE = ".studylib.lock"
 TMP_SUFFIX = ".tmp"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 4 MiB blocks): shard, manifest, model and checkpoint identities."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings_sha256(settings) -> str:
+    """SHA-256 of settings as canonical JSON (sorted keys): config and run identities."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def os_error(exc: OSError, path: str | Path | None = None) -> StudyError:
@@ -64,6 +80,27 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, payload, sort_keys: bool = False) -> Path:
     return write_text(path, json.dumps(payload, indent=1, sort_keys=sort_keys))
+
+
+def cached(stamp: Path, settings: dict, outputs, build: Callable[[], dict | None],
+           clear: Path | None = None) -> tuple[bool, dict]:
+    """The study's one cache for a step: reuse what `build` made when `stamp` records exactly these
+    `settings` and every path in `outputs` exists; otherwise remove `clear` (the step's old output
+    folder, if any), run `build`, and write the stamp last and atomically, so that an interrupted
+    step is rebuilt, never taken for a finished one. Returns (reused, what `build` returned)."""
+    stamp = Path(stamp)
+    if stamp.exists() and all(Path(p).exists() for p in outputs):
+        try:
+            record = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            record = None  # unreadable: rebuild
+        if isinstance(record, dict) and record.get("settings") == settings:
+            return True, record.get("result") or {}
+    if clear is not None and Path(clear).exists():
+        shutil.rmtree(clear)
+    result = build() or {}
+    write_json(stamp, {"settings": settings, "result": result})
+    return False, result
 
 
 def read_json(path: str | Path, kind: type = dict):

@@ -26,11 +26,10 @@ import pyarrow.parquet as pq
 import yaml
 
 from studylib.data.layout import MANIFEST as MANIFEST_FILE
-from studylib.data.layout import file_sha256
 from studylib.data.reader import Reader, open_dataset
 from studylib import yamlio
 from studylib.errors import StudyError
-from studylib.io import atomic_write, write_text
+from studylib.io import atomic_write, file_sha256, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
 from studylib.train import CHECKPOINT, MODEL, load_run, predict

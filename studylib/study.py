@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from studylib.errors import StudyError
+from studylib.io import cached, file_sha256
 
 RUN_MARKER = "study.json"
 
@@ -112,11 +113,6 @@ def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: 
     return generate(params, out, progress=progress)
 
 
-def _stamped(stamp: Path, settings: dict) -> bool:
-    """True when `stamp` records exactly these settings (what a cached data set or run was made with)."""
-    return stamp.exists() and json.loads(stamp.read_text()) == settings
-
-
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
                pairing: str = "by_name", config: str | None = None, progress: bool = False,
                precision: str = "auto", val_data: Path | None = None, val_every: int = 0) -> dict:
@@ -133,23 +129,22 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     for folder in (data, eval_data, val_data if val_every else None):
         if folder is not None and not (folder / "manifest.json").exists():
             raise StudyError(f"{folder}: no data set here; run 01_generate.ipynb first")
-    settings = {"data_manifest": _digest(data / "manifest.json"),
-                "eval_manifest": _digest(eval_data / "manifest.json") if eval_data else None,
+    settings = {"data_manifest": file_sha256(data / "manifest.json"),
+                "eval_manifest": file_sha256(eval_data / "manifest.json") if eval_data else None,
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
                 "config": Path(config).name, "precision": precision}
     if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
-        settings.update(val_manifest=_digest(val_data / "manifest.json"), val_every=int(val_every))
-    marker = out / RUN_MARKER
-    if _stamped(marker, settings) and (out / MODEL).exists():
-        return {"reused": True, **settings}
-    if out.exists():
-        shutil.rmtree(out)
-    train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), eval_data=eval_data and str(eval_data),
-                    batch_size=int(batch_size), device="auto", seed=int(seed), label_pairing=pairing, precision=precision,
-                    log_every=max(1, int(steps) // 40), progress=progress,
-                    val_data=str(val_data) if val_data is not None and val_every else None, val_every=int(val_every)))
-    marker.write_text(json.dumps(settings, indent=1))
-    return {"reused": False, **settings}
+        settings.update(val_manifest=file_sha256(val_data / "manifest.json"), val_every=int(val_every))
+    def build() -> None:
+        train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps),
+                        eval_data=eval_data and str(eval_data), batch_size=int(batch_size), device="auto",
+                        seed=int(seed), label_pairing=pairing, precision=precision,
+                        log_every=max(1, int(steps) // 40), progress=progress,
+                        val_data=str(val_data) if val_data is not None and val_every else None,
+                        val_every=int(val_every)))
+
+    reused, _ = cached(out / RUN_MARKER, settings, [out / MODEL], build, clear=out)
+    return {"reused": reused, **settings}
 
 
 def require_run(out: Path, notebook: str = "02_train.ipynb") -> None:
@@ -163,12 +158,6 @@ def require_scores(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise StudyError(f"{path}: no scores here; run 03_score.ipynb first")
     return pd.read_parquet(path)
-
-
-def _digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def weight_specs(weights: str, presets: list[str]) -> list[str]:
@@ -257,18 +246,16 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
     from studylib.config import shipped_config_path
 
-    settings = {"graph_manifest": _digest(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
-                "config": _digest(shipped_config_path("twhin_study.yaml")), "node_bias": bool(node_bias)}
-    marker = out / RUN_MARKER
-    if _stamped(marker, settings) and (out / "checkpoint.pt").exists():
-        return {"reused": True, **settings}
-    if out.exists():
-        shutil.rmtree(out)
-    with _threads(threads):
-        result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
-                                      seed=int(seed), node_bias=bool(node_bias), progress=progress))
-    marker.write_text(json.dumps(settings, indent=1))
-    return {"reused": False, "edges_per_s": result["edges_per_s"], **settings}
+    settings = {"graph_manifest": file_sha256(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
+                "config": file_sha256(shipped_config_path("twhin_study.yaml")), "node_bias": bool(node_bias)}
+    def build() -> dict:
+        with _threads(threads):
+            result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
+                                          seed=int(seed), node_bias=bool(node_bias), progress=progress))
+        return {"edges_per_s": result["edges_per_s"]}
+
+    reused, result = cached(out / RUN_MARKER, settings, [out / "checkpoint.pt"], build, clear=out)
+    return {"reused": reused, **result, **settings}
 
 
 def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, seed: int = 0,
@@ -283,14 +270,14 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
     if resamples < 0:
         raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
     beside = beside or {}
-    settings = {"checkpoint": _digest(run / "checkpoint.pt"), "max_edges": int(max_edges), "resamples": int(resamples),
-                "seed": int(seed), "beside": {name: _digest(Path(d) / "checkpoint.pt") for name, d in beside.items()}}
-    marker = run / "study_evaluation.json"
-    if not (_stamped(marker, settings) and (run / RESULTS).exists()):
+    settings = {"checkpoint": file_sha256(run / "checkpoint.pt"), "max_edges": int(max_edges), "resamples": int(resamples),
+                "seed": int(seed), "beside": {name: file_sha256(Path(d) / "checkpoint.pt") for name, d in beside.items()}}
+    def build() -> None:
         with _threads(1):
             evaluate_run(run, max_edges=int(max_edges) or None, n_resamples=int(resamples), seed=int(seed),
                          extra_runs=beside, progress=progress)
-        marker.write_text(json.dumps(settings, indent=1))
+
+    cached(run / "study_evaluation.json", settings, [run / RESULTS], build)
     return pd.read_csv(run / RESULTS)
 
 
@@ -299,13 +286,9 @@ def ensure_twhin_export(run: Path, out: Path) -> dict:
     (an unchanged file keeps the data sets built from it valid)."""
     from studylib.twhin.export import export_embeddings
 
-    stamp = out.with_name(out.name + ".json")
-    checkpoint = _digest(run / "checkpoint.pt")
-    if out.exists() and stamp.exists() and json.loads(stamp.read_text()).get("checkpoint") == checkpoint:
-        return {"reused": True, **json.loads(stamp.read_text())}
-    info = export_embeddings(run, out)
-    stamp.write_text(json.dumps({"checkpoint": checkpoint, **info}, indent=1))
-    return {"reused": False, "checkpoint": checkpoint, **info}
+    settings = {"checkpoint": file_sha256(run / "checkpoint.pt")}
+    reused, info = cached(out.with_name(out.name + ".json"), settings, [out], lambda: export_embeddings(run, out))
+    return {"reused": reused, **settings, **info}
 
 
 def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
@@ -317,12 +300,12 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
-    stamp = out.with_name(out.name + ".json")
-    if out.exists() and _stamped(stamp, settings):
-        return out
-    rng = np.random.default_rng([int(seed), 0xAB1A])
-    write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()}, out)
-    stamp.write_text(json.dumps(settings, indent=1))
+    def build() -> None:
+        rng = np.random.default_rng([int(seed), 0xAB1A])
+        write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()},
+                                out)
+
+    cached(out.with_name(out.name + ".json"), settings, [out], build)
     return out
 
 
@@ -343,8 +326,8 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
         manifest = out / "manifest.json"
         if manifest.exists():
             old = json.loads(manifest.read_text())
-            if (old.get("view_of") or {}).get("manifest_sha256") != _digest(like / "manifest.json") or \
-                    (old.get("embeddings") or {}).get("sha256") != _digest(embeddings):
+            if (old.get("view_of") or {}).get("manifest_sha256") != file_sha256(like / "manifest.json") or \
+                    (old.get("embeddings") or {}).get("sha256") != file_sha256(embeddings):
                 shutil.rmtree(out)
         return embedding_view(like, embeddings, out)
     base = json.loads((like / "manifest.json").read_text())["params"]
@@ -354,7 +337,7 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
     manifest = out / "manifest.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())
-        same_file = embeddings is None or (old.get("embeddings") or {}).get("sha256") == _digest(embeddings)
+        same_file = embeddings is None or (old.get("embeddings") or {}).get("sha256") == file_sha256(embeddings)
         if old.get("params") != params.as_dict() or not same_file or "view_of" in old:
             shutil.rmtree(out)
     return generate(params, out, progress=progress)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import csv
-import hashlib
-import json
 import math
 import shutil
 import time
@@ -28,9 +26,9 @@ from tqdm.auto import tqdm
 
 from studylib.bf16 import Bf16WorkingCopies, bf16_state_dict
 from studylib.config import RecapConfig, ScheduleConfig, load_config
-from studylib.data.reader import Batch, Reader, open_dataset
+from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
-from studylib.io import atomic_write, exclusive, read_json, write_json
+from studylib.io import atomic_write, exclusive, file_sha256, read_json, settings_sha256, write_json
 from studylib.metrics import head_metrics, to_data_space
 from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
 from studylib.runtime import Runtime, precision_reason, resolve_device, resolve_precision, start_runtime
@@ -165,7 +163,7 @@ def make_train_step(model: HeavyRanker, optimizer: torch.optim.Optimizer, runtim
 
 
 def config_digest(cfg: RecapConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.raw["model"], sort_keys=True).encode()).hexdigest()
+    return settings_sha256(cfg.raw["model"])
 
 
 def save_checkpoint(path: Path, model: HeavyRanker, optimizer, step: int, epoch: int, batch_in_epoch: int,
@@ -404,7 +402,7 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
             shutil.copyfile(cfg.source, out / CONFIG_COPY)
             info = {
                 "data": str(Path(args.data).resolve()), "eval_data": args.eval_data and str(Path(args.eval_data).resolve()),
-                "data_manifest_sha256": hashlib.sha256((Path(args.data) / "manifest.json").read_bytes()).hexdigest(),
+                "data_manifest_sha256": file_sha256(Path(args.data) / "manifest.json"),
                 "config": Path(cfg.source).name, "heads": list(model.heads), "label_pairing": args.label_pairing,
                 "labels_per_head": dict(zip(model.heads, label_names)), "batch_size": batch_size, "seed": args.seed,
                 "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),

@@ -165,7 +165,7 @@ def copy_of(small_data, tmp_path):
 
 def rewrite_shard(folder, change):
     """Apply `change` to shard 0's table, write it back and fix the manifest checksum."""
-    from studylib.data.layout import file_sha256
+    from studylib.io import file_sha256
 
     path = folder / "shard-00000.parquet"
     pq.write_table(change(pq.read_table(path)), path, row_group_size=500)

@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 
 from studylib.config import shipped_config_path
-from studylib.data.layout import file_sha256
+from studylib.io import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register

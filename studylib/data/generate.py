@@ -41,12 +41,12 @@ from studylib.data.layout import (
     MANIFEST,
     SCHEMA_VERSION,
     arrow_schema,
-    file_sha256,
     stored_names,
 )
 from studylib.data.world import COHORTS, NEGATIVE, NESTED, POSITIVE, ROOTS, World, WorldParams
 from studylib.errors import StudyError
-from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, remove_stale_temporaries, write_json
+from studylib.io import (LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
+                         write_json)
 from studylib.schema import COHORT_COLUMN, GROUP_WIDTHS, LABELS, REQUEST_COLUMN, true_prob_column
 
 SCENARIOS = ("random", "planted", "cohorts")

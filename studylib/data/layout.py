@@ -9,9 +9,6 @@ features and labels are stored as int8 (the original used int64 for 0/1 values).
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pyarrow as pa
 
 from studylib.schema import (
@@ -61,9 +58,3 @@ def arrow_schema(with_truth: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from studylib.data.layout import GROUP_VALUE_TYPES, MANIFEST, RENAMED_FEATURES, SCHEMA_VERSION, file_sha256
+from studylib.data.layout import GROUP_VALUE_TYPES, MANIFEST, RENAMED_FEATURES, SCHEMA_VERSION
 from studylib.errors import StudyError
-from studylib.io import read_json
+from studylib.io import file_sha256, read_json
 from studylib.schema import (
     COHORT_COLUMN,
     EMBEDDING_GROUPS,

@@ -23,10 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from studylib.data.embeddings import RANKER_TABLES, RANKER_WIDTH, load_ranker_embeddings, write_ranker_embeddings
+from studylib.data.embeddings import RANKER_TABLES, RANKER_WIDTH, write_ranker_embeddings
 from studylib.errors import StudyError
 from studylib.twhin.graph import ENGAGEMENT_RELATIONS
 from studylib.twhin.train import load_trained

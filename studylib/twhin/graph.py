@@ -28,10 +28,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from studylib.data.layout import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
-from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, remove_stale_temporaries, write_json
+from studylib.io import (LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
+                         write_json)
 from studylib.schema import LABEL_PREFIX
 
 MANIFEST = "manifest.json"

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,7 +33,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
-from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, write_json
+from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
 from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
@@ -230,10 +228,6 @@ class TwhinTrainArgs:
     progress: bool = True
 
 
-def _digest(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def read_checkpoint(path: Path) -> dict:
     """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
     cannot run code); anything else is refused with one line."""
@@ -280,7 +274,7 @@ def train(args: TwhinTrainArgs) -> dict:
     batch_size = _count(args.batch_size, "--batch-size", cfg.batch_size, "train_data.per_replica_batch_size")
     steps = _count(args.steps, "--steps", cfg.num_train_steps, "training.num_train_steps")
     every = _count(args.checkpoint_every, "--checkpoint-every", cfg.checkpoint_every_n, "training.checkpoint_every_n")
-    identity = {"graph": str(Path(args.graph).resolve()), "config": _digest(cfg.raw), "split": asdict(split),
+    identity = {"graph": str(Path(args.graph).resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
                 "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
     runtime = start_runtime(args.device)
     try:
