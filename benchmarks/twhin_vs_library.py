@@ -55,7 +55,8 @@ from studylib.data.world import World  # noqa: E402
 from studylib.twhin.evaluate import EmbeddingScorer, OracleScorer, PopularityScorer, evaluate_scorers  # noqa: E402
 from studylib.twhin.graph import GraphParams, SplitSpec, generate_graph  # noqa: E402
 from studylib.twhin.model import load_twhin_config  # noqa: E402
-from studylib.twhin.train import TwhinTrainArgs, load_splits, load_trained, train  # noqa: E402
+from studylib.twhin.runs import load_splits, load_trained  # noqa: E402
+from studylib.twhin.train import TwhinTrainArgs, train  # noqa: E402
 
 LIBRARY_NEGATIVES = 64
 LIBRARY_LR = 0.01

@@ -32,7 +32,7 @@ from studylib.errors import StudyError
 from studylib.io import atomic_write, file_sha256, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
-from studylib.train import CHECKPOINT, MODEL, load_run, predict
+from studylib.runs import CHECKPOINT, MODEL, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
 PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")

@@ -119,7 +119,8 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     """Train (or reuse a finished run with the same settings and data); return its summary.
     `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve."""
     from studylib.config import shipped_config_path
-    from studylib.train import MODEL, TrainArgs, train
+    from studylib.runs import MODEL
+    from studylib.train import TrainArgs, train
 
     config = str(config or shipped_config_path("study_quick.yaml"))
     if steps < 1:
@@ -148,7 +149,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
 
 
 def require_run(out: Path, notebook: str = "02_train.ipynb") -> None:
-    from studylib.train import MODEL
+    from studylib.runs import MODEL
 
     if not (out / MODEL).exists():
         raise StudyError(f"{out}: no trained model here; run {notebook} first (or the pipeline without --weights)")

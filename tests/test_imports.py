@@ -14,8 +14,9 @@ LAYERS = {
     "base": ("studylib", "studylib.errors", "studylib.schema", "studylib.io", "studylib.yamlio", "studylib.config",
              "studylib.runtime", "studylib.inference"),
     "data": ("studylib.data",),
-    "models": ("studylib.models", "studylib.bf16", "studylib.metrics"),
-    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.model", "studylib.twhin.train"),
+    "models": ("studylib.models", "studylib.bf16", "studylib.metrics", "studylib.runs"),
+    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.model", "studylib.twhin.runs",
+                 "studylib.twhin.train"),
     "scoring and evaluation": ("studylib.scoring", "studylib.analysis", "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
     "report": ("studylib.findings", "studylib.plots"),
@@ -88,3 +89,11 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     bad.write_text("def f():\n    from studylib.twhin.export import export_embeddings\n")
     assert imports_of(bad) == {"studylib.twhin.export"}
     assert layer_of("studylib.twhin.export") > layer_of("studylib.data.generate")
+
+
+def test_reading_a_finished_run_does_not_import_training():
+    """Scoring, evaluation and export read runs through studylib.runs / studylib.twhin.runs."""
+    graph = import_graph()
+    for reader in ("studylib.scoring", "studylib.twhin.evaluate", "studylib.twhin.export", "studylib.runs",
+                   "studylib.twhin.runs"):
+        assert not graph[reader] & {"studylib.train", "studylib.twhin.train"}, reader

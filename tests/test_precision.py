@@ -13,8 +13,8 @@ from studylib.errors import StudyError
 from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
 from studylib.data.reader import Reader, open_dataset
-from studylib.train import (TrainArgs, build_optimizer, load_checkpoint, load_run, make_train_step, multitask_loss, predict,
-                            set_learning_rates, train)
+from studylib.runs import load_checkpoint, load_run, predict
+from studylib.train import TrainArgs, build_optimizer, make_train_step, multitask_loss, set_learning_rates, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 CPU = torch.device("cpu")

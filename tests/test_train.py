@@ -17,7 +17,8 @@ from studylib.data.generate import generate
 from studylib.errors import StudyError
 from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
-from studylib.train import CHECKPOINT, MODEL, TrainArgs, label_names_for_heads, load_checkpoint, train
+from studylib.runs import CHECKPOINT, MODEL, load_checkpoint
+from studylib.train import TrainArgs, label_names_for_heads, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 FREQUENT = ["favorited", "replied", "video_playback_50"]

@@ -30,7 +30,8 @@ from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, gene
                                   planted_log_intensity, split_graph)
 from studylib.twhin.model import (TwhinModel, edges_to_kjt, load_twhin_config, negative_weights, relation_scores,
                                   softmax_loss, twhin_loss)
-from studylib.twhin.train import TwhinTrainArgs, load_splits, load_trained, train
+from studylib.twhin.runs import load_splits, load_trained
+from studylib.twhin.train import TwhinTrainArgs, train
 
 SMALL_WORLD = WorldParams(n_users=300, n_authors=60, n_tweets=1500)
 REPO = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from studylib.errors import StudyError
 from studylib.inference import bootstrap_weights
 from studylib.io import atomic_write
 from studylib.twhin.graph import Graph, SplitSpec, planted_log_intensity
-from studylib.twhin.train import TrainedRun, load_splits, load_trained
+from studylib.twhin.runs import TrainedRun, load_splits, load_trained
 
 SCORE_CELLS = 4_000_000  # score-matrix cells per chunk (memory bound)
 HITS_AT = (1, 10, 50)

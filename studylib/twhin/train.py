@@ -11,7 +11,8 @@ the config's learning rate; `apply_optimizer_in_backward` under DMP); the transl
 their own SGD.
 
 Checkpoints hold full (unsharded) tables and optimizer state, gathered on rank 0 and written
-atomically (tmp + os.replace), so a run resumes on any number of processes. Batches are a
+atomically (tmp + os.replace), so a run resumes on any number of processes; `studylib.twhin.runs`
+names the run folder's files and reads a finished run. Batches are a
 pure function of (seed, step), so a resumed run sees the same edges as an uninterrupted one.
 """
 
@@ -35,44 +36,11 @@ from tqdm.auto import tqdm
 from studylib.errors import StudyError
 from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
 from studylib.runtime import Runtime, start_runtime
-from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
+from studylib.twhin.graph import Graph, SplitSpec
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
+from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint
 
-CHECKPOINT = "checkpoint.pt"
-RUN_FILE = "run.json"
-CONFIG_COPY = "config.yaml"
-HISTORY = "history.csv"
 INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
-
-
-# ---------------------------------------------------------------- graph <-> config
-
-
-def align_graph(graph: Graph, cfg: TwhinConfig) -> Graph:
-    """Renumber the graph's relations to the config's ids; refuse what the model cannot hold."""
-    by_name = {r.name: i for i, r in enumerate(cfg.relations)}
-    remap = np.empty(len(graph.relations), dtype=np.int64)
-    for i, rel in enumerate(graph.relations):
-        if rel.name not in by_name:
-            raise StudyError(f"{graph.source}: relation {rel.name} is not in {Path(cfg.source).name} model.relations "
-                             f"({', '.join(by_name)})")
-        mine = cfg.relations[by_name[rel.name]]
-        if (mine.lhs, mine.rhs) != (rel.lhs, rel.rhs):
-            raise StudyError(f"{graph.source}: relation {rel.name} is {rel.lhs}->{rel.rhs} but "
-                             f"{Path(cfg.source).name} says {mine.lhs}->{mine.rhs}")
-        remap[i] = by_name[rel.name]
-    for table, count in graph.tables.items():
-        rows = next((t.num_embeddings for t in cfg.tables if t.name == table), None)
-        used = any(table in (r.lhs, r.rhs) for r in graph.relations)
-        if used and (rows is None or count > rows):
-            raise StudyError(f"{graph.source}: table {table} has {count:,} entities but {Path(cfg.source).name} "
-                             f"model.embeddings.tables.{table}.num_embeddings is {rows}")
-    return Graph(graph.tables, cfg.relations, graph.lhs, remap[graph.rel], graph.rhs, graph.time_chunk,
-                 graph.source, graph.world)
-
-
-def load_splits(graph_path: str, cfg: TwhinConfig, split: SplitSpec, relation: str | None = None) -> dict[str, Graph]:
-    return split_graph(align_graph(load_graph(graph_path, relation), cfg), split)
 
 
 # ---------------------------------------------------------------- model and state
@@ -228,17 +196,6 @@ class TwhinTrainArgs:
     progress: bool = True
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
-    cannot run code); anything else is refused with one line."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise StudyError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # a truncated, foreign or crafted file
-        raise StudyError(f"{path}: not a readable TwHIN checkpoint ({type(exc).__name__})") from None
-
-
 def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> dict | None:
     """Create (or, with --resume, check) the run folder; return the checkpoint to resume from."""
     out = Path(args.out)
@@ -380,45 +337,4 @@ def _save_checkpoint(out: Path, model, trans_opt, bias_opt, step: int, history: 
         dist.barrier()
 
 
-# ---------------------------------------------------------------- reading a finished run
-
-
-@dataclass
-class TrainedRun:
-    cfg: TwhinConfig
-    tables: dict[str, np.ndarray]  # table name -> [rows, dim] float32
-    translations: np.ndarray  # [relations, dim]
-    run: dict
-    step: int
-    biases: dict[str, np.ndarray] | None = None  # table name -> [rows] (model.node_bias), else None
-
-
-def load_trained(run_dir: str | Path) -> TrainedRun:
-    """Full tables and translations of a run folder (no process group needed)."""
-    run_dir = Path(run_dir)
-    for name in (CHECKPOINT, RUN_FILE, CONFIG_COPY):
-        if not (run_dir / name).exists():
-            raise StudyError(f"{run_dir}: not a twhin-train run folder (no {name})")
-    cfg = load_twhin_config(run_dir / CONFIG_COPY)
-    ckpt = read_checkpoint(run_dir / CHECKPOINT)
-    run = read_json(run_dir / RUN_FILE)
-    try:
-        state = ckpt["state"]
-        tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
-        translations = state["translations"].numpy().astype(np.float32)
-        biases = ({t.name: state[f"biases.{t.name}"].numpy().astype(np.float32) for t in cfg.tables}
-                  if cfg.node_bias else None)
-        step = int(ckpt["step"])
-    except (KeyError, TypeError, AttributeError, ValueError):
-        raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
-    for name, table in tables.items():
-        if table.shape != (cfg.table(name).num_embeddings, cfg.dim):
-            raise StudyError(f"{run_dir / CHECKPOINT}: table {name} has shape {table.shape}, the config says "
-                             f"({cfg.table(name).num_embeddings}, {cfg.dim})")
-    if "identity" not in run:
-        raise StudyError(f"{run_dir / RUN_FILE}: missing key identity")
-    return TrainedRun(cfg, tables, translations, run, step, biases)
-
-
-__all__ = ["TrainedRun", "TwhinTrainArgs", "align_graph", "gather_full_state", "load_splits", "load_trained",
-           "scatter_full_state", "train"]
+__all__ = ["TwhinTrainArgs", "gather_full_state", "initial_state", "scatter_full_state", "train"]
