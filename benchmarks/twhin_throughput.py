@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from studylib.config import shipped_config_path
-from studylib.twhin.model import TwhinModel, edges_to_kjt, feature_names, load_twhin_config
+from studylib.twhin.model import TwhinModel, batch_loss, edges_to_kjt, feature_names, load_twhin_config
 from studylib.twhin.train import initial_state, scatter_full_state
 
 TORCHREC, PLAIN = "torchrec FusedEmbeddingBagCollection", "plain nn.EmbeddingBag, sparse SGD"
@@ -90,7 +90,7 @@ def main():
     def trainer(model, optimizer):
         def step(i):
             lhs, rel, rhs = batches[i % len(batches)]
-            loss = model(*edges_to_kjt(lhs, rel, rhs, cfg))
+            loss = batch_loss(cfg, model(*edges_to_kjt(lhs, rel, rhs, cfg)))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -28,8 +28,8 @@ from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
                                   planted_log_intensity, split_graph)
-from studylib.twhin.model import (TwhinModel, edges_to_kjt, load_twhin_config, negative_weights, relation_scores,
-                                  softmax_loss, twhin_loss)
+from studylib.twhin.model import (TwhinModel, batch_loss, edges_to_kjt, load_twhin_config, negative_weights,
+                                  relation_scores, softmax_loss, twhin_loss)
 from studylib.twhin.runs import load_splits, load_trained
 from studylib.twhin.train import TwhinTrainArgs, train
 
@@ -318,7 +318,7 @@ def test_translations_receive_gradients_and_change():
     rel = torch.randint(0, len(cfg.relations), (64,))
     opt = torch.optim.SGD([model.translations], lr=0.5)
     before = model.translations.detach().clone()
-    model(*edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(0))).backward()
+    batch_loss(cfg, model(*edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(0)))).backward()
     assert model.translations.grad is not None and model.translations.grad.abs().sum() > 0
     opt.step()
     assert not torch.equal(before, model.translations.detach())

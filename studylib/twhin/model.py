@@ -341,8 +341,9 @@ class TwhinModel(nn.Module):
                 out = out.index_put((bag.lengths().bool(),), self.biases[table][bag.values()])
         return out
 
-    def forward(self, kjt: KeyedJaggedTensor, counts: list[int]):
-        """Loss of a batch from `edges_to_kjt` (`counts`: its edges per relation)."""
+    def forward(self, kjt: KeyedJaggedTensor, counts: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Scores of a batch from `edges_to_kjt` (`counts`: its edges per relation): per relation with
+        edges, `relation_scores`' (positive, negative) pair. `batch_loss` turns them into the loss."""
         pooled = self.ebc(kjt)
         if not isinstance(pooled, dict):  # EmbeddingBagCollection (or DMP's awaitable): a KeyedTensor
             pooled = pooled.to_dict()
@@ -358,10 +359,16 @@ class TwhinModel(nn.Module):
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
                                   self.cfg.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])
                   for r, n in enumerate(counts) if n]
-        if self.cfg.loss == "softmax":
-            return softmax_loss(scores)
-        return twhin_loss(scores, uniform, self.cfg.uniform_weight)
+        return scores
 
 
-__all__ = ["FusedTables", "TwhinConfig", "TwhinModel", "bag_configs", "edges_to_kjt",
+def batch_loss(cfg: TwhinConfig, scores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The config's loss (`train_data.loss`) of `TwhinModel`'s scores: the sampled softmax, or the
+    published weighted BCE."""
+    if cfg.loss == "softmax":
+        return softmax_loss(scores)
+    return twhin_loss(scores, cfg.uniform_negatives, cfg.uniform_weight)
+
+
+__all__ = ["FusedTables", "TwhinConfig", "TwhinModel", "bag_configs", "batch_loss", "edges_to_kjt",
            "load_twhin_config", "negative_weights", "relation_scores", "softmax_loss", "twhin_loss"]

@@ -37,7 +37,8 @@ from studylib.errors import StudyError
 from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
 from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph, SplitSpec
-from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, edges_to_kjt, load_twhin_config
+from studylib.twhin.model import (TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, batch_loss, edges_to_kjt,
+                                  load_twhin_config)
 from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint
 
 INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
@@ -301,7 +302,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
         lhs, rel, rhs = sampler.batch(step)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step * runtime.world_size + runtime.rank)
         kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, gen)
-        loss = model(kjt.to(runtime.device), counts)
+        loss = batch_loss(cfg, model(kjt.to(runtime.device), counts))
         for opt in dense:
             opt.zero_grad()
         loss.backward()  # also steps the embedding tables (fused optimizer)
