@@ -257,7 +257,7 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
 
 def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.DataFrame, weights: str,
                     k: int) -> Finding:
-    """summary: analysis.feed_comparison with rankings oracle, by_name, positional, random; `paired` its
+    """summary: ranking.feed_comparison with rankings oracle, by_name, positional, random; `paired` its
     differences against by_name and `vs_random` against random (same resamples, user-level)."""
     m = summary.set_index(["ranking", "metric"])
     get = lambda r, metric: float(m.loc[(r, metric), "mean"])  # noqa: E731
@@ -362,7 +362,7 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
 
 
 def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Finding:
-    """summary: analysis.feed_comparison rows for rankings model, oracle, random."""
+    """summary: ranking.feed_comparison rows for rankings model, oracle, random."""
     m = summary.set_index(["ranking", "metric"])
     row = lambda metric: m.loc[("model", metric)]  # noqa: E731
     numbers = {"weights": weights, "oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
@@ -387,7 +387,7 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Findi
 
 
 def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline") -> Finding:
-    """table: analysis.cohort_scores rows (cohort, target, mean, vs_reference[_low/_high])."""
+    """table: ranking.cohort_scores rows (cohort, target, mean, vs_reference[_low/_high])."""
     others = [c for c in table["cohort"].unique() if c != reference]
     numbers, parts, verdicts = {}, [], []
     for c in others:
@@ -500,7 +500,7 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
 
 def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
                      oracle: pd.DataFrame | None = None) -> Finding:
-    """tornado: analysis.tornado_table (head, low, high, departure), largest departure first; `oracle`
+    """tornado: sensitivity.tornado_table (head, low, high, departure), largest departure first; `oracle`
     the same table on the oracle's probabilities."""
     top, last = tornado.iloc[0], tornado.iloc[-1]
     numbers = {"top_head": top["head"], "top_low": float(top["low"]), "top_high": float(top["high"]),

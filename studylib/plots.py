@@ -180,7 +180,7 @@ def metrics_vs_oracle(metrics: pd.DataFrame) -> plt.Figure:
 
 
 def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str = "ranking") -> plt.Figure:
-    """summary (analysis.feed_comparison): ranking, metric, mean, low, high. One panel per metric."""
+    """summary (ranking.feed_comparison): ranking, metric, mean, low, high. One panel per metric."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH, 0.5 * summary["ranking"].nunique() + 2.4),
                              sharey=True)
     rankings = list(dict.fromkeys(summary["ranking"]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from studylib import analysis, findings, inference
+from studylib import findings, inference, ranking, sensitivity
 from studylib.metrics import relative_cross_entropy
 
 # ---------------------------------------------------------------- inference
@@ -88,15 +88,15 @@ def test_compare_clusters_detects_a_shift_of_users_not_of_candidates():
 def test_ndcg_and_gauc_by_hand():
     mask = np.ones((1, 3), dtype=bool)
     value = np.array([[3.0, 1.0, 0.0]])  # gains 3, 1, 0
-    assert analysis.ndcg_at_k(value, value, mask, k=2)[0] == pytest.approx(1.0)
+    assert ranking.ndcg_at_k(value, value, mask, k=2)[0] == pytest.approx(1.0)
     worst = np.array([[0.0, 1.0, 2.0]])  # order: item 2 (gain 0), item 1 (gain 1)
     ideal = 3 + 1 / np.log2(3)
-    assert analysis.ndcg_at_k(worst, value, mask, k=2)[0] == pytest.approx((0 + 1 / np.log2(3)) / ideal)
+    assert ranking.ndcg_at_k(worst, value, mask, k=2)[0] == pytest.approx((0 + 1 / np.log2(3)) / ideal)
     # gauc: request 0 perfect (1.0, 3 candidates), request 1 inverted (0.0, 2 candidates), request 2 no positives
     score = np.array([[0.9, 0.1, 0.2], [0.1, 0.8, 0.0], [0.5, 0.4, 0.3]])
     label = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]])
     m = np.array([[True, True, True], [True, True, False], [True, True, True]])
-    got, used = analysis.gauc(score, label, m)
+    got, used = ranking.gauc(score, label, m)
     assert used == 2 and got == pytest.approx((1.0 * 3 + 0.0 * 2) / 5)
 
 
@@ -112,7 +112,7 @@ def _feed_frame(n_requests=60, candidates=20, seed=0, cohort_effect=0.0, model_s
     model = truth + rng.normal(0, 0.02, truth.shape)
     if not model_sees_cohort:  # the model predicts the baseline rate for everyone
         model[:, 1] = truth[:, 1] / np.where(cohort == "negatives_suppressed", 1 - cohort_effect, 1.0)
-    frame = pd.DataFrame({"request_id": request, analysis.USER_COLUMN: user, "cohort": cohort})
+    frame = pd.DataFrame({"request_id": request, ranking.USER_COLUMN: user, "cohort": cohort})
     for i, h in enumerate(heads):
         frame[f"prob.{h}"], frame[f"true_prob.{h}"] = model[:, i], truth[:, i]
     return frame, heads
@@ -120,12 +120,12 @@ def _feed_frame(n_requests=60, candidates=20, seed=0, cohort_effect=0.0, model_s
 
 def test_feed_comparison_puts_the_oracle_on_top_and_random_at_zero_gain():
     frame, heads = _feed_frame()
-    scored = analysis.ScoredSet.from_frame(frame, heads)
+    scored = ranking.ScoredSet.from_frame(frame, heads)
     w = np.array([1.0, -2.0])
     value = scored.true_value(w)
     rankings = {"oracle": value, "model": scored.scores(w), "reversed": -value,
-                "random": analysis.random_scores(scored.requests.mask, 0)}
-    summary, paired = analysis.feed_comparison(rankings, value, scored.requests.mask, scored.request_users(), k=5,
+                "random": ranking.random_scores(scored.requests.mask, 0)}
+    summary, paired = ranking.feed_comparison(rankings, value, scored.requests.mask, scored.request_users(), k=5,
                                                n_resamples=200, reference="model")
     m = summary.set_index(["ranking", "metric"])["mean"]
     assert m[("oracle", "regret")] == 0.0 and m[("oracle", "kendall_tau_oracle")] == pytest.approx(1.0)
@@ -140,13 +140,13 @@ def test_feed_comparison_puts_the_oracle_on_top_and_random_at_zero_gain():
 
 def test_ranking_metrics_report_utility_and_regret_under_the_base_weights():
     frame, heads = _feed_frame()
-    scored = analysis.ScoredSet.from_frame(frame, heads)
+    scored = ranking.ScoredSet.from_frame(frame, heads)
     base = np.array([1.0, -2.0])
-    oracle = analysis.summarize(analysis.ranking_metrics(scored.oracle(), base, base[None], k=5)).iloc[0]
-    model = analysis.summarize(analysis.ranking_metrics(scored, base, base[None], k=5)).iloc[0]
+    oracle = ranking.summarize(ranking.ranking_metrics(scored.oracle(), base, base[None], k=5)).iloc[0]
+    model = ranking.summarize(ranking.ranking_metrics(scored, base, base[None], k=5)).iloc[0]
     assert oracle["regret"] == 0.0 and model["regret"] > 0
     assert oracle["utility"] == pytest.approx(model["utility"] + model["regret"])
-    diffs = analysis.preset_differences(scored, base, np.array([[1.0, 0.0]]), ["no_negative"], k=5, n_resamples=100)
+    diffs = sensitivity.preset_differences(scored, base, np.array([[1.0, 0.0]]), ["no_negative"], k=5, n_resamples=100)
     regret = diffs[diffs["metric"] == "regret"].iloc[0]
     assert regret["difference"] > 0 and regret["low"] > 0  # dropping the negative weight costs true utility
 
@@ -156,7 +156,7 @@ def test_ranking_metrics_report_utility_and_regret_under_the_base_weights():
 
 def _cohort_finding(effect, sees):
     frame, heads = _feed_frame(n_requests=200, cohort_effect=effect, model_sees_cohort=sees, seed=4)
-    table = analysis.cohort_scores(frame, heads, np.array([1.0, -10.0]), "baseline", n_resamples=300)
+    table = ranking.cohort_scores(frame, heads, np.array([1.0, -10.0]), "baseline", n_resamples=300)
     return table, findings.cohort_model_vs_truth(table, "w")
 
 
@@ -191,7 +191,7 @@ def test_tornado_ranks_a_strong_weight_whose_ends_cancel_first():
     # the case: a strong weight moves the feed at both ends (0.81 at ×0, 0.82 at ×4): swing 0.01
     sweep = pd.DataFrame({"head": ["strong", "strong", "weak", "weak"], "factor": [0.0, 4.0, 0.0, 4.0],
                           "top10_overlap": [0.81, 0.82, 0.99, 0.90]})
-    table = analysis.tornado_table(sweep, "top10_overlap", 0.0, 4.0, base=1.0)
+    table = sensitivity.tornado_table(sweep, "top10_overlap", 0.0, 4.0, base=1.0)
     assert list(table["head"]) == ["strong", "weak"]
     f = findings.tornado_top_head(table, "top-10 overlap", 0.0, 4.0, oracle=table.iloc[::-1].reset_index(drop=True))
     assert f.verdict == "strong" and f.numbers["top_departure"] == pytest.approx(0.19)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from studylib import analysis
+from studylib import analysis, ranking, sensitivity
 from studylib.errors import StudyError
 from studylib.pipeline import REPO, declared_parameters, notebooks
 from studylib.pipeline import run as run_pipeline
@@ -38,18 +38,18 @@ def test_kendall_tau_matches_scipy_with_ties_and_padding():
     b = rng.integers(0, 4, (5, 9)).astype(float)
     mask = np.ones_like(a, dtype=bool)
     mask[2, 6:] = False  # a shorter request
-    got = analysis.kendall_tau(a, b, mask)
+    got = ranking.kendall_tau(a, b, mask)
     for r in range(5):
         m = mask[r]
         assert got[r] == pytest.approx(stats.kendalltau(a[r, m], b[r, m]).statistic)
     # hand-computed: one swap among 3 items -> 1 discordant of 3 pairs -> tau = 1/3
-    assert analysis.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[2.0, 1.0, 3.0]]))[0] == pytest.approx(1 / 3)
-    assert analysis.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
+    assert ranking.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[2.0, 1.0, 3.0]]))[0] == pytest.approx(1 / 3)
+    assert ranking.kendall_tau(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
 
 
 def test_requests_group_unequal_sizes():
     req = np.array([7, 3, 7, 3, 3, 9])
-    g = analysis.Requests.from_ids(req)
+    g = ranking.Requests.from_ids(req)
     assert g.ids.tolist() == [3, 7, 9]
     assert g.mask.sum(axis=1).tolist() == [3, 2, 1]
     values = g.gather(np.arange(6.0))
@@ -61,21 +61,21 @@ def test_top_k_overlap_and_value_by_hand():
     mask = np.ones((1, 5), dtype=bool)
     a = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])  # top 2: items 0, 1
     b = np.array([[5.0, 1.0, 4.0, 2.0, 3.0]])  # top 2: items 0, 2
-    assert analysis.top_k_overlap(a, b, mask, k=2)[0] == pytest.approx(0.5)
-    assert analysis.top_k_overlap(a, a, mask, k=2)[0] == pytest.approx(1.0)
+    assert ranking.top_k_overlap(a, b, mask, k=2)[0] == pytest.approx(0.5)
+    assert ranking.top_k_overlap(a, a, mask, k=2)[0] == pytest.approx(1.0)
     values = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]])
-    assert analysis.top_k_value(b, values, mask, k=2)[0] == pytest.approx(0.4)
+    assert ranking.top_k_value(b, values, mask, k=2)[0] == pytest.approx(0.4)
     short = np.array([[True, True, False, False, False]])  # k larger than the request
-    assert analysis.top_k_overlap(a, b, short, k=10)[0] == pytest.approx(1.0)
+    assert ranking.top_k_overlap(a, b, short, k=10)[0] == pytest.approx(1.0)
 
 
-def _scored(prob: np.ndarray, truth: np.ndarray, candidates: int) -> analysis.ScoredSet:
-    heads = tuple(analysis.VALUE_HEADS.values())
+def _scored(prob: np.ndarray, truth: np.ndarray, candidates: int) -> ranking.ScoredSet:
+    heads = tuple(ranking.VALUE_HEADS.values())
     frame = pd.DataFrame({"request_id": np.repeat(np.arange(prob.shape[0] // candidates), candidates)})
     for i, h in enumerate(heads):
         frame[f"prob.{h}"] = prob[:, i]
         frame[f"true_prob.{h}"] = truth[:, i]
-    return analysis.ScoredSet.from_frame(frame, heads)
+    return ranking.ScoredSet.from_frame(frame, heads)
 
 
 def test_sweep_identity_factor_keeps_the_feed():
@@ -83,14 +83,14 @@ def test_sweep_identity_factor_keeps_the_feed():
     p = rng.random((200, 4))
     scored = _scored(p, p, candidates=20)
     base = np.array([1.0, 2.0, -3.0, -1.0])
-    sweep = analysis.sensitivity_sweep(scored, base, [0.0, 1.0, 2.0], k=5)
+    sweep = sensitivity.sensitivity_sweep(scored, base, [0.0, 1.0, 2.0], k=5)
     same = sweep[sweep["factor"] == 1.0]
     assert np.allclose(same["kendall_tau"], 1.0) and np.allclose(same["top5_overlap"], 1.0)
     assert np.allclose(same["expected_likes_change_pct"], 0.0)
     # removing the negative-feedback weight cannot lower the top's expected negative feedback
     neg = sweep[(sweep["head"] == "negative_feedback_v2") & (sweep["factor"] == 0.0)]
     assert float(neg["expected_negative_feedback_change_pct"].iloc[0]) >= 0.0
-    table = analysis.tornado_table(sweep, "top5_overlap", 0.0, 2.0, base=1.0)
+    table = sensitivity.tornado_table(sweep, "top5_overlap", 0.0, 2.0, base=1.0)
     assert list(table.columns) == ["head", "low", "high", "departure"] and len(table) == 4
     assert table["departure"].is_monotonic_decreasing
 
@@ -100,13 +100,13 @@ def test_sobol_on_a_known_linear_function():
     def func(X):
         return (X @ np.array([1.0, 2.0, 0.0]))[:, None]
 
-    res = analysis.sobol_analysis(["x1", "x2", "x3"], [(0, 1)] * 3, func, ["y"], n_base=1024, seed=3)
+    res = sensitivity.sobol_analysis(["x1", "x2", "x3"], [(0, 1)] * 3, func, ["y"], n_base=1024, seed=3)
     s1 = res.set_index("input")["S1"]
     st = res.set_index("input")["ST"]
     assert s1["x1"] == pytest.approx(0.2, abs=0.05) and s1["x2"] == pytest.approx(0.8, abs=0.05)
     assert abs(s1["x3"]) < 0.02 and st["x2"] == pytest.approx(0.8, abs=0.05)
-    with pytest.raises(analysis.StudyError, match="power of two"):
-        analysis.sobol_analysis(["x"], [(0, 1)], func, ["y"], n_base=100)
+    with pytest.raises(StudyError, match="power of two"):
+        sensitivity.sobol_analysis(["x"], [(0, 1)], func, ["y"], n_base=100)
 
 
 def test_contribution_shares_by_hand():
@@ -138,7 +138,7 @@ def test_link_prediction_table_and_embedding_ablation_by_hand():
         "pairs", "candidates", "random", "popularity", "trained", "oracle", "trained_of_oracle"]
     assert table.loc["follow", "trained"] == pytest.approx(0.4) and table.loc["follow", "trained_high"] == pytest.approx(0.44)
     assert table["trained_of_oracle"].tolist() == pytest.approx([2 / 3, 2 / 3])
-    with pytest.raises(analysis.StudyError, match="no link-prediction rows for direction 'rhs', ranking 'filtered', pairs 'unseen'"):
+    with pytest.raises(StudyError, match="no link-prediction rows for direction 'rhs', ranking 'filtered', pairs 'unseen'"):
         analysis.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "unseen")
     evals = {v: pd.DataFrame({"step": [5, 5], "head": ["a", "b"], "positives": [40, 3], "auroc": [0.6 + d, 0.5],
                               "rce": [1.0 + 10 * d, -5.0], "oracle_auroc": [0.9, 0.8], "oracle_rce": [20.0, 10.0]})
@@ -345,7 +345,7 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     sweep = csv("05_sweep.csv")
     model = sweep[sweep["probabilities"] == "model"]
     base = model[np.isclose(model["factor"], 1.0)]["top10_overlap"].iloc[0]
-    tornado = analysis.tornado_table(model, "top10_overlap", 0.0, float(model["factor"].max()), base)
+    tornado = sensitivity.tornado_table(model, "top10_overlap", 0.0, float(model["factor"].max()), base)
     tor = found["tornado_top_head"]["numbers"]
     assert tor["top_head"] == tornado["head"].iloc[0] and tor["top_departure"] == pytest.approx(tornado["departure"].iloc[0])
 

@@ -1,0 +1,346 @@
+"""Ranking metrics over requests, vectorized: each request's candidates in padded matrices.
+
+Candidates are grouped per request (one user's feed request) into padded matrices
+`[requests, slots]` with a validity mask, so every metric is computed for all requests at once:
+Kendall's τ-b between two score vectors, the overlap of two top-k sets, the true expected value
+of a top k (sum of the planted true probabilities of the k chosen candidates), NDCG@k and
+per-request AUROC. Every ranking is judged beside the oracle (the same weights applied to the
+planted true probabilities): true weighted utility of its top k, regret against the oracle's top
+k, Kendall's τ with the oracle's order and NDCG@k (`feed_comparison`), with user-level intervals
+from `studylib.inference`. Loops run over weight sets or heads, never over examples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from studylib import inference
+from studylib.errors import StudyError
+
+# Metrics reported for every weight set (top-10 true expected values use the planted truth).
+TOP_K = 10
+USER_COLUMN = "meta__user_id"
+VALUE_HEADS = {  # report name -> short head name whose true probability is summed over the top k
+    "expected_likes": "favorited",
+    "expected_replies": "replied",
+    "expected_reports": "report_tweet_clicked",
+    "expected_negative_feedback": "negative_feedback_v2",
+}
+
+
+# ---------------------------------------------------------------- per-request matrices
+
+
+@dataclass
+class Requests:
+    """Candidates grouped per request: `index[r, j]` is the row of slot j of request r (-1: padding)."""
+
+    ids: np.ndarray  # [R] request ids
+    index: np.ndarray  # [R, n] row numbers into the flat arrays, -1 where padded
+    mask: np.ndarray  # [R, n] True where a slot holds a candidate
+
+    @classmethod
+    def from_ids(cls, request: np.ndarray) -> "Requests":
+        request = np.asarray(request)
+        if request.ndim != 1 or request.size == 0:
+            raise StudyError("analysis: need a non-empty 1-d array of request ids")
+        order = np.argsort(request, kind="stable")
+        sorted_req = request[order]
+        starts = np.flatnonzero(np.r_[True, sorted_req[1:] != sorted_req[:-1]])
+        sizes = np.diff(np.r_[starts, sorted_req.size])
+        slot = np.arange(sorted_req.size) - np.repeat(starts, sizes)
+        group = np.repeat(np.arange(starts.size), sizes)
+        index = np.full((starts.size, sizes.max()), -1, dtype=np.int64)
+        index[group, slot] = order
+        return cls(sorted_req[starts], index, index >= 0)
+
+    @property
+    def n_requests(self) -> int:
+        return self.index.shape[0]
+
+    def gather(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """Flat [N, ...] values -> [R, n, ...] (padding filled with `fill`)."""
+        values = np.asarray(values)
+        out = values[np.where(self.mask, self.index, 0)].astype(np.float64)
+        pad = ~self.mask
+        out[pad] = fill
+        return out
+
+
+def _masked(score: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, score, -np.inf)
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Kendall's τ-b between score vectors a and b of every request: [..., R, n] -> [..., R].
+
+    τ-b = Σ sign(a_i−a_j)·sign(b_i−b_j) / sqrt(Σ sign(a_i−a_j)² · Σ sign(b_i−b_j)²) over valid
+    pairs, which counts ties exactly as scipy.stats.kendalltau does. NaN when a request has
+    fewer than two candidates or one vector is constant.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if mask is None:
+        mask = np.ones(a.shape[-2:], dtype=bool)
+    pair = mask[..., :, None] & mask[..., None, :]
+    sa = np.sign(a[..., :, None] - a[..., None, :]) * pair
+    sb = np.sign(b[..., :, None] - b[..., None, :]) * pair
+    num = (sa * sb).sum(axis=(-1, -2))
+    den = np.sqrt((sa * sa).sum(axis=(-1, -2)) * (sb * sb).sum(axis=(-1, -2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def top_k_mask(score: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """[..., R, n] bool: the k highest-scored valid candidates of each request (ties: lower slot first)."""
+    order = np.argsort(-_masked(score, mask), axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(score.shape[-1]), axis=-1)
+    return (rank < k) & mask
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Share of request's top k under `a` that is also in its top k under `b`: [..., R] in [0, 1]."""
+    ta, tb = top_k_mask(a, mask, k), top_k_mask(b, mask, k)
+    size = np.minimum(k, mask.sum(axis=-1))
+    return (ta & tb).sum(axis=-1) / np.maximum(size, 1)
+
+
+def top_k_value(score: np.ndarray, values: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Sum of `values` ([R, n]: e.g. true like probabilities) over each request's top k: [..., R]."""
+    top = top_k_mask(score, mask, k)
+    return np.where(top, np.nan_to_num(values), 0.0).sum(axis=-1)
+
+
+def ndcg_at_k(score: np.ndarray, value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """NDCG@k of each request's ranking by `score` with `value` as relevance: [..., R].
+
+    A weighted value can be negative (a likely report), and NDCG needs gains >= 0, so the gain
+    is the value minus the request's smallest value: the worst candidate gains 0. NaN when every
+    candidate of a request has the same value.
+    """
+    gain = np.where(mask, value - np.where(mask, value, np.inf).min(axis=-1, keepdims=True), 0.0)
+    discount = 1.0 / np.log2(np.arange(score.shape[-1]) + 2.0)
+
+    def dcg(order_by):
+        order = np.argsort(-_masked(order_by, mask), axis=-1, kind="stable")[..., :k]
+        return (np.take_along_axis(np.broadcast_to(gain, order_by.shape), order, axis=-1) * discount[:k]).sum(-1)
+
+    ideal = dcg(np.broadcast_to(value, score.shape))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ideal > 0, dcg(score) / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+def gauc(score: np.ndarray, label: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Group AUROC: each request's own AUROC of `score` against `label` ([R, n]), averaged over
+    the requests that have both classes, weighted by their number of candidates. Returns
+    (GAUC, requests used); NaN when no request has both classes."""
+    label = np.where(mask, label, 0).astype(bool)
+    pos, neg = label & mask, ~label & mask
+    diff = score[:, :, None] - score[:, None, :]
+    pair = pos[:, :, None] & neg[:, None, :]
+    wins = ((diff > 0) + 0.5 * (diff == 0)) * pair
+    n_pairs = pair.sum(axis=(1, 2))
+    used = n_pairs > 0
+    if not used.any():
+        return math.nan, 0
+    per_request = wins.sum(axis=(1, 2))[used] / n_pairs[used]
+    size = mask.sum(axis=1)[used]
+    return float((per_request * size).sum() / size.sum()), int(used.sum())
+
+
+def feed_metrics(score: np.ndarray, value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> dict[str, np.ndarray]:
+    """Per request [R], a ranking by `score` judged by the true weighted `value` of its candidates:
+    the true utility of its top k, the regret against the oracle's top k (ranked by `value`),
+    Kendall's τ with the oracle's order and NDCG@k with the value as relevance."""
+    utility = top_k_value(score, value, mask, k)
+    return {"utility": utility, "regret": top_k_value(value, value, mask, k) - utility,
+            "kendall_tau_oracle": kendall_tau(score, value, mask), f"ndcg@{k}": ndcg_at_k(score, value, mask, k)}
+
+
+def random_scores(mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded random ranking of every request (the floor any ranking should beat)."""
+    return np.random.default_rng([int(seed), 0x5A11D]).random(mask.shape)
+
+
+def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np.ndarray, users: np.ndarray,
+                    k: int = TOP_K, n_resamples: int = 1000, seed: int = 0, reference: str | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rankings of the same requests (name -> score [R, n]) judged against the oracle.
+
+    Returns (summary, paired): `summary` has per ranking and metric the mean over requests with
+    a 95 % interval from a user-level cluster bootstrap (requests of one user move together);
+    `paired` has every ranking minus `reference` on the same requests and resamples. The
+    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`.
+    """
+    if reference is not None and reference not in rankings:
+        raise StudyError(f"feed_comparison: no ranking named {reference!r}")
+    W = inference.bootstrap_weights(users, n_resamples, seed)
+    per = {name: feed_metrics(score, value, mask, k) for name, score in rankings.items()}
+    best = top_k_value(value, value, mask, k)
+    floor = top_k_value(random_scores(mask, seed), value, mask, k)
+    rows, paired = [], []
+    for name, metrics in per.items():
+        metrics = {**metrics, "oracle_gain_share": None}
+        for metric, values in metrics.items():
+            if metric == "oracle_gain_share":
+                gained, possible = per[name]["utility"] - floor, best - floor
+                est = gained.sum() / possible.sum()
+                boot = (W @ gained) / (W @ possible)
+            else:
+                ok = np.isfinite(values)
+                est = float(values[ok].mean())
+                boot = (W[:, ok] @ values[ok]) / W[:, ok].sum(axis=1)
+            low, high = inference.interval(boot)
+            rows.append({"ranking": name, "metric": metric, "mean": float(est), "low": low, "high": high})
+        if reference is not None and name != reference:
+            for metric, values in metrics.items():
+                if metric == "oracle_gain_share":
+                    continue
+                diff = values - per[reference][metric]
+                ok = np.isfinite(diff)
+                boot = (W[:, ok] @ diff[ok]) / W[:, ok].sum(axis=1)
+                low, high = inference.interval(boot)
+                paired.append({"ranking": name, "reference": reference, "metric": metric,
+                               "difference": float(diff[ok].mean()), "low": low, "high": high})
+    return pd.DataFrame(rows), pd.DataFrame(paired)
+
+
+def cohort_scores(frame: pd.DataFrame, heads: tuple[str, ...], weights: np.ndarray, reference: str = "baseline",
+                  n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per cohort, the model's weighted score and the true weighted score (Σ weight × true
+    probability) of the same candidates, with user-level inference (cohorts are per user).
+
+    Rows per (cohort, target ∈ model/truth/model − truth): the cohort's mean over its users
+    with a 95 % user-cluster interval, and its difference from the `reference` cohort
+    (users are disjoint between cohorts, so the groups are independent).
+    """
+    for col in ("cohort", USER_COLUMN):
+        if col not in frame:
+            raise StudyError(f"cohort_scores: the scored table has no {col!r} column")
+    P = frame[[f"prob.{h}" for h in heads]].to_numpy(np.float64)
+    T = frame[[f"true_prob.{h}" for h in heads]].to_numpy(np.float64)
+    w = np.asarray(weights, np.float64)
+    targets = {"model": P @ w, "truth": T @ w}
+    targets["model − truth"] = targets["model"] - targets["truth"]
+    cohort, user = frame["cohort"].to_numpy(), frame[USER_COLUMN].to_numpy()
+    if reference not in set(cohort):
+        raise StudyError(f"cohort_scores: no cohort {reference!r} (have {sorted(set(cohort))})")
+    rows = []
+    for target, values in targets.items():
+        ref = cohort == reference
+        for c in pd.unique(cohort):
+            rows_c = cohort == c
+            mean, low, high = inference.mean_interval(values[rows_c], user[rows_c], n_resamples, seed)
+            row = {"cohort": c, "target": target, "users": inference.cluster_codes(user[rows_c])[1],
+                   "mean": mean, "low": low, "high": high}
+            if c != reference:
+                cmp = inference.compare_clusters(values[rows_c], user[rows_c], values[ref], user[ref], n_resamples, seed)
+                row.update({"vs_reference": cmp["difference"], "vs_reference_low": cmp["difference_low"],
+                            "vs_reference_high": cmp["difference_high"], "welch_p": cmp["welch_p"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- a scored table, ready for analysis
+
+
+@dataclass
+class ScoredSet:
+    """Per-head probabilities and planted truth of one scored data set, grouped per request."""
+
+    heads: tuple[str, ...]  # short head names, column order of prob / truth
+    requests: Requests
+    prob: np.ndarray  # [R, n, H] predicted (calibrated) probabilities
+    truth: np.ndarray | None  # [R, n, H] planted true probabilities
+    cohort: np.ndarray | None  # [N] cohort per row (flat)
+    user: np.ndarray | None = None  # [N] user id per row (flat)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, heads: tuple[str, ...]) -> "ScoredSet":
+        missing = [f"prob.{h}" for h in heads if f"prob.{h}" not in frame]
+        if missing:
+            raise StudyError(f"scored table: missing column {missing[0]}")
+        requests = Requests.from_ids(frame["request_id"].to_numpy())
+        prob = requests.gather(frame[[f"prob.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
+        truth = None
+        if all(f"true_prob.{h}" in frame for h in heads):
+            truth = requests.gather(frame[[f"true_prob.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
+        cohort = frame["cohort"].to_numpy() if "cohort" in frame else None
+        user = frame[USER_COLUMN].to_numpy() if USER_COLUMN in frame else None
+        return cls(tuple(heads), requests, prob, truth, cohort, user)
+
+    def scores(self, weights: np.ndarray) -> np.ndarray:
+        """weights [H] or [K, H] -> scores [R, n] or [K, R, n]."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape[-1] != len(self.heads):
+            raise StudyError(f"analysis: {weights.shape[-1]} weights for {len(self.heads)} heads")
+        return np.einsum("rnh,...h->...rn", self.prob, weights)
+
+    def true_value(self, weights: np.ndarray) -> np.ndarray:
+        """[R, n]: every candidate's true weighted value Σ weight × true probability (what a feed
+        ranked by these weights tries to maximise)."""
+        if self.truth is None:
+            raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
+        return np.einsum("rnh,h->rn", self.truth, np.asarray(weights, dtype=np.float64))
+
+    def oracle(self) -> "ScoredSet":
+        """The same candidates scored by their true probabilities: the best any model could rank."""
+        if self.truth is None:
+            raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
+        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user)
+
+    def request_users(self) -> np.ndarray:
+        """[R]: the user of each request (the cluster for user-level resampling); the request id
+        itself when the table has no user column."""
+        if self.user is None:
+            return self.requests.ids
+        return self.user[self.requests.index[:, 0]]
+
+
+def ranking_metrics(scored: ScoredSet, base_weights: np.ndarray, weight_sets: np.ndarray, k: int = TOP_K,
+                    chunk: int = 16) -> dict[str, np.ndarray]:
+    """Per-request ranking metrics of every weight set against the base weights.
+
+    Returns arrays [K, R]: `kendall_tau`, `top10_overlap` and, with planted truth, the
+    true expected value of each top k (`expected_likes`, ...), the true weighted utility of
+    the top k under the *base* weights (`utility`) and its regret against the oracle's top k
+    under the base weights (`regret`). Weight sets are processed
+    `chunk` at a time to bound memory ([chunk, R, n, n] pair matrices).
+    """
+    weight_sets = np.atleast_2d(np.asarray(weight_sets, dtype=np.float64))
+    mask = scored.requests.mask
+    base = scored.scores(base_weights)
+    out: dict[str, list[np.ndarray]] = {"kendall_tau": [], f"top{k}_overlap": []}
+    value_cols = {}
+    if scored.truth is not None:
+        value_cols = {name: scored.heads.index(h) for name, h in VALUE_HEADS.items() if h in scored.heads}
+        for name in value_cols:
+            out[name] = []
+    if scored.truth is not None:
+        value = scored.true_value(base_weights)
+        best = top_k_value(value, value, mask, k)
+        out["utility"], out["regret"] = [], []
+    for start in range(0, weight_sets.shape[0], chunk):
+        s = scored.scores(weight_sets[start:start + chunk])  # [c, R, n]
+        out["kendall_tau"].append(kendall_tau(s, base[None], mask))
+        out[f"top{k}_overlap"].append(top_k_overlap(s, base[None], mask, k))
+        for name, col in value_cols.items():
+            out[name].append(top_k_value(s, scored.truth[..., col][None], mask, k))
+        if scored.truth is not None:
+            utility = top_k_value(s, value[None], mask, k)
+            out["utility"].append(utility)
+            out["regret"].append(best[None] - utility)
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def summarize(metrics: dict[str, np.ndarray]) -> pd.DataFrame:
+    """[K, R] arrays -> one row per weight set: the mean over requests of every metric."""
+    return pd.DataFrame({name: np.nanmean(values, axis=1) for name, values in metrics.items()})
+
+
+__all__ = ["Requests", "ScoredSet", "TOP_K", "USER_COLUMN", "VALUE_HEADS", "cohort_scores", "feed_comparison", "feed_metrics", "gauc", "kendall_tau", "ndcg_at_k", "random_scores", "ranking_metrics", "summarize", "top_k_mask", "top_k_overlap", "top_k_value"]
