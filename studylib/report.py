@@ -1,0 +1,222 @@
+"""The report: the executed chapters staged beside the report pages, the findings and
+reproducibility pages filled in from the run, and Jupyter Book 1 building the HTML.
+
+`book.yml` holds the book's configuration and table of contents in one file; this module writes
+it out as `_config.yml` and `_toc.yml` next to the staged pages under `_build/book/`, builds with
+execution off and warnings as errors, and publishes `_build/html/`. The reproducibility page
+records the machine, the device and precision, the commit and every parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from studylib import yamlio
+from studylib.errors import StudyError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- the report
+
+
+def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, params: dict,
+                 total_seconds: float | None = None) -> Path:
+    """Stage report pages + executed notebooks, write _config.yml/_toc.yml from book.yml, build, publish."""
+    book_file = REPO / "book.yml"
+    book = yamlio.read(book_file, "book")
+    stage = workdir / "_build" / "book"
+    if stage.exists():
+        shutil.rmtree(stage)
+    (stage / "notebooks").mkdir(parents=True)
+    shutil.copytree(REPO / "report", stage / "report", ignore=shutil.ignore_patterns("_static"))
+    if (REPO / "report" / "_static").exists():
+        shutil.copytree(REPO / "report" / "_static", stage / "_static")
+    executed = workdir / "_build" / "executed" / profile
+    listed = _toc_files(book["toc"])
+    for nb in steps:
+        if f"notebooks/{nb.stem}" not in listed:
+            raise StudyError(f"{nb.name}: not in book.yml's table of contents; add `- file: notebooks/{nb.stem}`")
+        _stage_notebook(executed / nb.name, stage / "notebooks" / nb.name, workdir / "figures")
+    for entry in listed:
+        if entry.startswith("notebooks/") and not (stage / f"{entry}.ipynb").exists():
+            raise StudyError(f"book.yml: lists {entry} but the pipeline has no such notebook")
+    timings = {nb.name: state[nb.name]["seconds"] for nb in steps}
+    (workdir / "_build" / "timings.json").write_text(json.dumps(
+        {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
+    page = stage / "report" / "reproducibility.md"
+    page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
+    page = stage / "report" / "findings.md"
+    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps))
+    config = {k: v for k, v in book.items() if k != "toc"}
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--builder", "html", "--warningiserror"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = workdir / "_build" / "report-build.log"
+        log.write_text(proc.stdout + proc.stderr)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line or "Error" in line]
+        raise StudyError(f"report build failed: {(lines or ['see log'])[0].strip()} (log: {log})")
+    html = workdir / "_build" / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(stage / "_build" / "html"), html)
+    return html / "index.html"
+
+
+_SAVED_FIGURE = re.compile(r"""plots\.save\(\s*\w+\s*,\s*f?["']([\w.-]+)["']""")
+
+
+def figure_alt_text(figures: Path, name: str) -> str:
+    """A figure's alt text: its title, which `plots.save` stores in the PNG, else its file name."""
+    from PIL import Image
+
+    try:
+        with Image.open(figures / f"{name}.png") as image:
+            title = (image.text or {}).get("Title", "").strip()
+    except OSError:
+        title = ""
+    return f"Figure {name}: {title}" if title else f"Figure {name}"
+
+
+def _stage_notebook(src: Path, dst: Path, figures: Path) -> None:
+    """Copy an executed notebook into the book with what a reader should not see removed: the
+    cell papermill injects (it holds this machine's absolute `workdir`); and give every saved
+    figure an alt text instead of the image's content hash."""
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if cell.cell_type != "code":
+            continue
+        names = _SAVED_FIGURE.findall(cell.source)
+        if names and any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = figure_alt_text(figures, names[0])
+    nbformat.write(nb, dst)
+
+
+def _toc_files(toc: dict) -> list[str]:
+    files = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+            for part in e.get("parts", []) if isinstance(e.get("parts"), list) else []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return files
+
+
+def findings_markdown(workdir: Path, profile: str, chapters: list[Path]) -> str:
+    """The findings of this build (findings.json), grouped by chapter in the book's order."""
+    from studylib.findings import load
+    from studylib.study import Paths
+
+    found = load(Paths.of(workdir, profile).results)
+    lines = []
+    for notebook in chapters:
+        here = [f for f in found.values() if f["chapter"] == notebook.stem]
+        if not here:
+            continue
+        title = json.loads(notebook.read_text()).get("metadata", {}).get("studylib", {}).get("title", notebook.stem)
+        lines += ["", f"## {title}", "", f"From the chapter {{doc}}`../notebooks/{notebook.stem}`:", ""]
+        for f in sorted(here, key=lambda f: f["id"]):
+            verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
+            lines += [f"- **{f['id']}** — {f['text']}{verdict} (numbers: `{f['source']}`)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings: dict[str, float],
+                             total_seconds: float | None) -> str:
+    from importlib import metadata
+
+    import torch
+
+    lines = ["", f"## This build", "",
+             f"- profile: `{profile}`; built {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             f"- commit: `{_git_commit()}`",
+             f"- Python {platform.python_version()} on {platform.platform()}",
+             f"- device: {_device(torch)}; precision: {_precision(torch, params.get('precision', 'auto'))}", "",
+             "### Parameters", "", "| parameter | value |", "|---|---|"]
+    lines += [f"| `{k}` | `{v}` |" for k, v in sorted(params.items())]
+    lines += ["", "Seeds: the world and data sets derive from `seed` (data set *i* is drawn with `seed + i`), "
+              "training from `train_seed` (repeats with `train_seed + 1`, … for `seeds` and `ablation_seeds`), "
+              "the Sobol sample, bootstraps, null splits and the random ranking from `seed`.", "",
+              "### Timings", "", "| step | seconds |", "|---|---:|"]
+    lines += [f"| {name} | {sec:.0f} |" for name, sec in timings.items()]
+    if total_seconds is not None:
+        lines += [f"| all notebooks (this invocation, report build excluded) | {total_seconds:.0f} |"]
+    lines += ["", "### Data manifests", "",
+              "| data set | scenario | rows | shard | sha256 |", "|---|---|---:|---|---|"]
+    data = workdir / "data" / profile
+    # Ranker data sets list `shards` under a `scenario`; the TwHIN graph (data/<profile>/twhin/graph)
+    # lists `files` under its `format`.
+    for manifest in sorted(data.rglob("manifest.json")):
+        m = json.loads(manifest.read_text())
+        name, kind = manifest.parent.relative_to(data).as_posix(), m.get("scenario", m.get("format"))
+        for part in m.get("shards", m.get("files", [])):
+            lines.append(f"| {name} | {kind} | {part['rows']:,} | {part['file']} | `{part['sha256'][:16]}…` |")
+    lines += ["", "### Package versions", "", "| package | version |", "|---|---|"]
+    for pkg in ("torch", "numpy", "pandas", "pyarrow", "scipy", "SALib", "seaborn", "matplotlib", "papermill",
+                "jupyter-book", "torchmetrics", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "ipywidgets"):
+        try:
+            lines.append(f"| {pkg} | {metadata.version(pkg)} |")
+        except metadata.PackageNotFoundError:
+            if not pkg.startswith("fbgemm"):  # one of the two fbgemm builds is installed, CPU or CUDA
+                lines.append(f"| {pkg} | not installed |")
+    return "\n".join(lines) + "\n"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _precision(torch, requested: str) -> str:
+    from studylib.runtime import precision_reason
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return f"{precision_reason(requested, device)} (`precision: {requested}`)"
+
+
+def _device(torch) -> str:
+    if torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU only ({cpu}, {os.cpu_count()} logical cores visible), torch {torch.__version__}"
+
+
+__all__ = ["REPO", "build_report", "figure_alt_text", "findings_markdown", "reproducibility_markdown"]
