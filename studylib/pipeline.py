@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from studylib import yamlio
+from studylib import parameters, yamlio
 from studylib.errors import StudyError
 from studylib.io import os_error, write_json
 from studylib.report import REPO, build_report
@@ -116,6 +116,9 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
             if name in params:
                 values[name] = check_type(nb.name, name, params[name], type_name)
         out.append((nb, values))
+    # the chapters' own rules, before any notebook starts (a notebook checks the same when run by hand)
+    parameters.check_all({k: v for _, values in out for k, v in values.items()},
+                         {name: known[name] for name in params if name in known})
     return out
 
 

@@ -21,7 +21,7 @@ LAYERS = {
                                "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
     "report": ("studylib.findings", "studylib.plots"),
-    "orchestration": ("studylib.study", "studylib.notebook", "studylib.report", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
+    "orchestration": ("studylib.study", "studylib.parameters", "studylib.notebook", "studylib.report", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
                       "studylib.__main__"),
 }
 

@@ -209,6 +209,9 @@ def test_every_notebook_is_in_the_book():
     (("ablation_steps", "1.5"), r"02b_twhin_ablation.ipynb: parameter ablation_steps must be int"),
     (("workdir", "/"), r"parameter workdir is set by the pipeline"),
     (("weights", "no_such_preset"), r"03_score.ipynb: parameter weights: .*neither a preset"),
+    (("alpha", "1.5"), r"04_distributions.ipynb: parameter alpha must be in \(0, 1\), got 1.5"),
+    (("sweep_factors", "[0.5, 2]"), r"05_sensitivity.ipynb: parameter sweep_factors must be a list including 0 and 1"),
+    (("scenario", "noisy"), r"01_generate.ipynb: parameter scenario must be one of random, planted, cohorts"),
 ])
 def test_bad_parameters_stop_before_running(tmp_path, override, message):
     with pytest.raises(StudyError, match=message):
@@ -230,9 +233,9 @@ def test_bad_weights_file_and_missing_model(tmp_path):
 
 def test_failing_notebook_keeps_its_copy_and_builds_no_report(tmp_path):
     with pytest.raises(StudyError) as err:
-        run_pipeline("tiny", [("scenario", "bogus")], None, tmp_path, quiet=True)
+        run_pipeline("tiny", [("rate_scale", "-1")], None, tmp_path, quiet=True)  # refused inside the notebook
     text = str(err.value)
-    assert "01_generate.ipynb: parameter scenario must be random, planted or cohorts" in text
+    assert "01_generate.ipynb: world parameter rate_scale must be in (0, 100], got -1.0" in text
     assert "\n" not in text
     copy = tmp_path / "_build" / "executed" / "tiny" / "01_generate.ipynb"
     assert f"executed copy: {copy}" in text and copy.exists()
