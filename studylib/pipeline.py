@@ -164,8 +164,8 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
                 values["weights"] = weights
         paths = Paths.of(workdir, profile)
         first = next((nb.name for nb, _ in steps if is_rescore_step(nb)), "pipeline")
-        if not (paths.run("by_name") / "model.pt").exists():
-            raise StudyError(f"{first}: --weights needs a trained model in {paths.run('by_name')}; "
+        if not (paths.main_run / "model.pt").exists():
+            raise StudyError(f"{first}: --weights needs a trained model in {paths.main_run}; "
                                 f"run the pipeline once without --weights (make study PROFILE={profile})")
         for nb, _ in steps:
             if not is_rescore_step(nb) and state.get(nb.name, {}).get("status") != "ok":

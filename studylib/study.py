@@ -21,6 +21,8 @@ from studylib.errors import StudyError
 from studylib.io import cached, file_sha256
 
 RUN_MARKER = "study.json"
+MAIN_RUN = "by_name"  # runs/<profile>/ names of the runs that chapters pass to each other
+FORK_RUN = "fork_random"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ class Paths:
 
     def run(self, name: str) -> Path:
         return self.runs / name
+
+    @property
+    def main_run(self) -> Path:
+        """The study's model (heads paired with labels by name): trained in chapter 2, scored in 3."""
+        return self.run(MAIN_RUN)
+
+    @property
+    def fork_run(self) -> Path:
+        """The fork's experiment, a model trained on random labels: chapter 2 trains it, 3 scores it, 4 reads it."""
+        return self.run(FORK_RUN)
 
     def score_file(self, name: str) -> Path:
         return self.scores / f"{name}.parquet"
@@ -344,5 +356,5 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
     return generate(params, out, progress=progress)
 
 
-__all__ += ["EMBEDDING_VARIANTS", "TWHIN_BIAS_RUN", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",
+__all__ += ["FORK_RUN", "MAIN_RUN", "EMBEDDING_VARIANTS", "TWHIN_BIAS_RUN", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",
             "ensure_twhin_graph", "ensure_twhin_run", "twhin_graph_dir", "world_params", "write_random_embeddings"]
