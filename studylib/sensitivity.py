@@ -83,8 +83,10 @@ def sobol_analysis(names: list[str], bounds: list[tuple[float, float]], func: Ca
             res = {"S1": np.zeros(len(names)), "S1_conf": np.zeros(len(names)),
                    "ST": np.zeros(len(names)), "ST_conf": np.zeros(len(names))}
         else:
+            # SALib seeds its bootstrap only for a truthy seed (0 means "unseeded"): shift by one so
+            # that every seed, 0 included, gives the same intervals on every run.
             res = sobol_analyze.analyze(problem, np.nan_to_num(y, nan=np.nanmean(y)), calc_second_order=second_order,
-                                        seed=seed, print_to_console=False)
+                                        seed=int(seed) + 1, print_to_console=False)
         for i, name in enumerate(names):
             rows.append({"output": out, "input": name, "S1": float(res["S1"][i]), "S1_conf": float(res["S1_conf"][i]),
                          "ST": float(res["ST"][i]), "ST_conf": float(res["ST_conf"][i])})

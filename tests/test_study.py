@@ -107,6 +107,12 @@ def test_sobol_on_a_known_linear_function():
     assert abs(s1["x3"]) < 0.02 and st["x2"] == pytest.approx(0.8, abs=0.05)
     with pytest.raises(StudyError, match="power of two"):
         sensitivity.sobol_analysis(["x"], [(0, 1)], func, ["y"], n_base=100)
+    # The same seed gives the same intervals, seed 0 included (SALib leaves a zero seed unseeded).
+    def noisy(X):
+        return (X @ np.array([1.0, 2.0, 0.0]) + np.sin(7 * X[:, 2]))[:, None]
+
+    runs = [sensitivity.sobol_analysis(["x1", "x2", "x3"], [(0, 1)] * 3, noisy, ["y"], n_base=64, seed=0) for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0], runs[1])
 
 
 def test_contribution_shares_by_hand():
