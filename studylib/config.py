@@ -282,10 +282,9 @@ def _task_data(tasks: _Section, label: str) -> None:
     (1 - label) / neg_rate). This study trains unweighted and calibrates from the rates that a
     downsampled data set records in its own manifest (`studylib generate --downsample`), so a
     rate other than 1 here is refused rather than silently dropped."""
-    if tasks.raw.get(label) is None:  # `label: {}` or `label:`: the defaults
-        tasks.seen.add(label)
-        return
     task = tasks.section(label)
+    if task is None:  # `label:` (null): the defaults
+        return
     for field in ("pos_downsampling_rate", "neg_downsampling_rate"):
         rate = task.get(field, float, 1.0, valid="(0, 1]")
         if rate != 1.0:

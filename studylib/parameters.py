@@ -31,7 +31,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "alpha": (lambda v: 0 < v < 1, "in (0, 1)"),
     "null_splits": (_at_least(200), ">= 200"),
     "sobol_range": (lambda v: len(v) == 2, "[low, high]"),
-    "sweep_factors": (lambda v: 0.0 in [float(f) for f in v] and 1.0 in [float(f) for f in v], "a list including 0 and 1"),
+    "sweep_factors": (lambda v: {0.0, 1.0} <= {float(f) for f in v}, "a list including 0 and 1"),
 }
 
 

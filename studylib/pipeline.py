@@ -62,10 +62,7 @@ def load_profile(profiles: Path, name: str) -> tuple[Path, dict]:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in profiles.glob("*.yaml")))
         raise StudyError(f"--profile {name}: no {path} (profiles: {known})")
-    try:
-        raw = yamlio.read(path, "profile") or {}
-    except StudyError as exc:
-        raise StudyError(str(exc)) from None
+    raw = yamlio.read(path, "profile") or {}
     if not isinstance(raw, dict):
         raise StudyError(f"{path}: must be a mapping of parameter names to values")
     return path, raw

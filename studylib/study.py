@@ -148,6 +148,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                 "config": Path(config).name, "precision": precision}
     if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
         settings.update(val_manifest=file_sha256(val_data / "manifest.json"), val_every=int(val_every))
+
     def build() -> None:
         train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps),
                         eval_data=eval_data and str(eval_data), batch_size=int(batch_size), device="auto",
@@ -251,6 +252,7 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
                      progress: bool = False, node_bias: bool = False) -> dict:
     """Train TwHIN on `graph` (study config, node biases when asked) or reuse a finished run with
     the same settings."""
+    from studylib.twhin.runs import CHECKPOINT
     from studylib.twhin.train import TwhinTrainArgs, train
 
     if steps < 1:
@@ -261,13 +263,14 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
 
     settings = {"graph_manifest": file_sha256(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
                 "config": file_sha256(shipped_config_path("twhin_study.yaml")), "node_bias": bool(node_bias)}
+
     def build() -> dict:
         with _threads(threads):
             result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
                                           seed=int(seed), node_bias=bool(node_bias), progress=progress))
         return {"edges_per_s": result["edges_per_s"]}
 
-    reused, result = cached(out / RUN_MARKER, settings, [out / "checkpoint.pt"], build, clear=out)
+    reused, result = cached(out / RUN_MARKER, settings, [out / CHECKPOINT], build, clear=out)
     return {"reused": reused, **result, **settings}
 
 
@@ -277,14 +280,16 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
     `beside`, oracle; both directions, raw and filtered, all and unseen pairs); cached in the run.
     max_edges 0: all held-out pairs, else a seeded sample of at most that many per relation."""
     from studylib.twhin.evaluate import RESULTS, evaluate_run
+    from studylib.twhin.runs import CHECKPOINT
 
     if max_edges < 0:
         raise StudyError(f"parameter twhin_eval_edges must be >= 0 (0: all held-out pairs), got {max_edges}")
     if resamples < 0:
         raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
     beside = beside or {}
-    settings = {"checkpoint": file_sha256(run / "checkpoint.pt"), "max_edges": int(max_edges), "resamples": int(resamples),
-                "seed": int(seed), "beside": {name: file_sha256(Path(d) / "checkpoint.pt") for name, d in beside.items()}}
+    settings = {"checkpoint": file_sha256(run / CHECKPOINT), "max_edges": int(max_edges), "resamples": int(resamples),
+                "seed": int(seed), "beside": {name: file_sha256(Path(d) / CHECKPOINT) for name, d in beside.items()}}
+
     def build() -> None:
         with _threads(1):
             evaluate_run(run, max_edges=int(max_edges) or None, n_resamples=int(resamples), seed=int(seed),
@@ -298,8 +303,9 @@ def ensure_twhin_export(run: Path, out: Path) -> dict:
     """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
     (an unchanged file keeps the data sets built from it valid)."""
     from studylib.twhin.export import export_embeddings
+    from studylib.twhin.runs import CHECKPOINT
 
-    settings = {"checkpoint": file_sha256(run / "checkpoint.pt")}
+    settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
     reused, info = cached(out.with_name(out.name + ".json"), settings, [out], lambda: export_embeddings(run, out))
     return {"reused": reused, **settings, **info}
 
