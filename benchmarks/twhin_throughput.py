@@ -16,7 +16,6 @@ not slower than plain at every thread count.
 """
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 
 from studylib.config import shipped_config_path
-from studylib.twhin.model import TwhinModel, batch_loss, edges_to_kjt, feature_names, load_twhin_config
+from studylib.twhin.config import load_twhin_config, with_changes
+from studylib.twhin.model import TwhinModel, batch_loss, edges_to_kjt, feature_names
 from studylib.twhin.train import initial_state, scatter_full_state
 
 TORCHREC, PLAIN = "torchrec FusedEmbeddingBagCollection", "plain nn.EmbeddingBag, sparse SGD"
@@ -66,8 +66,12 @@ def main():
     parser.add_argument("--config", default=str(shipped_config_path("twhin_local.yaml")))
     args = parser.parse_args()
     cfg = load_twhin_config(args.config)
-    cfg = dataclasses.replace(cfg, tables=tuple(dataclasses.replace(t, embedding_dim=args.dim, optimizer="sgd")
-                                                for t in cfg.tables), in_batch_negatives=10, uniform_negatives=0)
+    tables = ("model", "embeddings", "tables")
+    changes = {("train_data", "in_batch_negatives"): 10, ("train_data", "global_negatives"): 0}
+    for i, t in enumerate(cfg.tables):
+        changes[(*tables, i, "embedding_dim")] = args.dim
+        changes[(*tables, i, "optimizer")] = {"sgd": {"lr": t.optimizer.lr}}
+    cfg = with_changes(cfg, changes)
     rng = torch.Generator().manual_seed(0)
     sizes = {t.name: t.num_embeddings for t in cfg.tables}
     batches = []
@@ -82,9 +86,9 @@ def main():
     scatter_full_state(ours, state)
     plain = TwhinModel(cfg, PlainTables(cfg, state))
     optimizers = {
-        TORCHREC: torch.optim.SGD([ours.translations], lr=cfg.translation_lr),  # the tables step inside backward
-        PLAIN: torch.optim.SGD([{"params": [plain.ebc.bags[t.name].weight], "lr": t.learning_rate} for t in cfg.tables]
-                               + [{"params": [plain.translations], "lr": cfg.translation_lr}]),
+        TORCHREC: torch.optim.SGD([ours.translations], lr=cfg.model.translation_optimizer.lr),  # the tables step inside backward
+        PLAIN: torch.optim.SGD([{"params": [plain.ebc.bags[t.name].weight], "lr": t.optimizer.lr} for t in cfg.tables]
+                               + [{"params": [plain.translations], "lr": cfg.model.translation_optimizer.lr}]),
     }
 
     def trainer(model, optimizer):

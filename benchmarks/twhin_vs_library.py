@@ -54,7 +54,7 @@ except ImportError:
 from studylib.data.world import World  # noqa: E402
 from studylib.twhin.evaluate import EmbeddingScorer, OracleScorer, PopularityScorer, evaluate_scorers  # noqa: E402
 from studylib.twhin.graph import GraphParams, SplitSpec, generate_graph  # noqa: E402
-from studylib.twhin.model import load_twhin_config  # noqa: E402
+from studylib.twhin.config import load_twhin_config  # noqa: E402
 from studylib.twhin.runs import load_splits, load_trained  # noqa: E402
 from studylib.twhin.train import TwhinTrainArgs, train  # noqa: E402
 
@@ -168,7 +168,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_twhin_config()
     args.dim = cfg.dim
-    steps = args.steps or cfg.num_train_steps
+    steps = args.steps or cfg.training.num_train_steps
 
     with tempfile.TemporaryDirectory() as tmp:
         graph = Path(args.graph) if args.graph else Path(tmp) / "graph"
@@ -179,12 +179,12 @@ def main() -> None:
         result = train(TwhinTrainArgs(graph=str(graph), out=str(Path(tmp) / "project"), steps=steps, device="cpu",
                                       seed=args.seed, progress=False))
         project_wall = time.perf_counter() - start
-        project_seconds = steps * cfg.batch_size / result["edges_per_s"]  # the training loop alone
-        project_visits = steps * cfg.batch_size
+        project_seconds = steps * cfg.train_data.per_replica_batch_size / result["edges_per_s"]  # the training loop alone
+        project_visits = steps * cfg.train_data.per_replica_batch_size
         run = load_trained(Path(tmp) / "project")
         identity = run.run["identity"]
         splits = load_splits(str(graph), run.cfg, SplitSpec(**identity["split"]))
-        print(f"project: {steps} steps x {cfg.batch_size} = {project_visits:,} edge visits, "
+        print(f"project: {steps} steps x {cfg.train_data.per_replica_batch_size} = {project_visits:,} edge visits, "
               f"{project_seconds:.1f} s training ({project_wall:.1f} s with loading and checkpoints)", flush=True)
 
         offsets = entity_offsets(splits["train"].tables)

@@ -1,7 +1,10 @@
-"""Read the published Heavy Ranker configuration (`recap_local_prod.yaml` format).
+"""The published Heavy Ranker configuration (`recap_local_prod.yaml`), declared as a schema.
 
-The file is parsed strictly: every key is either understood or refused with one line that
-names the file and the key's full path, so a typo never silently changes an experiment.
+Each section of the file is a pydantic model that states its fields once: type, default and
+range, named as in the original's own (pydantic) configs. Reading is strict: an unknown key,
+a value of the wrong type (`true` is not a number, `"3"` is not an int) or out of range is
+refused with one line that names the file and the key's full path, so a typo never silently
+changes an experiment. `null` reads as absent, as the published files write unused options.
 Options the original supports but this study does not implement (DCN, DLRM, large
 embeddings, position debiasing, ...) are accepted only when null.
 """
@@ -9,10 +12,12 @@ embeddings, position debiasing, ...) are accepted only when null.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from studylib import yamlio
 from studylib.errors import StudyError
@@ -26,408 +31,88 @@ def shipped_config_path(name: str = PUBLISHED_CONFIG) -> Path:
     return Path(str(resources.files("studylib") / "configs" / name))
 
 
-def _in_range(value: float, valid: str) -> bool:
-    """`value` within `valid`: a bound (">= 1", "> 0") or an interval ("[0, 1)", "(0, 1)")."""
-    if valid[0] in "[(":
-        low, high = (float(x) for x in valid[1:-1].split(","))
-        above = value >= low if valid[0] == "[" else value > low
-        below = value <= high if valid[-1] == "]" else value < high
-        return above and below
-    op, bound = valid.split()
-    return value >= float(bound) if op == ">=" else value > float(bound)
+# ---------------------------------------------------------------- the schema's building blocks
 
 
-class _Section:
-    """A mapping read key by key; `done()` refuses whatever was not read."""
+class Section(BaseModel):
+    """One section of a config file: unknown keys refused, no type coercion, null = absent."""
 
-    def __init__(self, raw, path: str, source: str):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise StudyError(f"{source}: {path or 'top level'} must be a mapping, got {type(raw).__name__}")
-        self.raw, self.path, self.source = dict(raw), path, source
-        self.seen: set[str] = set()
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    def _where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, kind=None, default=None, required: bool = False, valid: str | None = None):
-        """`valid`: the allowed range as text, checked for numbers: ">= 1", "> 0", "[0, 1)", "(0, 1)"."""
-        self.seen.add(key)
-        if key not in self.raw or self.raw[key] is None:
-            if required:
-                raise StudyError(f"{self.source}: missing key {self._where(key)}")
-            return default
-        value = self.raw[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is not None and not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-            raise StudyError(
-                f"{self.source}: {self._where(key)} must be {getattr(kind, '__name__', kind)}, got {value!r}"
-            )
-        if valid is not None and not _in_range(value, valid):
-            raise StudyError(f"{self.source}: {self._where(key)} must be {valid}, got {value!r}")
-        return value
-
-    def section(self, key: str, required: bool = False) -> "_Section | None":
-        self.seen.add(key)
-        if self.raw.get(key) is None:
-            if required:
-                raise StudyError(f"{self.source}: missing key {self._where(key)}")
-            return None
-        return _Section(self.raw[key], self._where(key), self.source)
-
-    def unsupported(self, *keys: str) -> None:
-        for key in keys:
-            self.seen.add(key)
-            if self.raw.get(key) is not None:
-                raise StudyError(f"{self.source}: {self._where(key)} is not supported by this study (must be null)")
-
-    def ignore(self, *keys: str) -> None:
-        self.seen.update(keys)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.raw) - self.seen)
-        if unknown:
-            raise StudyError(f"{self.source}: unknown key {self._where(unknown[0])}")
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data):
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
-# ---------------------------------------------------------------- model section
+def _refuse(value):
+    raise ValueError("is not supported by this study (must be null)")
 
 
-@dataclass(frozen=True)
-class BatchNormConfig:
-    affine: bool
-    momentum: float
+# An option of the original this study does not implement: only null (absent) is accepted.
+Unsupported = Annotated[Any, AfterValidator(_refuse)]
+# A key the original's trainer or data service reads and this study has no use for (paths, timeouts).
+Ignored = Any
 
 
-@dataclass(frozen=True)
-class MlpConfig:
-    layer_sizes: tuple[int, ...]
-    batch_norm: BatchNormConfig | None = None
-    dropout: float | None = None
-    final_layer_activation: bool = False
+def _list_as_tuple(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
-@dataclass(frozen=True)
-class MaskBlockConfig:
-    output_size: int
-    aggregation_size: int | None = None
-    reduction_factor: float | None = None
-    input_layer_norm: bool = False
+def Items(kind):  # noqa: N802 - reads as a type: Items[int] would need a generic alias
+    """A YAML list, kept as a tuple (configs are frozen)."""
+    return Annotated[tuple[kind, ...], BeforeValidator(_list_as_tuple)]
 
 
-@dataclass(frozen=True)
-class MaskNetConfig:
-    mask_blocks: tuple[MaskBlockConfig, ...]
-    mlp: MlpConfig | None
-    use_parallel: bool
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """Either a MaskNet or a plain MLP (the two backbones the study implements)."""
-
-    mask_net: MaskNetConfig | None = None
-    mlp: MlpConfig | None = None
-    pos_weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class FeaturizationConfig:
-    batch_norm: BatchNormConfig
-    clip_magnitude: float
-    layer_norm_epsilon: float
-    layer_norm_center: bool
-    layer_norm_scale: bool
-    feature_names_to_concat: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    featurization: FeaturizationConfig
-    backbone: BackboneConfig
-    tasks: dict[str, BackboneConfig]  # head name -> tower (an MLP) and pos_weight
-
-
-def _batch_norm(sec: _Section | None) -> BatchNormConfig | None:
-    if sec is None:
-        return None
-    cfg = BatchNormConfig(affine=sec.get("affine", bool, True), momentum=sec.get("momentum", float, 0.1, valid="[0, 1]"))
-    sec.done()
-    return cfg
-
-
-def _mlp(sec: _Section) -> MlpConfig:
-    dropout_sec = sec.section("dropout")
-    dropout = None
-    if dropout_sec is not None:
-        dropout = dropout_sec.get("rate", float, required=True, valid="[0, 1)")
-        dropout_sec.done()
-    sizes = sec.get("layer_sizes", list, required=True)
-    if not sizes or not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise StudyError(f"{sec.source}: {sec.path}.layer_sizes must be a list of positive integers")
-    cfg = MlpConfig(
-        layer_sizes=tuple(sizes),
-        batch_norm=_batch_norm(sec.section("batch_norm")),
-        dropout=dropout,
-        final_layer_activation=sec.get("final_layer_activation", bool, False),
-    )
-    sec.done()
-    return cfg
-
-
-def _mask_net(sec: _Section) -> MaskNetConfig:
-    blocks = []
-    raw_blocks = sec.get("mask_blocks", list, required=True)
-    for i, raw in enumerate(raw_blocks):
-        b = _Section(raw, f"{sec.path}.mask_blocks[{i}]", sec.source)
-        block = MaskBlockConfig(
-            output_size=b.get("output_size", int, required=True, valid=">= 1"),
-            aggregation_size=b.get("aggregation_size", int, valid=">= 1"),
-            reduction_factor=b.get("reduction_factor", float, valid="> 0"),
-            input_layer_norm=b.get("input_layer_norm", bool, False),
-        )
-        if (block.aggregation_size is None) == (block.reduction_factor is None):
-            raise StudyError(f"{sec.source}: {b.path} needs exactly one of aggregation_size, reduction_factor")
-        b.done()
-        blocks.append(block)
-    mlp_sec = sec.section("mlp")
-    cfg = MaskNetConfig(
-        mask_blocks=tuple(blocks),
-        mlp=_mlp(mlp_sec) if mlp_sec is not None else None,
-        use_parallel=sec.get("use_parallel", bool, False),
-    )
-    sec.done()
-    return cfg
-
-
-def _backbone(sec: _Section) -> BackboneConfig:
-    sec.unsupported("affine_map", "dcn_config", "dlrm_config")
-    mask_sec, mlp_sec = sec.section("mask_net_config"), sec.section("mlp_config")
-    if (mask_sec is None) == (mlp_sec is None):
-        raise StudyError(f"{sec.source}: {sec.path} needs exactly one of mask_net_config, mlp_config")
-    cfg = BackboneConfig(
-        mask_net=_mask_net(mask_sec) if mask_sec is not None else None,
-        mlp=_mlp(mlp_sec) if mlp_sec is not None else None,
-        pos_weight=sec.get("pos_weight", float, 1.0, valid="> 0"),
-    )
-    sec.done()
-    return cfg
-
-
-def _featurization(sec: _Section) -> FeaturizationConfig:
-    sec.unsupported("clip_log1p_abs_config", "log1p_abs_config", "z_score_log_config")
-    dnl = sec.section("double_norm_log_config", required=True)
-    ln = dnl.section("layer_norm_config", required=True)
-    if ln.get("axis", int, -1) != -1:
-        raise StudyError(f"{sec.source}: {ln.path}.axis must be -1")
-    cfg = FeaturizationConfig(
-        batch_norm=_batch_norm(dnl.section("batch_norm_config", required=True)),
-        clip_magnitude=dnl.get("clip_magnitude", float, required=True, valid="> 0"),
-        layer_norm_epsilon=ln.get("epsilon", float, 1e-3, valid=">= 0"),  # the original's default
-        layer_norm_center=ln.get("center", bool, True),
-        layer_norm_scale=ln.get("scale", bool, True),
-        feature_names_to_concat=tuple(sec.get("feature_names_to_concat", list, ["binary"])),
-    )
-    ln.done()
-    if cfg.layer_norm_center != cfg.layer_norm_scale:  # refused by the original too: torch has one switch
-        raise StudyError(f"{sec.source}: {ln.path}.center and .scale must be equal (got {cfg.layer_norm_center} "
-                         f"and {cfg.layer_norm_scale}); torch's LayerNorm learns both or neither")
-    dnl.done()
-    sec.done()
-    if cfg.feature_names_to_concat != ("binary",):
-        raise StudyError(f"{sec.source}: {sec.path}.feature_names_to_concat supports only [binary]")
-    return cfg
-
-
-def parse_model(raw, source: str, path: str = "model") -> ModelConfig:
-    sec = _Section(raw, path, source)
-    sec.unsupported("large_embeddings", "position_debias_config", "small_embeddings", "stratifiers")
-    if sec.get("multi_task_type", str, "share_all") != "share_all":
-        raise StudyError(f"{source}: {path}.multi_task_type supports only share_all")
-    tasks_sec = sec.section("tasks", required=True)
-    tasks = {}
-    for name in tasks_sec.raw:
-        task_sec = tasks_sec.section(name)
-        tasks[name] = _backbone(task_sec)
-        if tasks[name].mlp is None:
-            raise StudyError(f"{source}: {task_sec.path} must be an mlp_config tower")
-    tasks_sec.done()
-    cfg = ModelConfig(
-        featurization=_featurization(sec.section("featurization_config", required=True)),
-        backbone=_backbone(sec.section("backbone", required=True)),
-        tasks=tasks,
-    )
-    sec.done()
-    return cfg
-
-
-# ---------------------------------------------------------------- data sections
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    renamed_features: dict[str, str]  # group name -> stored column name
-    labels: tuple[str, ...]
-    continuous_truncation: int
-    binary_truncation: int
-    global_batch_size: int
-
-
-def _task_data(tasks: _Section, label: str) -> None:
-    """One label of train_data.tasks: the original's pos/neg_downsampling_rate (default 1).
-
-    The original turns rates below 1 into per-example loss weights (label / pos_rate +
-    (1 - label) / neg_rate). This study trains unweighted and calibrates from the rates that a
-    downsampled data set records in its own manifest (`studylib generate --downsample`), so a
-    rate other than 1 here is refused rather than silently dropped."""
-    task = tasks.section(label)
-    if task is None:  # `label:` (null): the defaults
-        return
-    for field in ("pos_downsampling_rate", "neg_downsampling_rate"):
-        rate = task.get(field, float, 1.0, valid="(0, 1]")
-        if rate != 1.0:
-            raise StudyError(f"{task.source}: {task.path}.{field} is {rate:g}: per-example loss weights from "
-                             "config rates are not supported; generate the data set with --downsample (its "
-                             "manifest carries the rates the calibration uses) and leave the rate at 1")
-    task.done()
-
-
-def parse_data(raw, source: str, path: str = "train_data") -> DataConfig:
-    sec = _Section(raw, path, source)
-    sec.ignore("inputs", "dataset_service_compression", "evaluation_tasks")
-    schema = sec.section("seg_dense_schema", required=True)
-    schema.ignore("schema_path")
-    renamed = schema.get("renamed_features", dict, required=True)
-    schema.done()
-    tasks = sec.get("tasks", dict, required=True)
-    tasks_sec = sec.section("tasks", required=True)
-    for label in tasks:
-        _task_data(tasks_sec, label)
-    tasks_sec.done()
-    pre = sec.section("preprocess", required=True)
-    trunc = pre.section("truncate_and_slice", required=True)
-    cfg = DataConfig(
-        renamed_features=dict(renamed),
-        labels=tuple(tasks),
-        continuous_truncation=trunc.get("continuous_feature_truncation", int, required=True, valid=">= 1"),
-        binary_truncation=trunc.get("binary_feature_truncation", int, required=True, valid=">= 1"),
-        global_batch_size=sec.get("global_batch_size", int, 128, valid=">= 1"),
-    )
-    trunc.done()
-    pre.done()
-    sec.done()
-    return cfg
-
-
-# ---------------------------------------------------------------- optimizer section
-
-SCHEDULE_KINDS = ("constant", "piecewise_constant", "linear_ramp_to_constant", "linear_ramp_to_cosine")
-_SCHEDULE_FIELDS = {
-    "constant": {},
-    "piecewise_constant": {"learning_rate_boundaries": list, "learning_rate_values": list},
-    "linear_ramp_to_constant": {"learning_rate": float, "num_ramp_steps": int},
-    "linear_ramp_to_cosine": {  # the cosine runs from num_ramp_steps to the absolute step final_num_steps
-        "learning_rate": float,
-        "num_ramp_steps": int,
-        "final_learning_rate": float,
-        "final_num_steps": int,
-    },
-}
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    kind: str
-    params: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    beta_1: float
-    beta_2: float
-    epsilon: float
-    backbone: ScheduleConfig
-    towers: dict[str, ScheduleConfig]
-
-
-def _schedule(sec: _Section) -> ScheduleConfig:
-    chosen = [k for k in SCHEDULE_KINDS if sec.raw.get(k) is not None]
-    sec.ignore(*SCHEDULE_KINDS)
-    sec.done()
+def exactly_one(section: BaseModel, *names: str) -> str:
+    """The one of `names` that is set (the original's `one_of` groups)."""
+    chosen = [name for name in names if getattr(section, name) is not None]
     if len(chosen) != 1:
-        raise StudyError(f"{sec.source}: {sec.path} needs exactly one of {', '.join(SCHEDULE_KINDS)}")
-    kind = chosen[0]
-    if kind == "constant":
-        value = sec.raw[kind]
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise StudyError(f"{sec.source}: {sec.path}.constant must be a number")
-        return ScheduleConfig(kind, {"learning_rate": float(value)})
-    body = _Section(sec.raw[kind], f"{sec.path}.{kind}", sec.source)
-    params = {name: body.get(name, kind_, required=True, valid=">= 0" if kind_ in (int, float) else None)
-              for name, kind_ in _SCHEDULE_FIELDS[kind].items()}
-    body.done()
-    if kind == "piecewise_constant" and len(params["learning_rate_values"]) != len(params["learning_rate_boundaries"]) + 1:
-        raise StudyError(f"{sec.source}: {body.path} needs one more value than boundaries")
-    if kind.startswith("linear_ramp") and params["num_ramp_steps"] < 0:
-        raise StudyError(f"{sec.source}: {body.path}.num_ramp_steps must be >= 0")
-    if kind == "linear_ramp_to_cosine" and params["final_num_steps"] <= params["num_ramp_steps"]:
-        raise StudyError(f"{sec.source}: {body.path}.final_num_steps must be > num_ramp_steps "
-                         f"({params['final_num_steps']} <= {params['num_ramp_steps']})")
-    return ScheduleConfig(kind, params)
+        raise ValueError(f"needs exactly one of {', '.join(names)}")
+    return chosen[0]
 
 
-def parse_optimizer(raw, source: str, heads: tuple[str, ...]) -> OptimizerConfig:
-    sec = _Section(raw, "optimizer", source)
-    adam = sec.section("adam", required=True)
-    sec.unsupported("single_task_learning_rate")
-    mt = sec.section("multi_task_learning_rates", required=True)
-    towers_sec = mt.section("tower_learning_rates", required=True)
-    towers = {name: _schedule(towers_sec.section(name)) for name in towers_sec.raw}
-    towers_sec.done()
-    missing = sorted(set(heads) - set(towers))
-    extra = sorted(set(towers) - set(heads))
-    if missing or extra:
-        bad = (missing or extra)[0]
-        raise StudyError(f"{source}: optimizer.multi_task_learning_rates.tower_learning_rates: "
-                         f"{'missing' if missing else 'unknown'} head {bad}")
-    cfg = OptimizerConfig(
-        beta_1=adam.get("beta_1", float, 0.9, valid="[0, 1)"),
-        beta_2=adam.get("beta_2", float, 0.999, valid="[0, 1)"),
-        epsilon=adam.get("epsilon", float, 1e-7, valid="> 0"),
-        backbone=_schedule(mt.section("backbone_learning_rate", required=True)),
-        towers=towers,
-    )
-    adam.done()
-    mt.done()
-    sec.done()
-    return cfg
+_KINDS = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str",
+          "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping", "model_type": "a mapping"}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
 
 
-# ---------------------------------------------------------------- whole file
+def _key_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    num_train_steps: int
-    checkpoint_every_n: int
-    train_log_every_n: int
-    num_eval_steps: int
+def describe(error: dict) -> str:
+    """One pydantic error as the study words it: the key's full path, then what is wrong."""
+    where, kind, value = _key_path(error["loc"]), error["type"], error.get("input")
+    if kind == "missing":
+        return f"missing key {where}"
+    if kind == "extra_forbidden":
+        return f"unknown key {where}"
+    if kind in _KINDS:
+        return f"{where or 'top level'} must be {_KINDS[kind]}, got {value!r}"
+    if kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        return f"{where} must be {op} {error['ctx'][key]:g}, got {value!r}"
+    if kind == "too_short":
+        return f"{where} must not be empty"
+    if kind == "literal_error":
+        return f"{where} supports only {error['ctx']['expected']}, got {value!r}"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+        return f"{where} {message}" if where else message
+    return f"{where}: {error['msg']}"
 
 
-@dataclass(frozen=True)
-class RecapConfig:
-    source: str
-    model: ModelConfig
-    data: DataConfig
-    optimizer: OptimizerConfig
-    training: TrainingConfig
-    raw: dict  # the file as loaded, for provenance
-
-    @property
-    def heads(self) -> tuple[str, ...]:
-        return tuple(self.model.tasks)
+def parse(schema: type[BaseModel], raw, source: str):
+    """`raw` (a loaded YAML document) as `schema`; StudyError naming `source` and the first bad key."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise StudyError(f"{source}: {describe(exc.errors()[0])}") from None
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -438,31 +123,304 @@ def load_yaml(path: str | Path) -> dict:
     return raw
 
 
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+# ---------------------------------------------------------------- model section
+
+
+class BatchNormConfig(Section):
+    affine: bool = True
+    momentum: float = Field(0.1, ge=0, le=1)
+
+
+class DropoutConfig(Section):
+    rate: float = Field(ge=0, lt=1)
+
+
+class MlpConfig(Section):
+    layer_sizes: Annotated[Items(PositiveInt), Field(min_length=1)]
+    batch_norm: BatchNormConfig | None = None
+    dropout: DropoutConfig | None = None
+    final_layer_activation: bool = False  # as the original: a ReLU after the last Linear, nothing else
+
+
+class MaskBlockConfig(Section):
+    output_size: PositiveInt
+    aggregation_size: PositiveInt | None = None
+    reduction_factor: float | None = Field(None, gt=0)
+    input_layer_norm: bool = False
+
+    @model_validator(mode="after")
+    def _one_width(self):
+        exactly_one(self, "aggregation_size", "reduction_factor")
+        return self
+
+
+class MaskNetConfig(Section):
+    mask_blocks: Annotated[Items(MaskBlockConfig), Field(min_length=1)]
+    mlp: MlpConfig | None = None
+    use_parallel: bool = False
+
+
+class BackboneConfig(Section):
+    """A MaskNet or a plain MLP (the two backbones the study implements)."""
+
+    mask_net_config: MaskNetConfig | None = None
+    mlp_config: MlpConfig | None = None
+    pos_weight: float = Field(1.0, gt=0)
+    affine_map: Unsupported = None
+    dcn_config: Unsupported = None
+    dlrm_config: Unsupported = None
+
+    @model_validator(mode="after")
+    def _one_backbone(self):
+        exactly_one(self, "mask_net_config", "mlp_config")
+        return self
+
+
+class TowerConfig(BackboneConfig):
+    """A head's tower: the backbone section's format, always an MLP."""
+
+    @model_validator(mode="after")
+    def _an_mlp(self):
+        if self.mlp_config is None:
+            raise ValueError("must be an mlp_config tower")
+        return self
+
+
+class LayerNormConfig(Section):
+    axis: Literal[-1] = -1
+    epsilon: float = Field(1e-3, ge=0)  # the original's default
+    center: bool = True
+    scale: bool = True
+
+    @model_validator(mode="after")
+    def _one_switch(self):  # refused by the original too: torch's LayerNorm learns both or neither
+        if self.center != self.scale:
+            raise ValueError(f"center and .scale must be equal (got {self.center} and {self.scale}); "
+                             "torch's LayerNorm learns both or neither")
+        return self
+
+
+class DoubleNormLogConfig(Section):
+    batch_norm_config: BatchNormConfig
+    clip_magnitude: float = Field(gt=0)
+    layer_norm_config: LayerNormConfig
+
+
+class FeaturizationConfig(Section):
+    double_norm_log_config: DoubleNormLogConfig
+    feature_names_to_concat: Items(Literal["binary"]) = ("binary",)
+    clip_log1p_abs_config: Unsupported = None
+    log1p_abs_config: Unsupported = None
+    z_score_log_config: Unsupported = None
+
+
+class ModelConfig(Section):
+    featurization_config: FeaturizationConfig
+    backbone: BackboneConfig
+    tasks: dict[str, TowerConfig]  # head name -> tower and pos_weight
+    multi_task_type: Literal["share_all"] = "share_all"
+    large_embeddings: Unsupported = None
+    position_debias_config: Unsupported = None
+    small_embeddings: Unsupported = None
+    stratifiers: Unsupported = None
+
+
+# ---------------------------------------------------------------- data section
+
+
+class TaskDataConfig(Section):
+    """One label's downsampling rates. The original turns rates below 1 into per-example loss
+    weights (label / pos_rate + (1 - label) / neg_rate). This study trains unweighted and
+    calibrates from the rates a downsampled data set records in its own manifest
+    (`studylib generate --downsample`), so a rate other than 1 is refused, not silently dropped."""
+
+    pos_downsampling_rate: float = Field(1.0, gt=0, le=1)
+    neg_downsampling_rate: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("pos_downsampling_rate", "neg_downsampling_rate")
+    @classmethod
+    def _no_loss_weights(cls, rate: float) -> float:
+        if rate != 1.0:
+            raise ValueError(f"is {rate:g}: per-example loss weights from config rates are not supported; generate "
+                             "the data set with --downsample (its manifest carries the rates the calibration uses) "
+                             "and leave the rate at 1")
+        return rate
+
+
+class SegDenseSchemaConfig(Section):
+    renamed_features: dict[str, str]  # group name -> stored column name
+    schema_path: Ignored = None
+
+
+class TruncateAndSliceConfig(Section):
+    continuous_feature_truncation: PositiveInt
+    binary_feature_truncation: PositiveInt
+
+
+class PreprocessConfig(Section):
+    truncate_and_slice: TruncateAndSliceConfig
+
+
+class DataConfig(Section):
+    seg_dense_schema: SegDenseSchemaConfig
+    tasks: dict[str, TaskDataConfig | None]  # label -> its rates (`{}` or null: the defaults)
+    preprocess: PreprocessConfig
+    global_batch_size: PositiveInt = 128
+    inputs: Ignored = None
+    dataset_service_compression: Ignored = None
+    evaluation_tasks: Ignored = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.tasks)
+
+    @property
+    def renamed_features(self) -> dict[str, str]:
+        return self.seg_dense_schema.renamed_features
+
+    @property
+    def truncation(self) -> dict[str, int]:
+        """Feature group -> the width the model sees."""
+        trunc = self.preprocess.truncate_and_slice
+        return {"continuous": trunc.continuous_feature_truncation, "binary": trunc.binary_feature_truncation}
+
+
+# ---------------------------------------------------------------- optimizer section
+
+
+class LinearRampToConstant(Section):
+    learning_rate: NonNegativeFloat
+    num_ramp_steps: NonNegativeInt
+
+
+class LinearRampToCosine(Section):
+    """The cosine runs from num_ramp_steps to the absolute step final_num_steps, as the original."""
+
+    learning_rate: NonNegativeFloat
+    final_learning_rate: NonNegativeFloat
+    num_ramp_steps: NonNegativeInt
+    final_num_steps: NonNegativeInt
+
+    @field_validator("final_num_steps")
+    @classmethod
+    def _after_the_ramp(cls, final: int, info: ValidationInfo) -> int:
+        ramp = info.data.get("num_ramp_steps")
+        if ramp is not None and final <= ramp:
+            raise ValueError(f"must be > num_ramp_steps ({final} <= {ramp})")
+        return final
+
+
+class PiecewiseConstant(Section):
+    learning_rate_boundaries: Items(NonNegativeInt)
+    learning_rate_values: Items(NonNegativeFloat)
+
+    @field_validator("learning_rate_values")
+    @classmethod
+    def _one_more_value(cls, values: tuple, info: ValidationInfo) -> tuple:
+        bounds = info.data.get("learning_rate_boundaries")
+        if bounds is not None and len(values) != len(bounds) + 1:
+            raise ValueError("needs one more value than boundaries")
+        return values
+
+
+class LearningRate(Section):
+    """One of the original's four schedules."""
+
+    constant: NonNegativeFloat | None = None
+    linear_ramp_to_constant: LinearRampToConstant | None = None
+    linear_ramp_to_cosine: LinearRampToCosine | None = None
+    piecewise_constant: PiecewiseConstant | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self):
+        exactly_one(self, *SCHEDULE_KINDS)
+        return self
+
+    @property
+    def kind(self) -> str:
+        return exactly_one(self, *SCHEDULE_KINDS)
+
+
+SCHEDULE_KINDS = tuple(LearningRate.model_fields)
+
+
+class AdamConfig(Section):
+    beta_1: float = Field(0.9, ge=0, lt=1)
+    beta_2: float = Field(0.999, ge=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+
+
+class MultiTaskLearningRates(Section):
+    tower_learning_rates: dict[str, LearningRate]  # head name -> its tower's schedule
+    backbone_learning_rate: LearningRate
+
+
+class OptimizerConfig(Section):
+    adam: AdamConfig
+    multi_task_learning_rates: MultiTaskLearningRates
+    single_task_learning_rate: Unsupported = None
+
+
+# ---------------------------------------------------------------- whole file
+
+
+class TrainingConfig(Section):
+    num_train_steps: PositiveInt = 1000
+    checkpoint_every_n: PositiveInt = 100
+    train_log_every_n: PositiveInt = 10
+    num_eval_steps: PositiveInt = 100
+    save_dir: Ignored = None
+    eval_timeout_in_s: Ignored = None
+    eval_log_every_n: Ignored = None
+    num_epochs: Ignored = None
+
+
+class RecapConfig(Section):
+    training: TrainingConfig
+    model: ModelConfig
+    train_data: DataConfig
+    optimizer: OptimizerConfig
+    validation_data: Ignored = None  # the original's evaluation sets; the study evaluates on its own split
+    runtime: Ignored = None
+    _source: str = PrivateAttr("")
+    _raw: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _heads_match(self):
+        unknown = sorted(set(self.model.tasks) - set(self.train_data.tasks))
+        if unknown:
+            raise ValueError(f"model.tasks.{unknown[0]} is not a label in train_data.tasks")
+        towers = self.optimizer.multi_task_learning_rates.tower_learning_rates
+        missing, extra = sorted(set(self.heads) - set(towers)), sorted(set(towers) - set(self.heads))
+        if missing or extra:
+            raise ValueError(f"optimizer.multi_task_learning_rates.tower_learning_rates: "
+                             f"{'missing' if missing else 'unknown'} head {(missing or extra)[0]}")
+        return self
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(self.model.tasks)
+
+    @property
+    def source(self) -> str:
+        """The file it was read from."""
+        return self._source
+
+    @property
+    def raw(self) -> dict:
+        """The file as loaded, for provenance (a run keeps it as config.yaml)."""
+        return self._raw
+
+
 def load_config(path: str | Path | None = None) -> RecapConfig:
     """Parse a recap config; `None` means the published file shipped with the package."""
     path = Path(path) if path is not None else shipped_config_path()
     raw = load_yaml(path)
-    source = path.name
-    top = _Section(raw, "", source)
-    top.ignore("validation_data", "runtime")
-    train = top.section("training", required=True)
-    train.ignore("save_dir", "eval_timeout_in_s", "eval_log_every_n", "num_epochs")
-    training = TrainingConfig(
-        num_train_steps=train.get("num_train_steps", int, 1000, valid=">= 1"),
-        checkpoint_every_n=train.get("checkpoint_every_n", int, 100, valid=">= 1"),
-        train_log_every_n=train.get("train_log_every_n", int, 10, valid=">= 1"),
-        num_eval_steps=train.get("num_eval_steps", int, 100, valid=">= 1"),
-    )
-    train.done()
-    model = parse_model(raw.get("model"), source)
-    top.seen.add("model")
-    data = parse_data(raw.get("train_data"), source)
-    top.seen.add("train_data")
-    unknown_heads = sorted(set(model.tasks) - set(data.labels))
-    if unknown_heads:
-        raise StudyError(f"{source}: model.tasks.{unknown_heads[0]} is not a label in train_data.tasks")
-    optimizer = parse_optimizer(raw.get("optimizer"), source, tuple(model.tasks))
-    top.seen.add("optimizer")
-    top.done()
-    return RecapConfig(source=str(path), model=model, data=data, optimizer=optimizer,
-                       training=training, raw=copy.deepcopy(raw))
+    cfg = parse(RecapConfig, raw, path.name)
+    cfg._source, cfg._raw = str(path), copy.deepcopy(raw)
+    return cfg

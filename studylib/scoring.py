@@ -192,8 +192,7 @@ def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", prec
         if stored.get(KEY) == json.dumps(key, sort_keys=True).encode():
             return pq.read_table(path), True
     model, cfg, _, runtime = load_run(run_dir, device, precision)
-    truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
-    dataset = open_dataset(data_dir, renamed=cfg.data.renamed_features, truncation=truncation)
+    dataset = open_dataset(data_dir, renamed=cfg.train_data.renamed_features, truncation=cfg.train_data.truncation)
     reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)
     result = predict(model, reader, runtime, progress=progress, desc="probabilities")
     head_columns = [LABELS.index(h) for h in model.heads]

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from studylib.bf16 import Bf16WorkingCopies
-from studylib.config import RecapConfig, ScheduleConfig, load_config
+from studylib.config import LearningRate, RecapConfig, load_config
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
 from studylib.io import exclusive, file_sha256, read_json, write_json
@@ -39,41 +39,40 @@ PAIRINGS = ("by_name", "positional")
 # ---------------------------------------------------------------- learning-rate schedules
 
 
-def learning_rate(schedule: ScheduleConfig, step: int) -> float:
+def learning_rate(schedule: LearningRate, step: int) -> float:
     """The original's four schedule kinds; `step` counts optimizer steps from 0."""
-    p = schedule.params
-    if schedule.kind == "constant":
-        return p["learning_rate"]
-    if schedule.kind == "piecewise_constant":
-        return float(p["learning_rate_values"][bisect.bisect_right(p["learning_rate_boundaries"], step)])
-    ramp = p["num_ramp_steps"]
-    if step < ramp:
-        return p["learning_rate"] * step / ramp
-    if schedule.kind == "linear_ramp_to_constant":
-        return p["learning_rate"]
+    if schedule.constant is not None:
+        return schedule.constant
+    if (piecewise := schedule.piecewise_constant) is not None:
+        return float(piecewise.learning_rate_values[bisect.bisect_right(piecewise.learning_rate_boundaries, step)])
+    ramp = schedule.linear_ramp_to_constant or schedule.linear_ramp_to_cosine
+    if step < ramp.num_ramp_steps:
+        return ramp.learning_rate * step / ramp.num_ramp_steps
+    if schedule.linear_ramp_to_constant is not None:
+        return ramp.learning_rate
     # linear_ramp_to_cosine: cosine decay from the peak at num_ramp_steps to final_learning_rate at
     # the absolute step final_num_steps (the config refuses final_num_steps <= num_ramp_steps), then flat.
-    final, end = p["final_learning_rate"], p["final_num_steps"]
+    final, end = ramp.final_learning_rate, ramp.final_num_steps
     if step > end:
         return final
-    progress = (step - ramp) / (end - ramp)
-    return final + (p["learning_rate"] - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    progress = (step - ramp.num_ramp_steps) / (end - ramp.num_ramp_steps)
+    return final + (ramp.learning_rate - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: HeavyRanker, cfg: RecapConfig) -> tuple[torch.optim.Adam, list[ScheduleConfig]]:
+def build_optimizer(model: HeavyRanker, cfg: RecapConfig) -> tuple[torch.optim.Adam, list[LearningRate]]:
     """Adam with one parameter group for the backbone and one per tower, each with its own schedule."""
-    opt = cfg.optimizer
+    rates, adam = cfg.optimizer.multi_task_learning_rates, cfg.optimizer.adam
     groups = [{"params": list(model.featurize.parameters()) + list(model.backbone.parameters()), "name": "backbone"}]
-    schedules = [opt.backbone]
+    schedules = [rates.backbone_learning_rate]
     for head in model.heads:
         groups.append({"params": list(model.towers[short_name(head)].parameters()), "name": head})
-        schedules.append(opt.towers[head])
+        schedules.append(rates.tower_learning_rates[head])
     # The fused kernel (CPU and CUDA) makes the 48M-parameter update ~5x cheaper than the loop.
-    optimizer = torch.optim.Adam(groups, lr=0.0, betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon, fused=True)
+    optimizer = torch.optim.Adam(groups, lr=0.0, betas=(adam.beta_1, adam.beta_2), eps=adam.epsilon, fused=True)
     return optimizer, schedules
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, schedules: list[ScheduleConfig], step: int) -> None:
+def set_learning_rates(optimizer: torch.optim.Optimizer, schedules: list[LearningRate], step: int) -> None:
     for group, schedule in zip(optimizer.param_groups, schedules):
         group["lr"] = learning_rate(schedule, step)
 
@@ -205,7 +204,7 @@ def train(args: TrainArgs) -> dict:
     if args.label_pairing not in PAIRINGS:
         raise StudyError(f"--label-pairing must be one of {', '.join(PAIRINGS)}, got {args.label_pairing!r}")
     steps = _setting(args.steps, "--steps", cfg.training.num_train_steps)
-    batch_size = _setting(args.batch_size, "--batch-size", cfg.data.global_batch_size)
+    batch_size = _setting(args.batch_size, "--batch-size", cfg.train_data.global_batch_size)
     checkpoint_every = _setting(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n)
     log_every = _setting(args.log_every, "--log-every", cfg.training.train_log_every_n)
     if args.eval_every < 0:
@@ -214,14 +213,14 @@ def train(args: TrainArgs) -> dict:
         raise StudyError(f"--val-every must be >= 0, got {args.val_every}")
     if args.val_every and not args.val_data:
         raise StudyError("--val-every needs --val-data (held-out data from the training distribution)")
-    truncation = {"continuous": cfg.data.continuous_truncation, "binary": cfg.data.binary_truncation}
-    data = open_dataset(args.data, renamed=cfg.data.renamed_features, truncation=truncation)
+    renamed, truncation = cfg.train_data.renamed_features, cfg.train_data.truncation
+    data = open_dataset(args.data, renamed=renamed, truncation=truncation)
     eval_data = None
     if args.eval_data:
-        eval_data = open_dataset(args.eval_data, renamed=cfg.data.renamed_features, truncation=truncation)
+        eval_data = open_dataset(args.eval_data, renamed=renamed, truncation=truncation)
     val_data = None
     if args.val_data and args.val_every:
-        val_data = open_dataset(args.val_data, renamed=cfg.data.renamed_features, truncation=truncation)
+        val_data = open_dataset(args.val_data, renamed=renamed, truncation=truncation)
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT
     if out.exists() and not out.is_dir():

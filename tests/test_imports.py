@@ -15,14 +15,14 @@ LAYERS = {
              "studylib.runtime", "studylib.inference"),
     "data": ("studylib.data",),
     "models": ("studylib.models", "studylib.bf16", "studylib.metrics", "studylib.runs"),
-    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.model", "studylib.twhin.runs",
-                 "studylib.twhin.train"),
+    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.config", "studylib.twhin.model",
+                 "studylib.twhin.runs", "studylib.twhin.train"),
     "scoring and evaluation": ("studylib.scoring", "studylib.ranking", "studylib.sensitivity", "studylib.analysis",
                                "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
     "report": ("studylib.findings", "studylib.plots"),
-    "orchestration": ("studylib.study", "studylib.parameters", "studylib.notebook", "studylib.report", "studylib.pipeline", "studylib.cli", "studylib.twhin.cli",
-                      "studylib.__main__"),
+    "orchestration": ("studylib.study", "studylib.parameters", "studylib.notebook", "studylib.report",
+                      "studylib.pipeline", "studylib.cli", "studylib.twhin.cli", "studylib.__main__"),
 }
 
 

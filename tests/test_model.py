@@ -56,7 +56,7 @@ def test_study_config_keeps_the_published_model_and_data_sections():
 
 
 def test_config_renames_agree_with_stored_layout(published):
-    renamed = dict(published.data.renamed_features)
+    renamed = dict(published.train_data.renamed_features)
     assert renamed.pop("discrete") == "home_recap_2022_discrete__segdense_vals"  # unused by the model, not stored
     assert renamed == RENAMED_FEATURES
 
@@ -105,9 +105,9 @@ def test_set_downsampling_changes_only_that_head(published):
 
 
 def test_serial_masknet_builds_and_runs(published):
-    cfg = published.model.backbone.mask_net
+    cfg = published.model.backbone.mask_net_config
     from dataclasses import replace
-    serial = MaskNet(2776, replace(cfg, use_parallel=False))
+    serial = MaskNet(2776, cfg.model_copy(update={"use_parallel": False}))
     assert serial(torch.randn(3, 2776)).shape == (3, 2048)
     # serial: block 2..4 take the 1024-wide output, the mask still reads the 2776-wide input
     assert serial.blocks[1].hidden.in_features == 1024 and serial.blocks[1].mask[0].in_features == 2776

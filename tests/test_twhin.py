@@ -28,7 +28,8 @@ from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
                                   planted_log_intensity, split_graph)
-from studylib.twhin.model import (TwhinModel, batch_loss, edges_to_kjt, load_twhin_config, negative_weights,
+from studylib.twhin.config import load_twhin_config
+from studylib.twhin.model import (TwhinModel, batch_loss, edges_to_kjt, negative_weights,
                                   relation_scores, softmax_loss, twhin_loss)
 from studylib.twhin.runs import load_splits, load_trained
 from studylib.twhin.train import TwhinTrainArgs, train
@@ -63,26 +64,27 @@ def _train(graph, out, steps, **kw):
 
 def test_published_config_loads_unchanged():
     cfg = load_twhin_config(shipped_config_path("twhin_local.yaml"))
-    assert [(t.name, t.num_embeddings, t.embedding_dim, t.optimizer, t.learning_rate) for t in cfg.tables] == [
+    assert [(t.name, t.num_embeddings, t.embedding_dim, t.optimizer.kind, t.optimizer.lr) for t in cfg.tables] == [
         ("user", 424_241, 4, "sgd", 0.01), ("tweet", 72_543, 4, "sgd", 0.005)]
     assert [r.name for r in cfg.relations] == ["fav", "reply", "retweet", "magic_recs"]
     assert all((r.lhs, r.rhs) == ("user", "tweet") for r in cfg.relations)
-    assert (cfg.batch_size, cfg.in_batch_negatives, cfg.translation_lr) == (500, 10, 0.05)
-    assert (cfg.uniform_negatives, cfg.uniform_weight) == (0, 1.0)  # global_negatives: 0, as published
+    assert (cfg.train_data.per_replica_batch_size, cfg.train_data.in_batch_negatives, cfg.model.translation_optimizer.lr) == (500, 10, 0.05)
+    assert (cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight) == (0, 1.0)  # global_negatives: 0, as published
 
 
 def test_uniform_negatives_default_to_the_in_batch_count(tmp_path):
     text = shipped_config_path("twhin_local.yaml").read_text().replace("  global_negatives: 0\n", "", 1)
     (tmp_path / "c.yaml").write_text(text)
     cfg = load_twhin_config(tmp_path / "c.yaml")
-    assert (cfg.uniform_negatives, cfg.uniform_weight) == (cfg.in_batch_negatives, 1.0)
+    assert (cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight) == (cfg.train_data.in_batch_negatives, 1.0)
     study = load_twhin_config()
-    assert (study.loss, study.in_batch_negatives, study.uniform_negatives, study.node_bias) == ("softmax", 0, 300, False)
-    assert (cfg.loss, cfg.node_bias) == ("bce", False)  # the published config: BCE, no biases
+    assert (study.train_data.loss, study.train_data.in_batch_negatives, study.train_data.uniform_negatives,
+            study.model.node_bias) == ("softmax", 0, 300, False)
+    assert (cfg.train_data.loss, cfg.model.node_bias) == ("bce", False)  # the published config: BCE, no biases
 
 
 @pytest.mark.parametrize("change, message", [
-    (("  in_batch_negatives: 10\n", "  in_batch_negatives: 10\n  loss: hinge\n"), "train_data.loss must be one of bce, softmax"),
+    (("  in_batch_negatives: 10\n", "  in_batch_negatives: 10\n  loss: hinge\n"), "train_data.loss supports only 'bce' or 'softmax', got 'hinge'"),
     (("  in_batch_negatives: 10\n", "  in_batch_negatives: 10\n  loss: softmax\n  global_negatives_weight: 3\n"),
      "global_negatives_weight weighs BCE terms; it has no role with loss: softmax"),
     (("      operator: translation\ntrain_data", "      operator: translation\n  node_bias: 1\ntrain_data"),
@@ -265,7 +267,7 @@ def test_negatives_are_labelled_zero_with_published_weight():
 
 def test_batch_blocks_are_uniform_rows_then_edges():
     cfg = load_twhin_config()
-    u = cfg.uniform_negatives  # uniform rows per relation
+    u = cfg.train_data.uniform_negatives  # uniform rows per relation
     rel = torch.tensor([4, 0, 4, 1, 0])
     lhs, rhs = torch.arange(5) * 10, torch.tensor([7, 8, 9, 10, 11])
     kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(0))
@@ -300,7 +302,7 @@ def test_node_bias_run_learns_biases_and_exports_exact_scores(planted, tmp_path)
     out = tmp_path / "bias"
     _train(planted, out, steps=20, batch_size=512, node_bias=True)
     run = load_trained(out)
-    assert run.cfg.node_bias and set(run.biases) == {"user", "tweet", "author"}
+    assert run.cfg.model.node_bias and set(run.biases) == {"user", "tweet", "author"}
     assert np.abs(run.biases["tweet"]).max() > 0  # the biases learned
     assert _cli(["twhin-export", "--run", str(out), "--out", str(tmp_path / "e.parquet")]) == 0
     tables = load_ranker_embeddings(tmp_path / "e.parquet")

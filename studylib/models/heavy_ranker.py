@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studylib.config import BackboneConfig, FeaturizationConfig, MaskBlockConfig, MaskNetConfig, MlpConfig, ModelConfig
+from studylib.config import BackboneConfig, DoubleNormLogConfig, MaskBlockConfig, MaskNetConfig, MlpConfig, ModelConfig
 from studylib.schema import EMBEDDING_GROUPS, GROUP_WIDTHS, short_name
 
 
@@ -34,8 +34,8 @@ class Mlp(nn.Module):
             if cfg.batch_norm is not None:
                 layers.append(nn.BatchNorm1d(width, affine=cfg.batch_norm.affine, momentum=cfg.batch_norm.momentum))
             layers.append(nn.ReLU())
-            if cfg.dropout:
-                layers.append(nn.Dropout(cfg.dropout))
+            if cfg.dropout is not None and cfg.dropout.rate > 0:
+                layers.append(nn.Dropout(cfg.dropout.rate))
             in_features = width
         layers.append(_init_linear(nn.Linear(in_features, last)))
         if cfg.final_layer_activation:
@@ -93,7 +93,9 @@ class MaskNet(nn.Module):
 
 
 def build_backbone(in_features: int, cfg: BackboneConfig) -> nn.Module:
-    return MaskNet(in_features, cfg.mask_net) if cfg.mask_net is not None else Mlp(in_features, cfg.mlp)
+    if cfg.mask_net_config is not None:
+        return MaskNet(in_features, cfg.mask_net_config)
+    return Mlp(in_features, cfg.mlp_config)
 
 
 class DoubleNormLog(nn.Module):
@@ -102,14 +104,15 @@ class DoubleNormLog(nn.Module):
     Each TwHIN embedding gets a LayerNorm of its own; the result is their concatenation.
     """
 
-    def __init__(self, widths: dict[str, int], cfg: FeaturizationConfig):
+    def __init__(self, widths: dict[str, int], cfg: DoubleNormLogConfig):
         super().__init__()
         self.clip = cfg.clip_magnitude
-        self.batch_norm = nn.BatchNorm1d(widths["continuous"], affine=cfg.batch_norm.affine,
-                                         momentum=cfg.batch_norm.momentum)
+        self.batch_norm = nn.BatchNorm1d(widths["continuous"], affine=cfg.batch_norm_config.affine,
+                                         momentum=cfg.batch_norm_config.momentum)
         dense = widths["continuous"] + widths["binary"]
         # The config refuses center != scale, as the original does (torch has one switch for both).
-        self.layer_norm = nn.LayerNorm(dense, eps=cfg.layer_norm_epsilon, elementwise_affine=cfg.layer_norm_scale)
+        norm = cfg.layer_norm_config
+        self.layer_norm = nn.LayerNorm(dense, eps=norm.epsilon, elementwise_affine=norm.scale)
         self.embedding_norms = nn.ModuleDict({g: nn.LayerNorm(widths[g]) for g in EMBEDDING_GROUPS})
         self.out_features = dense + sum(widths[g] for g in EMBEDDING_GROUPS)
 
@@ -132,11 +135,11 @@ class HeavyRanker(nn.Module):
         super().__init__()
         widths = dict(GROUP_WIDTHS if widths is None else widths)
         self.heads = tuple(cfg.tasks)
-        self.featurize = DoubleNormLog(widths, cfg.featurization)
+        self.featurize = DoubleNormLog(widths, cfg.featurization_config.double_norm_log_config)
         self.backbone = build_backbone(self.featurize.out_features, cfg.backbone)
         # Module names cannot hold dots, so towers are keyed by the label's short name.
         self.towers = nn.ModuleDict(
-            {short_name(name): Mlp(self.backbone.out_features, task.mlp) for name, task in cfg.tasks.items()}
+            {short_name(name): Mlp(self.backbone.out_features, task.mlp_config) for name, task in cfg.tasks.items()}
         )
         for name, tower in self.towers.items():
             if tower.out_features != 1:

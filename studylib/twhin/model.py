@@ -1,4 +1,4 @@
-"""TwHIN configuration (twhin_local.yaml format) and the torchrec model with its loss.
+"""The TwHIN torchrec model and its loss (the config: `studylib.twhin.config`).
 
 Score(lhs, rel, rhs) = <e_lhs, e_rhs + t_rel> (translation operator). Two defects of the
 original are fixed here:
@@ -28,154 +28,16 @@ Two extensions, off unless a config asks (the published config loads as before):
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchrec import EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
-from studylib.config import _Section, load_yaml, shipped_config_path
-from studylib.errors import StudyError
-from studylib.twhin.graph import Relation
+from studylib.twhin.config import TwhinConfig
 
-PUBLISHED_CONFIG = "twhin_local.yaml"
-STUDY_CONFIG = "twhin_study.yaml"
-OPTIMIZERS = ("sgd", "adagrad")
-LOSSES = ("bce", "softmax")
 TABLE_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 SIDES = ("lhs", "rhs")
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    name: str
-    num_embeddings: int
-    embedding_dim: int
-    optimizer: str  # "sgd" or "adagrad", fused into backward
-    learning_rate: float
-
-
-@dataclass(frozen=True)
-class TwhinConfig:
-    source: str
-    tables: tuple[TableConfig, ...]
-    relations: tuple[Relation, ...]
-    translation_lr: float
-    batch_size: int  # per process, as the original's per_replica_batch_size
-    in_batch_negatives: int  # per relation per side
-    uniform_negatives: int  # per relation per side (train_data.global_negatives)
-    uniform_weight: float  # total weight of an edge's uniform negatives (train_data.global_negatives_weight)
-    num_train_steps: int
-    checkpoint_every_n: int
-    train_log_every_n: int
-    raw: dict
-    loss: str = "bce"  # train_data.loss: "bce" (as published) or "softmax" (sampled softmax)
-    node_bias: bool = False  # model.node_bias: a learned scalar per entity added to the score
-
-    @property
-    def dim(self) -> int:
-        return self.tables[0].embedding_dim
-
-    def table(self, name: str) -> TableConfig:
-        return next(t for t in self.tables if t.name == name)
-
-
-def _optimizer(sec: _Section) -> tuple[str, float]:
-    """{sgd|adagrad: {lr}, learning_rate: {constant: lr}} -> (kind, lr); the schedule wins."""
-    kinds = [k for k in OPTIMIZERS if sec.raw.get(k) is not None]
-    if len(kinds) != 1:
-        raise StudyError(f"{sec.source}: {sec.path} needs exactly one of {', '.join(OPTIMIZERS)}")
-    body = sec.section(kinds[0])
-    lr = body.get("lr", float, required=True)
-    body.done()
-    schedule = sec.section("learning_rate")
-    if schedule is not None:
-        lr = schedule.get("constant", float, required=True)
-        schedule.done()
-    sec.done()
-    if lr <= 0:
-        raise StudyError(f"{sec.source}: {sec.path} learning rate must be > 0, got {lr}")
-    return kinds[0], lr
-
-
-def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
-    """Parse a TwHIN config strictly; `None` means the shipped study config."""
-    path = Path(path) if path is not None else shipped_config_path(STUDY_CONFIG)
-    raw = load_yaml(path)
-    source = path.name
-    top = _Section(raw, "", source)
-    top.ignore("runtime", "validation_data")
-    train = top.section("training", required=True)
-    train.ignore("save_dir", "num_eval_steps", "eval_log_every_n", "eval_timeout_in_s", "num_epochs")
-    model = top.section("model", required=True)
-    emb = model.section("embeddings", required=True)
-    tables = []
-    for i, item in enumerate(emb.get("tables", list, required=True)):
-        sec = _Section(item, f"model.embeddings.tables[{i}]", source)
-        if sec.get("data_type", str, "fp32") != "fp32":
-            raise StudyError(f"{source}: {sec.path}.data_type supports only fp32")
-        name = sec.get("name", str, required=True)
-        rows, dim = sec.get("num_embeddings", int, required=True), sec.get("embedding_dim", int, required=True)
-        kind, lr = _optimizer(sec.section("optimizer", required=True))
-        sec.done()
-        if rows < 1 or dim < 1:
-            raise StudyError(f"{source}: {sec.path} num_embeddings and embedding_dim must be >= 1")
-        tables.append(TableConfig(name, rows, dim, kind, lr))
-    emb.done()
-    if not tables or len({t.embedding_dim for t in tables}) != 1:
-        raise StudyError(f"{source}: model.embeddings.tables must share one embedding_dim")
-    relations = []
-    for i, item in enumerate(model.get("relations", list, required=True)):
-        sec = _Section(item, f"model.relations[{i}]", source)
-        rel = Relation(sec.get("name", str, required=True), sec.get("lhs", str, required=True),
-                       sec.get("rhs", str, required=True))
-        if sec.get("operator", str, "translation") != "translation":
-            raise StudyError(f"{source}: {sec.path}.operator supports only translation")
-        sec.done()
-        for side in SIDES:
-            if getattr(rel, side) not in {t.name for t in tables}:
-                raise StudyError(f"{source}: {sec.path}.{side} names unknown table {getattr(rel, side)}")
-        relations.append(rel)
-    if len({r.name for r in relations}) != len(relations):
-        raise StudyError(f"{source}: model.relations has duplicate names")
-    _, translation_lr = _optimizer(model.section("translation_optimizer", required=True))
-    node_bias = model.get("node_bias", bool, False)
-    model.done()
-    data = top.section("train_data", required=True)
-    data.ignore("data_root", "limit", "offset")
-    in_batch = data.get("in_batch_negatives", int, 10, valid=">= 0")
-    cfg = TwhinConfig(
-        source=str(path), tables=tuple(tables), relations=tuple(relations), translation_lr=translation_lr,
-        batch_size=data.get("per_replica_batch_size", int, 500, valid=">= 1"),
-        in_batch_negatives=in_batch,
-        # Absent: as many uniform as in-batch negatives (the published config says 0 explicitly).
-        uniform_negatives=data.get("global_negatives", int, in_batch, valid=">= 0"),
-        uniform_weight=data.get("global_negatives_weight", float, 1.0, valid=">= 0"),
-        num_train_steps=train.get("num_train_steps", int, 1000, valid=">= 1"),
-        checkpoint_every_n=train.get("checkpoint_every_n", int, 1000, valid=">= 1"),
-        train_log_every_n=train.get("train_log_every_n", int, 10, valid=">= 1"),
-        raw=copy.deepcopy(raw),
-        loss=data.get("loss", str, "bce"),
-        node_bias=node_bias,
-    )
-    if cfg.loss not in LOSSES:
-        raise StudyError(f"{source}: train_data.loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    if cfg.loss == "softmax" and data.raw.get("global_negatives_weight") is not None:
-        raise StudyError(f"{source}: train_data.global_negatives_weight weighs BCE terms; it has no role with "
-                         "loss: softmax (remove it)")
-    if cfg.loss == "softmax" and cfg.uniform_negatives + cfg.in_batch_negatives == 0:
-        raise StudyError(f"{source}: loss: softmax needs negatives (global_negatives or in_batch_negatives > 0)")
-    data.done()
-    train.done()
-    top.done()
-    if cfg.batch_size < 1 or min(cfg.in_batch_negatives, cfg.uniform_negatives, cfg.uniform_weight) < 0:
-        raise StudyError(f"{source}: train_data.per_replica_batch_size must be >= 1, in_batch_negatives, "
-                         "global_negatives and global_negatives_weight >= 0")
-    return cfg
 
 
 # ---------------------------------------------------------------- batches
@@ -206,7 +68,7 @@ def edges_to_kjt(lhs: torch.Tensor, rel: torch.Tensor, rhs: torch.Tensor, cfg: T
     order = torch.argsort(rel, stable=True)
     sides = {"lhs": lhs[order].split(counts), "rhs": rhs[order].split(counts)}
     rows = {t.name: t.num_embeddings for t in cfg.tables}
-    uniform = cfg.uniform_negatives
+    uniform = cfg.train_data.uniform_negatives
     blocks = torch.tensor(counts) + uniform
     keys, values, lengths = [], [], []
     for table, features in feature_names(cfg).items():
@@ -299,8 +161,8 @@ class FusedTables(nn.Module):
     def __init__(self, cfg: TwhinConfig, device: torch.device | str = "cpu"):
         super().__init__()
         self.collections = nn.ModuleDict({
-            t.name: FusedEmbeddingBagCollection(tables=[bag], optimizer_type=TABLE_OPTIMIZERS[t.optimizer],
-                                                optimizer_kwargs={"lr": t.learning_rate}, device=torch.device(device))
+            t.name: FusedEmbeddingBagCollection(tables=[bag], optimizer_type=TABLE_OPTIMIZERS[t.optimizer.kind],
+                                                optimizer_kwargs={"lr": t.optimizer.lr}, device=torch.device(device))
             for t, bag in zip(cfg.tables, bag_configs(cfg))})
 
     def forward(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
@@ -330,7 +192,7 @@ class TwhinModel(nn.Module):
         self.translations = nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=device))
         # Node biases (model.node_bias): dense, as they are one float per entity; zero start.
         self.biases = nn.ParameterDict({t.name: nn.Parameter(torch.zeros(t.num_embeddings, device=device))
-                                        for t in cfg.tables} if cfg.node_bias else {})
+                                        for t in cfg.tables} if cfg.model.node_bias else {})
 
     def _side_biases(self, kjt: KeyedJaggedTensor, side: str, rows: int) -> torch.Tensor:
         """Bias of every row's entity on one side (each row has one id in one of the side's features)."""
@@ -347,17 +209,17 @@ class TwhinModel(nn.Module):
         pooled = self.ebc(kjt)
         if not isinstance(pooled, dict):  # EmbeddingBagCollection (or DMP's awaitable): a KeyedTensor
             pooled = pooled.to_dict()
-        uniform = self.cfg.uniform_negatives
+        uniform = self.cfg.train_data.uniform_negatives
         blocks = [n + uniform for n in counts]
         sides = {}
         for side in SIDES:  # a row is empty in all but one feature of a side, so their sum is that one
             parts = [values for feature, values in pooled.items() if feature.startswith(side + "_")]
             sides[side] = sum(parts[1:], parts[0]).split(blocks)
         rows = sum(blocks)
-        biases = ({side: self._side_biases(kjt, side, rows).split(blocks) for side in SIDES} if self.cfg.node_bias
+        biases = ({side: self._side_biases(kjt, side, rows).split(blocks) for side in SIDES} if self.cfg.model.node_bias
                   else {side: [None] * len(blocks) for side in SIDES})
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
-                                  self.cfg.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])
+                                  self.cfg.train_data.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])
                   for r, n in enumerate(counts) if n]
         return scores
 
@@ -365,10 +227,10 @@ class TwhinModel(nn.Module):
 def batch_loss(cfg: TwhinConfig, scores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """The config's loss (`train_data.loss`) of `TwhinModel`'s scores: the sampled softmax, or the
     published weighted BCE."""
-    if cfg.loss == "softmax":
+    if cfg.train_data.loss == "softmax":
         return softmax_loss(scores)
-    return twhin_loss(scores, cfg.uniform_negatives, cfg.uniform_weight)
+    return twhin_loss(scores, cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight)
 
 
-__all__ = ["FusedTables", "TwhinConfig", "TwhinModel", "bag_configs", "batch_loss", "edges_to_kjt",
-           "load_twhin_config", "negative_weights", "relation_scores", "softmax_loss", "twhin_loss"]
+__all__ = ["FusedTables", "TwhinModel", "bag_configs", "batch_loss", "edges_to_kjt",
+           "negative_weights", "relation_scores", "softmax_loss", "twhin_loss"]

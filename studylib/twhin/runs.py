@@ -17,7 +17,7 @@ import torch
 from studylib.errors import StudyError
 from studylib.io import read_json
 from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
-from studylib.twhin.model import TwhinConfig, load_twhin_config
+from studylib.twhin.config import TwhinConfig, load_twhin_config
 
 CHECKPOINT = "checkpoint.pt"
 RUN_FILE = "run.json"
@@ -96,7 +96,7 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy().astype(np.float32) for t in cfg.tables}
         translations = state["translations"].numpy().astype(np.float32)
         biases = ({t.name: state[f"biases.{t.name}"].numpy().astype(np.float32) for t in cfg.tables}
-                  if cfg.node_bias else None)
+                  if cfg.model.node_bias else None)
         step = int(ckpt["step"])
     except (KeyError, TypeError, AttributeError, ValueError):
         raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None

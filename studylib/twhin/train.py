@@ -19,9 +19,8 @@ pure function of (seed, step), so a resumed run sees the same edges as an uninte
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,8 @@ from studylib.errors import StudyError
 from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
 from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph, SplitSpec
-from studylib.twhin.model import (TABLE_OPTIMIZERS, TwhinConfig, TwhinModel, bag_configs, batch_loss, edges_to_kjt,
-                                  load_twhin_config)
+from studylib.twhin.config import TwhinConfig, load_twhin_config, with_changes
+from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinModel, bag_configs, batch_loss, edges_to_kjt
 from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint
 
 INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
@@ -54,8 +53,8 @@ def build_model(cfg: TwhinConfig, runtime: Runtime) -> torch.nn.Module:
         return TwhinModel(cfg, device=runtime.device)
     ebc = EmbeddingBagCollection(tables=bag_configs(cfg), device=torch.device("meta"))
     for table in cfg.tables:
-        apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer], ebc.embedding_bags[table.name].parameters(),
-                                    {"lr": table.learning_rate})
+        apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer.kind], ebc.embedding_bags[table.name].parameters(),
+                                    {"lr": table.optimizer.lr})
     return DistributedModelParallel(TwhinModel(cfg, ebc, device=runtime.device), device=runtime.device)
 
 
@@ -65,7 +64,7 @@ def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
     state = {f"ebc.embedding_bags.{t.name}.weight": torch.randn(t.num_embeddings, t.embedding_dim, generator=gen) * INIT_STD
              for t in cfg.tables}
     state["translations"] = torch.zeros(len(cfg.relations), cfg.dim)
-    if cfg.node_bias:
+    if cfg.model.node_bias:
         state.update({f"biases.{t.name}": torch.zeros(t.num_embeddings) for t in cfg.tables})
     return state
 
@@ -136,10 +135,10 @@ def translation_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
 
 def bias_optimizer(model: torch.nn.Module, cfg: TwhinConfig) -> torch.optim.Optimizer | None:
     """Adagrad over the node biases (model.node_bias), each at its table's learning rate; None without."""
-    if not cfg.node_bias:
+    if not cfg.model.node_bias:
         return None
     params = dict(model.named_parameters())
-    groups = [{"params": [next(p for n, p in params.items() if n.endswith(f"biases.{t.name}"))], "lr": t.learning_rate}
+    groups = [{"params": [next(p for n, p in params.items() if n.endswith(f"biases.{t.name}"))], "lr": t.optimizer.lr}
               for t in cfg.tables]
     return torch.optim.Adagrad(groups)
 
@@ -218,20 +217,18 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
 
 def with_node_bias(cfg: TwhinConfig, node_bias: bool | None) -> TwhinConfig:
     """The config with model.node_bias overridden (and recorded in its raw form, which the run keeps)."""
-    if node_bias is None or node_bias == cfg.node_bias:
+    if node_bias is None or node_bias == cfg.model.node_bias:
         return cfg
-    raw = copy.deepcopy(cfg.raw)
-    raw["model"]["node_bias"] = bool(node_bias)
-    return replace(cfg, node_bias=bool(node_bias), raw=raw)
+    return with_changes(cfg, {("model", "node_bias"): bool(node_bias)})
 
 
 def train(args: TwhinTrainArgs) -> dict:
     cfg = with_node_bias(load_twhin_config(args.config), args.node_bias)
     split = SplitSpec(kind=args.split, seed=args.seed)
     splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
-    batch_size = _count(args.batch_size, "--batch-size", cfg.batch_size, "train_data.per_replica_batch_size")
-    steps = _count(args.steps, "--steps", cfg.num_train_steps, "training.num_train_steps")
-    every = _count(args.checkpoint_every, "--checkpoint-every", cfg.checkpoint_every_n, "training.checkpoint_every_n")
+    batch_size = _count(args.batch_size, "--batch-size", cfg.train_data.per_replica_batch_size, "train_data.per_replica_batch_size")
+    steps = _count(args.steps, "--steps", cfg.training.num_train_steps, "training.num_train_steps")
+    every = _count(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n, "training.checkpoint_every_n")
     identity = {"graph": str(Path(args.graph).resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
                 "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
     runtime = start_runtime(args.device)
@@ -285,7 +282,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
     else:
         scatter_full_state(model, initial_state(cfg, args.seed))
     translations = translation_parameter(model)
-    trans_opt = torch.optim.SGD([translations], lr=cfg.translation_lr)
+    trans_opt = torch.optim.SGD([translations], lr=cfg.model.translation_optimizer.lr)
     bias_opt = bias_optimizer(model, cfg)
     dense = [opt for opt in (trans_opt, bias_opt) if opt is not None]
     if checkpoint is not None:
@@ -310,7 +307,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
             opt.step()
         done_here += 1
         bar.update(1)
-        if (step + 1) % cfg.train_log_every_n == 0 or step + 1 == steps:
+        if (step + 1) % cfg.training.train_log_every_n == 0 or step + 1 == steps:
             loss_value = float(loss.detach())
             rate = done_here * edges_per_step / (time.perf_counter() - started)
             history.append({"step": step + 1, "loss": loss_value, "edges_per_s": rate})
