@@ -83,21 +83,29 @@ def write_json(path: str | Path, payload, sort_keys: bool = False) -> Path:
 
 
 def cached(stamp: Path, settings: dict, outputs, build: Callable[[], dict | None],
-           clear: Path | None = None) -> tuple[bool, dict]:
+           clear: Path | None = None, resumable: bool = False) -> tuple[bool, dict]:
     """The study's one cache for a step: reuse what `build` made when `stamp` records exactly these
-    `settings` and every path in `outputs` exists; otherwise remove `clear` (the step's old output
-    folder, if any), run `build`, and write the stamp last and atomically, so that an interrupted
-    step is rebuilt, never taken for a finished one. Returns (reused, what `build` returned)."""
+    `settings` as finished and every path in `outputs` exists; otherwise remove `clear` (the step's
+    old output folder, if any), run `build`, and write the stamp last and atomically, so that an
+    interrupted step is rebuilt, never taken for a finished one. A `resumable` build (one that
+    continues its own interrupted work, as the data generators do) is marked started first, and
+    an interrupted one of the same settings is continued instead of cleared. Returns (reused,
+    what `build` returned)."""
     stamp = Path(stamp)
-    if stamp.exists() and all(Path(p).exists() for p in outputs):
+    record = None
+    if stamp.exists():
         try:
             record = json.loads(stamp.read_text())
         except (OSError, ValueError):
             record = None  # unreadable: rebuild
-        if isinstance(record, dict) and record.get("settings") == settings:
-            return True, record.get("result") or {}
-    if clear is not None and Path(clear).exists():
+    same = isinstance(record, dict) and record.get("settings") == settings
+    finished = same and record.get("finished", True)
+    if finished and all(Path(p).exists() for p in outputs):
+        return True, record.get("result") or {}
+    if clear is not None and Path(clear).exists() and not (resumable and same and not finished):
         shutil.rmtree(clear)
+    if resumable:
+        write_json(stamp, {"settings": settings, "finished": False})
     result = build() or {}
     write_json(stamp, {"settings": settings, "result": result})
     return False, result

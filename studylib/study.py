@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,10 +118,24 @@ def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: 
     params = GeneratorParams(scenario=scenario, examples=int(examples), seed=int(seed), candidates=int(candidates),
                              world=WorldParams(seed=int(world_seed), rate_scale=float(rate_scale)))
     params.validate()
-    manifest = out / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("params") != params.as_dict():
-        shutil.rmtree(out)
-    return generate(params, out, progress=progress)
+    return _generated(out, params.as_dict(), lambda: generate(params, out, progress=progress))
+
+
+def _stamp_beside(folder: Path) -> Path:
+    """A data folder's cache stamp: beside it, since the generators own what is inside."""
+    return folder.with_name(folder.name + ".json")
+
+
+def _generated(out: Path, settings: dict, build) -> dict:
+    """A generator's output folder through the one cache (a generator resumes its own interrupted
+    work, so an unfinished build of the same settings continues); its manifest."""
+    from studylib.io import read_json
+
+    def build_folder() -> None:
+        build()  # the manifest stays in the folder; the stamp records only the settings
+
+    cached(_stamp_beside(out), settings, [out / "manifest.json"], build_folder, clear=out, resumable=True)
+    return read_json(out / "manifest.json")
 
 
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
@@ -229,10 +242,7 @@ def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, prog
     if edges < 1:
         raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
     params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale))
-    manifest = out / "manifest.json"
-    if out.exists() and (not manifest.exists() or json.loads(manifest.read_text()).get("params") != asdict(params)):
-        shutil.rmtree(out)
-    return generate_graph(params, out, progress=progress)
+    return _generated(out, asdict(params), lambda: generate_graph(params, out, progress=progress))
 
 
 @contextmanager
@@ -341,25 +351,16 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
 
     if not (like / "manifest.json").exists():
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
+    # The files read, by checksum: a changed base data set or embedding file rebuilds the result.
+    settings = {"like": file_sha256(like / "manifest.json"),
+                "embeddings": None if embeddings is None else file_sha256(embeddings)}
     if embeddings is not None and not changes:
-        manifest = out / "manifest.json"
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            if (old.get("view_of") or {}).get("manifest_sha256") != file_sha256(like / "manifest.json") or \
-                    (old.get("embeddings") or {}).get("sha256") != file_sha256(embeddings):
-                shutil.rmtree(out)
-        return embedding_view(like, embeddings, out)
+        return _generated(out, {**settings, "view": True}, lambda: embedding_view(like, embeddings, out))
     base = json.loads((like / "manifest.json").read_text())["params"]
     params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
                                 "embeddings": None if embeddings is None else str(embeddings), **changes})
     params.validate()
-    manifest = out / "manifest.json"
-    if manifest.exists():
-        old = json.loads(manifest.read_text())
-        same_file = embeddings is None or (old.get("embeddings") or {}).get("sha256") == file_sha256(embeddings)
-        if old.get("params") != params.as_dict() or not same_file or "view_of" in old:
-            shutil.rmtree(out)
-    return generate(params, out, progress=progress)
+    return _generated(out, {**settings, "params": params.as_dict()}, lambda: generate(params, out, progress=progress))
 
 
 __all__ += ["FORK_RUN", "MAIN_RUN", "EMBEDDING_VARIANTS", "TWHIN_BIAS_RUN", "ensure_data_like", "ensure_twhin_evaluation", "ensure_twhin_export",

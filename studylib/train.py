@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import csv
 import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -26,7 +26,7 @@ from studylib.bf16 import Bf16WorkingCopies
 from studylib.config import LearningRate, RecapConfig, load_config
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
-from studylib.io import exclusive, file_sha256, read_json, write_json
+from studylib.io import atomic_write, exclusive, file_sha256, read_json, write_json
 from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
 from studylib.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, RUN_INFO, VALIDATION, evaluate,
                            load_checkpoint, save_checkpoint, save_model)
@@ -176,25 +176,19 @@ class TrainArgs:
     val_every: int = 0  # evaluate on val_data every N steps (and at the end) into validation.csv; 0: never
 
 
-def _write_csv(path: Path, rows: list[dict], append: bool) -> None:
-    if not rows:
-        return
-    exists = append and path.exists()
-    with open(path, "a" if exists else "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        if not exists:
-            writer.writeheader()
-        writer.writerows(rows)
+def _append_rows(path: Path, rows: list[dict]) -> None:
+    """Append logged rows to a run's CSV record (with its header when the file is new)."""
+    if rows:
+        pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
-def _truncate_csv(path: Path, max_step: int) -> None:
-    """Drop rows logged after the checkpoint a resumed run restarts from."""
-    if not path.exists():
-        return
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= max_step]
-    path.unlink()
-    _write_csv(path, rows, append=False)
+def _truncate_rows(path: Path, max_step: int) -> None:
+    """Drop rows logged after the checkpoint a resumed run restarts from. Read as text, so the
+    rows kept are byte for byte what was written (a resumed run's records equal an unbroken one's)."""
+    if path.exists():
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+        kept = rows[rows["step"].astype(int) <= max_step]
+        atomic_write(path, lambda tmp: kept.to_csv(tmp, index=False))
 
 
 def train(args: TrainArgs) -> dict:
@@ -275,9 +269,9 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
 
     if runtime.is_main:
         if args.resume:
-            _truncate_csv(out / HISTORY, step)
-            _truncate_csv(out / EVAL, step)
-            _truncate_csv(out / VALIDATION, step)
+            _truncate_rows(out / HISTORY, step)
+            _truncate_rows(out / EVAL, step)
+            _truncate_rows(out / VALIDATION, step)
         else:
             shutil.copyfile(cfg.source, out / CONFIG_COPY)
             info = {
@@ -329,18 +323,18 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
                 if runtime.is_main:
                     eval_reader = Reader(eval_data, 1024, shuffle=False, device=runtime.device)
                     rows = [{"step": step, **row} for row in evaluate(model, eval_reader, runtime, label_names)]
-                    _write_csv(out / EVAL, rows, append=True)
+                    _append_rows(out / EVAL, rows)
                     eval_rows = rows
                 runtime.barrier()
             if val_data is not None and (at_end or step % args.val_every == 0):
                 if runtime.is_main:  # the same metrics on held-out data drawn like the training data
                     val_reader = Reader(val_data, 1024, shuffle=False, device=runtime.device)
-                    _write_csv(out / VALIDATION, [{"step": step, **row} for row in
-                                                  evaluate(model, val_reader, runtime, label_names)], append=True)
+                    _append_rows(out / VALIDATION, [{"step": step, **row} for row in
+                                                   evaluate(model, val_reader, runtime, label_names)])
                 runtime.barrier()
             if at_end or step % checkpoint_every == 0:
                 if runtime.is_main:
-                    _write_csv(out / HISTORY, history, append=True)
+                    _append_rows(out / HISTORY, history)
                     history = []
                     if at_end:
                         save_model(out / MODEL, model, cfg, step, runtime.precision)
