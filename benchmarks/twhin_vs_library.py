@@ -53,7 +53,8 @@ except ImportError:
 # and torchrec (imported by studylib) defines two optimizers of the same name.
 from studylib.data.world import World  # noqa: E402
 from studylib.twhin.evaluate import EmbeddingScorer, OracleScorer, PopularityScorer, evaluate_scorers  # noqa: E402
-from studylib.twhin.graph import GraphParams, SplitSpec, generate_graph  # noqa: E402
+from studylib.twhin.planted import GraphParams, generate_graph  # noqa: E402
+from studylib.twhin.splits import SplitSpec  # noqa: E402
 from studylib.twhin.config import load_twhin_config  # noqa: E402
 from studylib.twhin.runs import load_splits, load_trained  # noqa: E402
 from studylib.twhin.train import TwhinTrainArgs, train  # noqa: E402

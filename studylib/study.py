@@ -237,7 +237,7 @@ def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, prog
     """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
     from dataclasses import asdict
 
-    from studylib.twhin.graph import GraphParams, generate_graph
+    from studylib.twhin.planted import GraphParams, generate_graph
 
     if edges < 1:
         raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")

@@ -26,9 +26,10 @@ from studylib.twhin.evaluate import (PopularityScorer, _queries, evaluate_run, r
                                      translation_offsets)
 from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
-from studylib.twhin.graph import (ENGAGEMENT_LABEL, GraphParams, SplitSpec, generate_graph, load_graph,
-                                  planted_log_intensity, split_graph)
 from studylib.twhin.config import load_twhin_config
+from studylib.twhin.graph import load_graph
+from studylib.twhin.planted import ENGAGEMENT_LABEL, GraphParams, generate_graph, planted_log_intensity
+from studylib.twhin.splits import SplitSpec, split_graph
 from studylib.twhin.model import (TwhinModel, batch_loss, edges_to_kjt, negative_weights,
                                   relation_scores, softmax_loss, twhin_loss)
 from studylib.twhin.runs import load_splits, load_trained

@@ -7,7 +7,7 @@ import argparse
 
 def _generate(args) -> int:
     from studylib.data.world import WorldParams
-    from studylib.twhin.graph import GraphParams, generate_graph
+    from studylib.twhin.planted import GraphParams, generate_graph
 
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
                         latent_dim=args.latent_dim, signal=args.signal, seed=args.seed)

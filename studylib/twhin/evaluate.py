@@ -30,7 +30,9 @@ from studylib.data.world import World
 from studylib.errors import StudyError
 from studylib.inference import bootstrap_weights
 from studylib.io import atomic_write
-from studylib.twhin.graph import Graph, SplitSpec, planted_log_intensity
+from studylib.twhin.graph import Graph
+from studylib.twhin.planted import planted_log_intensity
+from studylib.twhin.splits import SplitSpec
 from studylib.twhin.runs import TrainedRun, load_splits, load_trained
 
 SCORE_CELLS = 4_000_000  # score-matrix cells per chunk (memory bound)

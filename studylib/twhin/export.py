@@ -26,7 +26,7 @@ import numpy as np
 
 from studylib.data.embeddings import RANKER_TABLES, RANKER_WIDTH, write_ranker_embeddings
 from studylib.errors import StudyError
-from studylib.twhin.graph import ENGAGEMENT_RELATIONS
+from studylib.twhin.planted import ENGAGEMENT_RELATIONS
 from studylib.twhin.runs import load_trained
 
 PROJECTION_SEED = 0x7A11

@@ -1,38 +1,26 @@
-"""TwHIN edge lists: a planted graph generator, readers for the published formats, splits.
+"""TwHIN edge lists: the in-memory graph, its file format, and readers.
 
 An edge is (lhs, rel, rhs, time_chunk). Entity ids are dense per entity type ("table"):
 users 0..n_users-1, tweets 0..n_tweets-1, authors 0..n_authors-1; each relation names the
-table of its lhs and of its rhs.
-
-The generator draws from the same planted world as the ranker data (same `WorldParams` ->
-same users, tweets, authors), so trained embeddings can be compared with the truth:
-- fav / reply / retweet: (user, tweet) pairs with probability proportional to
-  activity(user) · popularity(tweet) · P(label | user, tweet), the world's true probability
-  of is_favorited / is_replied / is_retweeted;
-- magic_recs: popularity-driven (activity · popularity) with half the latent affinity;
-- follow: user -> author with activity(user) · size(author) · exp(signal · affinity).
-`planted_log_intensity` gives each relation's exact log sampling weight (up to a per-lhs
-constant): the oracle scorer of the evaluation.
+table of its lhs and of its rhs. Two inputs are read: a graph folder (`edges.parquet` and
+`manifest.json`, as `studylib.twhin.planted` writes) and the public Hugging Face sample
+graphs (one Parquet, CSV or zipped CSV file). Splits: `studylib.twhin.splits`.
 """
 
 from __future__ import annotations
 
-import math
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
-from studylib.data.world import World, WorldParams
+from studylib.data.world import WorldParams
 from studylib.errors import StudyError
-from studylib.io import (LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
-                         write_json)
-from studylib.schema import LABEL_PREFIX
+from studylib.io import file_sha256, read_json
 
 MANIFEST = "manifest.json"
 EDGES_FILE = "edges.parquet"
@@ -46,24 +34,6 @@ class Relation:
     lhs: str  # table (entity type) of the left-hand side
     rhs: str
 
-
-# The planted graph's relations, in id order, and the label each engagement relation follows.
-PLANTED_RELATIONS = (
-    Relation("fav", "user", "tweet"),
-    Relation("reply", "user", "tweet"),
-    Relation("retweet", "user", "tweet"),
-    Relation("magic_recs", "user", "tweet"),
-    Relation("follow", "user", "author"),
-)
-ENGAGEMENT_LABEL = {
-    "fav": LABEL_PREFIX + "is_favorited",
-    "reply": LABEL_PREFIX + "is_replied",
-    "retweet": LABEL_PREFIX + "is_retweeted",
-}
-ENGAGEMENT_RELATIONS = ("fav", "reply", "retweet", "magic_recs")
-# Share of the edges per relation (roughly the order of magnitude of real engagement counts).
-RELATION_SHARE = {"fav": 0.4, "reply": 0.08, "retweet": 0.12, "magic_recs": 0.2, "follow": 0.2}
-PROPOSALS_PER_EDGE = 8  # sampling-importance-resampling pool size
 
 # Public Hugging Face sample graphs: schema -> (relation, lhs table, rhs table, id columns).
 HF_SCHEMAS = {
@@ -92,158 +62,6 @@ class Graph:
         pick = lambda a: a[mask_or_index]  # noqa: E731
         return Graph(self.tables, self.relations, pick(self.lhs), pick(self.rel), pick(self.rhs),
                      pick(self.time_chunk), self.source, self.world)
-
-
-# ---------------------------------------------------------------- generator
-
-
-@dataclass(frozen=True)
-class GraphParams:
-    edges: int = 200_000
-    seed: int = 0
-    time_chunks: int = 10
-    chunk_edges: int = 50_000  # edges per row group; each chunk has its own random stream
-    world: WorldParams = field(default_factory=WorldParams)
-
-    def validate(self) -> None:
-        for name in ("edges", "time_chunks", "chunk_edges"):
-            if getattr(self, name) < 1:
-                raise StudyError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        self.world.validate()
-
-    @property
-    def n_chunks(self) -> int:
-        return math.ceil(self.edges / self.chunk_edges)
-
-
-def planted_tables(world: WorldParams) -> dict[str, int]:
-    return {"user": world.n_users, "tweet": world.n_tweets, "author": world.n_authors}
-
-
-def author_size(world: World) -> np.ndarray:
-    """Follow propensity of each author: tweets written + 1 (heavy-tailed)."""
-    return (np.bincount(world.author_of_tweet, minlength=world.params.n_authors) + 1).astype(np.float64)
-
-
-def planted_log_intensity(world: World, relation: str, lhs: np.ndarray, rhs: np.ndarray,
-                          pairwise: bool = False) -> np.ndarray:
-    """Log of the generator's sampling weight of rhs given lhs (exact up to a per-lhs constant).
-
-    pairwise=False: matrix [len(lhs), len(rhs)]; pairwise=True: one value per (lhs[i], rhs[i]).
-    Engagement relations go through the world's public `true_probabilities`.
-    """
-    if not pairwise:
-        grid_l, grid_r = np.repeat(lhs, len(rhs)), np.tile(rhs, len(lhs))
-        return planted_log_intensity(world, relation, grid_l, grid_r, pairwise=True).reshape(len(lhs), len(rhs))
-    k, s = world.params.latent_dim, world.params.signal
-    u = world.user_latent[lhs].astype(np.float64)
-    if relation == "follow":
-        a = world.author_latent[rhs].astype(np.float64)
-        return s * (u * a).sum(1) / np.sqrt(k) + np.log(author_size(world)[rhs])
-    log_pop = np.log(world.tweet_popularity[rhs])
-    if relation == "magic_recs":
-        t = world.tweet_latent[rhs].astype(np.float64)
-        return 0.5 * s * (u * t).sum(1) / np.sqrt(k) + log_pop
-    label = ENGAGEMENT_LABEL.get(relation)
-    if label is None:
-        raise StudyError(f"relation {relation!r} has no planted model")
-    prob = world.true_probabilities(lhs, rhs)[label].astype(np.float64)
-    return np.log(np.maximum(prob, 1e-30)) + log_pop
-
-
-def _draw_relation(rng: np.random.Generator, world: World, relation: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n (lhs, rhs) pairs by sampling-importance-resampling from the planted intensity."""
-    pool = max(1, n * PROPOSALS_PER_EDGE)
-    users = rng.choice(world.params.n_users, pool, p=world.user_activity)
-    if relation == "follow":
-        size = author_size(world)
-        rhs = rng.choice(world.params.n_authors, pool, p=size / size.sum())
-        log_w = planted_log_intensity(world, relation, users, rhs, pairwise=True) - np.log(size[rhs])
-    else:
-        rhs = rng.choice(world.params.n_tweets, pool, p=world.tweet_popularity)
-        log_w = planted_log_intensity(world, relation, users, rhs, pairwise=True) - np.log(world.tweet_popularity[rhs])
-    w = np.exp(log_w - log_w.max())
-    pick = rng.choice(pool, n, p=w / w.sum())
-    return users[pick], rhs[pick]
-
-
-def _chunk_table(params: GraphParams, world: World, chunk: int) -> pa.Table:
-    rng = np.random.default_rng([params.seed, 0x7A1F, chunk])
-    n = min(params.chunk_edges, params.edges - chunk * params.chunk_edges)
-    names = [r.name for r in PLANTED_RELATIONS]
-    counts = rng.multinomial(n, [RELATION_SHARE[name] for name in names])
-    lhs, rel, rhs = [], [], []
-    for rel_id, (name, count) in enumerate(zip(names, counts)):
-        left, right = _draw_relation(rng, world, name, int(count))
-        lhs.append(left)
-        rhs.append(right)
-        rel.append(np.full(count, rel_id, dtype=np.int32))
-    order = rng.permutation(n)  # mix relations within the chunk
-    columns = {
-        "lhs": np.concatenate(lhs).astype(np.int64)[order],
-        "rel": np.concatenate(rel)[order],
-        "rhs": np.concatenate(rhs).astype(np.int64)[order],
-        "time_chunk": rng.integers(0, params.time_chunks, n, dtype=np.int32),
-    }
-    return pa.Table.from_pydict(columns, schema=EDGE_SCHEMA)
-
-
-def generate_graph(params: GraphParams, out_dir: str | Path, progress: bool = True) -> dict:
-    """Write `edges.parquet` + `manifest.json` to out_dir; return the manifest."""
-    params.validate()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
-    settings = asdict(params)
-    finished = _finished_graph(out, settings)
-    if finished is not None:
-        return finished
-    with exclusive(out, "graph"):
-        finished = _finished_graph(out, settings)
-        if finished is not None:
-            return finished
-        remove_stale_temporaries(out)
-        world = World(params.world)
-        per_relation = np.zeros(len(PLANTED_RELATIONS), dtype=np.int64)
-        bar = tqdm(total=params.edges, unit="edge", unit_scale=True, desc="twhin-generate", disable=not progress)
-
-        def write(tmp: Path) -> None:
-            with pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd", write_statistics=False) as writer:
-                for chunk in range(params.n_chunks):
-                    table = _chunk_table(params, world, chunk)
-                    writer.write_table(table, row_group_size=table.num_rows)
-                    per_relation[:] += np.bincount(table.column("rel").to_numpy(), minlength=len(PLANTED_RELATIONS))
-                    bar.update(table.num_rows)
-
-        atomic_write(out / EDGES_FILE, write)  # the edge file under its final name is always complete
-        bar.close()
-        manifest = {
-            "format": "studylib-twhin-edges-v1",
-            "params": settings,
-            "tables": planted_tables(params.world),
-            "relations": [dict(asdict(r), id=i, edges=int(per_relation[i])) for i, r in enumerate(PLANTED_RELATIONS)],
-            "columns": {f.name: str(f.type) for f in EDGE_SCHEMA},
-            "rows": params.edges,
-            "files": [{"file": EDGES_FILE, "rows": params.edges, "sha256": file_sha256(out / EDGES_FILE)}],
-        }
-        write_json(out / MANIFEST, manifest, sort_keys=True)
-        return manifest
-
-
-def _finished_graph(out: Path, settings: dict) -> dict | None:
-    if (out / MANIFEST).exists():
-        manifest = read_json(out / MANIFEST)
-        if manifest.get("params") != settings:
-            raise StudyError(f"{out}: holds a different graph (manifest.json); choose another --out or delete it")
-        if not (out / EDGES_FILE).exists():
-            raise StudyError(f"{out / EDGES_FILE}: listed in manifest.json but missing; delete {out} and generate again")
-        return manifest
-    if out.exists() and any(p.name != LOCK_FILE and not p.name.endswith(".tmp") for p in out.iterdir()):
-        raise StudyError(f"{out}: is not empty and holds no graph; choose another --out")
-    return None
-
-
-# ---------------------------------------------------------------- readers
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -378,45 +196,4 @@ def load_graph(path: str | Path, relation_name: str | None = None) -> Graph:
     return read_hf(path, relation_name)
 
 
-# ---------------------------------------------------------------- splits
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    kind: str = "time"  # "time": last chunks held out; "random": a seeded shuffle
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.kind not in ("time", "random"):
-            raise StudyError(f"--split must be time or random, got {self.kind!r}")
-        if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.valid_fraction + self.test_fraction < 1):
-            raise StudyError("split fractions must be in [0, 1) and sum to less than 1")
-
-
-def split_graph(graph: Graph, spec: SplitSpec = SplitSpec()) -> dict[str, Graph]:
-    """{"train", "valid", "test"} by time chunk (held-out = the latest chunks) or at random."""
-    spec.validate()
-    if spec.kind == "time":
-        chunks = np.unique(graph.time_chunk)
-        n_test = int(round(spec.test_fraction * chunks.size))
-        n_valid = int(round(spec.valid_fraction * chunks.size))
-        test_from = chunks[chunks.size - n_test] if n_test else np.inf
-        valid_from = chunks[chunks.size - n_test - n_valid] if n_valid else test_from
-        part = np.where(graph.time_chunk >= test_from, 2, np.where(graph.time_chunk >= valid_from, 1, 0))
-    else:
-        u = np.random.default_rng([spec.seed, 0x5B117]).random(len(graph))
-        part = np.where(u < spec.test_fraction, 2, np.where(u < spec.test_fraction + spec.valid_fraction, 1, 0))
-    splits = {name: graph.subset(part == i) for i, name in enumerate(("train", "valid", "test"))}
-    for name, want in (("train", 1.0), ("valid", spec.valid_fraction), ("test", spec.test_fraction)):
-        if want > 0 and len(splits[name]) == 0:
-            chunks = np.unique(graph.time_chunk)
-            raise StudyError(f"{graph.source}: the {name} split is empty (column time_chunk has "
-                             f"{chunks.size} distinct value(s); split {spec.kind})")
-    return splits
-
-
-__all__ = ["EDGE_COLUMNS", "ENGAGEMENT_RELATIONS", "Graph", "GraphParams", "HF_SCHEMAS", "PLANTED_RELATIONS",
-           "Relation", "SplitSpec", "generate_graph", "load_graph", "planted_log_intensity", "split_graph"]
+__all__ = ["EDGE_COLUMNS", "EDGE_SCHEMA", "EDGES_FILE", "Graph", "HF_SCHEMAS", "MANIFEST", "Relation", "load_graph"]

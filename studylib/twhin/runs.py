@@ -16,7 +16,8 @@ import torch
 
 from studylib.errors import StudyError
 from studylib.io import read_json
-from studylib.twhin.graph import Graph, SplitSpec, load_graph, split_graph
+from studylib.twhin.graph import Graph, load_graph
+from studylib.twhin.splits import SplitSpec, split_graph
 from studylib.twhin.config import TwhinConfig, load_twhin_config
 
 CHECKPOINT = "checkpoint.pt"

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from studylib.errors import StudyError
 from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
 from studylib.runtime import Runtime, start_runtime
-from studylib.twhin.graph import Graph, SplitSpec
+from studylib.twhin.graph import Graph
+from studylib.twhin.splits import SplitSpec
 from studylib.twhin.config import TwhinConfig, load_twhin_config, with_changes
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinModel, bag_configs, batch_loss, edges_to_kjt
 from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint

@@ -1,0 +1,197 @@
+"""The planted TwHIN graph: edges drawn from the ranker data's own world.
+
+The generator draws from the same planted world as the ranker data (same `WorldParams` ->
+same users, tweets, authors), so trained embeddings can be compared with the truth:
+- fav / reply / retweet: (user, tweet) pairs with probability proportional to
+  activity(user) · popularity(tweet) · P(label | user, tweet), the world's true probability
+  of is_favorited / is_replied / is_retweeted;
+- magic_recs: popularity-driven (activity · popularity) with half the latent affinity;
+- follow: user -> author with activity(user) · size(author) · exp(signal · affinity).
+`planted_log_intensity` gives each relation's exact log sampling weight (up to a per-lhs
+constant): the oracle scorer of the evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from studylib.data.world import World, WorldParams
+from studylib.errors import StudyError
+from studylib.io import LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries, write_json
+from studylib.schema import LABEL_PREFIX
+from studylib.twhin.graph import EDGE_SCHEMA, EDGES_FILE, MANIFEST, Relation
+
+# The planted graph's relations, in id order, and the label each engagement relation follows.
+PLANTED_RELATIONS = (
+    Relation("fav", "user", "tweet"),
+    Relation("reply", "user", "tweet"),
+    Relation("retweet", "user", "tweet"),
+    Relation("magic_recs", "user", "tweet"),
+    Relation("follow", "user", "author"),
+)
+ENGAGEMENT_LABEL = {
+    "fav": LABEL_PREFIX + "is_favorited",
+    "reply": LABEL_PREFIX + "is_replied",
+    "retweet": LABEL_PREFIX + "is_retweeted",
+}
+ENGAGEMENT_RELATIONS = ("fav", "reply", "retweet", "magic_recs")
+# Share of the edges per relation (roughly the order of magnitude of real engagement counts).
+RELATION_SHARE = {"fav": 0.4, "reply": 0.08, "retweet": 0.12, "magic_recs": 0.2, "follow": 0.2}
+PROPOSALS_PER_EDGE = 8  # sampling-importance-resampling pool size
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    edges: int = 200_000
+    seed: int = 0
+    time_chunks: int = 10
+    chunk_edges: int = 50_000  # edges per row group; each chunk has its own random stream
+    world: WorldParams = field(default_factory=WorldParams)
+
+    def validate(self) -> None:
+        for name in ("edges", "time_chunks", "chunk_edges"):
+            if getattr(self, name) < 1:
+                raise StudyError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.world.validate()
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.edges / self.chunk_edges)
+
+
+def planted_tables(world: WorldParams) -> dict[str, int]:
+    return {"user": world.n_users, "tweet": world.n_tweets, "author": world.n_authors}
+
+
+def author_size(world: World) -> np.ndarray:
+    """Follow propensity of each author: tweets written + 1 (heavy-tailed)."""
+    return (np.bincount(world.author_of_tweet, minlength=world.params.n_authors) + 1).astype(np.float64)
+
+
+def planted_log_intensity(world: World, relation: str, lhs: np.ndarray, rhs: np.ndarray,
+                          pairwise: bool = False) -> np.ndarray:
+    """Log of the generator's sampling weight of rhs given lhs (exact up to a per-lhs constant).
+
+    pairwise=False: matrix [len(lhs), len(rhs)]; pairwise=True: one value per (lhs[i], rhs[i]).
+    Engagement relations go through the world's public `true_probabilities`.
+    """
+    if not pairwise:
+        grid_l, grid_r = np.repeat(lhs, len(rhs)), np.tile(rhs, len(lhs))
+        return planted_log_intensity(world, relation, grid_l, grid_r, pairwise=True).reshape(len(lhs), len(rhs))
+    k, s = world.params.latent_dim, world.params.signal
+    u = world.user_latent[lhs].astype(np.float64)
+    if relation == "follow":
+        a = world.author_latent[rhs].astype(np.float64)
+        return s * (u * a).sum(1) / np.sqrt(k) + np.log(author_size(world)[rhs])
+    log_pop = np.log(world.tweet_popularity[rhs])
+    if relation == "magic_recs":
+        t = world.tweet_latent[rhs].astype(np.float64)
+        return 0.5 * s * (u * t).sum(1) / np.sqrt(k) + log_pop
+    label = ENGAGEMENT_LABEL.get(relation)
+    if label is None:
+        raise StudyError(f"relation {relation!r} has no planted model")
+    prob = world.true_probabilities(lhs, rhs)[label].astype(np.float64)
+    return np.log(np.maximum(prob, 1e-30)) + log_pop
+
+
+def _draw_relation(rng: np.random.Generator, world: World, relation: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n (lhs, rhs) pairs by sampling-importance-resampling from the planted intensity."""
+    pool = max(1, n * PROPOSALS_PER_EDGE)
+    users = rng.choice(world.params.n_users, pool, p=world.user_activity)
+    if relation == "follow":
+        size = author_size(world)
+        rhs = rng.choice(world.params.n_authors, pool, p=size / size.sum())
+        log_w = planted_log_intensity(world, relation, users, rhs, pairwise=True) - np.log(size[rhs])
+    else:
+        rhs = rng.choice(world.params.n_tweets, pool, p=world.tweet_popularity)
+        log_w = planted_log_intensity(world, relation, users, rhs, pairwise=True) - np.log(world.tweet_popularity[rhs])
+    w = np.exp(log_w - log_w.max())
+    pick = rng.choice(pool, n, p=w / w.sum())
+    return users[pick], rhs[pick]
+
+
+def _chunk_table(params: GraphParams, world: World, chunk: int) -> pa.Table:
+    rng = np.random.default_rng([params.seed, 0x7A1F, chunk])
+    n = min(params.chunk_edges, params.edges - chunk * params.chunk_edges)
+    names = [r.name for r in PLANTED_RELATIONS]
+    counts = rng.multinomial(n, [RELATION_SHARE[name] for name in names])
+    lhs, rel, rhs = [], [], []
+    for rel_id, (name, count) in enumerate(zip(names, counts)):
+        left, right = _draw_relation(rng, world, name, int(count))
+        lhs.append(left)
+        rhs.append(right)
+        rel.append(np.full(count, rel_id, dtype=np.int32))
+    order = rng.permutation(n)  # mix relations within the chunk
+    columns = {
+        "lhs": np.concatenate(lhs).astype(np.int64)[order],
+        "rel": np.concatenate(rel)[order],
+        "rhs": np.concatenate(rhs).astype(np.int64)[order],
+        "time_chunk": rng.integers(0, params.time_chunks, n, dtype=np.int32),
+    }
+    return pa.Table.from_pydict(columns, schema=EDGE_SCHEMA)
+
+
+def generate_graph(params: GraphParams, out_dir: str | Path, progress: bool = True) -> dict:
+    """Write `edges.parquet` + `manifest.json` to out_dir; return the manifest."""
+    params.validate()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
+    settings = asdict(params)
+    finished = _finished_graph(out, settings)
+    if finished is not None:
+        return finished
+    with exclusive(out, "graph"):
+        finished = _finished_graph(out, settings)
+        if finished is not None:
+            return finished
+        remove_stale_temporaries(out)
+        world = World(params.world)
+        per_relation = np.zeros(len(PLANTED_RELATIONS), dtype=np.int64)
+        bar = tqdm(total=params.edges, unit="edge", unit_scale=True, desc="twhin-generate", disable=not progress)
+
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd", write_statistics=False) as writer:
+                for chunk in range(params.n_chunks):
+                    table = _chunk_table(params, world, chunk)
+                    writer.write_table(table, row_group_size=table.num_rows)
+                    per_relation[:] += np.bincount(table.column("rel").to_numpy(), minlength=len(PLANTED_RELATIONS))
+                    bar.update(table.num_rows)
+
+        atomic_write(out / EDGES_FILE, write)  # the edge file under its final name is always complete
+        bar.close()
+        manifest = {
+            "format": "studylib-twhin-edges-v1",
+            "params": settings,
+            "tables": planted_tables(params.world),
+            "relations": [dict(asdict(r), id=i, edges=int(per_relation[i])) for i, r in enumerate(PLANTED_RELATIONS)],
+            "columns": {f.name: str(f.type) for f in EDGE_SCHEMA},
+            "rows": params.edges,
+            "files": [{"file": EDGES_FILE, "rows": params.edges, "sha256": file_sha256(out / EDGES_FILE)}],
+        }
+        write_json(out / MANIFEST, manifest, sort_keys=True)
+        return manifest
+
+
+def _finished_graph(out: Path, settings: dict) -> dict | None:
+    if (out / MANIFEST).exists():
+        manifest = read_json(out / MANIFEST)
+        if manifest.get("params") != settings:
+            raise StudyError(f"{out}: holds a different graph (manifest.json); choose another --out or delete it")
+        if not (out / EDGES_FILE).exists():
+            raise StudyError(f"{out / EDGES_FILE}: listed in manifest.json but missing; delete {out} and generate again")
+        return manifest
+    if out.exists() and any(p.name != LOCK_FILE and not p.name.endswith(".tmp") for p in out.iterdir()):
+        raise StudyError(f"{out}: is not empty and holds no graph; choose another --out")
+    return None
+
+
+__all__ = ["ENGAGEMENT_LABEL", "ENGAGEMENT_RELATIONS", "GraphParams", "PLANTED_RELATIONS", "generate_graph",
+           "planted_log_intensity", "planted_tables"]
