@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from studylib.config import shipped_config_path
-from studylib.twhin.config import load_twhin_config, with_changes
+from studylib.twhin.config import load_twhin_config
 from studylib.twhin.model import TwhinModel, batch_loss, edges_to_kjt, feature_names
 from studylib.twhin.train import initial_state, scatter_full_state
 
@@ -71,7 +71,7 @@ def main():
     for i, t in enumerate(cfg.tables):
         changes[(*tables, i, "embedding_dim")] = args.dim
         changes[(*tables, i, "optimizer")] = {"sgd": {"lr": t.optimizer.lr}}
-    cfg = with_changes(cfg, changes)
+    cfg = cfg.with_changes(changes)
     rng = torch.Generator().manual_seed(0)
     sizes = {t.name: t.num_embeddings for t in cfg.tables}
     batches = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
                       ValidationInfo, field_validator, model_validator)
@@ -35,14 +35,22 @@ def shipped_config_path(name: str = PUBLISHED_CONFIG) -> Path:
 
 
 class Section(BaseModel):
-    """One section of a config file: unknown keys refused, no type coercion, null = absent."""
+    """One section of a config file: unknown keys refused, no type coercion, null = absent.
+    `one_of` lists groups of keys of which exactly one must be set (the original's `one_of`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _null_is_absent(cls, data):
         return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _exactly_one_of_each_group(self):
+        for group in self.one_of:
+            exactly_one(self, *group)
+        return self
 
 
 def _refuse(value):
@@ -152,11 +160,7 @@ class MaskBlockConfig(Section):
     aggregation_size: PositiveInt | None = None
     reduction_factor: float | None = Field(None, gt=0)
     input_layer_norm: bool = False
-
-    @model_validator(mode="after")
-    def _one_width(self):
-        exactly_one(self, "aggregation_size", "reduction_factor")
-        return self
+    one_of = (("aggregation_size", "reduction_factor"),)
 
 
 class MaskNetConfig(Section):
@@ -174,11 +178,7 @@ class BackboneConfig(Section):
     affine_map: Unsupported = None
     dcn_config: Unsupported = None
     dlrm_config: Unsupported = None
-
-    @model_validator(mode="after")
-    def _one_backbone(self):
-        exactly_one(self, "mask_net_config", "mlp_config")
-        return self
+    one_of = (("mask_net_config", "mlp_config"),)
 
 
 class TowerConfig(BackboneConfig):
@@ -335,18 +335,11 @@ class LearningRate(Section):
     linear_ramp_to_constant: LinearRampToConstant | None = None
     linear_ramp_to_cosine: LinearRampToCosine | None = None
     piecewise_constant: PiecewiseConstant | None = None
-
-    @model_validator(mode="after")
-    def _one_schedule(self):
-        exactly_one(self, *SCHEDULE_KINDS)
-        return self
+    one_of = (("constant", "linear_ramp_to_constant", "linear_ramp_to_cosine", "piecewise_constant"),)
 
     @property
     def kind(self) -> str:
-        return exactly_one(self, *SCHEDULE_KINDS)
-
-
-SCHEDULE_KINDS = tuple(LearningRate.model_fields)
+        return exactly_one(self, *self.one_of[0])
 
 
 class AdamConfig(Section):
@@ -370,25 +363,65 @@ class OptimizerConfig(Section):
 
 
 class TrainingConfig(Section):
+    """The `training:` section, one schema for both models as in the original (its core TrainingConfig)."""
+
     num_train_steps: PositiveInt = 1000
     checkpoint_every_n: PositiveInt = 100
     train_log_every_n: PositiveInt = 10
-    num_eval_steps: PositiveInt = 100
     save_dir: Ignored = None
+    num_eval_steps: Ignored = None  # the study evaluates whole held-out sets
     eval_timeout_in_s: Ignored = None
     eval_log_every_n: Ignored = None
     num_epochs: Ignored = None
 
 
-class RecapConfig(Section):
+class ConfigFile(Section):
+    """A whole config file: its sections, and where it came from."""
+
     training: TrainingConfig
-    model: ModelConfig
-    train_data: DataConfig
-    optimizer: OptimizerConfig
     validation_data: Ignored = None  # the original's evaluation sets; the study evaluates on its own split
     runtime: Ignored = None
     _source: str = PrivateAttr("")
     _raw: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | Path):
+        """The file at `path`, parsed strictly."""
+        return cls.from_raw(load_yaml(path), path)
+
+    @classmethod
+    def from_raw(cls, raw: dict, source: str | Path):
+        """A loaded YAML document, parsed strictly; `source` (its file) names it in errors."""
+        cfg = parse(cls, raw, Path(source).name)
+        cfg._source, cfg._raw = str(source), copy.deepcopy(raw)
+        return cfg
+
+    def with_changes(self, changes: dict[tuple, object]):
+        """The config with some keys set (key path, ints indexing lists -> value), parsed again, so
+        the checks and the raw copy a run keeps agree with the change."""
+        raw = copy.deepcopy(self.raw)
+        for path, value in changes.items():
+            node = raw
+            for key in path[:-1]:
+                node = node[key] if isinstance(key, int) else node.setdefault(key, {})
+            node[path[-1]] = value
+        return type(self).from_raw(raw, self.source)
+
+    @property
+    def source(self) -> str:
+        """The file it was read from."""
+        return self._source
+
+    @property
+    def raw(self) -> dict:
+        """The file as loaded, for provenance (a run keeps it as its config copy)."""
+        return self._raw
+
+
+class RecapConfig(ConfigFile):
+    model: ModelConfig
+    train_data: DataConfig
+    optimizer: OptimizerConfig
 
     @model_validator(mode="after")
     def _heads_match(self):
@@ -406,21 +439,7 @@ class RecapConfig(Section):
     def heads(self) -> tuple[str, ...]:
         return tuple(self.model.tasks)
 
-    @property
-    def source(self) -> str:
-        """The file it was read from."""
-        return self._source
-
-    @property
-    def raw(self) -> dict:
-        """The file as loaded, for provenance (a run keeps it as config.yaml)."""
-        return self._raw
-
 
 def load_config(path: str | Path | None = None) -> RecapConfig:
     """Parse a recap config; `None` means the published file shipped with the package."""
-    path = Path(path) if path is not None else shipped_config_path()
-    raw = load_yaml(path)
-    cfg = parse(RecapConfig, raw, path.name)
-    cfg._source, cfg._raw = str(path), copy.deepcopy(raw)
-    return cfg
+    return RecapConfig.read(path if path is not None else shipped_config_path())

@@ -9,13 +9,12 @@ softmax instead of BCE) and `model.node_bias` (a learned scalar per entity); see
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
-from studylib.config import Ignored, Items, PositiveInt, Section, exactly_one, load_yaml, parse, shipped_config_path
+from studylib.config import ConfigFile, Ignored, Items, PositiveInt, Section, exactly_one, shipped_config_path
 from studylib.twhin.graph import Relation
 
 PUBLISHED_CONFIG = "twhin_local.yaml"
@@ -37,11 +36,7 @@ class OptimizerConfig(Section):
     sgd: LrConfig | None = None
     adagrad: LrConfig | None = None
     learning_rate: ConstantRate | None = None
-
-    @model_validator(mode="after")
-    def _one_optimizer(self):
-        exactly_one(self, *OPTIMIZERS)
-        return self
+    one_of = (OPTIMIZERS,)
 
     @property
     def kind(self) -> str:
@@ -118,34 +113,9 @@ class DataConfig(Section):
         return self.in_batch_negatives if self.global_negatives is None else self.global_negatives
 
 
-class TrainingConfig(Section):
-    num_train_steps: PositiveInt = 1000
-    checkpoint_every_n: PositiveInt = 1000
-    train_log_every_n: PositiveInt = 10
-    save_dir: Ignored = None
-    num_eval_steps: Ignored = None
-    eval_log_every_n: Ignored = None
-    eval_timeout_in_s: Ignored = None
-    num_epochs: Ignored = None
-
-
-class TwhinConfig(Section):
-    training: TrainingConfig
+class TwhinConfig(ConfigFile):
     model: ModelConfig
     train_data: DataConfig
-    runtime: Ignored = None
-    validation_data: Ignored = None
-    _source: str = PrivateAttr("")
-    _raw: dict = PrivateAttr(default_factory=dict)
-
-    @property
-    def source(self) -> str:
-        return self._source
-
-    @property
-    def raw(self) -> dict:
-        """The file as loaded (a run keeps it as its config copy)."""
-        return self._raw
 
     @property
     def tables(self) -> tuple[TableConfig, ...]:
@@ -164,30 +134,9 @@ class TwhinConfig(Section):
         return tuple(Relation(r.name, r.lhs, r.rhs) for r in self.model.relations)
 
 
-def parse_twhin_config(raw: dict, source: str | Path) -> TwhinConfig:
-    """`raw` (a loaded YAML document) as a TwhinConfig; `source` names it in errors."""
-    cfg = parse(TwhinConfig, raw, Path(source).name)
-    cfg._source, cfg._raw = str(source), copy.deepcopy(raw)
-    return cfg
-
-
 def load_twhin_config(path: str | Path | None = None) -> TwhinConfig:
     """Parse a TwHIN config strictly; `None` means the shipped study config."""
-    path = Path(path) if path is not None else shipped_config_path(STUDY_CONFIG)
-    return parse_twhin_config(load_yaml(path), path)
+    return TwhinConfig.read(path if path is not None else shipped_config_path(STUDY_CONFIG))
 
 
-def with_changes(cfg: TwhinConfig, changes: dict[tuple, object]) -> TwhinConfig:
-    """The config with some keys set (key path, ints indexing lists -> value), re-read, so the raw
-    copy a run keeps and the checks agree with it."""
-    raw = copy.deepcopy(cfg.raw)
-    for path, value in changes.items():
-        node = raw
-        for key in path[:-1]:
-            node = node[key] if isinstance(key, int) else node.setdefault(key, {})
-        node[path[-1]] = value
-    return parse_twhin_config(raw, cfg.source)
-
-
-__all__ = ["PUBLISHED_CONFIG", "STUDY_CONFIG", "OPTIMIZERS", "TableConfig", "TwhinConfig", "load_twhin_config",
-           "parse_twhin_config", "with_changes"]
+__all__ = ["PUBLISHED_CONFIG", "STUDY_CONFIG", "OPTIMIZERS", "TableConfig", "TwhinConfig", "load_twhin_config"]

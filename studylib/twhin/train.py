@@ -37,7 +37,7 @@ from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_
 from studylib.runtime import Runtime, start_runtime
 from studylib.twhin.graph import Graph
 from studylib.twhin.splits import SplitSpec
-from studylib.twhin.config import TwhinConfig, load_twhin_config, with_changes
+from studylib.twhin.config import TwhinConfig, load_twhin_config
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinModel, bag_configs, batch_loss, edges_to_kjt
 from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint
 
@@ -220,7 +220,7 @@ def with_node_bias(cfg: TwhinConfig, node_bias: bool | None) -> TwhinConfig:
     """The config with model.node_bias overridden (and recorded in its raw form, which the run keeps)."""
     if node_bias is None or node_bias == cfg.model.node_bias:
         return cfg
-    return with_changes(cfg, {("model", "node_bias"): bool(node_bias)})
+    return cfg.with_changes({("model", "node_bias"): bool(node_bias)})
 
 
 def train(args: TwhinTrainArgs) -> dict:
