@@ -179,7 +179,7 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
             lines.append(f"| {name} | {kind} | {part['rows']:,} | {part['file']} | `{part['sha256'][:16]}…` |")
     lines += ["", "### Package versions", "", "| package | version |", "|---|---|"]
     for pkg in ("torch", "numpy", "pandas", "pyarrow", "scipy", "SALib", "seaborn", "matplotlib", "papermill",
-                "jupyter-book", "torchmetrics", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "ipywidgets"):
+                "jupyter-book", "pydantic", "torchmetrics", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "ipywidgets"):
         try:
             lines.append(f"| {pkg} | {metadata.version(pkg)} |")
         except metadata.PackageNotFoundError:
