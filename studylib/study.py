@@ -121,9 +121,9 @@ def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: 
     return _generated(out, params.as_dict(), lambda: generate(params, out, progress=progress))
 
 
-def _stamp_beside(folder: Path) -> Path:
-    """A data folder's cache stamp: beside it, since the generators own what is inside."""
-    return folder.with_name(folder.name + ".json")
+def _stamp_beside(output: Path) -> Path:
+    """The cache stamp of a step whose output is one file or a folder a generator owns: beside it."""
+    return output.with_name(output.name + ".json")
 
 
 def _generated(out: Path, settings: dict, build) -> dict:
@@ -316,7 +316,7 @@ def ensure_twhin_export(run: Path, out: Path) -> dict:
     from studylib.twhin.runs import CHECKPOINT
 
     settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
-    reused, info = cached(out.with_name(out.name + ".json"), settings, [out], lambda: export_embeddings(run, out))
+    reused, info = cached(_stamp_beside(out), settings, [out], lambda: export_embeddings(run, out))
     return {"reused": reused, **settings, **info}
 
 
@@ -334,7 +334,7 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
         write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()},
                                 out)
 
-    cached(out.with_name(out.name + ".json"), settings, [out], build)
+    cached(_stamp_beside(out), settings, [out], build)
     return out
 
 
