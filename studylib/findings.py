@@ -111,7 +111,8 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     if scenario == "cohorts":
         text += (f"; the cohorts' suppression puts the set's true rates at {numbers['min_planted_over_world']:.2f}–"
                  f"{numbers['max_planted_over_world']:.2f}× the world's")
-    text += "." + (f" {len(few)} label(s) have fewer than {MIN_POSITIVES} positives: "
+    few_labels = "1 label has" if len(few) == 1 else f"{len(few)} labels have"
+    text += "." + (f" {few_labels} fewer than {MIN_POSITIVES} positives: "
                    + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
     verdict = "targets met" if numbers["max_target_error"] < 0.05 else "targets missed"
     return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
