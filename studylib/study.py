@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.io import cached, file_sha256
+from studylib.io import cached, file_sha256, read_json
 
 RUN_MARKER = "study.json"
 MAIN_RUN = "by_name"  # runs/<profile>/ names of the runs that chapters pass to each other
@@ -129,8 +129,6 @@ def _stamp_beside(output: Path) -> Path:
 def _generated(out: Path, settings: dict, build) -> dict:
     """A generator's output folder through the one cache (a generator resumes its own interrupted
     work, so an unfinished build of the same settings continues); its manifest."""
-    from studylib.io import read_json
-
     def build_folder() -> None:
         build()  # the manifest stays in the folder; the stamp records only the settings
 
@@ -143,11 +141,11 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                precision: str = "auto", val_data: Path | None = None, val_every: int = 0) -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary.
     `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve."""
-    from studylib.config import shipped_config_path
+    from studylib.config import STUDY_CONFIG, shipped_config_path
     from studylib.runs import MODEL
     from studylib.train import TrainArgs, train
 
-    config = str(config or shipped_config_path("study_quick.yaml"))
+    config = str(config or shipped_config_path(STUDY_CONFIG))
     if steps < 1:
         raise StudyError(f"parameter steps must be >= 1, got {steps}")
     if batch_size < 1:
@@ -270,9 +268,10 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
     if not (graph / "manifest.json").exists():
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
     from studylib.config import shipped_config_path
+    from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
 
     settings = {"graph_manifest": file_sha256(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
-                "config": file_sha256(shipped_config_path("twhin_study.yaml")), "node_bias": bool(node_bias)}
+                "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias)}
 
     def build() -> dict:
         with _threads(threads):

@@ -69,15 +69,17 @@ def test_published_config_loads_unchanged():
         ("user", 424_241, 4, "sgd", 0.01), ("tweet", 72_543, 4, "sgd", 0.005)]
     assert [r.name for r in cfg.relations] == ["fav", "reply", "retweet", "magic_recs"]
     assert all((r.lhs, r.rhs) == ("user", "tweet") for r in cfg.relations)
-    assert (cfg.train_data.per_replica_batch_size, cfg.train_data.in_batch_negatives, cfg.model.translation_optimizer.lr) == (500, 10, 0.05)
-    assert (cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight) == (0, 1.0)  # global_negatives: 0, as published
+    data = cfg.train_data
+    assert (data.per_replica_batch_size, data.in_batch_negatives, cfg.model.translation_optimizer.lr) == (500, 10, 0.05)
+    assert (data.uniform_negatives, data.global_negatives_weight) == (0, 1.0)  # global_negatives: 0, as published
 
 
 def test_uniform_negatives_default_to_the_in_batch_count(tmp_path):
     text = shipped_config_path("twhin_local.yaml").read_text().replace("  global_negatives: 0\n", "", 1)
     (tmp_path / "c.yaml").write_text(text)
     cfg = load_twhin_config(tmp_path / "c.yaml")
-    assert (cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight) == (cfg.train_data.in_batch_negatives, 1.0)
+    data = cfg.train_data
+    assert (data.uniform_negatives, data.global_negatives_weight) == (data.in_batch_negatives, 1.0)
     study = load_twhin_config()
     assert (study.train_data.loss, study.train_data.in_batch_negatives, study.train_data.uniform_negatives,
             study.model.node_bias) == ("softmax", 0, 300, False)

@@ -9,6 +9,7 @@ softmax instead of BCE) and `model.node_bias` (a learned scalar per entity); see
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -128,7 +129,7 @@ class TwhinConfig(ConfigFile):
     def dim(self) -> int:
         return self.tables[0].embedding_dim
 
-    @property
+    @cached_property  # read for every training batch
     def relations(self) -> tuple[Relation, ...]:
         """The relations in id order, as the graph names them."""
         return tuple(Relation(r.name, r.lhs, r.rhs) for r in self.model.relations)
