@@ -329,6 +329,61 @@ def test_translations_receive_gradients_and_change():
     assert not torch.equal(before, model.translations.detach())
 
 
+def _collections_forward(tables, kjt):
+    """FusedTables through each torchrec collection's own forward (the reference)."""
+    pooled = {}
+    for collection in tables.collections.values():
+        pooled.update(collection(kjt).to_dict())
+    return pooled
+
+
+@pytest.mark.parametrize("config, changes", [
+    ("twhin_local.yaml", {}),
+    ("twhin_study.yaml", {}),  # three tables, Adagrad
+    ("twhin_local.yaml", {("model", "relations", 3, "rhs"): "user"}),  # a table on both sides: two features
+])
+def test_direct_fbgemm_lookups_train_exactly_as_the_collections_forward(config, changes, monkeypatch):
+    """FusedTables calls each collection's fbgemm lookup directly: the same pooled outputs, and
+    after training steps the same tables, fused optimizer state and translations, bit for bit."""
+    from studylib.twhin import model as twhin_model
+    from studylib.twhin.train import _stateful_tensors, initial_state, scatter_full_state
+
+    cfg = load_twhin_config(shipped_config_path(config)).with_changes(changes)
+    gen = torch.Generator().manual_seed(0)
+    sizes = {t.name: t.num_embeddings for t in cfg.tables}
+    rel = torch.randint(0, len(cfg.relations), (512,), generator=gen)
+    lhs = torch.stack([torch.randint(0, sizes[cfg.relations[r].lhs], (), generator=gen) for r in rel.tolist()])
+    rhs = torch.stack([torch.randint(0, sizes[cfg.relations[r].rhs], (), generator=gen) for r in rel.tolist()])
+
+    def trained() -> dict:
+        model = TwhinModel(cfg)
+        scatter_full_state(model, initial_state(cfg, 0))
+        optimizer = torch.optim.SGD([model.translations], lr=cfg.model.translation_optimizer.lr)
+        for step in range(4):
+            kjt, counts = edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(step))
+            optimizer.zero_grad()
+            batch_loss(cfg, model(kjt, counts)).backward()
+            optimizer.step()
+        return {k: v.detach().clone() for k, v in _stateful_tensors(model).items()}
+
+    direct = trained()
+    with monkeypatch.context() as patch:
+        patch.setattr(twhin_model.FusedTables, "forward", _collections_forward)
+        reference = trained()
+    assert direct.keys() == reference.keys()
+    for key in direct:
+        assert torch.equal(direct[key], reference[key]), key
+    assert not torch.equal(direct["translations"], torch.zeros_like(direct["translations"]))
+
+    model = TwhinModel(cfg)
+    kjt, _ = edges_to_kjt(lhs, rel, rhs, cfg, gen)
+    with torch.no_grad():
+        pooled, expected = model.ebc(kjt), _collections_forward(model.ebc, kjt)
+    assert pooled.keys() == expected.keys()
+    for feature in pooled:
+        assert torch.equal(pooled[feature], expected[feature]), feature
+
+
 # ---------------------------------------------------------------- training, evaluation, export
 
 

@@ -156,24 +156,42 @@ def bag_configs(cfg: TwhinConfig) -> list[EmbeddingBagConfig]:
 class FusedTables(nn.Module):
     """The tables for one process: a torchrec `FusedEmbeddingBagCollection` (fbgemm kernels, the
     table's optimizer fused into backward) per table, as a fused collection has one optimizer
-    and learning rate. Maps a KJT to {feature: pooled [rows, D]}."""
+    and learning rate. Maps a KJT to {feature: pooled [rows, D]}.
+
+    Each collection's fbgemm lookup is called on its features' bags directly: the collection's
+    own forward would split the whole KJT again for every collection, copy its one table's
+    indices and output through single-element concatenations, and hand the output on as a
+    KeyedTensor whose split backward concatenates the gradients again. The result is the
+    collection's forward's, bit for bit, in the outputs and in the fused updates (a test checks).
+    """
 
     def __init__(self, cfg: TwhinConfig, device: torch.device | str = "cpu"):
         super().__init__()
+        self.features = feature_names(cfg)
+        self.dims = {t.name: t.embedding_dim for t in cfg.tables}
         self.collections = nn.ModuleDict({
             t.name: FusedEmbeddingBagCollection(tables=[bag], optimizer_type=TABLE_OPTIMIZERS[t.optimizer.kind],
                                                 optimizer_kwargs={"lr": t.optimizer.lr}, device=torch.device(device))
             for t, bag in zip(cfg.tables, bag_configs(cfg))})
 
+    def _lookup(self, table: str, bags: dict) -> torch.Tensor:
+        """Pooled [rows, D·features] of one table: its collection's single fbgemm lookup module
+        (torchrec makes one per group of tables sharing optimizer and pooling; here one table)."""
+        (lookup,) = self.collections[table]._emb_modules
+        features = [bags[f] for f in self.features[table]]
+        if len(features) == 1:
+            values, offsets = features[0].values(), features[0].offsets()
+        else:  # feature-major, as the collection lays them out
+            values = torch.cat([b.values() for b in features])
+            offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(torch.cat([b.lengths() for b in features]))
+        return lookup(values.int(), offsets.int(), None)
+
     def forward(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        bags = kjt.to_dict()
         pooled = {}
-        for collection in self.collections.values():
-            keyed = collection(kjt)
-            features = keyed.keys()
-            if len(features) == 1:  # the whole [rows, D] output: no split, so no concatenating backward
-                pooled[features[0]] = keyed.values()
-            else:
-                pooled.update(keyed.to_dict())
+        for table in self.collections:
+            output, features = self._lookup(table, bags), self.features[table]
+            pooled.update(zip(features, output.split(self.dims[table], dim=1) if len(features) > 1 else [output]))
         return pooled
 
 
