@@ -201,27 +201,29 @@ def rank_pairs(scorer, rel: int, q: Queries, direction: str) -> tuple[np.ndarray
 # ---------------------------------------------------------------- metrics
 
 
-def _bootstrap_means(values: np.ndarray, user: np.ndarray, n_resamples: int, seed: int) -> np.ndarray | None:
-    """[B, columns] means of `values` [pairs, columns] over cluster-bootstrap resamples of users.
-    The same users and seed give the same resamples, so two scorers' results are paired."""
+def user_resamples(user: np.ndarray, n_resamples: int, seed: int) -> np.ndarray | None:
+    """[B, pairs] cluster-bootstrap weights over users (None with fewer than 2 users or no
+    resamples). The same users and seed give the same resamples, so scorers ranked on the same
+    pairs are paired; compute them once for all of those scorers."""
     if np.unique(user).size < 2 or n_resamples < 1:
         return None
-    weights = bootstrap_weights(user, n_resamples, seed)
-    return (weights @ values) / weights.sum(1, keepdims=True)
+    return bootstrap_weights(user, n_resamples, seed)
 
 
 def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = 0, baseline: np.ndarray | None = None) -> dict:
+                 seed: int = 0, baseline: np.ndarray | None = None, resamples: np.ndarray | None = None) -> dict:
     """MRR and Hits@k with cluster-bootstrap 95 % intervals over users; Recall@k as in the TwHIN
     paper (per query, the share of its held-out targets in its top k, averaged over queries).
 
     baseline: another scorer's ranks of the same pairs; adds `mrr_vs_baseline` (this MRR minus the
-    baseline's) with a paired interval (both resampled with the same users)."""
+    baseline's) with a paired interval (both resampled with the same users).
+    resamples: `user_resamples(user, n_resamples, seed)`, when the caller already has them."""
     values = {"mrr": 1.0 / ranks, **{f"hits@{k}": (ranks <= k).astype(float) for k in HITS_AT}}
     if baseline is not None:
         values["mrr_vs_baseline"] = 1.0 / ranks - 1.0 / baseline
     row = {name: float(v.mean()) for name, v in values.items()}
-    boot = _bootstrap_means(np.stack(list(values.values()), axis=1), user, n_resamples, seed)
+    weights = user_resamples(user, n_resamples, seed) if resamples is None else resamples
+    boot = None if weights is None else (weights @ np.stack(list(values.values()), axis=1)) / weights.sum(1, keepdims=True)
     for i, name in enumerate(values):
         low_high = np.quantile(boot[:, i], [0.025, 0.975]) if boot is not None else (float("nan"),) * 2
         row[f"{name}_low"], row[f"{name}_high"] = (float(x) for x in low_high)
@@ -268,9 +270,11 @@ def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", 
                 ranks[scorer.name] = dict(zip(RANKINGS, rank_pairs(scorer, rel, q, direction)))
                 if progress is not None:
                     progress.update(1)
+            kept = {p: ~q.seen if p == "unseen" else np.ones(q.seen.size, bool) for p in PAIR_SETS}
+            resamples = {p: user_resamples(q.user[keep], n_resamples, seed) for p, keep in kept.items() if keep.any()}
             for scorer in scorers:
                 for ranking, pair_set in ((r, p) for r in RANKINGS for p in PAIR_SETS):
-                    keep = ~q.seen if pair_set == "unseen" else np.ones(q.seen.size, bool)
+                    keep = kept[pair_set]
                     if not keep.any():
                         continue
                     base = ranks[baseline][ranking][keep] if baseline in ranks else None
@@ -280,7 +284,7 @@ def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", 
                                  "sample": "all" if max_edges is None else f"at most {max_edges}",
                                  "baseline": baseline if base is not None else "",
                                  **rank_metrics(ranks[scorer.name][ranking][keep], q.query[keep], q.user[keep],
-                                                n_resamples, seed, base)})
+                                                n_resamples, seed, base, resamples[pair_set])})
     return rows
 
 
