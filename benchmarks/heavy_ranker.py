@@ -6,8 +6,8 @@ Prints, from one run each:
   rate in the same precision at the model's own GEMM shapes (forward and both backward GEMMs
   of every Linear layer at the same batch), and the bf16 speed-up (goals on this project's
   2-core CPU with avx512_bf16: speed-up >= 1.8, bf16 model FLOP/s >= 0.7 of the bf16 GEMM
-  rate); the fp32 step time beside its floor: those GEMMs at that rate plus Adam's memory
-  traffic at the measured copy bandwidth;
+  rate); the fp32 and bf16 step times beside their floors: those GEMMs at that rate plus the
+  update's memory traffic at the measured copy bandwidth;
 - reader examples/s (goal: >= 10x what training consumes);
 - generator examples/s (goal: >= 20k/s on the 2-core CPU machine);
 - on CUDA, the bf16 model FLOP utilization against the card's published dense bf16 peak
@@ -31,8 +31,9 @@ import torch
 from studylib.config import load_config
 from studylib.data.generate import GeneratorParams, generate, with_world
 from studylib.data.reader import Reader, open_dataset
+from studylib.bf16 import linear_parameters
 from studylib.models.heavy_ranker import HeavyRanker, forward_flops, linear_shapes
-from studylib.runtime import Runtime, resolve_device
+from studylib.runtime import Runtime, keep_freed_memory, resolve_device
 from studylib.train import build_optimizer, make_train_step, multitask_loss, set_learning_rates
 
 # Published dense (no sparsity) bf16 tensor-core peaks, FLOP/s, for the MFU line.
@@ -144,6 +145,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as training's start_runtime does
     cfg = load_config()
     model = HeavyRanker(cfg.model)
     flops_per_example = 3 * forward_flops(model)  # forward + backward ≈ 3x forward
@@ -196,6 +199,20 @@ def main() -> None:
     print(f"machine copy bandwidth                         {bandwidth / 1e9:10.1f} GB/s")
     print(f"  fp32 step {step * 1e3:.0f} ms vs its floor {floor * 1e3:.0f} ms (GEMMs at the GEMM rate + "
           f"Adam's {adam_bytes(model) / 1e9:.2f} GB at the copy bandwidth) = {floor / step:.2f} of the machine's limit")
+    # The bf16 step's floor: its GEMMs at the bf16 rate plus the update's traffic, which bf16 does
+    # not shrink (Adam's fp32 state) and adds to (the bf16 gradients cast into the fp32 masters'
+    # buffers, 2 + 4 bytes, and the masters rounded into the bf16 copies, 4 + 2 bytes, per Linear
+    # parameter). A step at its floor would reach `bf16_fraction_at_floor` of the bf16 GEMM rate.
+    linear = sum(p.numel() for p in linear_parameters(model).values())
+    update16 = adam_bytes(model) + 12 * linear
+    gemm_time16 = args.batch_size * flops_per_example / gemm16
+    floor16 = gemm_time16 + update16 / bandwidth
+    step16 = args.batch_size / train16
+    results.update(bf16_step_seconds=step16, bf16_step_floor_seconds=floor16, bf16_step_floor_fraction=floor16 / step16,
+                   bf16_fraction_at_floor=gemm_time16 / floor16)
+    print(f"  bf16 step {step16 * 1e3:.0f} ms vs its floor {floor16 * 1e3:.0f} ms (GEMMs at the bf16 rate + "
+          f"{update16 / 1e9:.2f} GB of update traffic) = {floor16 / step16:.2f} of the machine's limit; "
+          f"a step at its floor would reach {gemm_time16 / floor16:.2f} of the bf16 GEMM rate")
     if device.type == "cuda":
         name = next((k for k in BF16_PEAK if k in results["device"]), None)
         if name:
