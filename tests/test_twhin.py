@@ -134,8 +134,14 @@ def test_planted_edges_follow_the_world(planted):
         prob = world.true_probabilities(lhs, rhs)[label]
         got = planted_log_intensity(world, rel, lhs, rhs, pairwise=True) - np.log(world.tweet_popularity[rhs])
         np.testing.assert_allclose(got, np.log(prob), rtol=1e-5, atol=1e-5)
-        matrix = planted_log_intensity(world, rel, lhs[:5], rhs[:7])
-        np.testing.assert_allclose(matrix[2, 3], planted_log_intensity(world, rel, lhs[2:3], rhs[3:4], pairwise=True)[0])
+    for rel in ("fav", "reply", "retweet", "magic_recs", "follow"):  # the oracle's grid form: the same values
+        right = np.arange(world.params.n_authors if rel == "follow" else 300)
+        matrix = planted_log_intensity(world, rel, lhs, right)
+        pairs = planted_log_intensity(world, rel, np.repeat(lhs, right.size), np.tile(right, lhs.size), pairwise=True)
+        assert matrix.shape == (lhs.size, right.size)
+        np.testing.assert_allclose(matrix, pairs.reshape(matrix.shape), rtol=0, atol=1e-5)  # float32 rounding
+    with pytest.raises(StudyError, match="is_good_clicked_convo_desc_v2 is not a root label"):
+        world.root_probability_grid("recap.engagement.is_good_clicked_convo_desc_v2", lhs, rhs)
 
 
 def _hf_table(kind, n=500, seed=0):

@@ -135,6 +135,25 @@ class World:
             probs[label] = (parent * _sigmoid(scores[:, col[label]] + bias[label])).astype(np.float32)
         return probs
 
+    def root_probability_grid(self, label: str, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
+        """[len(user), len(tweet)] float32: `true_probabilities(...)[label]` of every user with every
+        tweet, for a root label (its probability needs no parents).
+
+        The logit is linear in the tweet's, user's and author's latents plus one bilinear
+        user⊙tweet term, so the grid is two vectors and one matmul instead of a [pairs, 4k]
+        interaction row per pair (the same sums, added in another order: equal to float32 rounding)."""
+        if label not in ROOTS:
+            raise StudyError(f"root_probability_grid: {label} is not a root label (it has parent labels)")
+        k = self.params.latent_dim
+        w_tweet, w_user, w_author, w_pair = self.label_weights[label].reshape(4, k)
+        u, t = self.user_latent[user], self.tweet_latent[tweet]
+        tweet_part = t @ w_tweet + self.author_latent[self.author_of_tweet[tweet]] @ w_author
+        grid = (u * (INTERACTION_SHARE * w_pair)) @ t.T
+        grid += (u @ w_user)[:, None]
+        grid += tweet_part[None, :]
+        grid *= np.float32(self.params.signal)
+        return _sigmoid(grid + self.label_bias[label]).astype(np.float32)
+
     def _fit_biases(self, rng: np.random.Generator) -> dict[str, float]:
         """Pick each label's bias so the mean true probability over candidate pairs hits its target rate."""
         n = 20000

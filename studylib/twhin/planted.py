@@ -80,25 +80,24 @@ def planted_log_intensity(world: World, relation: str, lhs: np.ndarray, rhs: np.
     """Log of the generator's sampling weight of rhs given lhs (exact up to a per-lhs constant).
 
     pairwise=False: matrix [len(lhs), len(rhs)]; pairwise=True: one value per (lhs[i], rhs[i]).
-    Engagement relations go through the world's public `true_probabilities`.
+    Engagement relations go through the world's public `true_probabilities` (pairs) or
+    `root_probability_grid` (a matrix).
     """
-    if not pairwise:
-        grid_l, grid_r = np.repeat(lhs, len(rhs)), np.tile(rhs, len(lhs))
-        return planted_log_intensity(world, relation, grid_l, grid_r, pairwise=True).reshape(len(lhs), len(rhs))
     k, s = world.params.latent_dim, world.params.signal
     u = world.user_latent[lhs].astype(np.float64)
+    # Pairs: row-wise dot products; a grid: the same terms as matmuls, per-rhs terms broadcast.
+    dot = (lambda x: (u * x).sum(1)) if pairwise else (lambda x: u @ x.T)
+    per_rhs = (lambda v: v) if pairwise else (lambda v: v[None, :])
     if relation == "follow":
-        a = world.author_latent[rhs].astype(np.float64)
-        return s * (u * a).sum(1) / np.sqrt(k) + np.log(author_size(world)[rhs])
-    log_pop = np.log(world.tweet_popularity[rhs])
+        return s * dot(world.author_latent[rhs].astype(np.float64)) / np.sqrt(k) + per_rhs(np.log(author_size(world)[rhs]))
+    log_pop = per_rhs(np.log(world.tweet_popularity[rhs]))
     if relation == "magic_recs":
-        t = world.tweet_latent[rhs].astype(np.float64)
-        return 0.5 * s * (u * t).sum(1) / np.sqrt(k) + log_pop
+        return 0.5 * s * dot(world.tweet_latent[rhs].astype(np.float64)) / np.sqrt(k) + log_pop
     label = ENGAGEMENT_LABEL.get(relation)
     if label is None:
         raise StudyError(f"relation {relation!r} has no planted model")
-    prob = world.true_probabilities(lhs, rhs)[label].astype(np.float64)
-    return np.log(np.maximum(prob, 1e-30)) + log_pop
+    prob = world.true_probabilities(lhs, rhs)[label] if pairwise else world.root_probability_grid(label, lhs, rhs)
+    return np.log(np.maximum(prob.astype(np.float64), 1e-30)) + log_pop
 
 
 def _draw_relation(rng: np.random.Generator, world: World, relation: str, n: int) -> tuple[np.ndarray, np.ndarray]:
