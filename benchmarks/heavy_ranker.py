@@ -155,8 +155,9 @@ def main() -> None:
                "threads": torch.get_num_threads(), "batch_size": args.batch_size}
 
     print(f"device: {results['device']}  threads: {results['threads']}  batch: {args.batch_size}")
-    # A shared machine's rate drifts by tens of percent within a minute, so the GEMM rate and
-    # the training rate are measured back to back in each round and compared within it.
+    # A shared machine's rate drifts by tens of percent within a minute, so the GEMM rates, the
+    # training rates and the copy bandwidth are measured back to back in each round and compared
+    # within it.
     rounds = []
     for _ in range(args.rounds):
         gemm = gemm_rate(shapes, args.batch_size, device, torch.float32, repeats=5)
@@ -164,12 +165,14 @@ def main() -> None:
         gemm16 = gemm_rate(shapes, args.batch_size, device, torch.bfloat16, repeats=5)
         train16 = training_rate(args.batch_size, args.steps, device, "bf16")
         autocast16 = training_rate(args.batch_size, args.steps, device, "bf16-autocast")
-        rounds.append({"speedup": train16 / train, "fp32_fraction": train * flops_per_example / gemm,
+        bandwidth = copy_bandwidth(device)
+        rounds.append({"bandwidth": bandwidth, "speedup": train16 / train, "fp32_fraction": train * flops_per_example / gemm,
                        "bf16_fraction": train16 * flops_per_example / gemm16, "gemm": gemm, "train": train,
                        "gemm16": gemm16, "train16": train16, "autocast16": autocast16,
                        "autocast_speedup": autocast16 / train})
     median = sorted(rounds, key=lambda r: r["speedup"])[len(rounds) // 2]  # the median round
     gemm, train, gemm16, train16 = median["gemm"], median["train"], median["gemm16"], median["train16"]
+    bandwidth = median["bandwidth"]
     results.update(gemm_fp32_flops=gemm, train_fp32_examples_per_s=train, train_fp32_flops=train * flops_per_example,
                    train_fp32_vs_gemm=median["fp32_fraction"], gemm_bf16_flops=gemm16,
                    train_bf16_examples_per_s=train16, train_bf16_flops=train16 * flops_per_example,
@@ -191,12 +194,12 @@ def main() -> None:
           f"(goal >= 1.8; median of {len(rounds)} rounds, range {span('speedup')})")
     # The fp32 step's floor: its GEMMs at the measured rate plus the optimizer's traffic at the
     # measured bandwidth (Adam reads and writes every parameter's four tensors).
-    bandwidth = copy_bandwidth(device)
     floor = args.batch_size * flops_per_example / gemm + adam_bytes(model) / bandwidth
     step = args.batch_size / train
     results.update(copy_bandwidth_bytes_per_s=bandwidth, step_seconds=step, step_floor_seconds=floor,
                    step_floor_fraction=floor / step)
-    print(f"machine copy bandwidth                         {bandwidth / 1e9:10.1f} GB/s")
+    print(f"machine copy bandwidth                         {bandwidth / 1e9:10.1f} GB/s "
+          f"(rounds {min(r['bandwidth'] for r in rounds) / 1e9:.1f}-{max(r['bandwidth'] for r in rounds) / 1e9:.1f})")
     print(f"  fp32 step {step * 1e3:.0f} ms vs its floor {floor * 1e3:.0f} ms (GEMMs at the GEMM rate + "
           f"Adam's {adam_bytes(model) / 1e9:.2f} GB at the copy bandwidth) = {floor / step:.2f} of the machine's limit")
     # The bf16 step's floor: its GEMMs at the bf16 rate plus the update's traffic, which bf16 does

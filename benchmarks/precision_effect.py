@@ -8,6 +8,9 @@ Run the study twice back to back on one machine, once per precision, then compar
 
 Prints, from the runs' own records:
 - wall time per notebook and in total (the pipeline's `state.json`) and the bf16 / fp32 ratio;
+  with `--benchmark` (the JSON of `benchmarks/heavy_ranker.py` on the same machine), how low that
+  ratio could go if every second of the chapters that run the ranker sped up by the training
+  step's bf16 speed-up, or by the bf16/fp32 GEMM-rate ratio, and the other chapters not at all;
 - per evaluable head, the AUROC gap to the oracle averaged over the seeds (`02_seeds.csv`) in
   each precision, their difference, and the seed-to-seed range of the AUROC in each precision
   (the goal: the difference stays inside that range);
@@ -28,6 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from studylib.inference import MIN_POSITIVES
+
+# The chapters that run the Heavy Ranker (training, its evaluation, scoring): the only ones bf16 can speed up.
+RANKER_NOTEBOOKS = ("02_train.ipynb", "02b_twhin_ablation.ipynb", "03_score.ipynb")
 
 
 def notebook_seconds(workdir: Path, profile: str) -> dict[str, float]:
@@ -52,6 +58,8 @@ def main() -> None:
     parser.add_argument("--fp32", required=True, type=Path, help="workdir of the study run with precision fp32")
     parser.add_argument("--bf16", required=True, type=Path, help="workdir of the study run in bf16")
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--benchmark", type=Path,
+                        help="`benchmarks/heavy_ranker.py --json` output of the same machine: bounds the time ratio")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
@@ -63,6 +71,25 @@ def main() -> None:
     total = {p: sum(t.values()) for p, t in times.items()}
     ratio = total["bf16"] / total["fp32"]
     print(f"{'all notebooks':28s} {total['fp32']:8.1f} {total['bf16']:8.1f} {ratio:6.2f}  (goal <= 0.5)")
+    ranker = {p: sum(v for k, v in t.items() if k in RANKER_NOTEBOOKS) for p, t in times.items()}
+    rest = {p: total[p] - ranker[p] for p in total}
+    print(f"  chapters running the ranker ({', '.join(RANKER_NOTEBOOKS)}): {ranker['fp32']:.0f} -> {ranker['bf16']:.0f} s "
+          f"({ranker['bf16'] / ranker['fp32']:.2f}); the others {rest['fp32']:.0f} -> {rest['bf16']:.0f} s")
+    # The speed-up the ranker chapters would need for the whole study to take half its fp32 time.
+    budget = 0.5 * total["fp32"] - rest["bf16"]
+    needed = ranker["fp32"] / budget if budget > 0 else float("inf")
+    print(f"  half the fp32 time needs the ranker chapters {needed:.2f}x faster in bf16 "
+          f"(they are {ranker['fp32'] / ranker['bf16']:.2f}x)")
+    bounds = {"ranker_speedup_needed_for_half": needed, "ranker_speedup": ranker["fp32"] / ranker["bf16"]}
+    if args.benchmark:
+        # How low the ratio could go if every second of the ranker chapters sped up as much as a
+        # training step does (or as the bf16 GEMM rate over the fp32 one), the other chapters unchanged.
+        bench = json.loads(args.benchmark.read_text())
+        for name, speedup in (("training-step speed-up", bench["speedup_bf16_over_fp32"]),
+                              ("bf16/fp32 GEMM-rate ratio", bench["gemm_bf16_flops"] / bench["gemm_fp32_flops"])):
+            bounds[name] = {"speedup": speedup, "ratio": (rest["bf16"] + ranker["fp32"] / speedup) / total["fp32"]}
+            print(f"  lowest ratio if all ranker-chapter time sped up by the {name} ({speedup:.2f}x): "
+                  f"{bounds[name]['ratio']:.2f}")
 
     gaps = head_gaps(args.fp32, args.profile).add_suffix("_fp32").join(head_gaps(args.bf16, args.profile).add_suffix("_bf16"))
     gaps["difference"] = gaps["gap_bf16"] - gaps["gap_fp32"]
@@ -115,6 +142,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "seconds": times, "total_seconds": total, "time_ratio_bf16_over_fp32": ratio,
+            "ranker_chapter_seconds": ranker, "time_ratio_bounds": bounds,
             "heads": gaps.reset_index().to_dict(orient="records"), "every_difference_within_seed_range": bool(within),
             "findings_with_changed_verdict": {k: list(v) for k, v in changed.items()},
             "interval_numbers_checked": checked, "interval_numbers_outside": outside,
