@@ -65,7 +65,8 @@ def _train(args) -> int:
                              checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                              label_pairing=args.label_pairing, output_bias=args.output_bias,
                              progress=not args.quiet, precision=args.precision, val_data=args.val_data,
-                             val_every=args.val_every))
+                             val_every=args.val_every, stop_patience=args.stop_patience,
+                             stop_min_delta=args.stop_min_delta))
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     if result["eval"]:
@@ -180,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-data", help="held-out data drawn like the training data: its metrics during training "
                                       "go to validation.csv (the loss curve's held-out points)")
     t.add_argument("--val-every", type=int, default=0, help="evaluate --val-data every N steps and at the end")
+    t.add_argument("--stop-patience", type=int, default=0,
+                   help="stop once this many --val-every validations in a row improve the held-out loss by at most "
+                        "--stop-min-delta (--steps is then the maximum; default 0: train every step)")
+    t.add_argument("--stop-min-delta", type=float, default=0.002,
+                   help="relative gain in held-out loss that counts as an improvement (default 0.002)")
     t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
     t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
     t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],

@@ -5,7 +5,8 @@ module without importing the training loop. The files: `config.yaml` (the config
 `run.json` (arguments, data provenance), `checkpoint.pt` (latest weights and Adam state;
 removed when the run finishes unless `--keep-checkpoint`), `model.pt` (the finished weights),
 `history.csv` (training losses), `eval.csv` (per-head metrics beside the oracle's on planted
-data) and `validation.csv` (held-out metrics during training). Both .pt files are read with
+data), `validation.csv` (held-out metrics during training) and `stopping.json` (where the
+stopping rule ended the run, with `--stop-patience`). Both .pt files are read with
 `weights_only=True`, so a crafted file cannot run code.
 """
 
@@ -33,6 +34,7 @@ CONFIG_COPY = "config.yaml"
 HISTORY = "history.csv"
 EVAL = "eval.csv"
 VALIDATION = "validation.csv"  # held-out metrics during training (--val-data, --val-every)
+STOPPING = "stopping.json"  # the stopping rule, where it stopped and the held-out losses it saw (--stop-patience)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -165,5 +167,5 @@ def load_run(run_dir: str | Path, device: str = "auto",
     return model, cfg, info, runtime
 
 
-__all__ = ["CHECKPOINT", "CONFIG_COPY", "EVAL", "HISTORY", "MODEL", "RUN_INFO", "VALIDATION", "config_digest",
+__all__ = ["CHECKPOINT", "CONFIG_COPY", "EVAL", "HISTORY", "MODEL", "RUN_INFO", "STOPPING", "VALIDATION", "config_digest",
            "evaluate", "load_checkpoint", "load_run", "predict", "save_checkpoint", "save_model"]

@@ -138,9 +138,12 @@ def _generated(out: Path, settings: dict, build) -> dict:
 
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
                pairing: str = "by_name", config: str | None = None, progress: bool = False,
-               precision: str = "auto", val_data: Path | None = None, val_every: int = 0) -> dict:
+               precision: str = "auto", val_data: Path | None = None, val_every: int = 0,
+               stop_patience: int = 0, stop_min_delta: float = 0.002) -> dict:
     """Train (or reuse a finished run with the same settings and data); return its summary.
-    `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve."""
+    `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve;
+    `stop_patience` > 0: `steps` is a maximum and the run stops when that held-out loss stops
+    improving (`train.StoppingRule`)."""
     from studylib.config import STUDY_CONFIG, shipped_config_path
     from studylib.runs import MODEL
     from studylib.train import TrainArgs, train
@@ -159,6 +162,8 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                 "config": Path(config).name, "precision": precision}
     if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
         settings.update(val_manifest=file_sha256(val_data / "manifest.json"), val_every=int(val_every))
+    if stop_patience:  # only then: runs without a stopping rule keep their stamps
+        settings.update(stop_patience=int(stop_patience), stop_min_delta=float(stop_min_delta))
 
     def build() -> None:
         train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps),
@@ -166,7 +171,8 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                         seed=int(seed), label_pairing=pairing, precision=precision,
                         log_every=max(1, int(steps) // 40), progress=progress,
                         val_data=str(val_data) if val_data is not None and val_every else None,
-                        val_every=int(val_every)))
+                        val_every=int(val_every), stop_patience=int(stop_patience),
+                        stop_min_delta=float(stop_min_delta)))
 
     reused, _ = cached(out / RUN_MARKER, settings, [out / MODEL], build, clear=out)
     return {"reused": reused, **settings}

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -18,7 +19,7 @@ from studylib.errors import StudyError
 from studylib.models.heavy_ranker import HeavyRanker
 from studylib.scoring import score_run
 from studylib.runs import CHECKPOINT, MODEL, load_checkpoint
-from studylib.train import TrainArgs, label_names_for_heads, train
+from studylib.train import StoppingRule, TrainArgs, held_out_losses, label_names_for_heads, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 FREQUENT = ["favorited", "replied", "video_playback_50"]
@@ -134,6 +135,44 @@ def test_held_out_loss_during_training_leaves_the_model_unchanged(small_data, tm
         assert torch.equal(a["model"][key], b["model"][key]), key
     with pytest.raises(StudyError, match="--val-every needs --val-data"):
         tiny_train(small_data, tmp_path / "unwatched", steps=1, val_every=2)
+
+
+def test_stopping_rule_waits_for_patience_measurements_without_a_relative_gain():
+    rule = StoppingRule(patience=2, min_delta=0.01)
+    assert not rule.plateaued([0.5, 0.4])  # too few measurements to judge
+    assert not rule.plateaued([0.5, 0.4, 0.3, 0.2])  # still falling
+    assert not rule.plateaued([0.5, 0.4, 0.399, 0.39])  # the last one gains 2.5 % on 0.4
+    assert rule.plateaued([0.5, 0.4, 0.399, 0.3985])  # two in a row gain < 1 % on 0.4
+    assert rule.plateaued([0.5, 0.4, 0.45, 0.41])  # worse than the best counts as no gain
+    assert not StoppingRule(patience=0, min_delta=0.01).plateaued([1.0, 1.0, 1.0])  # 0: never stop
+    with pytest.raises(StudyError, match="--stop-patience must be >= 0"):
+        StoppingRule(-1, 0.01).validate()
+    with pytest.raises(StudyError, match=r"--stop-min-delta must be in \[0, 1\)"):
+        StoppingRule(2, 1.5).validate()
+
+
+def test_held_out_loss_is_the_mean_over_heads_per_step():
+    rows = pd.DataFrame({"step": [4, 4, 2, 2], "head": ["a", "b", "a", "b"], "log_loss": [0.2, 0.4, 0.5, 0.7]})
+    assert held_out_losses(rows) == pytest.approx({2: 0.6, 4: 0.3})
+    assert list(held_out_losses(rows)) == [2, 4]
+
+
+def test_training_stops_at_the_plateau_and_a_resume_continues_the_rule(small_data, tmp_path):
+    # min_delta 0.9: no validation can gain 90 %, so the rule stops at the second one (step 4 of at most 12)
+    stop = dict(val_data=str(small_data), val_every=2, stop_patience=1, stop_min_delta=0.9)
+    result = tiny_train(small_data, tmp_path / "stopped", steps=12, **stop)
+    record = json.loads((tmp_path / "stopped" / "stopping.json").read_text())
+    assert result["step"] == 4 and record["stopped_at"] == 4 and record["max_steps"] == 12 and record["plateaued"]
+    assert list(record["held_out_loss"]) == ["2", "4"] and record["best_step"] in (2, 4)
+    saved = torch.load(tmp_path / "stopped" / MODEL, weights_only=True)
+    assert saved["step"] == 4
+    # the same run cut at step 3 (one validation seen) and resumed reaches the same stop and the same model
+    tiny_train(small_data, tmp_path / "resumed", steps=3, **stop)
+    tiny_train(small_data, tmp_path / "resumed", steps=12, resume=True, **stop)
+    again = torch.load(tmp_path / "resumed" / MODEL, weights_only=True)
+    assert again["step"] == 4 and all(torch.equal(saved["model"][k], again["model"][k]) for k in saved["model"])
+    with pytest.raises(StudyError, match="--stop-patience needs --val-every"):
+        tiny_train(small_data, tmp_path / "unwatched", steps=2, stop_patience=2)
 
 
 def test_checkpoint_that_does_not_match_the_config_is_refused(small_data, tmp_path):
