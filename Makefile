@@ -11,7 +11,7 @@ PINS := requirements/lock.txt requirements/$(DEVICE).txt requirements/torchrec.t
 .PHONY: help setup test browser study lab clean-data
 
 help:
-	@echo "make study [PROFILE=quick|full|tiny] [WEIGHTS=file.yaml] [ARGS='-p NAME VALUE']"
+	@echo "make study [PROFILE=quick|paper|full|tiny] [WEIGHTS=file.yaml] [ARGS='-p NAME VALUE']"
 	@echo "                      the whole study (set-up included); report: _build/html/index.html"
 	@echo "make test             the test suite (what CI runs)"
 	@echo "make setup [DEVICE=cpu|cuda]   .venv/ with the pinned stack (the device is remembered)"

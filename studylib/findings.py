@@ -199,6 +199,47 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
 # ---------------------------------------------------------------- chapter 2: the model beside the oracle
 
 
+def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: float, max_steps: int,
+                applied: bool) -> Finding:
+    """curves: training seed -> {step: held-out loss} (`train.held_out_losses` of each run's validation.csv).
+    `applied`: the runs were stopped by this rule (stop_patience > 0); otherwise the rule only judges
+    whether their curves had flattened when the fixed number of steps ran out."""
+    from studylib.train import StoppingRule
+
+    rule = StoppingRule(patience, min_delta)
+    judged = {seed: curve for seed, curve in curves.items() if len(curve) > 0}
+    flat = [seed for seed, curve in judged.items() if rule.plateaued(list(curve.values()))]
+    ends = [max(curve) for curve in judged.values()]
+    last_gain = [1 - list(c.values())[-1] / list(c.values())[-1 - patience] for c in judged.values()
+                 if len(c) > patience]
+    numbers = {"runs": len(judged), "plateaued": len(flat), "max_steps": max_steps, "patience": patience,
+               "min_delta": min_delta, "first_stop": min(ends) if ends else math.nan,
+               "last_stop": max(ends) if ends else math.nan,
+               "max_recent_gain": max(last_gain) if last_gain else math.nan}
+    rule_text = (f"the mean held-out log loss over heads gains at most {100 * min_delta:.2g} % over {patience} "
+                 f"validation{'s' if patience > 1 else ''} in a row")
+    runs = "the run" if len(judged) == 1 else f"{len(judged)} runs"
+    if not judged:
+        return Finding("convergence", "02_train", "No held-out loss was measured during training, so whether the "
+                       "model converged is unknown.", numbers, "unknown", "02_convergence.csv")
+    if applied:
+        where = (f"step {numbers['first_stop']:,}" if numbers["first_stop"] == numbers["last_stop"] else
+                 f"steps {numbers['first_stop']:,}–{numbers['last_stop']:,}")
+        text = f"Training stopped by the rule ({rule_text}) in {len(flat)} of {runs}, at {where} of at most {max_steps:,}"
+        text += "." if len(flat) == len(judged) else (f"; the other {len(judged) - len(flat)} reached the most steps "
+                                                       "while the held-out loss was still improving.")
+    else:
+        text = (f"After {max_steps:,} steps the held-out loss of {runs} " +
+                ("has reached its plateau" if len(flat) == len(judged) else
+                 f"is still falling in {len(judged) - len(flat)} of them") +
+                f" by the study's stopping rule ({rule_text}): the last {patience} validation"
+                f"{'s' if patience > 1 else ''} gained up to {100 * numbers['max_recent_gain']:.1f} %.")
+        if len(flat) < len(judged):
+            text += " The findings below describe a model that stopped while still learning, not a converged one."
+    verdict = "converged" if len(flat) == len(judged) else "still learning"
+    return Finding("convergence", "02_train", text, numbers, verdict, "02_convergence.csv")
+
+
 def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     """metrics: inference.head_metric_intervals rows (head, positives, evaluable, auroc*, oracle_*, *_gap*)."""
     ok = metrics[metrics["evaluable"]]

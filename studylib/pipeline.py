@@ -1,6 +1,6 @@
 """Run the study: every notebook in order through papermill, then build the report (`studylib.report`).
 
-    python -m studylib.pipeline --profile quick|full|tiny [--weights PATH] [-p NAME VALUE ...]
+    python -m studylib.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
 
 Notebooks are the files `notebooks/NN*.ipynb`, run in name order (a new chapter is a new
 file: `01b_twhin.ipynb` runs between `01_generate` and `02_train`; add it to `book.yml`'s
@@ -244,7 +244,7 @@ def _save_state(executed: Path, state: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studylib.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), full")
+    parser.add_argument("--profile", default="quick", help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), paper, full")
     parser.add_argument("--weights", help="re-score with this weight file (YAML) or preset; reuses data and model")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override one parameter (VALUE read as YAML); repeatable")

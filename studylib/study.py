@@ -106,7 +106,7 @@ def _mark_out_of_step(paths: Paths) -> None:
 
 # The data sets the study uses: name -> scenario (None: the `scenario` parameter) and seed offset.
 DATA_SETS = {"train": (None, 0), "planted": ("planted", 1), "random": ("random", 2), "cohorts": ("cohorts", 3),
-             "fork_train": ("random", 4)}
+             "fork_train": ("random", 4), "validation": (None, 5)}
 
 
 def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
