@@ -259,6 +259,7 @@ class ScoredSet:
     truth: np.ndarray | None  # [R, n, H] planted true probabilities
     cohort: np.ndarray | None  # [N] cohort per row (flat)
     user: np.ndarray | None = None  # [N] user id per row (flat)
+    labels: np.ndarray | None = None  # [R, n, H] drawn labels (0 in padding), where the table has them
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, heads: tuple[str, ...]) -> "ScoredSet":
@@ -272,7 +273,10 @@ class ScoredSet:
             truth = requests.gather(frame[[f"true_prob.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
         cohort = frame["cohort"].to_numpy() if "cohort" in frame else None
         user = frame[USER_COLUMN].to_numpy() if USER_COLUMN in frame else None
-        return cls(tuple(heads), requests, prob, truth, cohort, user)
+        labels = None
+        if all(f"label.{h}" in frame for h in heads):
+            labels = requests.gather(frame[[f"label.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
+        return cls(tuple(heads), requests, prob, truth, cohort, user, labels)
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """weights [H] or [K, H] -> scores [R, n] or [K, R, n]."""
@@ -292,7 +296,7 @@ class ScoredSet:
         """The same candidates scored by their true probabilities: the best any model could rank."""
         if self.truth is None:
             raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
-        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user)
+        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user, self.labels)
 
     def request_users(self) -> np.ndarray:
         """[R]: the user of each request (the cluster for user-level resampling); the request id

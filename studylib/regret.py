@@ -1,0 +1,197 @@
+"""Where the model's regret against the oracle comes from, and how it depends on the feed's size.
+
+The feed chapter measures one number, the regret of the model's top k against the oracle's
+(the same weights applied to the true probabilities). This module takes it apart on the stored
+per-head probabilities, with user-level intervals (`studylib.inference`):
+
+- **Shift against error.** The main model trains on one scenario and is judged on another. Each
+  head's intercept is re-fitted on the labels of half of the evaluation set's users
+  (calibration-in-the-large: the logit shift that makes the head's mean prediction equal those
+  users' positive rate), and the regret is measured on the other half before and after. What the
+  re-fit removes is what the shift of base rates costs; what remains is the model's own error.
+  A head with fewer than 50 positives among the fitting users keeps its intercept.
+- **Head by head.** One head's prediction replaced by its true probability at a time: the regret
+  each head's error costs (the heads interact through the ranking, so these need not add up).
+- **Budget.** The share of the oracle's gain the model captures for several top-k sizes and
+  candidate-pool sizes (the first n candidates of each request: candidates are drawn
+  independently, so they are a random subset of the request).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit, logit
+
+from studylib import inference
+from studylib.errors import StudyError
+from studylib.ranking import ScoredSet, Requests, feed_comparison, random_scores, top_k_value
+
+CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
+
+
+def user_halves(users: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[R] bool: True for the requests whose user falls in the fitting half (a seeded split of the
+    distinct users, so one user's requests are all on one side)."""
+    distinct = np.unique(users)
+    fitting = np.random.default_rng([int(seed), 0xCA11B]).permutation(distinct)[: distinct.size // 2]
+    return np.isin(users, fitting)
+
+
+def intercept_shift(prob: np.ndarray, target_rate: float) -> float:
+    """The logit shift b with mean(sigmoid(logit(prob) + b)) = target_rate (0 < target_rate < 1)."""
+    if not 0 < target_rate < 1:
+        raise StudyError(f"recalibration: a head's positive rate must be in (0, 1), got {target_rate}")
+    z = logit(np.clip(prob, CLIP, 1 - CLIP))
+    return float(brentq(lambda b: expit(z + b).mean() - target_rate, -30.0, 30.0, xtol=1e-12))
+
+
+def recalibrated(prob: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """prob, labels [R, n, H] (padding included), fit [R, n] bool: the valid candidates to fit on.
+    Returns (prob with each head's intercept re-fitted on `fit`, the shifts [H]). A head with fewer
+    than MIN_POSITIVES positives (or negatives) there keeps its intercept: its shift is NaN."""
+    shifts = np.full(prob.shape[-1], np.nan)
+    for h in range(prob.shape[-1]):
+        y = labels[..., h][fit]
+        if min(y.sum(), y.size - y.sum()) >= inference.MIN_POSITIVES:
+            shifts[h] = intercept_shift(prob[..., h][fit], float(y.mean()))
+    z = logit(np.clip(prob, CLIP, 1 - CLIP)) + np.nan_to_num(shifts)
+    return expit(z), shifts
+
+
+def _subset(scored: ScoredSet, rows: np.ndarray) -> ScoredSet:
+    """The requests `rows` ([R] bool) of a scored set."""
+    requests = Requests(scored.requests.ids[rows], scored.requests.index[rows], scored.requests.mask[rows])
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    return ScoredSet(scored.heads, requests, scored.prob[rows], pick(scored.truth), scored.cohort, scored.user,
+                     pick(scored.labels))
+
+
+def _regret_share(removed: np.ndarray, regret: np.ndarray, W: np.ndarray) -> tuple[float, float, float]:
+    """Σ removed / Σ regret over requests, with its user-bootstrap interval (same resamples); NaN
+    where there is no regret to share (the oracle)."""
+    if not regret.sum() > 0:
+        return np.nan, np.nan, np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low, high = inference.interval((W @ removed) / (W @ regret))
+    return float(removed.sum() / regret.sum()), low, high
+
+
+def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int = 1000, seed: int = 0
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The regret of the model's top k on the report half of the users, taken apart.
+
+    Returns (parts, heads). `parts`: one row per part (regret of the model, of the model with
+    re-fitted intercepts, the shift's cost = their difference, and its share of the regret), each
+    with a 95 % user-level interval. `heads`: per head, the regret removed by replacing that head's
+    prediction with its true probability, its share of the model's regret, and the head's mean
+    prediction over its true mean before and after the re-fit (on the report half).
+    """
+    if scored.truth is None or scored.labels is None:
+        raise StudyError("regret decomposition: the scored set needs true_prob.* and label.* columns")
+    users = scored.request_users()
+    fit_rows = user_halves(users, seed)
+    if fit_rows.all() or not fit_rows.any():
+        raise StudyError("regret decomposition: needs at least two users to split into halves")
+    fitting, report = _subset(scored, fit_rows), _subset(scored, ~fit_rows)
+    calibrated_prob, shifts = _refit(fitting, report)
+    mask, w = report.requests.mask, np.asarray(weights, np.float64)
+    value = report.true_value(w)
+    best = top_k_value(value, value, mask, k)
+    utility = top_k_value(report.scores(w), value, mask, k)
+    regret = best - utility
+    regret_calibrated = best - top_k_value(np.einsum("rnh,h->rn", calibrated_prob, w), value, mask, k)
+    W = inference.bootstrap_weights(users[~fit_rows], n_resamples, seed)
+
+    def mean_row(part: str, values: np.ndarray) -> dict:
+        low, high = inference.interval((W @ values) / W.sum(axis=1))
+        return {"part": part, "mean": float(values.mean()), "low": low, "high": high}
+
+    shift_cost = regret - regret_calibrated
+    share, share_low, share_high = _regret_share(shift_cost, regret, W)
+    parts = pd.DataFrame([mean_row("regret of the model", regret),
+                          mean_row("regret after re-fitting each head's intercept", regret_calibrated),
+                          mean_row("cost of the shift (removed by the re-fit)", shift_cost),
+                          {"part": "shift's share of the regret", "mean": share, "low": share_low, "high": share_high}])
+    parts["requests"], parts["users"] = int(mask.shape[0]), int(np.unique(users[~fit_rows]).size)
+
+    valid = mask[..., None]
+    truth_mean = (report.truth * valid).sum(axis=(0, 1)) / mask.sum()
+    rows = []
+    for h, head in enumerate(scored.heads):
+        swapped = report.prob.copy()
+        swapped[..., h] = report.truth[..., h]
+        removed = top_k_value(np.einsum("rnh,h->rn", swapped, w), value, mask, k) - utility
+        est, low, high = _regret_share(removed, regret, W)
+        rows.append({"head": head, "weight": float(w[h]), "regret_removed": float(removed.mean()),
+                     "share_of_regret": est, "share_low": low, "share_high": high,
+                     "intercept_shift": float(shifts[h]), "refitted": bool(np.isfinite(shifts[h])),
+                     "mean_over_truth": float((report.prob[..., h] * mask).sum() / mask.sum() / truth_mean[h]),
+                     "mean_over_truth_refitted": float((calibrated_prob[..., h] * mask).sum() / mask.sum()
+                                                       / truth_mean[h])})
+    return parts, pd.DataFrame(rows)
+
+
+def _refit(fitting: ScoredSet, report: ScoredSet) -> tuple[np.ndarray, np.ndarray]:
+    """Intercepts fitted on the fitting half's labels, applied to the report half's predictions."""
+    _, shifts = recalibrated(fitting.prob, fitting.labels, fitting.requests.mask)
+    z = logit(np.clip(report.prob, CLIP, 1 - CLIP)) + np.nan_to_num(shifts)
+    return expit(z), shifts
+
+
+def calibration_ratios(scored: ScoredSet, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per head, the mean prediction over the mean true probability, with a user-level interval
+    (1: calibrated in the large; below 1: the head under-predicts on this set)."""
+    if scored.truth is None:
+        raise StudyError("calibration ratios: the scored set needs true_prob.* columns")
+    mask = scored.requests.mask
+    W = inference.bootstrap_weights(scored.request_users(), n_resamples, seed)
+    pred = (scored.prob * mask[..., None]).sum(axis=1)  # [R, H] per request sums
+    true = (scored.truth * mask[..., None]).sum(axis=1)
+    boot = (W @ pred) / (W @ true)  # [B, H]
+    rows = []
+    for h, head in enumerate(scored.heads):
+        low, high = inference.interval(boot[:, h])
+        rows.append({"head": head, "mean_over_truth": float(pred[:, h].sum() / true[:, h].sum()),
+                     "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def by_budget(scored: ScoredSet, weights: np.ndarray, ks: list[int], pools: list[int], n_resamples: int = 1000,
+              seed: int = 0) -> pd.DataFrame:
+    """The model's regret and share of the oracle's gain over a random order, for every top-k size
+    `ks` and candidate-pool size `pools` (the first n candidates of each request) with k < n."""
+    width = scored.requests.mask.shape[1]
+    if any(n < 2 or n > width for n in pools):
+        raise StudyError(f"regret by budget: pool sizes must be in [2, {width}], got {pools}")
+    rows, value = [], scored.true_value(np.asarray(weights, np.float64))
+    for n in pools:
+        mask = scored.requests.mask & (np.arange(width) < n)
+        rankings = {"model": scored.scores(weights), "random": random_scores(mask, seed)}
+        for k in (k for k in ks if 1 <= k < n):
+            summary, _ = feed_comparison(rankings, value, mask, scored.request_users(), k, n_resamples, seed)
+            keep = summary[(summary["ranking"] == "model") & summary["metric"].isin(["regret", "oracle_gain_share"])]
+            rows += [{"pool": n, "k": k, **row} for row in keep.drop(columns="ranking").to_dict("records")]
+    return pd.DataFrame(rows)
+
+
+def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """per_seed: rows (seed, metric, mean) of one feed metric per training seed. Per metric: the
+    mean over seeds, the seeds' standard deviation and a 95 % t-interval over seeds (the
+    variance a reader would see by training again, which a bootstrap over users does not hold)."""
+    from scipy import stats
+
+    rows = []
+    for metric, group in per_seed.groupby("metric", sort=False):
+        values = group["mean"].to_numpy(np.float64)
+        n, mean = values.size, float(values.mean())
+        sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+        rows.append({"metric": metric, "seeds": n, "mean": mean, "seed_sd": sd, "low": mean - half,
+                     "high": mean + half, "min": float(values.min()), "max": float(values.max())})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
+           "user_halves"]
