@@ -403,8 +403,10 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
     return Finding("score_shares", "03_score", text, numbers, verdict, "03_shares.csv")
 
 
-def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Finding:
-    """summary: ranking.feed_comparison rows for rankings model, oracle, random."""
+def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: pd.DataFrame | None = None
+                           ) -> Finding:
+    """summary: ranking.feed_comparison rows for rankings model, oracle, random; seeds:
+    regret.across_seeds rows (metric regret, oracle_gain_share) of the main model's training seeds."""
     m = summary.set_index(["ranking", "metric"])
     row = lambda metric: m.loc[("model", metric)]  # noqa: E731
     numbers = {"weights": weights, "oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
@@ -425,7 +427,96 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int) -> Findi
             f"{100 * share:.0f} % ({_ci(100 * numbers['gain_share_low'], 100 * numbers['gain_share_high'], '.0f')}) of what "
             f"the oracle gains over a random order; Kendall's τ with the oracle's order "
             f"{numbers['kendall_tau_oracle']:.2f}, NDCG@{k} {numbers[f'ndcg@{k}']:.2f}.")
+    if seeds is not None and len(seeds) and int(seeds["seeds"].iloc[0]) > 1:
+        by = seeds.set_index("metric")
+        r, g = by.loc["regret"], by.loc["oracle_gain_share"]
+        numbers.update(seeds=int(r["seeds"]), seed_regret_mean=float(r["mean"]), seed_regret_sd=float(r["seed_sd"]),
+                       seed_regret_low=float(r["low"]), seed_regret_high=float(r["high"]),
+                       seed_gain_share_mean=float(g["mean"]), seed_gain_share_low=float(g["low"]),
+                       seed_gain_share_high=float(g["high"]))
+        text += (f" Trained again with {int(r['seeds'])} seeds, the regret is {r['mean']:.3g} on average (seed SD "
+                 f"{r['seed_sd']:.2g}; 95 % t-interval over seeds {r['low']:.3g} to {r['high']:.3g}) and the share "
+                 f"{100 * g['mean']:.0f} % ({100 * g['low']:.0f} to {100 * g['high']:.0f} %): the interval above is "
+                 "about sampling users for one trained model, this one about training it again.")
     return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, "03_feed.csv")
+
+
+def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.DataFrame, shifted: pd.DataFrame,
+                         ratios: pd.DataFrame, matched_set: str, shifted_set: str, k: int) -> Finding:
+    """parts, heads: regret.decompose on the shifted set; matched, shifted: ranking.feed_comparison
+    rows (ranking model) on the model's own distribution and on the shifted set; ratios:
+    regret.calibration_ratios on the shifted set."""
+    p = parts.set_index("part")
+    share = p.loc["shift's share of the regret"]
+    cost = p.loc["cost of the shift (removed by the re-fit)"]
+    left = p.loc["regret after re-fitting each head's intercept"]
+    feed = {name: t[t["ranking"] == "model"].set_index("metric") for name, t in (("matched", matched),
+                                                                             ("shifted", shifted))}
+    numbers = {"k": k, "matched_set": matched_set, "shifted_set": shifted_set,
+               **{f"{name}_{m}{suffix}": float(feed[name].loc[m, col]) for name in feed
+                  for m in ("regret", "oracle_gain_share") for suffix, col in (("", "mean"), ("_low", "low"),
+                                                                              ("_high", "high"))},
+               "report_regret": float(p.loc["regret of the model", "mean"]), "shift_cost": float(cost["mean"]),
+               "shift_cost_low": float(cost["low"]), "shift_cost_high": float(cost["high"]),
+               "shift_share": float(share["mean"]), "shift_share_low": float(share["low"]),
+               "shift_share_high": float(share["high"]), "error_regret": float(left["mean"]),
+               "report_requests": int(p["requests"].iloc[0]), "report_users": int(p["users"].iloc[0])}
+    top = heads.dropna(subset=["share_of_regret"]).sort_values("share_of_regret", ascending=False).head(2)
+    for i, row in enumerate(top.itertuples(), 1):
+        numbers[f"top{i}_head"], numbers[f"top{i}_head_share"] = row.head, float(row.share_of_regret)
+    off = ratios[(ratios["low"] > 1) | (ratios["high"] < 1)]
+    numbers["heads_off_calibration"] = len(off)
+    m, sh = feed["matched"], feed["shifted"]
+    text = (f"On held-out data from its own training distribution (`{matched_set}`) the model's top {k} captures "
+            f"{100 * m.loc['oracle_gain_share', 'mean']:.0f} % "
+            f"({_ci(100 * m.loc['oracle_gain_share', 'low'], 100 * m.loc['oracle_gain_share', 'high'], '.0f')}) of "
+            f"the oracle's gain over a random order; on the shifted `{shifted_set}` set "
+            f"{100 * sh.loc['oracle_gain_share', 'mean']:.0f} % "
+            f"({_ci(100 * sh.loc['oracle_gain_share', 'low'], 100 * sh.loc['oracle_gain_share', 'high'], '.0f')}). "
+            f"Re-fitting each head's intercept on the labels of half of the `{shifted_set}` users "
+            f"{'lowers' if numbers['shift_cost'] > 0 else 'raises'} the regret "
+            f"on the other half ({numbers['report_requests']:,} requests, {numbers['report_users']:,} users) from "
+            f"{numbers['report_regret']:.3g} to {numbers['error_regret']:.3g}: the shift of base rates costs "
+            f"{numbers['shift_cost']:.3g} ({_ci(numbers['shift_cost_low'], numbers['shift_cost_high'], '.3g')}), "
+            f"{100 * numbers['shift_share']:.0f} % of the regret "
+            f"({_ci(100 * numbers['shift_share_low'], 100 * numbers['shift_share_high'], '.0f')}); the rest is the "
+            f"model's own error.")
+    if len(top):
+        text += (" Replacing one head's prediction by its true probability removes most for " +
+                 " and ".join(f"{r.head} ({100 * r.share_of_regret:.0f} % of the regret)" for r in top.itertuples())
+                 + ".")
+    if len(off):
+        text += (f" On `{shifted_set}` {'1 head has its' if len(off) == 1 else f'{len(off)} heads have their'} "
+                 "mean prediction outside the interval of the true mean (mean prediction / true mean): "
+                 + ", ".join(f"{r.head} ({r.mean_over_truth:.2f}×)" for r in off.itertuples()) + ".")
+    else:
+        text += f" On `{shifted_set}` every head's mean prediction is within its interval of the true mean."
+    verdict = ("shift dominates" if share["low"] > 0.5 else "model error dominates" if share["high"] < 0.5
+               else "shift and error both matter")
+    return Finding("regret_decomposition", "03_score", text, numbers, verdict, "03_regret_parts.csv")
+
+
+def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
+    """grid: regret.by_budget rows (pool, k, metric, mean, low, high)."""
+    share = grid[grid["metric"] == "oracle_gain_share"].reset_index(drop=True)
+    lo, hi = share.loc[share["mean"].idxmin()], share.loc[share["mean"].idxmax()]
+    here = share[(share["k"] == k) & (share["pool"] == pool)]
+    numbers = {"k": k, "pool": pool, "min_share": float(lo["mean"]), "min_share_k": int(lo["k"]),
+               "min_share_pool": int(lo["pool"]), "max_share": float(hi["mean"]), "max_share_k": int(hi["k"]),
+               "max_share_pool": int(hi["pool"]), "budgets": len(share)}
+    if len(here):
+        numbers["study_share"] = float(here["mean"].iloc[0])
+    apart = bool(hi["low"] > lo["high"])
+    text = (f"Over {len(share)} feed sizes (top {', '.join(map(str, sorted(share['k'].unique())))} of "
+            f"{', '.join(map(str, sorted(share['pool'].unique())))} candidates) the model's share of the oracle's gain "
+            f"over a random order runs from {100 * lo['mean']:.0f} % (top {int(lo['k'])} of {int(lo['pool'])}) to "
+            f"{100 * hi['mean']:.0f} % (top {int(hi['k'])} of {int(hi['pool'])})")
+    text += (f"; the two intervals do not overlap, so the study's top {k} of {pool} "
+             f"({100 * numbers.get('study_share', math.nan):.0f} %) is one point of a curve, not the model's "
+             "single quality." if apart else "; their intervals overlap: at this evaluation size the share does "
+             "not measurably depend on the feed's size.")
+    return Finding("feed_by_budget", "03_score", text, numbers, "depends on the feed's size" if apart else
+                   "no measurable dependence", "03_budget.csv")
 
 
 def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline") -> Finding:

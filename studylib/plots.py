@@ -200,6 +200,48 @@ def feed_comparison(summary: pd.DataFrame, metrics: dict[str, str], title: str, 
     return _finish(fig, title)
 
 
+def regret_by_head(heads: pd.DataFrame, shifted_set: str) -> plt.Figure:
+    """heads (regret.decompose): per head the share of the model's regret removed by its true
+    probability (95 % user-level CI), and its mean prediction over the truth before/after the re-fit."""
+    order = heads.sort_values("share_of_regret", ascending=False, na_position="last")
+    y = np.arange(len(order))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 0.32 * len(order) + 2.2), sharey=True)
+    left.errorbar(order["share_of_regret"], y, xerr=[order["share_of_regret"] - order["share_low"],
+                                                     order["share_high"] - order["share_of_regret"]],
+                  fmt="o", capsize=3)
+    left.axvline(0, color="grey", lw=0.8)
+    left.set_xlabel("share of the model's regret removed\nby this head's true probability")
+    right.scatter(order["mean_over_truth"], y, label="model", marker="o")
+    right.scatter(order["mean_over_truth_refitted"], y, label="intercept re-fitted", marker="x")
+    right.axvline(1, color="grey", lw=0.8)
+    right.set_xscale("log")
+    right.set_xlabel(f"mean prediction / mean truth on {shifted_set}")
+    right.legend(loc="lower right", fontsize="small")
+    left.set_yticks(y, [_wrap(h) for h in order["head"]])
+    left.invert_yaxis()
+    return _finish(fig, f"Where the regret comes from, head by head ({shifted_set}, report half of the users)")
+
+
+def gain_share_by_budget(grid: pd.DataFrame, k: int, pool: int) -> plt.Figure:
+    """grid (regret.by_budget): the model's share of the oracle's gain over a random order against
+    top-k size, one line per candidate-pool size (95 % user-level CI); the study's (k, pool) marked."""
+    share = grid[grid["metric"] == "oracle_gain_share"]
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.6, 3.6))
+    for n, sub in share.groupby("pool"):
+        sub = sub.sort_values("k")
+        ax.errorbar(sub["k"], sub["mean"], yerr=[sub["mean"] - sub["low"], sub["high"] - sub["mean"]],
+                    marker="o", capsize=3, label=f"{n} candidates")
+    mark = share[(share["k"] == k) & (share["pool"] == pool)]
+    ax.scatter(mark["k"], mark["mean"], s=160, facecolors="none", edgecolors="black", zorder=3,
+               label=f"the study's top {k} of {pool}")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(share["k"].unique()), [str(v) for v in sorted(share["k"].unique())])
+    ax.set_xlabel("top k shown")
+    ax.set_ylabel("share of the oracle's gain\nover a random order")
+    ax.legend(fontsize="small")
+    return _finish(fig, "The model's feed against the feed's size")
+
+
 def reliability(curves: pd.DataFrame) -> plt.Figure:
     """curves: head, bin_mean_prediction, observed_rate, rate_low, rate_high, count, evaluable. One panel per head."""
     heads = list(dict.fromkeys(curves["head"]))

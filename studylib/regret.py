@@ -176,6 +176,21 @@ def by_budget(scored: ScoredSet, weights: np.ndarray, ks: list[int], pools: list
     return pd.DataFrame(rows)
 
 
+def seed_feed_metrics(sets: dict[int, ScoredSet], weights: np.ndarray, k: int, seed: int = 0) -> pd.DataFrame:
+    """sets: training seed -> the same requests scored by that seed's model. Rows (seed, metric, mean):
+    each model's mean regret against the oracle and its share of the oracle's gain over the random
+    order of `ranking.feed_comparison` (same seed, so the numbers match its table)."""
+    rows = []
+    for train_seed, scored in sets.items():
+        mask, value = scored.requests.mask, scored.true_value(np.asarray(weights, np.float64))
+        best, floor = top_k_value(value, value, mask, k), top_k_value(random_scores(mask, seed), value, mask, k)
+        utility = top_k_value(scored.scores(weights), value, mask, k)
+        rows += [{"seed": train_seed, "metric": "regret", "mean": float((best - utility).mean())},
+                 {"seed": train_seed, "metric": "oracle_gain_share",
+                  "mean": float((utility - floor).sum() / (best - floor).sum())}]
+    return pd.DataFrame(rows)
+
+
 def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """per_seed: rows (seed, metric, mean) of one feed metric per training seed. Per metric: the
     mean over seeds, the seeds' standard deviation and a 95 % t-interval over seeds (the
@@ -194,4 +209,4 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
-           "user_halves"]
+           "seed_feed_metrics", "user_halves"]

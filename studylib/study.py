@@ -78,6 +78,10 @@ class Paths:
         """The study's model (heads paired with labels by name): trained in chapter 2, scored in 3."""
         return self.run(MAIN_RUN)
 
+    def seed_runs(self, train_seed: int, seeds: int) -> list[Path]:
+        """The main model trained with seeds train_seed, train_seed + 1, ...: the main run first."""
+        return [self.main_run] + [self.run(f"{MAIN_RUN}_seed{train_seed + i}") for i in range(1, seeds)]
+
     @property
     def fork_run(self) -> Path:
         """The fork's experiment, a model trained on random labels: chapter 2 trains it, 3 scores it, 4 reads it."""

@@ -340,3 +340,64 @@ def test_interval_columns_merge_for_reading():
     shown = with_intervals(table)
     assert list(shown.columns) == ["head", "auroc", "positives"]
     assert shown["auroc"].tolist() == ["0.750 [0.700, 0.800]", "—"] and shown["positives"].tolist() == [10, 3]
+
+
+def test_convergence_finding_judges_curves_by_the_stopping_rule():
+    flat = {2: 0.50, 4: 0.40, 6: 0.3999, 8: 0.3998}
+    falling = {2: 0.50, 4: 0.40, 6: 0.35, 8: 0.30}
+    judged = findings.convergence({0: falling}, patience=2, min_delta=0.002, max_steps=8, applied=False)
+    assert judged.verdict == "still learning" and "still falling" in judged.text and "not a converged one" in judged.text
+    assert judged.numbers["max_recent_gain"] == pytest.approx(1 - 0.30 / 0.40)
+    stopped = findings.convergence({0: flat, 1: dict(list(flat.items())[:3])}, 2, 0.002, 100, applied=True)
+    assert stopped.verdict == "still learning" and stopped.numbers["plateaued"] == 1  # seed 1 stopped too early to tell
+    both = findings.convergence({0: flat, 1: flat}, 2, 0.002, 100, applied=True)
+    assert both.verdict == "converged" and "at step 8 of at most 100" in both.text
+    assert findings.convergence({}, 2, 0.002, 8, applied=False).verdict == "unknown"
+
+
+def _decomposition(shift_share, off_ratio=1.0):
+    parts = pd.DataFrame({"part": ["regret of the model", "regret after re-fitting each head's intercept",
+                                   "cost of the shift (removed by the re-fit)", "shift's share of the regret"],
+                          "mean": [10.0, 10.0 * (1 - shift_share), 10.0 * shift_share, shift_share],
+                          "low": [9.0, 1.0, 10.0 * shift_share - 1, shift_share - 0.1],
+                          "high": [11.0, 9.0, 10.0 * shift_share + 1, shift_share + 0.1],
+                          "requests": 100, "users": 90})
+    heads = pd.DataFrame({"head": ["like", "negative", "report"], "share_of_regret": [0.1, 0.6, np.nan]})
+    feed = lambda share: pd.DataFrame({"ranking": "model", "metric": ["regret", "oracle_gain_share"],  # noqa: E731
+                                       "mean": [10.0, share], "low": [9.0, share - 0.05], "high": [11.0, share + 0.05]})
+    ratios = pd.DataFrame({"head": ["like", "negative", "report"], "mean_over_truth": [1.0, off_ratio, 1.0],
+                           "low": [0.9, off_ratio - 0.05, 0.5], "high": [1.1, off_ratio + 0.05, 2.0]})
+    return findings.regret_decomposition(parts, heads, feed(0.9), feed(0.8), ratios, "cohorts", "planted", 10)
+
+
+def test_regret_decomposition_names_the_larger_part_and_the_heads():
+    shift = _decomposition(0.8, off_ratio=0.57)
+    assert shift.verdict == "shift dominates" and shift.numbers["shift_share"] == 0.8
+    assert shift.numbers["top1_head"] == "negative" and shift.numbers["heads_off_calibration"] == 1
+    assert "lowers the regret" in shift.text and "negative (0.57×)" in shift.text and "90 %" in shift.text
+    error = _decomposition(0.2)
+    assert error.verdict == "model error dominates" and "within its interval of the true mean" in error.text
+    assert _decomposition(0.5).verdict == "shift and error both matter"
+
+
+def test_feed_by_budget_calls_a_dependence_only_when_intervals_part():
+    def grid(low_high):
+        return pd.DataFrame({"pool": [10, 50, 50], "k": [5, 5, 10], "metric": "oracle_gain_share",
+                             "mean": [0.5, 0.7, 0.8], "low": [0.45, 0.65, low_high], "high": [0.55, 0.75, 0.85]})
+    apart = findings.feed_by_budget(grid(0.75), k=10, pool=50)
+    assert apart.verdict == "depends on the feed's size" and apart.numbers["study_share"] == 0.8
+    assert apart.numbers["min_share_pool"] == 10 and apart.numbers["max_share_k"] == 10
+    assert findings.feed_by_budget(grid(0.5), 10, 50).verdict == "no measurable dependence"
+
+
+def test_regret_finding_carries_the_seed_interval():
+    summary = pd.DataFrame({"ranking": ["model"] * 5 + ["oracle", "random"],
+                            "metric": ["utility", "regret", "oracle_gain_share", "kendall_tau_oracle", "ndcg@10",
+                                       "utility", "utility"],
+                            "mean": [5.0, 2.0, 0.7, 0.5, 0.8, 7.0, 0.0], "low": 0.0, "high": 1.0})
+    seeds = pd.DataFrame({"metric": ["regret", "oracle_gain_share"], "seeds": 5, "mean": [2.1, 0.69],
+                          "seed_sd": [0.3, 0.02], "low": [1.7, 0.66], "high": [2.5, 0.72]})
+    with_seeds = findings.model_vs_oracle_regret(summary, "april_2023", 10, seeds)
+    assert with_seeds.numbers["seeds"] == 5 and with_seeds.numbers["seed_regret_high"] == 2.5
+    assert "Trained again with 5 seeds" in with_seeds.text
+    assert "seeds" not in findings.model_vs_oracle_regret(summary, "april_2023", 10).numbers

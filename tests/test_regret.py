@@ -105,3 +105,19 @@ def test_across_seeds_gives_the_t_interval_over_seeds():
     assert row["seeds"] == 5 and row["mean"] == pytest.approx(values.mean())
     assert (row["low"], row["high"]) == pytest.approx((low, high))
     assert row["seed_sd"] == pytest.approx(values.std(ddof=1))
+
+
+def test_seed_feed_metrics_match_the_feed_table():
+    from studylib.ranking import feed_comparison, random_scores
+
+    truth, labels, ids, user = world(requests=300, users=150)
+    noisy = expit(logit(truth) + np.random.default_rng(1).normal(0, 1, truth.shape))
+    sets = {0: scored_set(noisy, truth, labels, ids, user), 1: scored_set(truth, truth, labels, ids, user)}
+    rows = regret.seed_feed_metrics(sets, WEIGHTS, k=5, seed=7).set_index(["seed", "metric"])["mean"]
+    model = sets[0]
+    summary, _ = feed_comparison({"model": model.scores(WEIGHTS), "random": random_scores(model.requests.mask, 7)},
+                                 model.true_value(WEIGHTS), model.requests.mask, model.request_users(), 5, 50, 7)
+    table = summary[summary["ranking"] == "model"].set_index("metric")["mean"]
+    assert rows[(0, "regret")] == pytest.approx(table["regret"])
+    assert rows[(0, "oracle_gain_share")] == pytest.approx(table["oracle_gain_share"])
+    assert rows[(1, "regret")] == 0 and rows[(1, "oracle_gain_share")] == pytest.approx(1.0)
