@@ -64,7 +64,7 @@ def contribution_shares(prob: np.ndarray, weights: np.ndarray, heads: tuple[str,
 # ---------------------------------------------------------------- TwHIN embeddings
 
 
-SCORER_ORDER = ("random", "popularity", "trained", "trained_node_bias", "oracle")
+SCORER_ORDER = ("random", "popularity", "pooled_popularity", "trained", "trained_node_bias", "oracle")
 
 
 def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", ranking: str = "filtered",
@@ -91,6 +91,11 @@ def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", rank
                 table[f"{scorer}_{bound}"] = sub[sub["scorer"] == scorer].set_index("relation")[column].reindex(relations)
     if {"trained", "oracle"} <= set(scorers):
         table["trained_of_oracle"] = table["trained"] / table["oracle"]
+    if "share_over_popularity" in sub:  # each scorer's share of the oracle's gain over popularity
+        for scorer in scorers:
+            rows = sub[sub["scorer"] == scorer].set_index("relation").reindex(relations)
+            for suffix in ("", "_low", "_high"):
+                table[f"{scorer}_over_popularity{suffix}"] = rows[f"share_over_popularity{suffix}"]
     return table
 
 

@@ -118,7 +118,8 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
 
 
-TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's on every relation
+TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's (secondary: popularity is the bar)
+PERSONAL_SIGNAL = 0.25  # the oracle must beat popularity's MRR by this share for a share of that gain to mean much
 
 
 def _paired_versus_trained(evaluation: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
@@ -159,24 +160,57 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                **{f"{r}_oracle_mrr": float(main.loc[r, "oracle"]) for r in main.index},
                **{f"{r}_trained_of_oracle": float(share[r]) for r in share.index},
                **{f"{r}_unseen_trained_of_oracle": float(unseen.loc[r, "trained_of_oracle"]) for r in unseen.index}}
-    text = (f"After {steps} steps the trained embeddings reach {100 * share.min():.0f}–{100 * share.max():.0f} % of "
-            f"the oracle's MRR (filtered ranks of the right-hand side, all held-out pairs); "
-            f"{len(met)} of {len(share)} relations meet the goal of {100 * TWHIN_GOAL:.0f} %")
-    missed = [r for r in share.index if r not in met]
-    text += f" (below: {', '.join(missed)})." if missed else "."
+    text = f"After {steps} steps"
+    if "trained_over_popularity" in main:  # the headline: the bar is popularity, the ceiling the oracle
+        gap = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                         & (evaluation["pairs"] == "all") & (evaluation["scorer"] == "trained")].set_index("relation")
+        signal = [r for r in main.index if gap.loc[r, "oracle_over_popularity_low"] > 0
+                  and gap.loc[r, "oracle_over_popularity"] >= PERSONAL_SIGNAL * main.loc[r, "popularity"]]
+        numbers.update({f"{r}_{name}{suffix}": float(v) for r in main.index
+                        for name, frame, column in (("trained_over_popularity", main, "trained_over_popularity"),
+                                                    ("oracle_over_popularity", gap, "oracle_over_popularity"))
+                        for suffix in ("", "_low", "_high") for v in [frame.loc[r, column + suffix]]})
+        numbers["relations_with_personal_signal"] = len(signal)
+        if signal:
+            text += (", of what the oracle gains over ranking by popularity (training degree) the trained embeddings "
+                     "reach " + ", ".join(f"{r} {100 * main.loc[r, 'trained_over_popularity']:+.0f} % "
+                                          f"({100 * main.loc[r, 'trained_over_popularity_low']:+.0f} to "
+                                          f"{100 * main.loc[r, 'trained_over_popularity_high']:+.0f})" for r in signal)
+                     + " (MRR, filtered ranks of the right-hand side, all held-out pairs; 95 % intervals over users; "
+                     "0 % is popularity, 100 % the oracle)")
+        flat = [r for r in main.index if r not in signal]
+        if flat:
+            text += ("; in " + _named(flat) + " the oracle's MRR is within "
+                     f"{100 * PERSONAL_SIGNAL:.0f} % of popularity's or its gain's interval holds 0 (" +
+                     ", ".join(f"{r} {gap.loc[r, 'oracle_over_popularity']:+.4f} on {main.loc[r, 'popularity']:.4f}"
+                               for r in flat) +
+                     "): at this size the world leaves too little personal signal there for a share of it to be "
+                     "measured")
+        text += "."
+    versus = _paired_versus_trained(evaluation)
+    below_popularity = versus.get("popularity", ([], []))[0]
+    if "popularity" in versus:
+        higher, lower = versus["popularity"]
+        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower))
+        text += (f" Compared pair by pair (paired interval over users), popularity is ahead of the trained embeddings "
+                 f"in {_named(higher)} and behind in {_named(lower)}.")
+    if "pooled_popularity" in versus and below_popularity:
+        higher, lower = versus["pooled_popularity"]
+        numbers.update(pooled_popularity_higher=len(higher), pooled_popularity_lower=len(lower))
+        text += (" A translation score <user, tweet + t_rel> ranks a user's tweets in the same order for every "
+                 "relation, so the popularity it can learn is one order over all relations: the training degree "
+                 f"summed over them is ahead of the trained embeddings in {_named(higher)}, behind in "
+                 f"{_named(lower)}, and within its interval elsewhere.")
+    text += (f" As a share of the oracle's MRR the trained embeddings reach {100 * share.min():.0f}–"
+             f"{100 * share.max():.0f} %, popularity included")
+    text += (f" ({len(met)} of {len(share)} relations at {100 * TWHIN_GOAL:.0f} % or more)." if len(met) < len(share)
+             else ".")
     if (evaluation["ranking"] == "raw").any():
         raw = link_prediction_table(evaluation, "rhs", "raw", "all")["trained_of_oracle"]
         numbers.update(raw_min_trained_of_oracle=float(raw.min()), raw_max_trained_of_oracle=float(raw.max()))
         text += f" With raw ranks (other true entities counted as negatives) it is {100 * raw.min():.0f}–{100 * raw.max():.0f} %."
     text += (f" On the held-out pairs that never occur in training the share is "
              f"{100 * unseen['trained_of_oracle'].min():.0f}–{100 * unseen['trained_of_oracle'].max():.0f} %.")
-    versus = _paired_versus_trained(evaluation)
-    if "popularity" in versus:
-        higher, lower = versus["popularity"]
-        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower))
-        text += (f" Against ranking tweets by their training degree alone (popularity), compared pair by pair with "
-                 f"a paired interval over users, the trained MRR is lower in {_named(higher)} and higher in "
-                 f"{_named(lower)}; elsewhere the difference is within its interval.")
     if "trained_node_bias" in versus:
         higher, lower = versus["trained_node_bias"]
         gain = main["trained_node_bias"] - main["trained"]
@@ -192,7 +226,15 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                  f"{len(above)} of {len(reverse)} relations on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
                  "pairs that were drawn more than once (the generator resamples a finite pool), which no "
                  "model of the probabilities can know.")
-    verdict = "goal met on every relation" if not missed else f"goal met on {len(met)}/{len(share)}"
+    if "popularity" not in versus:
+        verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
+    elif not below_popularity:
+        verdict = "at or above popularity on every relation"
+    else:
+        pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
+        verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
+                   + (f", at or above the popularity a translation score can carry on {len(share) - len(pooled_ahead)}"
+                      if "pooled_popularity" in versus else ""))
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
 
 

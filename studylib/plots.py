@@ -487,7 +487,8 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
 
 # ---------------------------------------------------------------- 01b TwHIN
 
-SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularity (train degree)", "trained": "trained TwHIN",
+SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularity (train degree)",
+                 "pooled_popularity": "popularity over all relations", "trained": "trained TwHIN",
                  "trained_node_bias": "trained TwHIN + node bias", "oracle": "oracle (planted truth)"}
 VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
 

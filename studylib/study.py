@@ -307,7 +307,8 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
         raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
     beside = beside or {}
     settings = {"checkpoint": file_sha256(run / CHECKPOINT), "max_edges": int(max_edges), "resamples": int(resamples),
-                "seed": int(seed), "beside": {name: file_sha256(Path(d) / CHECKPOINT) for name, d in beside.items()}}
+                "seed": int(seed), "beside": {name: file_sha256(Path(d) / CHECKPOINT) for name, d in beside.items()},
+                "scorers": "with pooled popularity, share over popularity"}  # the table's columns
 
     def build() -> None:
         with _threads(1):

@@ -22,8 +22,8 @@ from studylib.io import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
 from studylib.twhin.cli import register
-from studylib.twhin.evaluate import (PopularityScorer, _queries, evaluate_run, rank_metrics, rank_pairs, trained_scorer,
-                                     translation_offsets)
+from studylib.twhin.evaluate import (EmbeddingScorer, PooledPopularityScorer, PopularityScorer, _queries, evaluate_run,
+                                     rank_metrics, rank_pairs, trained_scorer, translation_offsets)
 from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.config import load_twhin_config
@@ -470,6 +470,43 @@ def test_popularity_scorer_ranks_by_training_degree(planted):
     scores = scorer.matrix(0, np.array([0, 1]), np.arange(train.tables["tweet"]))
     assert np.ptp(scores[0] - scores[1]) < 1e-12  # the same order of tweets for every user
     np.testing.assert_allclose(scores[0] - scores[0].min(), np.log1p(degree) - np.log1p(degree).min())
+
+
+def test_pooled_popularity_sums_the_degree_over_relations_of_one_table(planted):
+    splits = load_splits(str(planted), load_twhin_config(), SplitSpec())
+    train = splits["train"]
+    tweet_relations = [i for i, r in enumerate(train.relations) if r.rhs == "tweet"]
+    degree = sum(np.bincount(train.rhs[train.rel == i], minlength=train.tables["tweet"]) for i in tweet_relations)
+    pooled = PooledPopularityScorer(train)
+    for i in tweet_relations:  # one order of tweets, whatever the relation
+        scores = pooled.matrix(i, np.array([0]), np.arange(train.tables["tweet"]))[0]
+        np.testing.assert_allclose(scores - scores.min(), np.log1p(degree) - np.log1p(degree).min())
+
+
+def test_a_translation_score_ranks_the_right_hand_side_alike_in_every_relation():
+    """Why per-relation popularity is out of reach: <u, x + t_r> = <u, x> + <u, t_r>, and the second
+    term is the same for every candidate x of the query u."""
+    from studylib.twhin.graph import Relation
+
+    rng = np.random.default_rng(0)
+    relations = (Relation("fav", "user", "tweet"), Relation("reply", "user", "tweet"))
+    scorer = EmbeddingScorer("t", {"user": rng.normal(size=(5, 8)), "tweet": rng.normal(size=(40, 8))},
+                             rng.normal(size=(2, 8)), relations)
+    users, tweets = np.arange(5), np.arange(40)
+    fav, reply = scorer.matrix(0, users, tweets), scorer.matrix(1, users, tweets)
+    assert np.ptp(fav - reply, axis=1).max() < 1e-9  # per user, a constant shift
+    assert (np.argsort(fav, axis=1) == np.argsort(reply, axis=1)).all()
+
+
+def test_share_over_popularity_runs_from_popularity_to_the_oracle():
+    user = np.arange(400) % 100
+    popularity, oracle = np.full(400, 10.0), np.full(400, 2.0)
+    for ranks, share in ((oracle, 1.0), (popularity, 0.0), (np.full(400, 4.0), (1 / 4 - 1 / 10) / (1 / 2 - 1 / 10))):
+        row = rank_metrics(ranks, np.arange(400), user, n_resamples=100, bar=(popularity, oracle))
+        assert row["share_over_popularity"] == pytest.approx(share)
+        assert row["oracle_over_popularity"] == pytest.approx(0.5 - 0.1)
+        assert row["share_over_popularity_low"] == pytest.approx(share)  # every user alike: no spread
+    assert "share_over_popularity" not in rank_metrics(oracle, np.arange(400), user, n_resamples=10)
 
 
 def test_bootstrap_intervals_cover_and_widen_with_fewer_users():

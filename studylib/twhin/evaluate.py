@@ -100,6 +100,26 @@ class PopularityScorer:
         return left[lhs][:, None] + right[rhs][None, :]
 
 
+class PooledPopularityScorer(PopularityScorer):
+    """Popularity that one order per entity type can carry: each side's training degree summed over
+    every relation with that side's table. A translation score <e_lhs, e_rhs + t_rel> ranks the
+    right-hand side of a query identically in every relation (t_rel adds <e_lhs, t_rel>, the same
+    for all candidates), so this, not the per-relation degree, is the popularity such embeddings
+    can learn for the rhs."""
+
+    name = "pooled_popularity"
+
+    def __init__(self, train: Graph):
+        super().__init__(train)
+        relations = train.relations
+        for side, index in (("lhs", 0), ("rhs", 1)):
+            for table in {getattr(r, side) for r in relations}:
+                same = [i for i, r in enumerate(relations) if getattr(r, side) == table]
+                pooled = np.log1p(sum(np.expm1(self.degree[i][index]) for i in same))
+                for i in same:
+                    self.degree[i] = tuple(pooled if j == index else d for j, d in enumerate(self.degree[i]))
+
+
 def trained_scorer(run: TrainedRun, name: str = "trained") -> EmbeddingScorer:
     return EmbeddingScorer(name, run.tables, run.translations, run.cfg.relations, run.biases)
 
@@ -211,13 +231,18 @@ def user_resamples(user: np.ndarray, n_resamples: int, seed: int) -> np.ndarray 
 
 
 def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = 0, baseline: np.ndarray | None = None, resamples: np.ndarray | None = None) -> dict:
+                 seed: int = 0, baseline: np.ndarray | None = None, resamples: np.ndarray | None = None,
+                 bar: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """MRR and Hits@k with cluster-bootstrap 95 % intervals over users; Recall@k as in the TwHIN
     paper (per query, the share of its held-out targets in its top k, averaged over queries).
 
     baseline: another scorer's ranks of the same pairs; adds `mrr_vs_baseline` (this MRR minus the
     baseline's) with a paired interval (both resampled with the same users).
-    resamples: `user_resamples(user, n_resamples, seed)`, when the caller already has them."""
+    resamples: `user_resamples(user, n_resamples, seed)`, when the caller already has them.
+    bar: (floor, ceiling) ranks of the same pairs (popularity, oracle); adds `share_over_popularity`,
+    the share of the ceiling's MRR gain over the floor that these ranks reach (1: the oracle, 0: no
+    better than popularity), and `oracle_over_popularity`, that gain itself, each with its interval on
+    the same resamples."""
     values = {"mrr": 1.0 / ranks, **{f"hits@{k}": (ranks <= k).astype(float) for k in HITS_AT}}
     if baseline is not None:
         values["mrr_vs_baseline"] = 1.0 / ranks - 1.0 / baseline
@@ -227,6 +252,18 @@ def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resam
     for i, name in enumerate(values):
         low_high = np.quantile(boot[:, i], [0.025, 0.975]) if boot is not None else (float("nan"),) * 2
         row[f"{name}_low"], row[f"{name}_high"] = (float(x) for x in low_high)
+    if bar is not None:
+        gained, possible = 1.0 / ranks - 1.0 / bar[0], 1.0 / bar[1] - 1.0 / bar[0]
+        row["share_over_popularity"] = float(gained.sum() / possible.sum()) if possible.sum() > 0 else float("nan")
+        row["oracle_over_popularity"] = float(possible.mean())  # the personal signal there is to learn
+        share_bounds, gap_bounds = (float("nan"),) * 2, (float("nan"),) * 2
+        if weights is not None:
+            gap_bounds = np.quantile((weights @ possible) / weights.sum(1), [0.025, 0.975])
+            if possible.sum() > 0:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share_bounds = np.nanquantile((weights @ gained) / (weights @ possible), [0.025, 0.975])
+        row["share_over_popularity_low"], row["share_over_popularity_high"] = (float(x) for x in share_bounds)
+        row["oracle_over_popularity_low"], row["oracle_over_popularity_high"] = (float(x) for x in gap_bounds)
     _, inverse = np.unique(query, return_inverse=True)
     for k in RECALL_AT:
         row[f"recall@{k}"] = float((np.bincount(inverse, weights=ranks <= k) / np.bincount(inverse)).mean())
@@ -278,13 +315,15 @@ def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", 
                     if not keep.any():
                         continue
                     base = ranks[baseline][ranking][keep] if baseline in ranks else None
+                    bar = (tuple(ranks[b][ranking][keep] for b in ("popularity", "oracle"))
+                           if {"popularity", "oracle"} <= set(ranks) else None)
                     rows.append({"relation": relation.name, "direction": direction, "scorer": scorer.name,
                                  "ranking": ranking, "pairs": pair_set, "n_pairs": int(keep.sum()),
                                  "n_users": int(np.unique(q.user[keep]).size), "candidates": q.n_candidates,
                                  "sample": "all" if max_edges is None else f"at most {max_edges}",
                                  "baseline": baseline if base is not None else "",
                                  **rank_metrics(ranks[scorer.name][ranking][keep], q.query[keep], q.user[keep],
-                                                n_resamples, seed, base, resamples[pair_set])})
+                                                n_resamples, seed, base, resamples[pair_set], bar)})
     return rows
 
 
@@ -307,7 +346,8 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
     splits = load_splits(str(graph), run.cfg, SplitSpec(**identity["split"]), identity.get("relation"))
     if split not in ("valid", "test"):
         raise StudyError(f"--split must be valid or test, got {split!r}")
-    scorers = [random_scorer(run, seed), PopularityScorer(splits["train"]), trained_scorer(run)]
+    scorers = [random_scorer(run, seed), PopularityScorer(splits["train"]), PooledPopularityScorer(splits["train"]),
+               trained_scorer(run)]
     for name, other in (extra_runs or {}).items():
         extra = load_trained(other)
         if extra.run["identity"]["graph"] != identity["graph"] or extra.run["identity"]["split"] != identity["split"]:
@@ -331,6 +371,6 @@ def format_table(frame: pd.DataFrame) -> str:
     return sub[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 
-__all__ = ["DIRECTIONS", "EmbeddingScorer", "OracleScorer", "PopularityScorer", "evaluate_run", "evaluate_scorers",
+__all__ = ["DIRECTIONS", "EmbeddingScorer", "OracleScorer", "PooledPopularityScorer", "PopularityScorer", "evaluate_run", "evaluate_scorers",
            "format_table", "held_out_pairs", "rank_metrics", "rank_pairs", "random_scorer", "trained_scorer",
            "translation_offsets"]
