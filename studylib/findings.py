@@ -61,6 +61,36 @@ def load(results: str | Path) -> dict[str, dict]:
     return {f["id"]: f for f in json.loads(path.read_text())}
 
 
+def compare(here: dict[str, dict], other: dict[str, dict], top: int = 3) -> list[dict]:
+    """Two studies' findings (`load` of each) side by side, by id: both verdicts, whether the verdict
+    changed (a finding present in one study only counts as changed), and the `top` shared numbers
+    that moved most (relative change), as (name, here, other)."""
+    rows = []
+    for finding_id in sorted(set(here) | set(other)):
+        a, b = here.get(finding_id), other.get(finding_id)
+        numbers_a, numbers_b = (a or {}).get("numbers", {}), (b or {}).get("numbers", {})
+        shared = [k for k, v in numbers_a.items() if _is_number(v) and _is_number(numbers_b.get(k))]
+        moved = sorted(shared, key=lambda k: -abs(numbers_a[k] - numbers_b[k]) /
+                       max(abs(numbers_a[k]), abs(numbers_b[k]), 1e-12))
+        rows.append({"id": finding_id, "chapter": (a or b)["chapter"], "verdict": (a or {}).get("verdict"),
+                     "other_verdict": (b or {}).get("verdict"),
+                     "changed": a is None or b is None or a.get("verdict") != b.get("verdict"),
+                     "numbers": [(k, numbers_a[k], numbers_b[k]) for k in moved[:top]]})
+    return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def budget_note(finding: dict, other: dict | None, other_profile: str) -> str:
+    """The sentence a finding of a smaller study carries when a larger study's verdict differs
+    (empty when it agrees or the other study lacks the finding)."""
+    if other is None or other.get("verdict") == finding.get("verdict"):
+        return ""
+    return f" With the `{other_profile}` profile this verdict is *{other.get('verdict')}* instead."
+
+
 def _plain(value):
     """JSON-safe: numpy scalars to Python, NaN to None."""
     if isinstance(value, dict):

@@ -25,6 +25,10 @@ from studylib import yamlio
 from studylib.errors import StudyError
 
 REPO = Path(__file__).resolve().parent.parent
+CONVERGED_PROFILE = "paper"  # the study every smaller one is compared with
+# Its findings as measured and committed (benchmarks/reference/README.md says how); a workdir's own
+# finished `paper` study takes precedence.
+REFERENCE_FINDINGS = REPO / "benchmarks" / "reference" / f"{CONVERGED_PROFILE}_findings.json"
 
 
 # ---------------------------------------------------------------- the report
@@ -56,8 +60,12 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
     page = stage / "report" / "reproducibility.md"
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
+    reference = converged_findings(workdir, profile)
     page = stage / "report" / "findings.md"
-    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps))
+    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps, reference))
+    page = stage / "report" / "intro.md"
+    title, _, rest = page.read_text().partition("\n")
+    page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}{rest}")
     config = {k: v for k, v in book.items() if k != "toc"}
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
@@ -128,12 +136,61 @@ def _toc_files(toc: dict) -> list[str]:
     return files
 
 
-def findings_markdown(workdir: Path, profile: str, chapters: list[Path]) -> str:
-    """The findings of this build (findings.json), grouped by chapter in the book's order."""
-    from studylib.findings import load
+def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict]] | None:
+    """(where from, findings) of the converged study to compare this build with: the workdir's own
+    finished `paper` study, else the committed reference; None when this build is that study."""
+    from studylib.findings import FINDINGS_FILE, load
+    from studylib.study import Paths
+
+    if profile == CONVERGED_PROFILE:
+        return None
+    own = Paths(Path(workdir).resolve(), CONVERGED_PROFILE).results
+    if (own / FINDINGS_FILE).exists():
+        return f"this folder's `{CONVERGED_PROFILE}` study", load(own)
+    if REFERENCE_FINDINGS.exists():
+        found = json.loads(REFERENCE_FINDINGS.read_text())
+        return f"the committed reference `{REFERENCE_FINDINGS.relative_to(REPO)}`", {f["id"]: f for f in found}
+    return None
+
+
+def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict] | None) -> str:
+    """The first page's note: which profile and budget made this report, whether its model converged
+    by the study's rule, and how many findings the converged study decides otherwise."""
+    from studylib.findings import compare, load
     from studylib.study import Paths
 
     found = load(Paths.of(workdir, profile).results)
+    get = lambda name, default=0: params.get(name, default)  # noqa: E731
+    stopped = get("stop_patience") > 0
+    requests = get("eval_examples") // max(1, get("candidates", 50))
+    lines = [f"```{{note}} This report was made by the `{profile}` profile",
+             f"{get('train_examples'):,} training examples; the main model trained with {get('seeds', 1)} seeds for "
+             + (f"at most {get('steps'):,} steps of batch {get('batch_size')}, each run stopped when its held-out loss "
+                "stopped improving" if stopped else f"a fixed {get('steps'):,} steps of batch {get('batch_size')}")
+             + f"; held-out sets of {requests:,} requests of {get('candidates', 50)} candidates; precision "
+             f"`{get('precision', 'auto')}`."]
+    if "convergence" in found:
+        lines.append(f"Convergence (finding `convergence`): *{found['convergence']['verdict']}*.")
+    if reference is not None:
+        source, other = reference
+        changed = [r["id"] for r in compare(found, other) if r["changed"] and r["id"] in found and r["id"] in other]
+        lines.append(f"Compared with the converged `{CONVERGED_PROFILE}` study ({source}), {len(changed)} of "
+                     f"{len(found)} findings reach another verdict; the Findings page marks each of them. "
+                     f"`make study PROFILE={CONVERGED_PROFILE}` makes that study here.")
+    elif profile != CONVERGED_PROFILE:
+        lines.append(f"No converged study to compare with: `make study PROFILE={CONVERGED_PROFILE}` makes one.")
+    return "\n".join(lines) + "\n```\n"
+
+
+def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
+                      reference: tuple[str, dict] | None = None) -> str:
+    """The findings of this build (findings.json), grouped by chapter in the book's order; where the
+    converged study (`reference`) decides a finding otherwise, the finding says so."""
+    from studylib.findings import budget_note, load
+    from studylib.study import Paths
+
+    found = load(Paths.of(workdir, profile).results)
+    other = reference[1] if reference is not None else {}
     lines = []
     for notebook in chapters:
         here = [f for f in found.values() if f["chapter"] == notebook.stem]
@@ -143,7 +200,8 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path]) -> str:
         lines += ["", f"## {title}", "", f"From the chapter {{doc}}`../notebooks/{notebook.stem}`:", ""]
         for f in sorted(here, key=lambda f: f["id"]):
             verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
-            lines += [f"- **{f['id']}** — {f['text']}{verdict} (numbers: `{f['source']}`)", ""]
+            note = budget_note(f, other.get(f["id"]), CONVERGED_PROFILE)
+            lines += [f"- **{f['id']}** — {f['text']}{verdict}{note} (numbers: `{f['source']}`)", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -219,4 +277,5 @@ def _device(torch) -> str:
     return f"CPU only ({cpu}, {os.cpu_count()} logical cores visible), torch {torch.__version__}"
 
 
-__all__ = ["REPO", "build_report", "figure_alt_text", "findings_markdown", "reproducibility_markdown"]
+__all__ = ["CONVERGED_PROFILE", "REPO", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
+           "findings_markdown", "reproducibility_markdown"]

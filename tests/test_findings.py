@@ -421,3 +421,69 @@ def test_regret_finding_carries_the_seed_interval():
     assert with_seeds.numbers["seeds"] == 5 and with_seeds.numbers["seed_regret_high"] == 2.5
     assert "Trained again with 5 seeds" in with_seeds.text
     assert "seeds" not in findings.model_vs_oracle_regret(summary, "april_2023", 10).numbers
+
+
+def test_compare_marks_changed_verdicts_and_the_numbers_that_moved():
+    quick = {"regret": {"chapter": "03", "verdict": "captures most", "numbers": {"regret": 13.0, "share": 0.86,
+                                                                                  "k": 10, "weights": "april"}},
+             "only_quick": {"chapter": "02", "verdict": "x", "numbers": {}},
+             "same": {"chapter": "02", "verdict": "ok", "numbers": {"a": 1.0}}}
+    paper = {"regret": {"chapter": "03", "verdict": "captures nearly all", "numbers": {"regret": 6.0, "share": 0.94,
+                                                                                        "k": 10, "weights": "april"}},
+             "same": {"chapter": "02", "verdict": "ok", "numbers": {"a": 1.1}}}
+    rows = {r["id"]: r for r in findings.compare(quick, paper)}
+    assert rows["regret"]["changed"] and rows["regret"]["other_verdict"] == "captures nearly all"
+    assert [name for name, _, _ in rows["regret"]["numbers"]] == ["regret", "share", "k"]  # largest move first
+    assert rows["only_quick"]["changed"] and not rows["same"]["changed"]
+    assert findings.budget_note(quick["regret"], paper["regret"], "paper") == \
+        " With the `paper` profile this verdict is *captures nearly all* instead."
+    assert findings.budget_note(quick["same"], paper["same"], "paper") == ""
+    assert findings.budget_note(quick["only_quick"], None, "paper") == ""
+
+
+def test_budget_script_prints_both_verdicts_and_refuses_a_missing_study(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    for profile, verdict, regret in (("quick", "captures most", 13.16), ("paper", "captures nearly all", 5.9)):
+        (tmp_path / profile).mkdir()
+        findings.record(tmp_path / profile, findings.Finding("model_vs_oracle_regret", "03_score", "text",
+                                                             {"regret": regret}, verdict))
+    script = str(REPO / "benchmarks" / "budget_effect.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path / "quick"), str(tmp_path / "paper"),
+                           "--markdown", str(tmp_path / "t.md")], capture_output=True, text=True, check=True)
+    assert "| `model_vs_oracle_regret` | captures most | captures nearly all | **changed** | regret 13.2 → 5.9 |" \
+        in done.stdout and "1 of 1 findings change" in done.stdout
+    assert (tmp_path / "t.md").read_text().count("\n") == 3
+    missing = subprocess.run([sys.executable, script, str(tmp_path / "quick"), str(tmp_path / "nowhere")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "nowhere: no findings.json here" in missing.stderr
+
+
+def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_otherwise(tmp_path, monkeypatch):
+    from studylib import report
+
+    monkeypatch.setenv("STUDYLIB_PIPELINE", "1")  # as the pipeline: no out-of-step mark
+    for profile, verdict in (("quick", "captures most"), ("paper", "captures nearly all")):
+        results = tmp_path / "_build" / "results" / profile
+        results.mkdir(parents=True)
+        findings.record(results, findings.Finding("model_vs_oracle_regret", "03_score", "The regret is 13.", {},
+                                                  verdict, "03_feed.csv"),
+                        findings.Finding("convergence", "02_train", "Still falling.", {}, "still learning"))
+    params = {"train_examples": 40000, "steps": 300, "batch_size": 128, "seeds": 3, "eval_examples": 10000,
+              "candidates": 50, "precision": "auto", "stop_patience": 0}
+    reference = report.converged_findings(tmp_path, "quick")
+    assert reference[0] == "this folder's `paper` study"
+    first_page = report.budget_markdown(tmp_path, "quick", params, reference)
+    assert "made by the `quick` profile" in first_page and "a fixed 300 steps of batch 128" in first_page
+    assert "200 requests of 50 candidates" in first_page and "*still learning*" in first_page
+    assert "1 of 2 findings reach another verdict" in first_page
+    chapters = [tmp_path / "03_score.ipynb"]
+    chapters[0].write_text('{"metadata": {"studylib": {"title": "Scoring"}}}')
+    page = report.findings_markdown(tmp_path, "quick", chapters, reference)
+    assert "*Verdict: captures most.* With the `paper` profile this verdict is *captures nearly all* instead." in page
+    assert report.converged_findings(tmp_path, "paper") is None  # the converged study compares with nothing
+    stopped = report.budget_markdown(tmp_path, "paper", {**params, "stop_patience": 2}, None)
+    assert "at most 300 steps" in stopped and "reach another verdict" not in stopped

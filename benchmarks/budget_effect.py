@@ -1,0 +1,74 @@
+"""What the training budget changes in the study: two finished studies' findings side by side.
+
+Run a small and a converged study (same world, same base rates), then compare their findings:
+
+    make study                      # quick profile, into _build/results/quick/
+    make study PROFILE=paper        # converged profile, into _build/results/paper/
+    .venv/bin/python benchmarks/budget_effect.py _build/results/quick _build/results/paper [--markdown out.md]
+
+Each argument is a results folder (`_build/results/<profile>/`, holding `findings.json`), or a
+`findings.json` file. Prints one row per finding id: the verdict in each study, `changed` where
+they differ (or where one study lacks the finding), and the three numbers the finding states that
+moved most between the studies. `--markdown` also writes the table as Markdown (the README's
+budget table is this output). The report of the smaller study marks the same changes itself
+(`studylib.findings.budget_note`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from studylib.errors import StudyError
+from studylib.findings import FINDINGS_FILE, compare
+
+
+def read_findings(path: Path) -> dict[str, dict]:
+    file = path / FINDINGS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise StudyError(f"{path}: no {FINDINGS_FILE} here; run the study first")
+    try:
+        found = json.loads(file.read_text())
+        return {f["id"]: f for f in found}
+    except (ValueError, TypeError, KeyError):
+        raise StudyError(f"{file}: not a findings file (a JSON list of findings with ids)") from None
+
+
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
+
+
+def table(rows: list[dict], names: tuple[str, str]) -> str:
+    lines = [f"| finding | {names[0]} verdict | {names[1]} verdict | changed | numbers that moved most "
+             f"({names[0]} → {names[1]}) |", "|---|---|---|---|---|"]
+    for row in rows:
+        moved = "; ".join(f"{k} {_number(a)} → {_number(b)}" for k, a, b in row["numbers"])
+        lines.append(f"| `{row['id']}` | {row['verdict'] or '–'} | {row['other_verdict'] or '–'} | "
+                     f"{'**changed**' if row['changed'] else ''} | {moved} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("small", type=Path, help="results folder (or findings.json) of the smaller study")
+    parser.add_argument("large", type=Path, help="results folder (or findings.json) of the converged study")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    try:
+        small, large = read_findings(args.small), read_findings(args.large)
+    except StudyError as exc:
+        parser.exit(2, f"budget_effect: error: {exc}\n")
+    names = tuple(p.name if p.is_dir() else p.parent.name for p in (args.small, args.large))
+    rows = compare(small, large)
+    text = table(rows, names)
+    print(text)
+    changed = sum(r["changed"] for r in rows)
+    print(f"\n{changed} of {len(rows)} findings change their verdict between {names[0]} and {names[1]}.")
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
