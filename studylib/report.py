@@ -163,7 +163,7 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
     stopped = get("stop_patience") > 0
     requests = get("eval_examples") // max(1, get("candidates", 50))
-    lines = [f"```{{note}} This report was made by the {profile} profile",  # no backticks in a fence's title
+    lines = [f"```{{note}} This report was made by the {profile} profile:",  # no backticks in a fence's title
              f"{get('train_examples'):,} training examples; the main model trained with {get('seeds', 1)} seeds for "
              + (f"at most {get('steps'):,} steps of batch {get('batch_size')}, each run stopped when its held-out loss "
                 "stopped improving" if stopped else f"a fixed {get('steps'):,} steps of batch {get('batch_size')}")

@@ -477,7 +477,7 @@ def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_
     reference = report.converged_findings(tmp_path, "quick")
     assert reference[0] == "this folder's `paper` study"
     first_page = report.budget_markdown(tmp_path, "quick", params, reference)
-    assert first_page.startswith("```{note} This report was made by the quick profile\n") and "a fixed 300 steps of batch 128" in first_page
+    assert first_page.startswith("```{note} This report was made by the quick profile:\n") and "a fixed 300 steps of batch 128" in first_page
     assert "200 requests of 50 candidates" in first_page and "*still learning*" in first_page
     assert "1 of 2 findings reach another verdict" in first_page
     chapters = [tmp_path / "03_score.ipynb"]

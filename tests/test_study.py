@@ -324,7 +324,7 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             assert "MaskNet" in dom and "TwHIN" in dom and "the-algorithm-ml" in dom
         if name == "index":
             assert re.search(r'href="[^"]*references\.html#id\d+"', dom), "the intro cites no reference"
-            assert re.search(r'class="admonition note"', dom) and "This report was made by the tiny profile" in dom
+            assert re.search(r'class="admonition note"', dom) and "This report was made by the tiny profile:" in dom
             assert "at most 8 steps" in dom and "Convergence" in dom  # the budget and its verdict, on page one
         if name == "reproducibility":
             assert "sha256" in dom and "Package versions" in dom and "Timings" in dom
