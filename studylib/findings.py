@@ -583,9 +583,9 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
             f"{', '.join(map(str, sorted(share['pool'].unique())))} candidates) the model's share of the oracle's gain "
             f"over a random order runs from {100 * lo['mean']:.0f} % (top {int(lo['k'])} of {int(lo['pool'])}) to "
             f"{100 * hi['mean']:.0f} % (top {int(hi['k'])} of {int(hi['pool'])})")
-    text += (f"; the two intervals do not overlap, so the study's top {k} of {pool} "
-             f"({100 * numbers.get('study_share', math.nan):.0f} %) is one point of a curve, not the model's "
-             "single quality." if apart else "; their intervals overlap: at this evaluation size the share does "
+    text += (f"; the two extremes' intervals do not overlap (picked from {len(share)} budgets, so a screen rather "
+             f"than a test), so the study's top {k} of {pool} ({100 * numbers.get('study_share', math.nan):.0f} %) "
+             "is one point of a curve, not the model's single quality." if apart else "; their intervals overlap: at this evaluation size the share does "
              "not measurably depend on the feed's size.")
     return Finding("feed_by_budget", "03_score", text, numbers, "depends on the feed's size" if apart else
                    "no measurable dependence", "03_budget.csv")
