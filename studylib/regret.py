@@ -56,8 +56,12 @@ def recalibrated(prob: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> tuple
         y = labels[..., h][fit]
         if min(y.sum(), y.size - y.sum()) >= inference.MIN_POSITIVES:
             shifts[h] = intercept_shift(prob[..., h][fit], float(y.mean()))
-    z = logit(np.clip(prob, CLIP, 1 - CLIP)) + np.nan_to_num(shifts)
-    return expit(z), shifts
+    return _shifted(prob, shifts), shifts
+
+
+def _shifted(prob: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each head's probabilities with its logit shifted (NaN: that head unchanged)."""
+    return expit(logit(np.clip(prob, CLIP, 1 - CLIP)) + np.nan_to_num(shifts))
 
 
 def _subset(scored: ScoredSet, rows: np.ndarray) -> ScoredSet:
@@ -136,8 +140,7 @@ def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int =
 def _refit(fitting: ScoredSet, report: ScoredSet) -> tuple[np.ndarray, np.ndarray]:
     """Intercepts fitted on the fitting half's labels, applied to the report half's predictions."""
     _, shifts = recalibrated(fitting.prob, fitting.labels, fitting.requests.mask)
-    z = logit(np.clip(report.prob, CLIP, 1 - CLIP)) + np.nan_to_num(shifts)
-    return expit(z), shifts
+    return _shifted(report.prob, shifts), shifts
 
 
 def calibration_ratios(scored: ScoredSet, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -166,11 +169,12 @@ def by_budget(scored: ScoredSet, weights: np.ndarray, ks: list[int], pools: list
     if any(n < 2 or n > width for n in pools):
         raise StudyError(f"regret by budget: pool sizes must be in [2, {width}], got {pools}")
     rows, value = [], scored.true_value(np.asarray(weights, np.float64))
+    model, users = scored.scores(weights), scored.request_users()
     for n in pools:
         mask = scored.requests.mask & (np.arange(width) < n)
-        rankings = {"model": scored.scores(weights), "random": random_scores(mask, seed)}
+        rankings = {"model": model, "random": random_scores(mask, seed)}
         for k in (k for k in ks if 1 <= k < n):
-            summary, _ = feed_comparison(rankings, value, mask, scored.request_users(), k, n_resamples, seed)
+            summary, _ = feed_comparison(rankings, value, mask, users, k, n_resamples, seed)
             keep = summary[(summary["ranking"] == "model") & summary["metric"].isin(["regret", "oracle_gain_share"])]
             rows += [{"pool": n, "k": k, **row} for row in keep.drop(columns="ranking").to_dict("records")]
     return pd.DataFrame(rows)
