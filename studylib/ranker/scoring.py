@@ -32,7 +32,7 @@ from studylib.errors import StudyError
 from studylib.io import atomic_write, file_sha256, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
-from studylib.runs import CHECKPOINT, MODEL, load_run, predict
+from studylib.ranker.runs import CHECKPOINT, MODEL, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
 PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")
@@ -77,7 +77,7 @@ def equal_contribution(base_rates: dict[str, float] | None = None, anchor: str =
     set comparable to April 2023; the README says those weights started out this way.
     """
     rates = BASE_RATES if base_rates is None else base_rates
-    april = load_weights("april_2023")
+    april = load_weights(DEFAULT_PRESET)
     contribution = anchor_weight * rates[anchor]
     return WeightSet("equal_contribution",
                      {h: math.copysign(contribution / rates[h], april.weights[h]) for h in HEADS})

@@ -1,6 +1,6 @@
-"""Run the study: every notebook in order through papermill, then build the report (`studylib.report`).
+"""Run the study: every notebook in order through papermill, then build the report (`studylib.study.report`).
 
-    python -m studylib.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
+    python -m studylib.study.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
 
 Notebooks are the files `notebooks/NN*.ipynb`, run in name order (a new chapter is a new
 file: `01b_twhin.ipynb` runs between `01_generate` and `02_train`; add it to `book.yml`'s
@@ -25,10 +25,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from studylib import parameters, yamlio
+from studylib import yamlio
+from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.io import os_error, write_json
-from studylib.report import REPO, build_report
+from studylib.study.report import REPO, build_report
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
 TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
@@ -125,7 +126,7 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
 def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, workdir: Path,
         source: Path = REPO / "notebooks", build: bool = True, quiet: bool = False) -> Path | None:
     """The whole pipeline; returns the report's index.html (None when build=False)."""
-    from studylib.study import PIPELINE_ENV, Paths
+    from studylib.study.paths import PIPELINE_ENV, Paths
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     started = time.perf_counter()
@@ -151,7 +152,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     if rescore:
         weights = str(Path(weights).resolve()) if Path(weights).exists() else weights
         users = [nb.name for nb, p in steps if "weights" in declared_parameters(nb)]
-        from studylib.scoring import load_weights
+        from studylib.ranker.scoring import load_weights
         try:
             load_weights(weights)
         except StudyError as exc:
@@ -169,7 +170,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
                 raise StudyError(f"{nb.name}: has no successful run for profile {profile}; "
                                     f"run the pipeline once without --weights")
     # Weight files and presets are read minutes into the run (chapters 3 and 5): check them now.
-    from studylib.scoring import load_weights
+    from studylib.ranker.scoring import load_weights
     for name in ("weights", "presets"):
         specs = [] if name == "weights" and rescore else params.get(name, [])
         for spec in [specs] if isinstance(specs, str) else specs:
@@ -243,7 +244,7 @@ def _save_state(executed: Path, state: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studylib.pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m studylib.study.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), paper, full")
     parser.add_argument("--weights", help="re-score with this weight file (YAML) or preset; reuses data and model")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),

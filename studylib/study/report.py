@@ -22,9 +22,10 @@ from pathlib import Path
 import yaml
 
 from studylib import yamlio
+from studylib.analysis.stats import MIN_POSITIVES
 from studylib.errors import StudyError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONVERGED_PROFILE = "paper"  # the study every smaller one is compared with
 # Its findings as measured and committed (benchmarks/reference/README.md says how); a workdir's own
 # finished `paper` study takes precedence.
@@ -62,7 +63,8 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
     reference = converged_findings(workdir, profile)
     page = stage / "report" / "findings.md"
-    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps, reference))
+    text = page.read_text().replace("@MIN_POSITIVES@", str(MIN_POSITIVES))  # the rule's constant, not a copy
+    page.write_text(text + findings_markdown(workdir, profile, steps, reference))
     page = stage / "report" / "intro.md"
     title, _, rest = page.read_text().partition("\n")
     page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}{rest}")
@@ -139,8 +141,8 @@ def _toc_files(toc: dict) -> list[str]:
 def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict]] | None:
     """(where from, findings) of the converged study to compare this build with: the workdir's own
     finished `paper` study, else the committed reference; None when this build is that study."""
-    from studylib.findings import FINDINGS_FILE, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import FINDINGS_FILE, load
+    from studylib.study.paths import Paths
 
     if profile == CONVERGED_PROFILE:
         return None
@@ -156,8 +158,8 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
 def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict] | None) -> str:
     """The first page's note: which profile and budget made this report, whether its model converged
     by the study's rule, and how many findings the converged study decides otherwise."""
-    from studylib.findings import compare, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import compare, load
+    from studylib.study.paths import Paths
 
     found = load(Paths.of(workdir, profile).results)
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
@@ -186,8 +188,8 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
     converged study (`reference`) decides a finding otherwise, the finding says so."""
-    from studylib.findings import budget_note, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import budget_note, load
+    from studylib.study.paths import Paths
 
     found = load(Paths.of(workdir, profile).results)
     other = reference[1] if reference is not None else {}
