@@ -94,14 +94,14 @@ def weight_specs(weights: str, presets: list[str]) -> list[str]:
     return [weights] + [p for p in presets if load_weights(p).name != primary]
 
 
-def check_weights(weights: str) -> str:
+def check_weights(weights: str, parameter: str = "weights") -> str:
     """The name of the weight set `weights` (preset or YAML path); StudyError naming the parameter otherwise."""
     from studylib.ranker.scoring import load_weights
 
     try:
         return load_weights(weights).name
     except StudyError as exc:
-        raise StudyError(f"parameter weights: {exc}") from None
+        raise StudyError(f"parameter {parameter}: {exc}") from None
 
 
 def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
