@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, help="run folder made by `studylib train`")
     s.add_argument("--data", required=True, help="data folder to score")
     s.add_argument("--weights", action="append", metavar="PRESET_OR_YAML",
-                   help="april_2023 (default), equal_contribution, x_2026_mapped or a YAML file; repeatable")
+                   help="april_2023 (default), march_2023, equal_contribution, x_2026_mapped or a YAML file; repeatable")
     s.add_argument("--out", required=True, help="output .parquet file")
     s.add_argument("--device", default="auto")
     s.add_argument("--precision", default="auto", help=PRECISION_HELP)
