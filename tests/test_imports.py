@@ -22,7 +22,7 @@ LAYERS = {
                                "studylib.analysis",
                                "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
-    "report": ("studylib.findings", "studylib.plots"),
+    "report": ("studylib.findings", "studylib.plots", "studylib.sliders"),
     "orchestration": ("studylib.study", "studylib.parameters", "studylib.notebook", "studylib.report",
                       "studylib.pipeline", "studylib.cli", "studylib.twhin.cli", "studylib.__main__"),
 }
