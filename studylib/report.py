@@ -123,7 +123,8 @@ def _stage_notebook(src: Path, dst: Path, figures: Path, workdir: Path) -> None:
 def show_run_parameters(nb, workdir: Path) -> None:
     """Make the `parameters` cell show what this run used: each value papermill injected (its
     metadata `papermill.parameters`) replaces the notebook's default on that line, which says so
-    (`make study WEIGHTS=other.yaml` then reads `weights: str = "other.yaml"`, not the default).
+    (after `make study WEIGHTS=other.yaml`: `weights: str = "other.yaml"  # this run (default:
+    "april_2023")`, not the default alone).
     `workdir` keeps its default; a file path under `workdir` is shown relative to it, any other
     absolute path by its name (the page never shows this machine's folders)."""
     import ast
@@ -148,7 +149,7 @@ def show_run_parameters(nb, workdir: Path) -> None:
             first, last = node.value.lineno - 1, node.value.end_lineno - 1
             head, tail = lines[first][:node.value.col_offset], lines[last][node.value.end_col_offset:]
             comment = tail.split("#", 1)[1].strip() if "#" in tail else ""
-            note = f"  # set by this run (the notebook's default: {' '.join(default.split())})" + (
+            note = f"  # this run (default: {' '.join(default.split())})" + (
                 f"; {comment}" if comment else "")
             lines[first:last + 1] = [head + _literal(value) + note]
         cell.source = "\n".join(lines)

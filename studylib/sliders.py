@@ -121,14 +121,15 @@ def frontier(results: Path) -> tuple[dict[str, list[list[float]]] | None, str]:
     """(scorer -> [[positive, negative], ...] by negative_scale, a note) from `05_frontier.csv`."""
     path = Path(results) / FRONTIER_FILE
     if not path.exists():
-        return None, f"no {FRONTIER_FILE} in this study's results: the plane shows the points alone"
+        return None, f"No {FRONTIER_FILE} in this study's results: the plane shows the points alone."
     table = pd.read_csv(path)
     need = {"scorer", "negative_scale", "positive", "negative"}
     if not need <= set(table.columns):
-        return None, f"{FRONTIER_FILE} lacks the columns {sorted(need - set(table.columns))}: frontier not drawn"
+        return None, f"{FRONTIER_FILE} lacks the columns {sorted(need - set(table.columns))}: frontier not drawn."
     lines = {str(scorer): group.sort_values("negative_scale")[["positive", "negative"]].astype(float).values.tolist()
              for scorer, group in table.groupby("scorer", sort=True)}
-    return lines, f"frontier: {FRONTIER_FILE}, traced on every request of the held-out set"
+    return lines, (f"Frontier: {FRONTIER_FILE}, traced on every request of the held-out set (the points: this page's "
+                   "sample, so a point may sit a little off it).")
 
 
 def _b64(array: np.ndarray) -> str:
@@ -160,13 +161,30 @@ def page_html(s: Sample, presets: dict[str, np.ndarray], base_name: str, k: int 
             .replace("__K__", str(int(k))).replace("__SCRIPT__", _SCRIPT))
 
 
+def embedded(page: str) -> tuple[Sample, dict[str, np.ndarray], str, int]:
+    """(sample, weight sets, base name, k) that a page built by `page_html` embeds (for checks)."""
+    import re
+
+    found = re.search(r'<script type="application/json" class="slider-data">(.*?)</script>', page, re.S)
+    if not found:
+        raise StudyError("sliders: no embedded slider data in this page")
+    data = json.loads(found.group(1))
+    decode = lambda text: np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(-1, len(SHORT_HEADS))  # noqa: E731
+    counts = np.array(data["counts"], np.int64)
+    presets = {name: np.array(v, np.float64) for name, v in data["presets"].items()}
+    return Sample(counts, decode(data["prob"]), decode(data["truth"]), -1), presets, data["base"], int(data["k"])
+
+
 _TEMPLATE = """<div id="__ROOT__" class="studylib-sliders" style="font-size:0.9em">
 <style>
-#__ROOT__ table{border-collapse:collapse;margin:0.4em 0}
-#__ROOT__ td,#__ROOT__ th{padding:2px 8px;text-align:left}
+#__ROOT__ table{border-collapse:collapse;margin:0.4em 0;width:100%;max-width:640px}
+#__ROOT__ td,#__ROOT__ th{padding:2px 6px;text-align:left;vertical-align:middle}
+#__ROOT__ td.head{overflow-wrap:anywhere;max-width:15em;line-height:1.15}
+#__ROOT__ td.head small{color:#666}
 #__ROOT__ td.num{text-align:right;font-variant-numeric:tabular-nums}
-#__ROOT__ input[type=range]{width:260px}
-#__ROOT__ input[type=number]{width:7em}
+#__ROOT__ input[type=range]{width:100%;min-width:110px}
+#__ROOT__ input[type=number]{width:6.5em}
+#__ROOT__ svg.plane{width:100%;max-width:640px;height:auto}
 #__ROOT__ .showing{font-weight:bold}
 #__ROOT__ a.export{display:inline-block;padding:3px 10px;border:1px solid #888;border-radius:4px;text-decoration:none}
 </style>
@@ -176,10 +194,10 @@ _TEMPLATE = """<div id="__ROOT__" class="studylib-sliders" style="font-size:0.9e
 <p><label>Preset: <select class="preset"></select></label>
 <button type="button" class="reset">back to __BASE__</button>
 <a class="export" download="slider_weights.yaml" href="#">export these weights (YAML)</a></p>
-<table class="controls"><thead><tr><th>head</th><th>weight</th><th></th><th>base</th></tr></thead><tbody></tbody></table>
+<table class="controls"><thead><tr><th>head (base weight)</th><th colspan="2">weight</th></tr></thead><tbody></tbody></table>
 <table class="results"><thead><tr><th>per request, top __K__ of the sample</th><th>these weights</th>
 <th>base (__BASE__)</th><th>oracle</th></tr></thead><tbody></tbody></table>
-<svg class="plane" width="640" height="400" role="img" aria-label="positive against negative engagement in the top k"></svg>
+<svg class="plane" viewBox="0 0 640 400" width="640" height="400" role="img" aria-label="positive against negative engagement in the top k"></svg>
 <p style="font-size:0.85em">Plane: true expected positive engagements (the eight positive heads) against negative
 ones (report + negative feedback) in each request's top __K__, means over the sample; grey: the presets, red: the
 weights shown. __FRONTIER_NOTE__</p>
@@ -255,8 +273,8 @@ _SCRIPT = r"""
   var ranges = [], numbers = [];
   D.heads.forEach(function (head, h) {
     var tr = document.createElement("tr"), span = D.spans[h];
-    tr.innerHTML = "<td>" + head + "</td><td><input type=range></td><td><input type=number step=any></td>" +
-                   "<td class=num>" + base[h] + "</td>";
+    tr.innerHTML = '<td class="head">' + head + " <small>(" + base[h] + ")</small></td><td><input type=range></td>" +
+                   "<td><input type=number step=any></td>";
     var range = tr.querySelector("input[type=range]"), num = tr.querySelector("input[type=number]");
     range.min = -span; range.max = span; range.step = span / 400; range.dataset.head = head;
     num.dataset.head = head;
@@ -309,12 +327,16 @@ _SCRIPT = r"""
       var pts = D.frontier[k].map(function (p) { return X(p[0]) + "," + Y(p[1]); }).join(" ");
       out.push('<polyline class="frontier" points="' + pts + '" fill="none" stroke="' + (colours[k] || "#555") + '" stroke-width="1.5"/>');
       var e = D.frontier[k][D.frontier[k].length - 1];
-      out.push('<text x="' + (X(e[0]) + 4) + '" y="' + Y(e[1]) + '" font-size="10" fill="' + (colours[k] || "#555") + '">frontier (' + k + ')</text>');
+      var end = X(e[0]) > W * 0.7;
+      out.push('<text x="' + (X(e[0]) + (end ? -4 : 4)) + '" y="' + (Y(e[1]) + 12) + '" font-size="10" fill="' + (colours[k] || "#555") + '"' +
+               (end ? ' text-anchor="end"' : "") + '>frontier (' + k + ')</text>');
     });
     Object.keys(points).forEach(function (k) {
       var p = points[k];
       out.push('<circle cx="' + X(p.positive) + '" cy="' + Y(p.negative) + '" r="4" fill="#999"/>');
-      out.push('<text x="' + (X(p.positive) + 6) + '" y="' + (Y(p.negative) - 4) + '" font-size="10" fill="#666">' + k + '</text>');
+      var right = X(p.positive) > W * 0.7;
+      out.push('<text x="' + (X(p.positive) + (right ? -6 : 6)) + '" y="' + (Y(p.negative) - 4) + '" font-size="10" fill="#666"' +
+               (right ? ' text-anchor="end"' : "") + '>' + k + '</text>');
     });
     out.push('<circle class="current" cx="' + X(m.positive) + '" cy="' + Y(m.negative) + '" r="6" fill="#d62728" fill-opacity="0.8"/>');
     svg.innerHTML = out.join("");
@@ -342,4 +364,4 @@ _SCRIPT = r"""
 
 
 __all__ = ["FRONTIER_FILE", "MAX_REQUESTS", "NEGATIVE_HEADS", "POSITIVE_HEADS", "ROOT_ID", "SHORT_HEADS", "Sample",
-           "frontier", "page_html", "reference", "sample"]
+           "embedded", "frontier", "page_html", "reference", "sample"]

@@ -30,14 +30,14 @@ def test_parameters_cell_shows_the_values_the_run_used(tmp_path):
                     "interactive": False})
     show_run_parameters(nb, work)
     lines = nb.cells[0].source.splitlines()
-    assert lines[0] == 'profile: str = "tiny"  # set by this run (the notebook\'s default: "quick")'
+    assert lines[0] == 'profile: str = "tiny"  # this run (default: "quick")'
     assert lines[1] == 'workdir: str = ".."'  # never this machine's folder
-    assert lines[2] == ('weights: str = "weights/other.yaml"  # set by this run (the notebook\'s default: '
+    assert lines[2] == ('weights: str = "weights/other.yaml"  # this run (default: '
                         '"april_2023"); a preset or a YAML file')
-    assert lines[3] == ('presets: list = ["march_2023", "mine.yaml"]  # set by this run (the notebook\'s default: '
+    assert lines[3] == ('presets: list = ["march_2023", "mine.yaml"]  # this run (default: '
                         '["april_2023", "x_2026_mapped"])')
     assert lines[4] == "top_k: int = 10"  # unchanged where the run used the default
-    assert lines[5].startswith("interactive: bool = False  # set by this run (the notebook's default: True); sliders")
+    assert lines[5].startswith("interactive: bool = False  # this run (default: True); sliders")
     assert str(tmp_path) not in nb.cells[0].source
     assert nb.cells[1].source == "print(1)"
 
