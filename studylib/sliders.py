@@ -273,7 +273,7 @@ _SCRIPT = r"""
   var ranges = [], numbers = [];
   D.heads.forEach(function (head, h) {
     var tr = document.createElement("tr"), span = D.spans[h];
-    tr.innerHTML = '<td class="head">' + head + " <small>(" + base[h] + ")</small></td><td><input type=range></td>" +
+    tr.innerHTML = '<td class="head">' + head + " <small>(" + Number(base[h].toPrecision(4)) + ")</small></td><td><input type=range></td>" +
                    "<td><input type=number step=any></td>";
     var range = tr.querySelector("input[type=range]"), num = tr.querySelector("input[type=number]");
     range.min = -span; range.max = span; range.step = span / 400; range.dataset.head = head;
@@ -346,7 +346,8 @@ _SCRIPT = r"""
     select.value = name;
     var m = compute(w), b = points[D.base];
     last = m;
-    root.querySelector(".showing").textContent = name ? "preset " + name : "your weights (moved from a preset)";
+    root.querySelector(".showing").textContent = !name ? "your weights (moved from a preset)" :
+      (name === D.base ? name + ", this run's base weights" : "preset " + name);
     var body = root.querySelector("table.results tbody");
     body.innerHTML = rows.map(function (row) {
       return "<tr><td>" + row[0] + '</td><td class="num" data-metric="' + row[1] + '">' + fmt(m[row[1]]) +
