@@ -24,7 +24,7 @@ LAYERS = {
     "scoring and evaluation": ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export"),
     "analysis": ("studylib.analysis.ranking", "studylib.analysis.regret", "studylib.analysis.sensitivity",
                  "studylib.analysis.tables"),
-    "report": ("studylib.analysis.findings", "studylib.analysis.plots"),
+    "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.sliders"),
     "orchestration": ("studylib.study", "studylib.cli", "studylib.ranker.cli", "studylib.twhin.cli"),
 }
 

@@ -20,6 +20,17 @@ def test_april_2023_preset_has_the_published_weights():
     assert len(w) == 10
 
 
+
+def test_both_published_versions_are_presets():
+    """31 Mar 2023 (78c3235) and 5 Apr 2023 (b852108, `april_2023`) differ in reply and the good clicks."""
+    march, april = load_weights("march_2023").as_published(), load_weights("april_2023").as_published()
+    key = "scored_tweets_model_weight_"
+    assert (march[key + "reply"], april[key + "reply"]) == (27.0, 13.5)
+    assert (march[key + "good_click"], march[key + "good_click_v2"]) == (11.0, 0.0)
+    assert (april[key + "good_click"], april[key + "good_click_v2"]) == (11.0, 10.0)
+    same = [k for k in march if k.removeprefix(key) not in ("reply", "good_click_v2")]
+    assert all(march[k] == april[k] for k in same) and len(same) == 8
+
 def test_score_against_a_hand_computed_example():
     april = load_weights("april_2023")
     probs = np.zeros((2, 10))

@@ -397,9 +397,14 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     checkpoint = work / "runs" / "tiny" / "by_name" / "model.pt"
     assert not checkpoint.with_name("checkpoint.pt").exists()  # a finished study run keeps only its model
     mtime = checkpoint.stat().st_mtime
+    from test_sliders import page_states
+
+    # the weights a reader exports from chapter 5's rendered sliders (a slider moved) are what `make study
+    # WEIGHTS=` takes
     weights = tmp_path / "my_weights.yaml"
-    april = yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
-    weights.write_text(yaml.safe_dump({**april, "scored_tweets_model_weight_report": -10.0}))
+    states = page_states(work / "_build" / "html" / "notebooks" / "05_sensitivity.html", tmp_path / "browser")
+    weights.write_text(states["slider"]["yaml"])
+    assert yaml.safe_load(weights.read_text()) != yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
     run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
     after = json.loads(state_file.read_text())
     assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
@@ -411,6 +416,32 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
     assert "score.my_weights" in scores and "score.april_2023" in scores
     assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
+    # the page of chapter 3 says which weights it shows: its parameters cell carries this run's file
+    import nbformat
+
+    from studylib.study.report import _stage_notebook
+
+    staged = tmp_path / "03_score.ipynb"
+    _stage_notebook(work / "_build" / "executed" / "tiny" / "03_score.ipynb", staged, work / "figures", work)
+    cell = next(c for c in nbformat.read(staged, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assert 'weights: str = "my_weights.yaml"  # this run (default: "april_2023")' in cell.source
+    assert str(tmp_path) not in cell.source and str(work) not in cell.source
+
+
+def test_tiny_study_chapter5_sliders_work_offline(tiny_study, tmp_path):
+    """The rendered chapter 5 page recomputes in headless Chromium with the network off, equal to
+    Python on the sample it embeds (tests/test_sliders.py), and that sample is the study's own."""
+    from studylib.analysis import sliders
+    from studylib.study.paths import Paths
+    from test_sliders import check_page
+
+    work, _ = tiny_study
+    page = work / "_build" / "html" / "notebooks" / "05_sensitivity.html"
+    check_page(page, tmp_path)
+    sample, presets, base, _ = sliders.embedded(page.read_text())
+    own = sliders.sample(pd.read_parquet(Paths(work, "tiny").score_file("planted")))
+    assert np.array_equal(sample.prob, own.prob) and np.array_equal(sample.truth, own.truth)
+    assert base == "april_2023" and {"april_2023", "march_2023"} <= set(presets)
 
 
 def test_a_notebook_run_by_hand_marks_the_study_out_of_step(tiny_study, tmp_path, monkeypatch):

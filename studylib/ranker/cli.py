@@ -9,13 +9,13 @@ import json
 
 from studylib.data.world import WorldParams
 from studylib.errors import StudyError
+from studylib.ranker.scoring import DEFAULT_PRESET, PRESETS
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
 
 
 def _generate(args) -> int:
     from studylib.data.generate import GeneratorParams, generate
-    from studylib.data.world import WorldParams
     from studylib.schema import label_named
 
     downsample = {}
@@ -196,7 +196,8 @@ def register(subparsers) -> None:
     s.add_argument("--run", required=True, help="run folder made by `studylib train`")
     s.add_argument("--data", required=True, help="data folder to score")
     s.add_argument("--weights", action="append", metavar="PRESET_OR_YAML",
-                   help="april_2023 (default), equal_contribution, x_2026_mapped or a YAML file; repeatable")
+                   help=f"{DEFAULT_PRESET} (default), {', '.join(p for p in PRESETS if p != DEFAULT_PRESET)} or a YAML "
+                        "file; repeatable")
     s.add_argument("--out", required=True, help="output .parquet file")
     s.add_argument("--device", default="auto")
     s.add_argument("--precision", default="auto", help=PRECISION_HELP)

@@ -1,9 +1,11 @@
 """Weighted scoring: score = Σ weight_head · probability_head, ranked within each request.
 
 Weight sets are YAML files keyed by the published names (`scored_tweets_model_weight_fav`,
-...). Presets: `april_2023` (default, the original README), `equal_contribution` (derived
-from base rates: every weighted head contributes equally on average) and `x_2026_mapped`
-(the 2026 weights mapped onto the heads that exist). Any number of candidates is scored
+...). Presets: the two versions the-algorithm-ml README published, `april_2023` (default: 5 Apr
+2023, commit b852108) and `march_2023` (31 Mar 2023, commit 78c3235: reply 27, one good-click
+term; see its file for how that term is read), `equal_contribution` (derived from base rates:
+every weighted head contributes equally on average) and `x_2026_mapped` (the 2026 weights mapped
+onto the heads that exist). Any number of candidates is scored
 against any number of weight sets in one matrix product.
 
 The per-head probabilities do not depend on the weights, so they are computed once per
@@ -35,7 +37,7 @@ from studylib.runtime import resolve_device, resolve_precision
 from studylib.ranker.runs import CHECKPOINT, MODEL, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
-PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")
+PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")
 DEFAULT_PRESET = "april_2023"
 
 
