@@ -10,6 +10,7 @@ import json
 from studylib.data.world import WorldParams
 from studylib.errors import StudyError
 from studylib.ranker.scoring import DEFAULT_PRESET, PRESETS
+from studylib.ranker.train import PAIRINGS
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
 
@@ -183,7 +184,7 @@ def register(subparsers) -> None:
                    help="relative gain in held-out loss that counts as an improvement (default 0.002)")
     t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
     t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
-    t.add_argument("--label-pairing", default="by_name", choices=["by_name", "positional"],
+    t.add_argument("--label-pairing", default="by_name", choices=PAIRINGS,
                    help="positional reproduces the original's defect (heads train on neighbours' labels)")
     t.add_argument("--output-bias", default="base_rate", choices=["base_rate", "zero"],
                    help="start each head's output at its label's log-odds in the training data (default) or at "

@@ -231,16 +231,53 @@ def _truncate_rows(path: Path, max_step: int) -> None:
         atomic_write(path, lambda tmp: kept.to_csv(tmp, index=False))
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """The run's counts, each from the command line or else the config."""
+
+    steps: int
+    batch_size: int
+    checkpoint_every: int
+    log_every: int
+
+
+@dataclass
+class _Position:
+    """Where the loop stands: what a checkpoint saves and a resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
 def train(args: TrainArgs) -> dict:
-    """Train per `args`; returns the final evaluation rows (empty without evaluation data)."""
+    """Train per `args`; returns the final evaluation rows (empty without evaluation data).
+
+    Everything is checked before the first write; the phases then read top to bottom in `_train`."""
     runtime = start_runtime(args.device, args.precision)
     cfg = load_config(args.config)
-    if args.label_pairing not in PAIRINGS:
-        raise StudyError(f"--label-pairing must be one of {', '.join(PAIRINGS)}, got {args.label_pairing!r}")
-    steps = _setting(args.steps, "--steps", cfg.training.num_train_steps)
-    batch_size = _setting(args.batch_size, "--batch-size", cfg.train_data.global_batch_size)
-    checkpoint_every = _setting(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n)
-    log_every = _setting(args.log_every, "--log-every", cfg.training.train_log_every_n)
+    budget = _check_arguments(args, cfg)
+    renamed, truncation = cfg.train_data.renamed_features, cfg.train_data.truncation
+    data = open_dataset(args.data, renamed=renamed, truncation=truncation)
+    eval_data = open_dataset(args.eval_data, renamed=renamed, truncation=truncation) if args.eval_data else None
+    val_data = (open_dataset(args.val_data, renamed=renamed, truncation=truncation)
+                if args.val_data and args.val_every else None)
+    _check_output(Path(args.out), args.resume)
+    with contextlib.ExitStack() as held:
+        if runtime.is_main:  # one writer per run folder
+            held.enter_context(exclusive(Path(args.out), "run"))
+        return _train(args, runtime, cfg, budget, data, eval_data, val_data)
+
+
+def _check_arguments(args: TrainArgs, cfg: RecapConfig) -> _Budget:
+    label_names_for_heads(cfg.heads, args.label_pairing)  # refuses an unknown pairing
+    if args.output_bias not in ("base_rate", "zero"):
+        raise StudyError(f"--output-bias must be base_rate or zero, got {args.output_bias!r}")
+    budget = _Budget(steps=_setting(args.steps, "--steps", cfg.training.num_train_steps),
+                     batch_size=_setting(args.batch_size, "--batch-size", cfg.train_data.global_batch_size),
+                     checkpoint_every=_setting(args.checkpoint_every, "--checkpoint-every",
+                                               cfg.training.checkpoint_every_n),
+                     log_every=_setting(args.log_every, "--log-every", cfg.training.train_log_every_n))
     if args.eval_every < 0:
         raise StudyError(f"--eval-every must be >= 0, got {args.eval_every}")
     if args.val_every < 0:
@@ -250,29 +287,21 @@ def train(args: TrainArgs) -> dict:
     StoppingRule(args.stop_patience, args.stop_min_delta).validate()
     if args.stop_patience and not args.val_every:
         raise StudyError("--stop-patience needs --val-every and --val-data (the held-out loss it watches)")
-    renamed, truncation = cfg.train_data.renamed_features, cfg.train_data.truncation
-    data = open_dataset(args.data, renamed=renamed, truncation=truncation)
-    eval_data = None
-    if args.eval_data:
-        eval_data = open_dataset(args.eval_data, renamed=renamed, truncation=truncation)
-    val_data = None
-    if args.val_data and args.val_every:
-        val_data = open_dataset(args.val_data, renamed=renamed, truncation=truncation)
-    out = Path(args.out)
+    return budget
+
+
+def _check_output(out: Path, resume: bool) -> None:
+    """A new run needs a free folder; a resumed one its checkpoint."""
     checkpoint_path = out / CHECKPOINT
     if out.exists() and not out.is_dir():
         raise StudyError(f"{out}: is a file, not a folder; choose another --out")
-    if args.resume and not checkpoint_path.exists():
+    if resume and not checkpoint_path.exists():
         if (out / MODEL).exists():
             raise StudyError(f"{out}: this run finished and its optimizer checkpoint was removed; train with "
                              "--keep-checkpoint to continue a run later, or choose another --out")
         raise StudyError(f"{checkpoint_path}: --resume given but there is no checkpoint to resume from")
-    if not args.resume and (checkpoint_path.exists() or (out / MODEL).exists()):
+    if not resume and (checkpoint_path.exists() or (out / MODEL).exists()):
         raise StudyError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
-    with contextlib.ExitStack() as held:
-        if runtime.is_main:  # one writer per run folder
-            held.enter_context(exclusive(out, "run"))
-        return _train(args, runtime, cfg, data, eval_data, val_data, steps, batch_size, checkpoint_every, log_every)
 
 
 def _setting(value: int | None, flag: str, default: int) -> int:
@@ -284,11 +313,9 @@ def _setting(value: int | None, flag: str, default: int) -> int:
     return chosen
 
 
-def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data, val_data, steps: int,
-           batch_size: int, checkpoint_every: int, log_every: int) -> dict:
+def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget, data, eval_data, val_data) -> dict:
     out = Path(args.out)
-    checkpoint_path = out / CHECKPOINT
-
+    # 1. the model, its optimizer and the label each head learns
     torch.manual_seed(args.seed)
     model = HeavyRanker(cfg.model)
     model.set_downsampling(data.downsampling)
@@ -296,119 +323,139 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, data, eval_data,
     label_names = label_names_for_heads(model.heads, args.label_pairing)
     if args.output_bias == "base_rate":
         init_output_bias(model, [data.manifest["realised_rates"][label] for label in label_names])
-    elif args.output_bias != "zero":
-        raise StudyError(f"--output-bias must be base_rate or zero, got {args.output_bias!r}")
-    label_index = torch.tensor([LABELS.index(name) for name in label_names])
-    step, epoch, batch_in_epoch = 0, 0, 0
+    label_index = [LABELS.index(name) for name in label_names]
+    # 2. a resumed run: its settings compared, the checkpoint's state restored
+    position = _Position()
     if args.resume:
-        _check_resume_settings(out, args, batch_size, runtime.precision)
-        state = load_checkpoint(checkpoint_path, model, cfg, optimizer)
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        _check_resume_settings(out, args, budget.batch_size, runtime.precision)
+        state = load_checkpoint(out / CHECKPOINT, model, cfg, optimizer)
+        position = _Position(state["step"], state["epoch"], state["batch_in_epoch"])
         torch.set_rng_state(state["rng"])
     model.to(runtime.device)
     _move_optimizer_state(optimizer, runtime.device)
-    pos_weight = model.pos_weight.to(runtime.device)
-    train_step = make_train_step(model, optimizer, runtime, pos_weight)
-
+    train_step = make_train_step(model, optimizer, runtime, model.pos_weight.to(runtime.device))
+    # 3. the run's records: started, or cut back to the checkpoint
     if runtime.is_main:
         if args.resume:
-            _truncate_rows(out / HISTORY, step)
-            _truncate_rows(out / EVAL, step)
-            _truncate_rows(out / VALIDATION, step)
+            for record in (HISTORY, EVAL, VALIDATION):
+                _truncate_rows(out / record, position.step)
         else:
-            shutil.copyfile(cfg.source, out / CONFIG_COPY)
-            info = {
-                "data": str(Path(args.data).resolve()), "eval_data": args.eval_data and str(Path(args.eval_data).resolve()),
-                "data_manifest_sha256": file_sha256(Path(args.data) / "manifest.json"),
-                "config": Path(cfg.source).name, "heads": list(model.heads), "label_pairing": args.label_pairing,
-                "labels_per_head": dict(zip(model.heads, label_names)), "batch_size": batch_size, "seed": args.seed,
-                "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),
-                "downsampling": data.downsampling, "world_size": runtime.world_size,
-                "precision": runtime.precision,
-                "precision_reason": precision_reason(args.precision, runtime.device),
-            }
-            write_json(out / RUN_INFO, info)
+            _write_run_info(out, args, cfg, model, label_names, data, budget.batch_size, runtime)
     runtime.barrier()
-
-    reader = Reader(data, batch_size, shuffle=True, seed=args.seed, rank=runtime.rank,
+    # 4. the loop: a step, then whatever falls due at it (log, validation, evaluation, checkpoint)
+    reader = Reader(data, budget.batch_size, shuffle=True, seed=args.seed, rank=runtime.rank,
                     world_size=runtime.world_size, device=runtime.device)
-    per_epoch = reader.batches_per_epoch()
-    if per_epoch < 1:
-        raise StudyError(f"{args.data}: fewer rows per shuffle window than --batch-size {batch_size}")
+    if reader.batches_per_epoch() < 1:
+        raise StudyError(f"{args.data}: fewer rows per shuffle window than --batch-size {budget.batch_size}")
     rule = StoppingRule(args.stop_patience, args.stop_min_delta)
     # a resumed run continues the rule from the validations it kept (truncated to its checkpoint)
     losses = held_out_losses(pd.read_csv(out / VALIDATION)) if args.resume and (out / VALIDATION).exists() else {}
-    bar = tqdm(total=steps, initial=step, desc="train", unit="step", disable=not (args.progress and runtime.is_main))
+    bar = tqdm(total=budget.steps, initial=position.step, desc="train", unit="step",
+               disable=not (args.progress and runtime.is_main))
     history, nonfinite, seen, started = [], 0, 0, time.perf_counter()
     eval_rows: list[dict] = []
     stop = False
-    while step < steps and not stop:
-        for batch in reader.epoch(epoch, skip=batch_in_epoch):
+    while position.step < budget.steps and not stop:
+        for batch in reader.epoch(position.epoch, skip=position.batch_in_epoch):
             model.train()
-            set_learning_rates(optimizer, schedules, step)
+            set_learning_rates(optimizer, schedules, position.step)
             batch = batch.to(runtime.device)
-            labels = torch.stack([batch.labels[LABELS[i]] for i in label_index.tolist()], dim=1)
-            per_head = train_step(batch.features, labels)
-            step += 1
-            batch_in_epoch += 1
-            seen += batch_size
+            per_head = train_step(batch.features, torch.stack([batch.labels[LABELS[i]] for i in label_index], dim=1))
+            position.step += 1
+            position.batch_in_epoch += 1
+            seen += budget.batch_size
             nonfinite += batch.nonfinite
-            if step % log_every == 0 or step == steps:
-                rate = seen / (time.perf_counter() - started)
-                logged = per_head.detach().clone()
-                if runtime.world_size > 1:  # log the global batch's loss, as one process would
-                    dist.all_reduce(logged)
-                    logged /= runtime.world_size
-                history.append({"step": step, "epoch": epoch, "loss": logged.mean().item(),
-                                **{f"loss.{h}": float(v) for h, v in zip(model.heads, logged.tolist())},
-                                "lr_backbone": optimizer.param_groups[0]["lr"], "examples_per_s": rate,
-                                "nonfinite_features": nonfinite})
-                bar.set_postfix(loss=f"{logged.mean().item():.4f}", ex_s=f"{rate:,.0f}")
+            step, at_max = position.step, position.step == budget.steps
+            if step % budget.log_every == 0 or at_max:
+                history.append(_log_row(per_head, position, model, optimizer, seen / (time.perf_counter() - started),
+                                        nonfinite, runtime, bar))
             bar.update(1)
-            if val_data is not None and (step == steps or step % args.val_every == 0):
+            if val_data is not None and (at_max or step % args.val_every == 0):
                 if runtime.is_main:  # the same metrics on held-out data drawn like the training data
-                    val_reader = Reader(val_data, 1024, shuffle=False, device=runtime.device)
-                    rows = evaluate(model, val_reader, runtime, label_names)
+                    rows = evaluate(model, Reader(val_data, 1024, shuffle=False, device=runtime.device), runtime,
+                                    label_names)
                     _append_rows(out / VALIDATION, [{"step": step, **row} for row in rows])
                     losses[step] = sum(row["log_loss"] for row in rows) / len(rows)
                     stop = rule.plateaued(list(losses.values()))
                 stop = _agree(stop, runtime)
-            at_end = step == steps or stop
+            at_end = at_max or stop
             if eval_data is not None and (at_end or (args.eval_every and step % args.eval_every == 0)):
                 if runtime.is_main:
-                    eval_reader = Reader(eval_data, 1024, shuffle=False, device=runtime.device)
-                    rows = [{"step": step, **row} for row in evaluate(model, eval_reader, runtime, label_names)]
-                    _append_rows(out / EVAL, rows)
-                    eval_rows = rows
+                    rows = evaluate(model, Reader(eval_data, 1024, shuffle=False, device=runtime.device), runtime,
+                                    label_names)
+                    eval_rows = [{"step": step, **row} for row in rows]
+                    _append_rows(out / EVAL, eval_rows)
                 runtime.barrier()
-            if at_end or step % checkpoint_every == 0:
+            if at_end or step % budget.checkpoint_every == 0:
                 if runtime.is_main:
                     _append_rows(out / HISTORY, history)
                     history = []
-                    if at_end:
-                        save_model(out / MODEL, model, cfg, step, runtime.precision)
-                    if not at_end or args.keep_checkpoint:
-                        save_checkpoint(checkpoint_path, model, optimizer, step, epoch, batch_in_epoch, cfg)
-                    else:  # finished: only resuming needs Adam's state (2/3 of the bytes), so drop it
-                        checkpoint_path.unlink(missing_ok=True)
+                    _save(out, model, optimizer, cfg, position, runtime.precision, at_end, args.keep_checkpoint)
                 runtime.barrier()
             if at_end:
                 break
         else:
-            epoch, batch_in_epoch = epoch + 1, 0
+            position.epoch, position.batch_in_epoch = position.epoch + 1, 0
     bar.close()
+    # 5. what the run leaves besides its records: the stopping rule's account, a note on bad inputs
     if runtime.is_main and rule.patience:
-        best = min(losses, key=losses.__getitem__) if losses else None
-        write_json(out / STOPPING, {
-            "rule": "mean held-out log loss over heads; stop when the last `patience` validations improve on the "
-                    "best earlier one by at most `min_delta` (relative)",
-            "patience": rule.patience, "min_delta": rule.min_delta, "val_every": args.val_every,
-            "max_steps": steps, "stopped_at": step, "plateaued": rule.plateaued(list(losses.values())),
-            "best_step": best, "best_loss": losses.get(best), "held_out_loss": {str(k): v for k, v in losses.items()}})
+        _write_stopping(out, rule, args.val_every, budget.steps, position.step, losses)
     if runtime.is_main and nonfinite:
         print(f"note: {nonfinite} non-finite continuous feature values were mapped to 0 by the model")
     runtime.close()
-    return {"eval": eval_rows, "nonfinite": nonfinite, "step": step, "is_main": runtime.is_main}
+    return {"eval": eval_rows, "nonfinite": nonfinite, "step": position.step, "is_main": runtime.is_main}
+
+
+def _write_run_info(out: Path, args: TrainArgs, cfg: RecapConfig, model: HeavyRanker, label_names: list[str], data,
+                    batch_size: int, runtime: Runtime) -> None:
+    """run.json and the config's copy: what the run was started with (a resume is checked against it)."""
+    shutil.copyfile(cfg.source, out / CONFIG_COPY)
+    write_json(out / RUN_INFO, {
+        "data": str(Path(args.data).resolve()), "eval_data": args.eval_data and str(Path(args.eval_data).resolve()),
+        "data_manifest_sha256": file_sha256(Path(args.data) / "manifest.json"),
+        "config": Path(cfg.source).name, "heads": list(model.heads), "label_pairing": args.label_pairing,
+        "labels_per_head": dict(zip(model.heads, label_names)), "batch_size": batch_size, "seed": args.seed,
+        "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),
+        "downsampling": data.downsampling, "world_size": runtime.world_size,
+        "precision": runtime.precision,
+        "precision_reason": precision_reason(args.precision, runtime.device),
+    })
+
+
+def _log_row(per_head: torch.Tensor, position: _Position, model: HeavyRanker, optimizer, rate: float, nonfinite: int,
+             runtime: Runtime, bar) -> dict:
+    """history.csv's row at this step: the global batch's loss per head, as one process would log it."""
+    logged = per_head.detach().clone()
+    if runtime.world_size > 1:
+        dist.all_reduce(logged)
+        logged /= runtime.world_size
+    bar.set_postfix(loss=f"{logged.mean().item():.4f}", ex_s=f"{rate:,.0f}")
+    return {"step": position.step, "epoch": position.epoch, "loss": logged.mean().item(),
+            **{f"loss.{h}": float(v) for h, v in zip(model.heads, logged.tolist())},
+            "lr_backbone": optimizer.param_groups[0]["lr"], "examples_per_s": rate, "nonfinite_features": nonfinite}
+
+
+def _save(out: Path, model: HeavyRanker, optimizer, cfg: RecapConfig, position: _Position, precision: str,
+          at_end: bool, keep_checkpoint: bool) -> None:
+    """A checkpoint to resume from; at the end the model, and the checkpoint only when asked to keep it
+    (resuming alone needs Adam's state, 2/3 of the bytes)."""
+    if at_end:
+        save_model(out / MODEL, model, cfg, position.step, precision)
+    if not at_end or keep_checkpoint:
+        save_checkpoint(out / CHECKPOINT, model, optimizer, position.step, position.epoch, position.batch_in_epoch, cfg)
+    else:
+        (out / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _write_stopping(out: Path, rule: StoppingRule, val_every: int, max_steps: int, stopped_at: int,
+                    losses: dict[int, float]) -> None:
+    best = min(losses, key=losses.__getitem__) if losses else None
+    write_json(out / STOPPING, {
+        "rule": "mean held-out log loss over heads; stop when the last `patience` validations improve on the "
+                "best earlier one by at most `min_delta` (relative)",
+        "patience": rule.patience, "min_delta": rule.min_delta, "val_every": val_every,
+        "max_steps": max_steps, "stopped_at": stopped_at, "plateaued": rule.plateaued(list(losses.values())),
+        "best_step": best, "best_loss": losses.get(best), "held_out_loss": {str(k): v for k, v in losses.items()}})
 
 
 def _agree(stop: bool, runtime: Runtime) -> bool:
