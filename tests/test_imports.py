@@ -19,6 +19,7 @@ LAYERS = {
                  "studylib.twhin.config", "studylib.twhin.model",
                  "studylib.twhin.runs", "studylib.twhin.train"),
     "scoring and evaluation": ("studylib.scoring", "studylib.ranking", "studylib.regret", "studylib.sensitivity",
+                               "studylib.weight_search",
                                "studylib.analysis",
                                "studylib.twhin.evaluate",
                                "studylib.twhin.export"),
