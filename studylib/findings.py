@@ -848,13 +848,17 @@ def frontier_distance(points: pd.DataFrame, base: str, k: int) -> Finding:
                 numbers[f"{key}_to_{front}_frontier{suffix}"] = float(getattr(r, f"to_{front}_frontier{suffix}"))
     model = points[points["probabilities"] == "model"].set_index("weights")
     b = model.loc[base]
+    def more(row, front: str) -> str:
+        if not np.isfinite(row[f"to_{front}_frontier"]):
+            return "nothing to compare (the set has fewer negative engagements than any point of that frontier)"
+        return (f"{row[f'to_{front}_frontier']:.3g} more "
+                f"({_ci(row[f'to_{front}_frontier_low'], row[f'to_{front}_frontier_high'], '.3g')})")
+
     text = (f"Counting true expected engagements in the top {k} (positive: the eight positive heads; negative: reports "
             f"+ negative feedback): ranked by the model with the `{base}` weights a request's top {k} holds "
             f"{b['positive']:.3g} positive and {b['negative']:.3g} negative engagements. At that negative count the oracle's "
-            f"frontier holds {b['to_oracle_frontier']:.3g} more positive engagements "
-            f"({_ci(b['to_oracle_frontier_low'], b['to_oracle_frontier_high'], '.3g')}) and the model's own frontier "
-            f"(every positive head weighted 1, both negative heads −s) {b['to_model_frontier']:.3g} more "
-            f"({_ci(b['to_model_frontier_low'], b['to_model_frontier_high'], '.3g')}).")
+            f"frontier holds {more(b, 'oracle')} positive engagements and the model's own frontier (every positive head "
+            f"weighted 1, both negative heads −s) {more(b, 'model')}.")
     others = [w for w in model.index if w != base]
     if others:
         text += " The other weight sets' distances to the model's frontier: " + "; ".join(
