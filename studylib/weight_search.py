@@ -86,7 +86,7 @@ def fit_weights(prob: np.ndarray, truth: np.ndarray, mask: np.ndarray, base: np.
     """The weights that maximise the mean true value (base weights · truth) of each request's top k
     when the ranking is prob · weights, searched by differential evolution over log multipliers of
     `base` (signs kept, head `anchor` fixed). Returns (weights [H], info: objective of the published
-    and of the fitted weights on these requests, evaluations, whether the published were kept)."""
+    and of the fitted weights on these requests, generations run, whether the published were kept)."""
     base = np.asarray(base, np.float64)
     if np.any(base == 0):
         raise StudyError("weight search: every published weight must be non-zero (the search moves log multipliers)")
@@ -113,7 +113,7 @@ def fit_weights(prob: np.ndarray, truth: np.ndarray, mask: np.ndarray, base: np.
     kept = not best > published + 1e-12 * max(1.0, abs(published))
     if kept:
         fitted, best = base.copy(), published
-    return fitted, {"fit_published": published, "fit_fitted": best, "evaluations": int(result.nfev),
+    return fitted, {"fit_published": published, "fit_fitted": best, "generations": int(result.nit),
                     "kept_published": kept}
 
 
@@ -164,7 +164,7 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
                      "regret_closed": (diff["difference"] / float((oracle_best - published).mean())
                                        if (oracle_best - published).mean() > 0 else np.nan),
                      "fit_gain": info["fit_fitted"] - info["fit_published"], "kept_published": info["kept_published"],
-                     "evaluations": info["evaluations"], "fit_requests": int(fit_rows.sum()),
+                     "generations": info["generations"], "fit_requests": int(fit_rows.sum()),
                      "report_requests": int((~fit_rows).sum()), "fit_users": int(np.unique(users[fit_rows]).size),
                      "report_users": int(np.unique(users[~fit_rows]).size), "k": k, "bound": bound})
     noise = head_noise(fitting.prob, fitting.truth, fitting.requests.mask)
