@@ -792,7 +792,9 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
     """gain, heads: weight_search.best_weights; relation: weight_search.noise_relation."""
     g = gain.set_index("scorer")
     m, o = g.loc["model"], g.loc["oracle"]
-    free = heads[~heads["anchor"]]
+    free = heads[~heads["anchor"]].dropna(subset=["log2_change_model"])
+    if free.empty:
+        raise StudyError("optimal_weights_gain: no head besides the anchor was searched (all other weights are 0)")
     cut, raised = free.loc[free["log2_change_model"].idxmin()], free.loc[free["log2_change_model"].idxmax()]
     numbers = {"base": base, "k": k, "model_gain": float(m["gain"]), "model_gain_low": float(m["low"]),
                "model_gain_high": float(m["high"]), "model_gain_pct": float(m["gain_pct"]),
@@ -806,30 +808,32 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
                "noise_spearman": relation["spearman"], "noise_p": relation["p_value"], "noise_heads": relation["heads"]}
     check = "holds" if o["low"] <= 0 <= o["high"] else "fails"
     numbers["oracle_check"] = check
-    text = (f"Searching the ten weights (differential evolution; the model's per-head probabilities rank, the "
+    text = (f"Searching the weights (differential evolution; the model's per-head probabilities rank, the "
             f"`{base}` weights on the true probabilities judge) on {numbers['fit_users']:,} users and judging on the other "
             f"{numbers['report_users']:,}: the fitted weights change the true value of the top {k} by "
             f"{numbers['model_gain']:+.3g} per request ({_ci(numbers['model_gain_low'], numbers['model_gain_high'], '+.3g')}), "
-            f"{numbers['model_gain_pct']:+.1f} % of the published weights' {numbers['published_value']:.3g} (oracle: "
+            f"{numbers['model_gain_pct']:+.1f} % of the `{base}` weights' {numbers['published_value']:.3g} (oracle: "
             f"{numbers['oracle_value']:.3g}). On the users it was fitted on the search gained {numbers['fit_gain']:+.3g}. "
             f"The same search on the oracle's probabilities changes the value by {numbers['oracle_gain']:+.3g} "
             f"({_ci(numbers['oracle_gain_low'], numbers['oracle_gain_high'], '+.3g')}): the built-in check {check}. ")
-    text += (f"Relative to favorited (held at its published weight) the search cut {cut['head']} most "
+    anchor = heads.loc[heads["anchor"], "head"].iloc[0]
+    text += (f"Relative to {anchor} (held at its `{base}` weight) the search cut {cut['head']} most "
              f"(×{numbers['most_cut_factor']:.2g}) and raised {raised['head']} most (×{numbers['most_raised_factor']:.2g}); "
-             f"across {relation['heads']} heads a head's change and how well it is predicted (correlation of predicted "
-             f"with true probability, {free['prediction_truth_correlation'].min():.2f} to "
-             f"{free['prediction_truth_correlation'].max():.2f}) have Spearman ρ {relation['spearman']:.2f} "
-             f"(p {relation['p_value']:.2g}).")
+             + (f"across {relation['heads']} heads a head's change and how well it is predicted (correlation of "
+                f"predicted with true probability, {free['prediction_truth_correlation'].min():.2f} to "
+                f"{free['prediction_truth_correlation'].max():.2f}) have Spearman ρ {relation['spearman']:.2f} "
+                f"(p {relation['p_value']:.2g})." if np.isfinite(relation["spearman"]) else
+                f"{relation['heads']} searched heads are too few to relate their changes to their noise."))
     if excludes_zero(m["low"], m["high"]) and m["low"] > 0:
         verdict = "better weights exist"
         text += (" Weight moved toward the better predicted heads, as Milli, Pierson and Garg argue it should."
-                 if relation["spearman"] > 0 and relation["p_value"] < 0.05 else
+                 if np.isfinite(relation["spearman"]) and relation["spearman"] > 0 and relation["p_value"] < 0.05 else
                  " The changes are not ordered by how noisily each head is predicted at this size.")
     elif m["high"] < 0:
         verdict = "fitted weights worse"
         text += " The fitted weights lose on unseen users: what the search found is the fitting half's noise."
     else:
-        verdict = "published weights not beaten"
+        verdict = "base weights not beaten"
         text += (" No gain is measurable on unseen users, so the fitted changes are mostly the fitting half's noise "
                  "and say little about which heads deserve more weight.")
     if check == "fails":

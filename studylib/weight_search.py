@@ -11,7 +11,7 @@ on, and Twitter's equal-contribution claim, all measured against the planted tru
 
   Optimiser: `scipy.optimize.differential_evolution`, seeded, `polish=False`, over the log of
   each weight's multiplier of its published value (bounds 1/bound to bound, signs kept as
-  published, the anchor head favorited fixed because a ranking does not change when every weight
+  published, a weight of 0 kept at 0, the anchor head favorited fixed because a ranking does not change when every weight
   is multiplied by the same positive number). Why this one: the objective is a sum of top-k
   selections, piecewise constant in the weights, so gradient methods see zero gradients and
   Nelder–Mead stalls on the first plateau; differential evolution needs only function values,
@@ -85,15 +85,20 @@ def fit_weights(prob: np.ndarray, truth: np.ndarray, mask: np.ndarray, base: np.
                 ) -> tuple[np.ndarray, dict]:
     """The weights that maximise the mean true value (base weights · truth) of each request's top k
     when the ranking is prob · weights, searched by differential evolution over log multipliers of
-    `base` (signs kept, head `anchor` fixed). Returns (weights [H], info: objective of the published
-    and of the fitted weights on these requests, generations run, whether the published were kept)."""
+    `base` (signs kept, head `anchor` fixed; a head whose base weight is 0 stays at 0, since a
+    multiplier cannot move it). Returns (weights [H], info: objective of the published and of the
+    fitted weights on these requests, generations run, whether the published were kept)."""
     base = np.asarray(base, np.float64)
-    if np.any(base == 0):
-        raise StudyError("weight search: every published weight must be non-zero (the search moves log multipliers)")
+    if base[anchor] == 0:
+        raise StudyError("weight search: the anchor head's weight must be non-zero")
     if not bound > 1:
         raise StudyError(f"weight search: bound must be > 1, got {bound}")
     value = np.einsum("rnh,h->rn", truth, base)
-    free = np.array([h for h in range(base.size) if h != anchor])
+    free = np.array([h for h in range(base.size) if h != anchor and base[h] != 0], dtype=int)
+    published = float(mean_top_k_value(prob, value, mask, base[None], k)[0])
+    if free.size == 0:
+        return base.copy(), {"fit_published": published, "fit_fitted": published, "generations": 0,
+                             "kept_published": True}
 
     def weights_of(theta: np.ndarray) -> np.ndarray:  # theta [F, S] -> [S, H]
         multipliers = np.ones((theta.shape[1], base.size))
@@ -104,7 +109,6 @@ def fit_weights(prob: np.ndarray, truth: np.ndarray, mask: np.ndarray, base: np.
         theta = theta.reshape(free.size, -1)
         return -mean_top_k_value(prob, value, mask, weights_of(theta), k)
 
-    published = float(mean_top_k_value(prob, value, mask, base[None], k)[0])
     result = differential_evolution(objective, [(-np.log(bound), np.log(bound))] * free.size, maxiter=maxiter,
                                     popsize=popsize, rng=seed, polish=False, init="sobol", x0=np.zeros(free.size),
                                     vectorized=True, updating="deferred", tol=1e-6)
@@ -140,7 +144,11 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
     if scored.truth is None:
         raise StudyError("weight search: the scored set needs true_prob.* columns")
     base = np.asarray(base, np.float64)
+    if not np.any(base != 0):
+        raise StudyError("weight search: every base weight is 0; there is nothing to rank by")
     anchor = scored.heads.index(ANCHOR) if ANCHOR in scored.heads else 0
+    if base[anchor] == 0:  # the first head with a weight holds the scale instead
+        anchor = int(np.flatnonzero(base)[0])
     users = scored.request_users()
     fit_rows = user_halves(users, seed)
     if fit_rows.all() or not fit_rows.any():
@@ -170,10 +178,16 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
     noise = head_noise(fitting.prob, fitting.truth, fitting.requests.mask)
     heads = pd.DataFrame({"head": list(scored.heads), "published": base, "fitted_model": fitted["model"],
                           "fitted_oracle": fitted["oracle"],
-                          "log2_change_model": np.log2(fitted["model"] / base),
-                          "log2_change_oracle": np.log2(fitted["oracle"] / base),
+                          "log2_change_model": _log2_ratio(fitted["model"], base),
+                          "log2_change_oracle": _log2_ratio(fitted["oracle"], base),
                           "prediction_truth_correlation": noise, "anchor": [h == anchor for h in range(base.size)]})
     return pd.DataFrame(rows), heads
+
+
+def _log2_ratio(fitted: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """log2(fitted / base) per head; NaN where the base weight is 0 (that head was not searched)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(base != 0, np.log2(np.abs(fitted) / np.abs(np.where(base != 0, base, 1.0))), np.nan)
 
 
 def noise_relation(heads: pd.DataFrame) -> dict[str, float]:

@@ -110,3 +110,16 @@ def test_findings_state_the_numbers():
     _, balance = weight_search.contribution_balance(WEIGHTS, np.array([0.2, 0.1, 0.05, 0.005]), HEADS)
     f = findings.equal_contribution_claim(balance, balance, points, gain_vs_base=None, base="base")
     assert f.id == "equal_contribution_claim" and f"{balance['max_over_min']:.3g}" in f.text
+
+
+def test_a_zero_weight_stays_zero_and_a_zero_anchor_hands_over():
+    truth, ids, user = world(requests=120)
+    scored = scored_set(noisy_model(truth), truth, ids, user)
+    base = np.array([0.0, 4.0, -3.0, 0.0])  # favorited and report switched off
+    gain, heads = weight_search.best_weights(scored, base, k=5, n_resamples=50, maxiter=5)
+    h = heads.set_index("head")
+    assert h.loc["favorited", "fitted_model"] == 0 and h.loc["report_tweet_clicked", "fitted_model"] == 0
+    assert h.loc["replied", "anchor"] and h.loc["replied", "fitted_model"] == 4.0
+    assert np.isnan(h.loc["favorited", "log2_change_model"])
+    f = findings.optimal_weights_gain(gain, heads, weight_search.noise_relation(heads), "base", 5)
+    assert "Relative to replied" in f.text
