@@ -295,16 +295,21 @@ def frontier_points(scored: ScoredSet, weight_sets: np.ndarray, names: list[str]
 
 def contribution_balance(weights: np.ndarray, rates: np.ndarray, heads: tuple[str, ...]) -> tuple[pd.DataFrame, dict]:
     """Each head's average contribution |weight| × base rate and its share of the total, under
-    `rates` ([H]); with the summary: largest share, smallest share, largest over smallest, and the
-    largest share over the equal share 1/H (1: the claim of equal contributions holds exactly)."""
+    `rates` ([H]); with the summary: largest share, smallest share (among heads with a weight), largest
+    over smallest, the heads weighted 0, and the largest share over the equal share 1/H (1: the claim
+    of equal contributions holds exactly)."""
     weights, rates = np.asarray(weights, np.float64), np.asarray(rates, np.float64)
     contribution = np.abs(weights) * rates
+    if not contribution.sum() > 0:
+        raise StudyError("contribution balance: every weight (or rate) is 0")
     share = contribution / contribution.sum()
     table = pd.DataFrame({"head": list(heads), "weight": weights, "rate": rates, "contribution": contribution,
                           "share": share})
-    top, low = int(np.argmax(share)), int(np.argmin(share))
+    weighted = np.flatnonzero(contribution > 0)
+    top, low = int(np.argmax(share)), int(weighted[np.argmin(share[weighted])])
     summary = {"largest_head": heads[top], "largest_share": float(share[top]), "smallest_head": heads[low],
                "smallest_share": float(share[low]), "max_over_min": float(share[top] / share[low]),
+               "zero_heads": int(len(heads) - weighted.size),
                "largest_over_equal": float(share[top] * len(heads)),
                "heads_within_2x": int(((share * len(heads) >= 0.5) & (share * len(heads) <= 2)).sum())}
     return table, summary

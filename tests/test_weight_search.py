@@ -94,6 +94,8 @@ def test_contribution_balance():
     table, summary = weight_search.contribution_balance(np.array([3.0, 1.0]), np.array([0.1, 0.1]), ("a", "b"))
     assert summary["largest_head"] == "a" and summary["max_over_min"] == pytest.approx(3.0)
     assert table["share"].sum() == pytest.approx(1.0)
+    _, summary = weight_search.contribution_balance(np.array([3.0, 1.0, 0.0]), np.array([0.1, 0.1, 0.1]), ("a", "b", "c"))
+    assert summary["smallest_head"] == "b" and summary["max_over_min"] == pytest.approx(3.0) and summary["zero_heads"] == 1
 
 
 def test_findings_state_the_numbers():
