@@ -889,11 +889,12 @@ def equal_contribution_claim(published_rates: dict, world_rates: dict, points: p
     p, w = published_rates, world_rates
     numbers = {"base": base, **{f"published_rates_{k}": v for k, v in p.items()},
                **{f"world_rates_{k}": v for k, v in w.items()}}
+    zero_note = f"; {p['zero_heads']} weighted 0" if p.get("zero_heads") else ""
     text = (f"Twitter's README says the weights were first set so that every head contributes about equally on "
             f"average. Under the published base rates the `{base}` weights are far from that: {p['largest_head']} "
             f"contributes {100 * p['largest_share']:.0f} % of the average score and {p['smallest_head']} "
             f"{100 * p['smallest_share']:.2g} %, {p['max_over_min']:.3g} times less ({p['heads_within_2x']} of the heads "
-            f"within a factor 2 of an equal share{f'; {p['zero_heads']} weighted 0' if p.get('zero_heads') else ''}); under this world's rates the largest share is "
+            f"within a factor 2 of an equal share{zero_note}); under this world's rates the largest share is "
             f"{100 * w['largest_share']:.0f} % ({w['largest_head']}), {w['max_over_min']:.3g} times the smallest.")
     if score_shares:
         numbers.update({"score_shares_top_head": score_shares.get("top_head"),
