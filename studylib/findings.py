@@ -841,8 +841,9 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
     return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, "05_best_weights.csv")
 
 
-def frontier_distance(points: pd.DataFrame, base: str, k: int) -> Finding:
-    """points: weight_search.frontier_points rows (weights, probabilities, positive, negative, to_*_frontier[_low/_high])."""
+def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = False) -> Finding:
+    """points: weight_search.frontier_points rows (weights, probabilities, positive, negative, to_*_frontier[_low/_high]);
+    fitted: whether the model's frontier includes the weights fitted per point (`weight_search.fitted_frontier`)."""
     numbers, parts = {"base": base, "k": k}, []
     for r in points.itertuples():
         key = f"{r.weights}_{r.probabilities}"
@@ -861,8 +862,10 @@ def frontier_distance(points: pd.DataFrame, base: str, k: int) -> Finding:
     text = (f"Counting true expected engagements in the top {k} (positive: the eight positive heads; negative: reports "
             f"+ negative feedback): ranked by the model with the `{base}` weights a request's top {k} holds "
             f"{b['positive']:.3g} positive and {b['negative']:.3g} negative engagements. At that negative count the oracle's "
-            f"frontier holds {more(b, 'oracle')} positive engagements and the model's own frontier (every positive head "
-            f"weighted 1, both negative heads −s) {more(b, 'model')}.")
+            f"frontier holds {more(b, 'oracle')} positive engagements and the model's own frontier ("
+            + ("the better of every positive head weighted 1 with both negative heads −s, and weights fitted per s on the "
+               "other half of the users" if fitted else "every positive head weighted 1, both negative heads −s")
+            + f") {more(b, 'model')}.")
     others = [w for w in model.index if w != base]
     if others:
         text += " The other weight sets' distances to the model's frontier: " + "; ".join(

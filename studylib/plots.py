@@ -488,14 +488,17 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
 def frontier(front: pd.DataFrame, points: pd.DataFrame, k: int) -> plt.Figure:
     """front: weight_search.frontier (scorer, negative_scale, positive, negative); points:
     weight_search.frontier_points (weights, probabilities, positive, negative with intervals). Lines: the
-    model's and the oracle's frontiers; markers: every weight set ranked by the model (filled) and by the
+    model's and the oracle's frontiers (scorer model_fitted: dashed, the model with weights fitted per point); markers: every weight set ranked by the model (filled) and by the
     oracle (open), with 95 % user-level intervals."""
     fig, ax = plt.subplots(figsize=(WIDTH, 4.8))
     colors = dict(zip(("model", "oracle"), sns.color_palette()[:2]))
+    labels = {"model": "model, Σ positive − s·Σ negative", "oracle": "oracle's frontier (Σ positive − s·Σ negative)",
+              "model_fitted": "model, weights fitted per s (other half of the users)"}
     for scorer, sub in front.groupby("scorer"):
         sub = sub.sort_values("negative_scale")
-        ax.plot(sub["negative"], sub["positive"], color=colors[scorer], lw=1.8,
-                label=f"{scorer}'s frontier (Σ positive − s·Σ negative)")
+        fitted = scorer == "model_fitted"
+        ax.plot(sub["negative"], sub["positive"], color=colors["model" if fitted else scorer], lw=1.4 if fitted else 1.8,
+                ls="--" if fitted else "-", marker="." if fitted else None, label=labels.get(scorer, scorer))
     markers = "osD^vP*X"
     for i, (name, sub) in enumerate(points.groupby("weights", sort=False)):
         for _, r in sub.iterrows():

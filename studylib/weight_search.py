@@ -16,7 +16,7 @@ on, and Twitter's equal-contribution claim, all measured against the planted tru
   selections, piecewise constant in the weights, so gradient methods see zero gradients and
   Nelder–Mead stalls on the first plateau; differential evolution needs only function values,
   handles bounds, is deterministic for a fixed seed, and evaluates its whole population in one
-  vectorised call (`vectorized=True`), which keeps it to about a second on the quick study. The
+  vectorised call (`vectorized=True`), which keeps it to a few seconds on the quick study. The
   published weights are put in the first population, and the search keeps them unless it finds a
   vector strictly better on the fitting half.
 
@@ -36,9 +36,13 @@ on, and Twitter's equal-contribution claim, all measured against the planted tru
   heads). Traced by one family of scores, Σ positive probabilities − s · Σ negative probabilities,
   for negative scales s from 0 upwards. On the oracle's probabilities this scalarisation reaches
   the exact frontier's supported points (the best expected positive count at each expected
-  negative count any top-k selection can have); on the model's probabilities it is the documented
-  simpler choice: the same equal positive weights at every point, not positive weights re-fitted
-  per point. A weight set's distance to a frontier is the positive engagements it gives up at its
+  negative count any top-k selection can have). On the model's probabilities the same family is one
+  half of the model's frontier; the other half (`fitted_frontier`) re-fits the weights per point:
+  for each of a coarser grid of s, `fit_weights` maximises the true Σ positive − s · Σ negative on
+  one half of the users and ranks the other half with the result, then the halves swap
+  (cross-fitting, no request ranked by weights fitted on its own user). That search does not depend
+  on the base weights, so it is cached by its inputs and a weights-only re-score reads it back. The
+  model's frontier is the better of the two at each negative count. A weight set's distance to a frontier is the positive engagements it gives up at its
   own negative count: the frontier's positive count there (linear between the frontier's
   non-dominated points) minus the set's. Intervals: user-level bootstrap, the frontier and the
   point recomputed on the same resamples.
@@ -49,6 +53,9 @@ on, and Twitter's equal-contribution claim, all measured against the planted tru
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,6 +70,7 @@ NEGATIVE_HEADS = ("negative_feedback_v2", "report_tweet_clicked")  # short names
 ANCHOR = "favorited"  # the head whose weight the search holds fixed (a ranking is scale-free)
 BOUND = 16.0  # each weight may move between published / BOUND and published × BOUND
 NEGATIVE_SCALES = tuple([0.0] + list(np.geomspace(0.01, 1e4, 49)))  # the frontier's s grid
+FITTED_SCALES = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)  # where weights are fitted per point
 
 
 # ---------------------------------------------------------------- the best weights
@@ -235,16 +243,63 @@ def _per_request_frontier(scored: ScoredSet, k: int, scales) -> dict[str, tuple[
     return out
 
 
-def frontier(scored: ScoredSet, k: int = TOP_K, scales=NEGATIVE_SCALES) -> pd.DataFrame:
+def fitted_frontier(scored: ScoredSet, k: int = TOP_K, scales=FITTED_SCALES, seed: int = 0, maxiter: int = 20,
+                    popsize: int = 8, bound: float = BOUND, cache_dir: str | Path | None = None
+                    ) -> tuple[tuple[float, ...], np.ndarray, np.ndarray]:
+    """The model's frontier with the weights fitted per point: for each scale s, `fit_weights` finds the
+    weights (starting from 1 per positive head, −s per negative head) that maximise the true
+    Σ positive − s · Σ negative of the top k on one half of the users, and they rank the other half;
+    then the halves swap (cross-fitting), so every request is ranked by weights fitted without its
+    user. Returns (scales, positive [S, R], negative [S, R]) per request.
+
+    It does not depend on the base weights, so with `cache_dir` it is stored there keyed by the SHA-256
+    of its inputs and settings, and a weights-only re-score reads it back instead of searching again."""
+    if scored.truth is None:
+        raise StudyError("frontier: the scored set needs true_prob.* columns")
+    scales = tuple(float(x) for x in scales)
+    users = scored.request_users()
+    digest = hashlib.sha256()
+    for part in (scored.prob, scored.truth, scored.requests.mask, np.asarray(users).astype(str)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(repr((scored.heads, k, scales, seed, maxiter, popsize, bound)).encode())
+    path = Path(cache_dir) / f"fitted_frontier-{digest.hexdigest()[:16]}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        stored = np.load(path)
+        return scales, stored["positive"], stored["negative"]
+    half = user_halves(users, seed)
+    if half.all() or not half.any():
+        raise StudyError("frontier: needs at least two users to split into halves")
+    anchor = scored.heads.index(ANCHOR) if ANCHOR in scored.heads else int(np.flatnonzero(~_sides(scored.heads)[1])[0])
+    positive = np.zeros((len(scales), half.size))
+    negative = np.zeros_like(positive)
+    for i, c in enumerate(frontier_weights(scored.heads, scales)):
+        for rows in (half, ~half):
+            fitting, other = subset(scored, rows), subset(scored, ~rows)
+            w, _ = fit_weights(fitting.prob, fitting.truth, fitting.requests.mask, c, k, anchor, bound, seed, maxiter,
+                               popsize)
+            positive[i, ~rows], negative[i, ~rows] = engagement_counts(other, other.scores(w), k)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, positive=positive, negative=negative)
+        tmp.replace(path)
+    return scales, positive, negative
+
+
+def frontier(scored: ScoredSet, k: int = TOP_K, scales=NEGATIVE_SCALES, fitted=None) -> pd.DataFrame:
     """Rows (scorer, negative_scale, positive, negative): the mean expected positive and negative
     engagements per top k when the model's (or the oracle's) probabilities are ranked by
-    Σ positive − s · Σ negative, for every scale s."""
+    Σ positive − s · Σ negative, for every scale s; with `fitted` (`fitted_frontier`'s result) also
+    the rows of scorer `model_fitted`."""
     if scored.truth is None:
         raise StudyError("frontier: the scored set needs true_prob.* columns")
     rows = []
-    for scorer, (pos, neg) in _per_request_frontier(scored, k, scales).items():
+    fronts = [(scorer, scales, pos, neg) for scorer, (pos, neg) in _per_request_frontier(scored, k, scales).items()]
+    if fitted is not None:
+        fronts.append(("model_fitted", *fitted))
+    for scorer, grid, pos, neg in fronts:
         rows += [{"scorer": scorer, "negative_scale": float(s), "positive": float(p), "negative": float(n)}
-                 for s, p, n in zip(scales, pos.mean(-1), neg.mean(-1))]
+                 for s, p, n in zip(grid, pos.mean(-1), neg.mean(-1))]
     return pd.DataFrame(rows)
 
 
@@ -259,11 +314,13 @@ def frontier_positive_at(negative: np.ndarray, front_neg: np.ndarray, front_pos:
 
 
 def frontier_points(scored: ScoredSet, weight_sets: np.ndarray, names: list[str], k: int = TOP_K,
-                    scales=NEGATIVE_SCALES, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+                    scales=NEGATIVE_SCALES, n_resamples: int = 1000, seed: int = 0, fitted=None) -> pd.DataFrame:
     """Each weight set ranked by the model's and by the oracle's probabilities: its mean expected
     positive and negative engagements per top k, and its distance to the oracle's and to the model's
     frontier (positive engagements given up at its own negative count), each with a 95 % user-level
-    interval (frontier and point recomputed on the same resamples)."""
+    interval (frontier and point recomputed on the same resamples). With `fitted` (`fitted_frontier`'s
+    result) the model's frontier is the better of its two families at each negative count: equal
+    positive weights with scaled negative ones, and weights fitted per point."""
     if scored.truth is None:
         raise StudyError("frontier: the scored set needs true_prob.* columns")
     weight_sets = np.atleast_2d(np.asarray(weight_sets, np.float64))
@@ -271,6 +328,11 @@ def frontier_points(scored: ScoredSet, weight_sets: np.ndarray, names: list[str]
     total = W.sum(axis=1, keepdims=True)
     fronts = {name: (pos.mean(-1), neg.mean(-1), (W @ pos.T) / total, (W @ neg.T) / total)
               for name, (pos, neg) in _per_request_frontier(scored, k, scales).items()}
+    if fitted is not None:  # the model's frontier: the best of both families of points
+        _, pos, neg = fitted
+        fp, fn, bp, bn = fronts["model"]
+        fronts["model"] = (np.r_[fp, pos.mean(-1)], np.r_[fn, neg.mean(-1)], np.c_[bp, (W @ pos.T) / total],
+                           np.c_[bn, (W @ neg.T) / total])
     rows = []
     for probabilities, source in (("model", scored), ("oracle", scored.oracle())):
         pos, neg = engagement_counts(scored, source.scores(weight_sets), k)  # [S, R]
@@ -322,6 +384,6 @@ def world_rates(scored: ScoredSet) -> np.ndarray:
     return scored.truth[scored.requests.mask].mean(axis=0)
 
 
-__all__ = ["ANCHOR", "BOUND", "NEGATIVE_HEADS", "NEGATIVE_SCALES", "best_weights", "contribution_balance",
-           "engagement_counts", "fit_weights", "frontier", "frontier_points", "frontier_positive_at",
+__all__ = ["ANCHOR", "BOUND", "FITTED_SCALES", "NEGATIVE_HEADS", "NEGATIVE_SCALES", "best_weights",
+           "contribution_balance", "engagement_counts", "fit_weights", "fitted_frontier", "frontier", "frontier_points", "frontier_positive_at",
            "frontier_weights", "head_noise", "mean_top_k_value", "noise_relation", "world_rates"]

@@ -125,3 +125,20 @@ def test_a_zero_weight_stays_zero_and_a_zero_anchor_hands_over():
     assert np.isnan(h.loc["favorited", "log2_change_model"])
     f = findings.optimal_weights_gain(gain, heads, weight_search.noise_relation(heads), "base", 5)
     assert "Relative to replied" in f.text
+
+
+def test_the_fitted_frontier_is_cross_fitted_and_cached(tmp_path, monkeypatch):
+    truth, ids, user = world(requests=120)
+    scored = scored_set(noisy_model(truth), truth, ids, user)
+    scales, pos, neg = weight_search.fitted_frontier(scored, 5, scales=(0.0, 10.0), maxiter=3, cache_dir=tmp_path)
+    assert pos.shape == neg.shape == (2, scored.requests.n_requests) and len(list(tmp_path.glob("*.npz"))) == 1
+    assert neg[1].mean() <= neg[0].mean()  # weighting the negative heads lowers the negative count
+    monkeypatch.setattr(weight_search, "fit_weights", lambda *a, **k: (_ for _ in ()).throw(AssertionError("searched")))
+    again = weight_search.fitted_frontier(scored, 5, scales=(0.0, 10.0), maxiter=3, cache_dir=tmp_path)
+    assert np.array_equal(again[1], pos) and np.array_equal(again[2], neg)  # read back, not searched again
+    points = weight_search.frontier_points(scored, WEIGHTS[None], ["a"], k=5, n_resamples=50, fitted=(scales, pos, neg))
+    plain = weight_search.frontier_points(scored, WEIGHTS[None], ["a"], k=5, n_resamples=50)
+    model = lambda t: t[t["probabilities"] == "model"].iloc[0]["to_model_frontier"]  # noqa: E731
+    assert model(points) >= model(plain) - 1e-12  # the better of two families is at least as far out
+    front = weight_search.frontier(scored, 5, fitted=(scales, pos, neg))
+    assert set(front["scorer"]) == {"model", "oracle", "model_fitted"}
