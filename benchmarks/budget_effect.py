@@ -11,7 +11,7 @@ Each argument is a results folder (`_build/results/<profile>/`, holding `finding
 they differ (or where one study lacks the finding), and the three numbers the finding states that
 moved most between the studies. `--markdown` also writes the table as Markdown (the README's
 budget table is this output). The report of the smaller study marks the same changes itself
-(`studylib.findings.budget_note`).
+(`studylib.analysis.findings.budget_note`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from studylib.errors import StudyError
-from studylib.findings import FINDINGS_FILE, compare
+from studylib.analysis.findings import FINDINGS_FILE, compare
 
 
 def read_findings(path: Path) -> dict[str, dict]:

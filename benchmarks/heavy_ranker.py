@@ -1,7 +1,7 @@
 """Heavy Ranker throughput against this machine's own limits, measured in the same run.
 
 Prints, from one run each:
-- training examples/s in fp32 and in bf16 (as `studylib.train` runs it: autocast on persistent
+- training examples/s in fp32 and in bf16 (as `studylib.ranker.train` runs it: autocast on persistent
   bf16 copies of the weights; plain autocast beside it), each beside the machine's matrix-multiply
   rate in the same precision at the model's own GEMM shapes (forward and both backward GEMMs
   of every Linear layer at the same batch), and the bf16 speed-up (goals on this project's
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from studylib.config import load_config
+from studylib.ranker.config import load_config
 from studylib.data.generate import GeneratorParams, generate, with_world
 from studylib.data.reader import Reader, open_dataset
-from studylib.bf16 import linear_parameters
-from studylib.models.heavy_ranker import HeavyRanker, forward_flops, linear_shapes
+from studylib.ranker.bf16 import linear_parameters
+from studylib.ranker.model import HeavyRanker, forward_flops, linear_shapes
 from studylib.runtime import Runtime, keep_freed_memory, resolve_device
-from studylib.train import build_optimizer, make_train_step, multitask_loss, set_learning_rates
+from studylib.ranker.train import build_optimizer, make_train_step, multitask_loss, set_learning_rates
 
 # Published dense (no sparsity) bf16 tensor-core peaks, FLOP/s, for the MFU line.
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -98,7 +98,7 @@ def synthetic_batch(batch: int, device: torch.device) -> tuple[dict, torch.Tenso
 
 def training_rate(batch: int, steps: int, device: torch.device, precision: str) -> float:
     """Examples/s of full training steps (forward, backward, fused Adam) on in-memory batches, as
-    `studylib.train` runs them. `bf16-autocast` is plain autocast, casting every weight each step."""
+    `studylib.ranker.train` runs them. `bf16-autocast` is plain autocast, casting every weight each step."""
     cfg = load_config()
     model = HeavyRanker(cfg.model).to(device).train()
     optimizer, schedules = build_optimizer(model, cfg)

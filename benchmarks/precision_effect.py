@@ -2,8 +2,8 @@
 
 Run the study twice back to back on one machine, once per precision, then compare:
 
-    .venv/bin/python -m studylib.pipeline --workdir /tmp/fp32 -p precision fp32
-    .venv/bin/python -m studylib.pipeline --workdir /tmp/bf16 -p precision bf16   # or auto on a bf16 CPU
+    .venv/bin/python -m studylib.study.pipeline --workdir /tmp/fp32 -p precision fp32
+    .venv/bin/python -m studylib.study.pipeline --workdir /tmp/bf16 -p precision bf16   # or auto on a bf16 CPU
     .venv/bin/python benchmarks/precision_effect.py --fp32 /tmp/fp32 --bf16 /tmp/bf16 [--json out.json]
 
 Prints, from the runs' own records:
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from studylib.inference import MIN_POSITIVES
+from studylib.analysis.stats import MIN_POSITIVES
 
 # The chapters that run the Heavy Ranker (training, its evaluation, scoring): the only ones bf16 can speed up.
 RANKER_NOTEBOOKS = ("02_train.ipynb", "02b_twhin_ablation.ipynb", "03_score.ipynb")

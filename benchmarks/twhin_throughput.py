@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from studylib.config import shipped_config_path
+from studylib.strict import shipped_config_path
 from studylib.twhin.config import load_twhin_config
 from studylib.twhin.model import TwhinModel, batch_loss, edges_to_kjt, feature_names
 from studylib.twhin.train import initial_state, scatter_full_state

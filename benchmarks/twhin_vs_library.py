@@ -174,7 +174,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         graph = Path(args.graph) if args.graph else Path(tmp) / "graph"
         if not args.graph:  # the quick profile's graph: 200,000 edges of the ranker world (seed 0, rate scale 20)
-            from studylib.study import world_params
+            from studylib.study.twhin_study import world_params
             generate_graph(GraphParams(edges=200_000, seed=0, world=world_params(0, 20.0)), graph, progress=False)
         start = time.perf_counter()
         result = train(TwhinTrainArgs(graph=str(graph), out=str(Path(tmp) / "project"), steps=steps, device="cpu",

@@ -82,6 +82,12 @@ def true_prob_column(label: str) -> str:
     return TRUE_PROB_PREFIX + label
 
 
+def label_named(name: str) -> str:
+    """A label from its full or short name (`favorited` -> `recap.engagement.is_favorited`); the
+    name unchanged when it is neither, for the caller's own error."""
+    return name if name in LABELS else {short_name(label): label for label in LABELS}.get(name, name)
+
+
 def short_name(label: str) -> str:
     """`recap.engagement.is_favorited` -> `favorited` (for tables and plots)."""
     return label.removeprefix(LABEL_PREFIX).removeprefix("is_")

@@ -4,13 +4,14 @@ import math
 
 import pytest
 
-from studylib.config import LearningRate, load_config, shipped_config_path
+from studylib.ranker.config import PUBLISHED_CONFIG, LearningRate, load_config
+from studylib.strict import shipped_config_path
 from studylib.errors import StudyError
-from studylib.train import learning_rate
+from studylib.ranker.train import learning_rate
 
 
 def write_variant(tmp_path, old, new):
-    text = shipped_config_path().read_text()
+    text = shipped_config_path(PUBLISHED_CONFIG).read_text()
     assert old in text
     path = tmp_path / "variant.yaml"
     path.write_text(text.replace(old, new, 1))
@@ -121,7 +122,7 @@ def test_final_layer_activation_adds_a_relu_alone(tmp_path):
     """With final_layer_activation the original appends only a ReLU after the last Linear."""
     from torch import nn
 
-    from studylib.models.heavy_ranker import Mlp
+    from studylib.ranker.model import Mlp
 
     tower = load_config().model.tasks["recap.engagement.is_favorited"].mlp_config  # BatchNorm and no final activation
     plain = Mlp(16, tower)
@@ -146,8 +147,8 @@ def test_schedule_kinds_parse_from_yaml(tmp_path):
 
 
 def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_path):
-    from studylib.pipeline import load_profile
-    from studylib.scoring import load_weights
+    from studylib.study.pipeline import load_profile
+    from studylib.ranker.scoring import load_weights
 
     weights = tmp_path / "w.yaml"
     weights.write_text("scored_tweets_model_weight_report: -369.0\nscored_tweets_model_weight_fav: 0.5\n"

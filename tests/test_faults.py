@@ -25,7 +25,8 @@ import torch
 
 from conftest import FAULT_CASES
 from studylib.cli import main
-from studylib.config import STUDY_CONFIG, load_yaml, shipped_config_path
+from studylib.strict import load_yaml, shipped_config_path
+from studylib.ranker.config import STUDY_CONFIG
 from studylib.io import exclusive
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
@@ -187,7 +188,7 @@ def test_outputs_that_are_the_wrong_kind_of_path(small_data, run, graph, twhin_r
 
 
 def test_pipeline_workdir_that_is_a_file(tmp_path, capsys):
-    from studylib.pipeline import main as pipeline_main
+    from studylib.study.pipeline import main as pipeline_main
 
     a_file = tmp_path / "wd"
     a_file.write_text("x")
@@ -365,7 +366,7 @@ def test_a_finished_data_set_missing_a_shard_is_not_reported_as_complete(tmp_pat
 
 
 def test_pipeline_checks_presets_before_running_anything(tmp_path, capsys):
-    from studylib.pipeline import main as pipeline_main
+    from studylib.study.pipeline import main as pipeline_main
 
     code = pipeline_main(["--profile", "tiny", "--workdir", str(tmp_path), "-p", "presets", "[april_2023, no_such]",
                           "--no-report"])

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from studylib import findings, inference, ranking, sensitivity
-from studylib.metrics import relative_cross_entropy
+from studylib.analysis import findings, ranking, sensitivity, stats
+from studylib.ranker.metrics import relative_cross_entropy
 
 # ---------------------------------------------------------------- inference
 
@@ -22,31 +22,31 @@ def test_weighted_auroc_and_rce_match_the_unweighted_metrics():
     score = np.round(rng.random(500), 2)  # ties
     label = rng.random(500) < 0.2 + 0.5 * score
     ones = np.ones(500)
-    assert inference.weighted_auroc(score, label, ones) == pytest.approx(
+    assert stats.weighted_auroc(score, label, ones) == pytest.approx(
         float(binary_auroc(torch.tensor(score), torch.tensor(label).long())))
     prob = np.clip(score, 0.01, 0.99)
-    assert inference.weighted_rce(prob, label, ones) == pytest.approx(
+    assert stats.weighted_rce(prob, label, ones) == pytest.approx(
         relative_cross_entropy(torch.tensor(prob), torch.tensor(label, dtype=torch.float64)))
     # integer weights = repeating rows
     w = rng.integers(0, 3, 500).astype(float)
     rep = np.repeat(np.arange(500), w.astype(int))
-    assert inference.weighted_auroc(score, label, w) == pytest.approx(inference.weighted_auroc(score[rep], label[rep], np.ones(rep.size)))
-    assert np.isnan(inference.weighted_auroc(score, np.zeros(500), ones))
+    assert stats.weighted_auroc(score, label, w) == pytest.approx(stats.weighted_auroc(score[rep], label[rep], np.ones(rep.size)))
+    assert np.isnan(stats.weighted_auroc(score, np.zeros(500), ones))
 
 
 def test_cluster_bootstrap_resamples_whole_clusters():
     cluster = np.repeat([7, 3, 9], [2, 3, 1])
-    W = inference.bootstrap_weights(cluster, 200, seed=1)
+    W = stats.bootstrap_weights(cluster, 200, seed=1)
     assert W.shape == (200, 6)
     assert np.all(W[:, 0] == W[:, 1]) and np.all(W[:, 2] == W[:, 3]) and np.all(W[:, 3] == W[:, 4])
     assert np.all(W[:, [0, 2, 5]].sum(axis=1) == 3)  # three clusters drawn per resample
-    with pytest.raises(inference.StudyError, match="at least 2 clusters"):
-        inference.bootstrap_weights(np.zeros(5), 10)
+    with pytest.raises(stats.StudyError, match="at least 2 clusters"):
+        stats.bootstrap_weights(np.zeros(5), 10)
 
 
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04, 0.2 -> ×4, ×3 (0.09), ×2 (0.08 -> 0.09 monotone), ×1
-    assert inference.holm(np.array([0.01, 0.04, 0.03, 0.2])) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert stats.holm(np.array([0.01, 0.04, 0.03, 0.2])) == pytest.approx([0.04, 0.09, 0.09, 0.2])
 
 
 def _clustered(n_clusters=200, size=50, icc=0.3, seed=0):
@@ -58,14 +58,14 @@ def _clustered(n_clusters=200, size=50, icc=0.3, seed=0):
 
 def test_intraclass_correlation_recovers_the_planted_value():
     values, cluster = _clustered(icc=0.3)
-    out = inference.intraclass_correlation(values, cluster)
+    out = stats.intraclass_correlation(values, cluster)
     assert out["icc"] == pytest.approx(0.3, abs=0.06)
     assert out["design_effect"] == pytest.approx(1 + 49 * out["icc"])
 
 
 def test_null_splits_hold_alpha_on_cluster_means_and_not_on_candidates():
     values, cluster = _clustered(icc=0.3)
-    rates = inference.null_split_rates(values, cluster, n_splits=400, seed=2)
+    rates = stats.null_split_rates(values, cluster, n_splits=400, seed=2)
     for k in ("welch", "mwu", "ks"):
         assert 0.02 <= rates[f"{k}_rate"] <= 0.08, (k, rates)
         assert rates[f"naive_{k}_rate"] > 0.3  # candidates treated as independent: most splits reject
@@ -75,9 +75,9 @@ def test_compare_clusters_detects_a_shift_of_users_not_of_candidates():
     values, cluster = _clustered(n_clusters=100, size=20, seed=3)
     a, ca = values[cluster < 50], cluster[cluster < 50]
     b, cb = values[cluster >= 50], cluster[cluster >= 50]
-    same = inference.compare_clusters(a, ca, b, cb, 300)
+    same = stats.compare_clusters(a, ca, b, cb, 300)
     assert same["clusters_a"] == 50 and same["difference_low"] < same["difference"] < same["difference_high"]
-    shifted = inference.compare_clusters(a + 1.0, ca, b, cb, 300)
+    shifted = stats.compare_clusters(a + 1.0, ca, b, cb, 300)
     assert shifted["difference_low"] > 0 and shifted["welch_p"] < 1e-6
     assert shifted["difference"] == pytest.approx(same["difference"] + 1.0)
 
@@ -353,7 +353,7 @@ def test_twhin_headline_is_the_share_of_the_oracles_gain_over_popularity():
 def test_interval_columns_merge_for_reading():
     import pandas as pd
 
-    from studylib.inference import with_intervals
+    from studylib.analysis.stats import with_intervals
 
     table = pd.DataFrame({"head": ["a", "b"], "auroc": [0.75, float("nan")], "auroc_low": [0.7, 0.1],
                           "auroc_high": [0.8, 0.2], "positives": [10, 3]})
@@ -463,7 +463,7 @@ def test_budget_script_prints_both_verdicts_and_refuses_a_missing_study(tmp_path
 
 
 def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_otherwise(tmp_path, monkeypatch):
-    from studylib import report
+    from studylib.study import report
 
     monkeypatch.setenv("STUDYLIB_PIPELINE", "1")  # as the pipeline: no out-of-step mark
     for profile, verdict in (("quick", "captures most"), ("paper", "captures nearly all")):

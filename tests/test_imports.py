@@ -1,4 +1,5 @@
-"""Imports flow one way: data -> models -> training -> scoring/evaluation -> report -> orchestration.
+"""Imports flow one way: data -> models -> training -> statistics -> scoring/evaluation -> analysis -> report
+-> orchestration.
 
 Read from the source (every import statement, also those inside functions), so a lazy import
 that goes the wrong way is caught too. TwHIN depends on the data package and never the reverse.
@@ -11,21 +12,20 @@ STUDYLIB = Path(__file__).resolve().parents[1] / "studylib"
 
 # Lowest first. A module may import from its own layer or a lower one.
 LAYERS = {
-    "base": ("studylib", "studylib.errors", "studylib.schema", "studylib.io", "studylib.yamlio", "studylib.config",
-             "studylib.runtime", "studylib.inference"),
+    "base": ("studylib", "studylib.errors", "studylib.schema", "studylib.io", "studylib.yamlio", "studylib.strict",
+             "studylib.runtime"),
     "data": ("studylib.data",),
-    "models": ("studylib.models", "studylib.bf16", "studylib.metrics", "studylib.runs"),
-    "training": ("studylib.train", "studylib.twhin.graph", "studylib.twhin.planted", "studylib.twhin.splits",
-                 "studylib.twhin.config", "studylib.twhin.model",
-                 "studylib.twhin.runs", "studylib.twhin.train"),
-    "scoring and evaluation": ("studylib.scoring", "studylib.ranking", "studylib.regret", "studylib.sensitivity",
-                               "studylib.weight_search",
-                               "studylib.analysis",
-                               "studylib.twhin.evaluate",
-                               "studylib.twhin.export"),
-    "report": ("studylib.findings", "studylib.plots"),
-    "orchestration": ("studylib.study", "studylib.parameters", "studylib.notebook", "studylib.report",
-                      "studylib.pipeline", "studylib.cli", "studylib.twhin.cli", "studylib.__main__"),
+    "models": ("studylib.ranker", "studylib.ranker.config", "studylib.ranker.model", "studylib.ranker.bf16",
+               "studylib.ranker.metrics", "studylib.ranker.runs",
+               "studylib.twhin", "studylib.twhin.graph", "studylib.twhin.planted", "studylib.twhin.splits",
+               "studylib.twhin.config", "studylib.twhin.model", "studylib.twhin.runs"),
+    "training": ("studylib.ranker.train", "studylib.twhin.train"),
+    "statistics": ("studylib.analysis", "studylib.analysis.stats"),
+    "scoring and evaluation": ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export"),
+    "analysis": ("studylib.analysis.ranking", "studylib.analysis.regret", "studylib.analysis.sensitivity",
+                 "studylib.analysis.tables", "studylib.analysis.weight_search"),
+    "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.sliders"),
+    "orchestration": ("studylib.study", "studylib.cli", "studylib.ranker.cli", "studylib.twhin.cli"),
 }
 
 
@@ -96,8 +96,8 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
 
 
 def test_reading_a_finished_run_does_not_import_training():
-    """Scoring, evaluation and export read runs through studylib.runs / studylib.twhin.runs."""
+    """Scoring, evaluation and export read runs through studylib.ranker.runs / studylib.twhin.runs."""
     graph = import_graph()
-    for reader in ("studylib.scoring", "studylib.twhin.evaluate", "studylib.twhin.export", "studylib.runs",
+    for reader in ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export", "studylib.ranker.runs",
                    "studylib.twhin.runs"):
-        assert not graph[reader] & {"studylib.train", "studylib.twhin.train"}, reader
+        assert not graph[reader] & {"studylib.ranker.train", "studylib.twhin.train"}, reader

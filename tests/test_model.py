@@ -4,15 +4,16 @@ import pytest
 import torch
 import yaml
 
-from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
+from studylib.ranker.config import PUBLISHED_CONFIG, STUDY_CONFIG, load_config
+from studylib.strict import shipped_config_path
 from studylib.data.layout import RENAMED_FEATURES
-from studylib.models.heavy_ranker import HeavyRanker, MaskNet, calibrate, forward_flops, parameter_breakdown
+from studylib.ranker.model import HeavyRanker, MaskNet, calibrate, forward_flops, parameter_breakdown
 from studylib.schema import GROUP_WIDTHS, LABELS
 
 
 @pytest.fixture(scope="module")
 def published():
-    return load_config(shipped_config_path())
+    return load_config(shipped_config_path(PUBLISHED_CONFIG))
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +44,12 @@ def test_forward_flops_match_published(model):
 
 
 def test_shipped_config_is_the_published_file_unchanged():
-    text = shipped_config_path().read_text()
+    text = shipped_config_path(PUBLISHED_CONFIG).read_text()
     assert "mask_net_config" in text and text.startswith("training:\n  num_train_steps: 10\n")
 
 
 def test_study_config_keeps_the_published_model_and_data_sections():
-    published = yaml.safe_load(shipped_config_path().read_text())
+    published = yaml.safe_load(shipped_config_path(PUBLISHED_CONFIG).read_text())
     study = yaml.safe_load(shipped_config_path(STUDY_CONFIG).read_text())
     assert study["model"] == published["model"]
     assert study["train_data"] == published["train_data"]

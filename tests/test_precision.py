@@ -6,15 +6,16 @@ import pytest
 import torch
 
 from studylib import runtime
-from studylib.bf16 import Bf16WorkingCopies
+from studylib.ranker.bf16 import Bf16WorkingCopies
 from studylib.cli import main
-from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
+from studylib.strict import shipped_config_path
+from studylib.ranker.config import STUDY_CONFIG, load_config
 from studylib.errors import StudyError
-from studylib.models.heavy_ranker import HeavyRanker
-from studylib.scoring import score_run
+from studylib.ranker.model import HeavyRanker
+from studylib.ranker.scoring import score_run
 from studylib.data.reader import Reader, open_dataset
-from studylib.runs import load_checkpoint, load_run, predict
-from studylib.train import TrainArgs, build_optimizer, make_train_step, multitask_loss, set_learning_rates, train
+from studylib.ranker.runs import load_checkpoint, load_run, predict
+from studylib.ranker.train import TrainArgs, build_optimizer, make_train_step, multitask_loss, set_learning_rates, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 CPU = torch.device("cpu")

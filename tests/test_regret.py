@@ -6,9 +6,9 @@ import pytest
 from scipy import stats
 from scipy.special import expit, logit
 
-from studylib import regret
+from studylib.analysis import regret
 from studylib.errors import StudyError
-from studylib.ranking import Requests, ScoredSet
+from studylib.analysis.ranking import Requests, ScoredSet
 
 HEADS = ("like", "reply", "negative")
 WEIGHTS = np.array([1.0, 5.0, -20.0])
@@ -108,7 +108,7 @@ def test_across_seeds_gives_the_t_interval_over_seeds():
 
 
 def test_seed_feed_metrics_match_the_feed_table():
-    from studylib.ranking import feed_comparison, random_scores
+    from studylib.analysis.ranking import feed_comparison, random_scores
 
     truth, labels, ids, user = world(requests=300, users=150)
     noisy = expit(logit(truth) + np.random.default_rng(1).normal(0, 1, truth.shape))

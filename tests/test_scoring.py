@@ -9,7 +9,7 @@ import yaml
 
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, short_name
-from studylib.scoring import HEADS, equal_contribution, load_weights, rank_within_requests, score_matrix, scored_table
+from studylib.ranker.scoring import HEADS, equal_contribution, load_weights, rank_within_requests, score_matrix, scored_table
 
 
 def test_april_2023_preset_has_the_published_weights():
@@ -19,6 +19,17 @@ def test_april_2023_preset_has_the_published_weights():
     assert w["scored_tweets_model_weight_video_playback50"] == 0.005
     assert len(w) == 10
 
+
+
+def test_both_published_versions_are_presets():
+    """31 Mar 2023 (78c3235) and 5 Apr 2023 (b852108, `april_2023`) differ in reply and the good clicks."""
+    march, april = load_weights("march_2023").as_published(), load_weights("april_2023").as_published()
+    key = "scored_tweets_model_weight_"
+    assert (march[key + "reply"], april[key + "reply"]) == (27.0, 13.5)
+    assert (march[key + "good_click"], march[key + "good_click_v2"]) == (11.0, 0.0)
+    assert (april[key + "good_click"], april[key + "good_click_v2"]) == (11.0, 10.0)
+    same = [k for k in march if k.removeprefix(key) not in ("reply", "good_click_v2")]
+    assert all(march[k] == april[k] for k in same) and len(same) == 8
 
 def test_score_against_a_hand_computed_example():
     april = load_weights("april_2023")
@@ -76,8 +87,8 @@ def test_missing_head_weight_is_refused(tmp_path):
 def test_slider_weights_saved_as_a_file_that_make_study_accepts(tmp_path):
     """The sliders' export (chapter 5) round-trips: short names in, the published keys out, and the
     file passes the same check `make study WEIGHTS=` runs before any notebook."""
-    from studylib.study import check_weights
-    from studylib.scoring import save_weights
+    from studylib.study.ranker_study import check_weights
+    from studylib.ranker.scoring import save_weights
 
     chosen = {short_name(h): w * 1.5 for h, w in load_weights("april_2023").weights.items()}
     path = save_weights(chosen, tmp_path / "weights" / "slider_weights.yaml", "slider_weights")
@@ -114,9 +125,10 @@ def test_scored_table_has_scores_and_ranks_for_each_weight_set():
 def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_model(small_data, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from studylib import scoring
-    from studylib.config import STUDY_CONFIG, shipped_config_path
-    from studylib.train import TrainArgs, train
+    from studylib.ranker import scoring
+    from studylib.strict import shipped_config_path
+    from studylib.ranker.config import STUDY_CONFIG
+    from studylib.ranker.train import TrainArgs, train
 
     run = tmp_path / "run"
     train(TrainArgs(data=str(small_data), out=str(run), config=str(shipped_config_path(STUDY_CONFIG)), steps=2,

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from studylib import analysis, ranking, sensitivity
+from studylib.analysis import ranking, sensitivity, tables
 from studylib.errors import StudyError
-from studylib.pipeline import REPO, declared_parameters, notebooks
-from studylib.pipeline import run as run_pipeline
+from studylib.study.pipeline import REPO, declared_parameters, notebooks
+from studylib.study.pipeline import run as run_pipeline
 
 NOTEBOOKS = REPO / "notebooks"
 CHAPTERS = [nb.stem for nb in sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))]
@@ -117,7 +117,7 @@ def test_sobol_on_a_known_linear_function():
 
 def test_contribution_shares_by_hand():
     prob = np.array([[0.5, 0.1], [0.2, 0.2]])
-    shares = analysis.contribution_shares(prob, np.array([1.0, -3.0]), ("a", "b")).set_index("head")
+    shares = tables.contribution_shares(prob, np.array([1.0, -3.0]), ("a", "b")).set_index("head")
     # candidate 1: |0.5| vs |−0.3| -> 0.625 / 0.375; candidate 2: 0.2 vs 0.6 -> 0.25 / 0.75
     assert shares.loc["a", "mean_share"] == pytest.approx((0.625 + 0.25) / 2)
     assert shares.loc["b", "mean_share"] == pytest.approx((0.375 + 0.75) / 2)
@@ -126,7 +126,7 @@ def test_contribution_shares_by_hand():
 
 def test_reliability_by_hand_with_wilson_intervals():
     frame = pd.DataFrame({"prob.x": np.repeat([0.1, 0.9], 50), "label.x": np.r_[np.zeros(45), np.ones(5), np.ones(50)]})
-    curve = analysis.reliability_curves(frame, ("x",), bins=2)
+    curve = tables.reliability_curves(frame, ("x",), bins=2)
     assert curve["observed_rate"].tolist() == pytest.approx([0.1, 1.0])
     wilson = stats.binomtest(5, 50).proportion_ci(0.95, method="wilson")
     assert (curve["rate_low"][0], curve["rate_high"][0]) == pytest.approx((wilson.low, wilson.high))
@@ -138,18 +138,18 @@ def test_link_prediction_table_and_embedding_ablation_by_hand():
              "mrr": base * f, "mrr_low": base * f * 0.9, "mrr_high": base * f * 1.1}
             for rel, base in (("fav", 0.01), ("follow", 0.2)) for d in ("rhs", "lhs") for r in ("raw", "filtered")
             for sc, f in (("trained", 2.0), ("random", 0.1), ("oracle", 3.0), ("popularity", 2.5))]
-    table = analysis.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "all")
+    table = tables.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "all")
     assert list(table.index) == ["fav", "follow"]
     assert [c for c in table.columns if not c.endswith(("_low", "_high"))] == [
         "pairs", "candidates", "random", "popularity", "trained", "oracle", "trained_of_oracle"]
     assert table.loc["follow", "trained"] == pytest.approx(0.4) and table.loc["follow", "trained_high"] == pytest.approx(0.44)
     assert table["trained_of_oracle"].tolist() == pytest.approx([2 / 3, 2 / 3])
     with pytest.raises(StudyError, match="no link-prediction rows for direction 'rhs', ranking 'filtered', pairs 'unseen'"):
-        analysis.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "unseen")
+        tables.link_prediction_table(pd.DataFrame(rows), "rhs", "filtered", "unseen")
     evals = {v: pd.DataFrame({"step": [5, 5], "head": ["a", "b"], "positives": [40, 3], "auroc": [0.6 + d, 0.5],
                               "rce": [1.0 + 10 * d, -5.0], "oracle_auroc": [0.9, 0.8], "oracle_rce": [20.0, 10.0]})
              for v, d in (("trained", 0.05), ("random", 0.0), ("planted", 0.1))}
-    long = analysis.embedding_ablation(evals)
+    long = tables.embedding_ablation(evals)
     assert list(long["variant"].astype(str)[:3]) == ["random", "planted", "trained"]  # the figure's order
     gain = long.set_index(["head", "variant"])["auroc_gain"]
     assert gain[("a", "planted")] == pytest.approx(0.1) and gain[("a", "trained")] == pytest.approx(0.05)
@@ -157,18 +157,18 @@ def test_link_prediction_table_and_embedding_ablation_by_hand():
 
 
 def test_random_embeddings_file_is_the_export_format(tmp_path):
-    from studylib import study
+    from studylib.study import ranker_study
     from studylib.data.embeddings import load_ranker_embeddings
 
-    path = study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
+    path = ranker_study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
     tables = load_ranker_embeddings(path)
     assert {k: v.shape for k, v in tables.items()} == {"user_embedding": (30, 200), "user_eng_embedding": (30, 200),
                                                        "author_embedding": (7, 200)}
     assert abs(float(tables["user_embedding"].std()) - 1.0) < 0.05
     digest = path.read_bytes()
-    study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
+    ranker_study.write_random_embeddings(tmp_path / "random.parquet", n_users=30, n_authors=7, seed=3)
     assert path.read_bytes() == digest  # kept, so data sets built from it stay valid
-    again = study.write_random_embeddings(tmp_path / "other.parquet", n_users=30, n_authors=7, seed=3)
+    again = ranker_study.write_random_embeddings(tmp_path / "other.parquet", n_users=30, n_authors=7, seed=3)
     assert again.read_bytes() == digest  # same seed, same bytes
 
 
@@ -336,7 +336,7 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
 
 
 def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
-    from studylib import findings
+    from studylib.analysis import findings
 
     work, _ = tiny_study
     results = work / "_build" / "results" / "tiny"
@@ -407,9 +407,14 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     checkpoint = work / "runs" / "tiny" / "by_name" / "model.pt"
     assert not checkpoint.with_name("checkpoint.pt").exists()  # a finished study run keeps only its model
     mtime = checkpoint.stat().st_mtime
+    from test_sliders import page_states
+
+    # the weights a reader exports from chapter 5's rendered sliders (a slider moved) are what `make study
+    # WEIGHTS=` takes
     weights = tmp_path / "my_weights.yaml"
-    april = yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
-    weights.write_text(yaml.safe_dump({**april, "scored_tweets_model_weight_report": -10.0}))
+    states = page_states(work / "_build" / "html" / "notebooks" / "05_sensitivity.html", tmp_path / "browser")
+    weights.write_text(states["slider"]["yaml"])
+    assert yaml.safe_load(weights.read_text()) != yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
     run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
     after = json.loads(state_file.read_text())
     assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
@@ -421,6 +426,32 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     scores = pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
     assert "score.my_weights" in scores and "score.april_2023" in scores
     assert "my_weights" in (work / "_build" / "executed" / "tiny" / "03_score.ipynb").read_text()
+    # the page of chapter 3 says which weights it shows: its parameters cell carries this run's file
+    import nbformat
+
+    from studylib.study.report import _stage_notebook
+
+    staged = tmp_path / "03_score.ipynb"
+    _stage_notebook(work / "_build" / "executed" / "tiny" / "03_score.ipynb", staged, work / "figures", work)
+    cell = next(c for c in nbformat.read(staged, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assert 'weights: str = "my_weights.yaml"  # this run (default: "april_2023")' in cell.source
+    assert str(tmp_path) not in cell.source and str(work) not in cell.source
+
+
+def test_tiny_study_chapter5_sliders_work_offline(tiny_study, tmp_path):
+    """The rendered chapter 5 page recomputes in headless Chromium with the network off, equal to
+    Python on the sample it embeds (tests/test_sliders.py), and that sample is the study's own."""
+    from studylib.analysis import sliders
+    from studylib.study.paths import Paths
+    from test_sliders import check_page
+
+    work, _ = tiny_study
+    page = work / "_build" / "html" / "notebooks" / "05_sensitivity.html"
+    check_page(page, tmp_path)
+    sample, presets, base, _ = sliders.embedded(page.read_text())
+    own = sliders.sample(pd.read_parquet(Paths(work, "tiny").score_file("planted")))
+    assert np.array_equal(sample.prob, own.prob) and np.array_equal(sample.truth, own.truth)
+    assert base == "april_2023" and {"april_2023", "march_2023"} <= set(presets)
 
 
 def test_a_notebook_run_by_hand_marks_the_study_out_of_step(tiny_study, tmp_path, monkeypatch):
@@ -428,7 +459,7 @@ def test_a_notebook_run_by_hand_marks_the_study_out_of_step(tiny_study, tmp_path
     pipeline run (even a re-scoring one) reruns every chapter and rebuilds the report."""
     import papermill as pm
 
-    from studylib.study import PIPELINE_ENV, Paths
+    from studylib.study.paths import PIPELINE_ENV, Paths
 
     work, _ = tiny_study
     monkeypatch.delenv(PIPELINE_ENV, raising=False)

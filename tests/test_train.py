@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from conftest import REPO
-from studylib.config import STUDY_CONFIG, load_config, shipped_config_path
+from studylib.strict import shipped_config_path
+from studylib.ranker.config import STUDY_CONFIG, load_config
 from studylib.data.generate import generate
 from studylib.errors import StudyError
-from studylib.models.heavy_ranker import HeavyRanker
-from studylib.scoring import score_run
-from studylib.runs import CHECKPOINT, MODEL, load_checkpoint
-from studylib.train import StoppingRule, TrainArgs, held_out_losses, label_names_for_heads, train
+from studylib.ranker.model import HeavyRanker
+from studylib.ranker.scoring import score_run
+from studylib.ranker.runs import CHECKPOINT, MODEL, load_checkpoint
+from studylib.ranker.train import StoppingRule, TrainArgs, held_out_losses, label_names_for_heads, train
 
 STUDY = str(shipped_config_path(STUDY_CONFIG))
 FREQUENT = ["favorited", "replied", "video_playback_50"]
@@ -67,7 +68,7 @@ def test_scoring_a_trained_run(learned, tmp_path):
     assert len(table) == 10000
     assert table.groupby("request_id")["rank.april_2023"].max().eq(50).all()
     import numpy as np
-    from studylib.scoring import HEADS, load_weights
+    from studylib.ranker.scoring import HEADS, load_weights
     from studylib.schema import short_name
     # the score is exactly the weighted sum of the stored probabilities
     w = load_weights("april_2023")
@@ -220,7 +221,7 @@ def test_bad_data_writes_no_run_folder(small_data, tmp_path):
 
 def test_heads_start_at_their_base_rate(small_data):
     import json as _json
-    from studylib.train import init_output_bias
+    from studylib.ranker.train import init_output_bias
 
     cfg = load_config(STUDY)
     model = HeavyRanker(cfg.model)

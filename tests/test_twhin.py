@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
-from studylib.config import shipped_config_path
+from studylib.strict import shipped_config_path
 from studylib.io import file_sha256
 from studylib.data.world import World, WorldParams
 from studylib.errors import StudyError
@@ -562,6 +562,15 @@ def test_torchrun_two_processes_shard_the_tables(planted, tmp_path):
                           capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "WORLD_SIZE=2 STEP=4" in proc.stdout
+    shares: dict[str, list[float]] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("SHARE "):
+            _, rank, table, share = line.split()
+            shares.setdefault(table, []).append(float(share))
+    assert set(shares) == {"user", "tweet", "author"}, proc.stdout
+    for table, parts in shares.items():  # each process holds a part of each table, the parts make the whole
+        assert len(parts) == 2 and all(0 < part < 1 for part in parts), (table, parts)
+        assert sum(parts) == pytest.approx(1.0), (table, parts)
     run = load_trained(out)
     assert run.run["world_size"] == 2
     assert run.tables["tweet"].shape == (20000, 32) and np.abs(run.tables["tweet"]).sum() > 0

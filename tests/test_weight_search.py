@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studylib import findings, weight_search
-from studylib.ranking import Requests, ScoredSet
+from studylib.analysis import findings, weight_search
+from studylib.analysis.ranking import Requests, ScoredSet
 
 HEADS = ("favorited", "replied", "negative_feedback_v2", "report_tweet_clicked")
 WEIGHTS = np.array([1.0, 4.0, -3.0, -20.0])

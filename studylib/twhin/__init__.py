@@ -1,6 +1,8 @@
 """TwHIN: heterogeneous-graph embeddings (users, tweets, authors) trained with torchrec.
 
-graph.py (edges: generate, read, split), model.py (config + torchrec model), train.py
-(training loop, checkpoints, DMP), evaluate.py (link prediction), export.py (embeddings for
-the Heavy Ranker), cli.py (the `twhin-*` subcommands).
+graph.py (the edge format and readers) ← planted.py (the planted world's graph) and splits.py
+(train/valid/test); config.py (the strict schema of twhin_*.yaml) → model.py (tables,
+translations, loss) → runs.py (a run's files, reading a run) → train.py (the loop, fused table
+optimizers, DMP, checkpoints); evaluate.py (link prediction beside popularity and the oracle) and
+export.py (the ranker's embedding tables) read runs; cli.py (the `twhin-*` subcommands).
 """

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from studylib.data.world import WorldParams
+
+WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
+
 
 def _generate(args) -> int:
-    from studylib.data.world import WorldParams
     from studylib.twhin.planted import GraphParams, generate_graph
 
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
@@ -64,11 +67,11 @@ def register(subparsers) -> None:
     g.add_argument("--seed", type=int, default=0, help="world and edge seed (same seed, same bytes)")
     g.add_argument("--edges", type=int, default=200_000)
     g.add_argument("--time-chunks", type=int, default=10, help="distinct time_chunk values (default 10)")
-    g.add_argument("--users", type=int, default=2000)
-    g.add_argument("--authors", type=int, default=400)
-    g.add_argument("--tweets", type=int, default=20000)
-    g.add_argument("--latent-dim", type=int, default=16)
-    g.add_argument("--signal", type=float, default=1.5)
+    g.add_argument("--users", type=int, default=WORLD.n_users)
+    g.add_argument("--authors", type=int, default=WORLD.n_authors)
+    g.add_argument("--tweets", type=int, default=WORLD.n_tweets)
+    g.add_argument("--latent-dim", type=int, default=WORLD.latent_dim)
+    g.add_argument("--signal", type=float, default=WORLD.signal)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)
 

@@ -1,6 +1,6 @@
 """The TwHIN configuration (`twhin_local.yaml` format), declared as a schema.
 
-Read as strictly as the recap config (`studylib.config`): unknown keys, wrong types and values
+Read as strictly as the recap config (`studylib.ranker.config`): unknown keys, wrong types and values
 out of range are refused in one line naming the file and the key. Two keys extend the
 published format, both off unless a config asks: `train_data.loss` (`softmax`: a sampled
 softmax instead of BCE) and `model.node_bias` (a learned scalar per entity); see
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from studylib.config import ConfigFile, Ignored, Items, PositiveInt, Section, exactly_one, shipped_config_path
+from studylib.strict import ConfigFile, Ignored, Items, PositiveInt, Section, exactly_one, shipped_config_path
 from studylib.twhin.graph import Relation
 
 PUBLISHED_CONFIG = "twhin_local.yaml"

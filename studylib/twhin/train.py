@@ -19,6 +19,7 @@ pure function of (seed, step), so a resumed run sees the same edges as an uninte
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,6 +94,17 @@ def _local_pieces(value) -> list[tuple[list[int], torch.Tensor]]:
     if hasattr(value, "local_shards"):  # ShardedTensor: this process's row/column blocks
         return [(list(s.metadata.shard_offsets), s.tensor) for s in value.local_shards()]
     return [([0] * value.dim(), value)]
+
+
+def local_share(model: torch.nn.Module, cfg: TwhinConfig) -> dict[str, float]:
+    """The share of each embedding table's values held by this process: 1 on one process; under
+    DMP what the sharding plan gave this process (0 when a whole table lives elsewhere)."""
+    held = {t.name: 0 for t in cfg.tables}
+    for name, value in _stateful_tensors(model).items():
+        match = re.search(r"ebc\.embedding_bags\.(\w+)\.weight$", name)
+        if match and not name.startswith("fused_optimizer"):
+            held[match.group(1)] += sum(piece.numel() for _, piece in _local_pieces(value))
+    return {t.name: held[t.name] / (t.num_embeddings * t.embedding_dim) for t in cfg.tables}
 
 
 def gather_full_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
@@ -319,7 +331,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
     elapsed = time.perf_counter() - started
     if steps <= start_step and not (out / CHECKPOINT).exists():
         _save_checkpoint(out, model, trans_opt, bias_opt, start_step, history, runtime)
-    return {"step": max(steps, start_step), "loss": loss_value, "history": history,
+    return {"step": max(steps, start_step), "loss": loss_value, "history": history, "local_share": local_share(model, cfg),
             "edges_per_s": done_here * edges_per_step / elapsed if done_here else float("nan")}
 
 

@@ -2,7 +2,7 @@
 
 The feed chapter measures one number, the regret of the model's top k against the oracle's
 (the same weights applied to the true probabilities). This module takes it apart on the stored
-per-head probabilities, with user-level intervals (`studylib.inference`):
+per-head probabilities, with user-level intervals (`studylib.analysis.stats`):
 
 - **Shift against error.** The main model trains on one scenario and is judged on another. Each
   head's intercept is re-fitted on the labels of half of the evaluation set's users
@@ -24,9 +24,9 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
-from studylib import inference
+from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.ranking import ScoredSet, Requests, feed_comparison, random_scores, top_k_value
+from studylib.analysis.ranking import ScoredSet, Requests, feed_comparison, random_scores, top_k_value
 
 CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
 
@@ -54,7 +54,7 @@ def recalibrated(prob: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> tuple
     shifts = np.full(prob.shape[-1], np.nan)
     for h in range(prob.shape[-1]):
         y = labels[..., h][fit]
-        if min(y.sum(), y.size - y.sum()) >= inference.MIN_POSITIVES:
+        if min(y.sum(), y.size - y.sum()) >= stats.MIN_POSITIVES:
             shifts[h] = intercept_shift(prob[..., h][fit], float(y.mean()))
     return _shifted(prob, shifts), shifts
 
@@ -81,7 +81,7 @@ def _regret_share(removed: np.ndarray, regret: np.ndarray, W: np.ndarray) -> tup
     if not regret.sum() > 0:
         return np.nan, np.nan, np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
-        low, high = inference.interval((W @ removed) / (W @ regret))
+        low, high = stats.interval((W @ removed) / (W @ regret))
     return float(removed.sum() / regret.sum()), low, high
 
 
@@ -109,10 +109,10 @@ def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int =
     utility = top_k_value(report.scores(w), value, mask, k)
     regret = best - utility
     regret_calibrated = best - top_k_value(np.einsum("rnh,h->rn", calibrated_prob, w), value, mask, k)
-    W = inference.bootstrap_weights(users[~fit_rows], n_resamples, seed)
+    W = stats.bootstrap_weights(users[~fit_rows], n_resamples, seed)
 
     def mean_row(part: str, values: np.ndarray) -> dict:
-        low, high = inference.interval((W @ values) / W.sum(axis=1))
+        low, high = stats.interval((W @ values) / W.sum(axis=1))
         return {"part": part, "mean": float(values.mean()), "low": low, "high": high}
 
     shift_cost = regret - regret_calibrated
@@ -152,13 +152,13 @@ def calibration_ratios(scored: ScoredSet, n_resamples: int = 1000, seed: int = 0
     if scored.truth is None:
         raise StudyError("calibration ratios: the scored set needs true_prob.* columns")
     mask = scored.requests.mask
-    W = inference.bootstrap_weights(scored.request_users(), n_resamples, seed)
+    W = stats.bootstrap_weights(scored.request_users(), n_resamples, seed)
     pred = (scored.prob * mask[..., None]).sum(axis=1)  # [R, H] per request sums
     true = (scored.truth * mask[..., None]).sum(axis=1)
     boot = (W @ pred) / (W @ true)  # [B, H]
     rows = []
     for h, head in enumerate(scored.heads):
-        low, high = inference.interval(boot[:, h])
+        low, high = stats.interval(boot[:, h])
         rows.append({"head": head, "mean_over_truth": float(pred[:, h].sum() / true[:, h].sum()),
                      "low": low, "high": high})
     return pd.DataFrame(rows)

@@ -9,9 +9,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from studylib import inference
+from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.ranking import TOP_K, VALUE_HEADS, ScoredSet, ranking_metrics, summarize
+from studylib.analysis.ranking import TOP_K, VALUE_HEADS, ScoredSet, ranking_metrics, summarize
 
 
 # ---------------------------------------------------------------- one-at-a-time sweeps
@@ -126,7 +126,7 @@ def preset_differences(scored: ScoredSet, base: np.ndarray, weight_sets: np.ndar
     rows = []
     for i, name in enumerate(names, start=1):
         for metric, values in per.items():
-            out = inference.paired_mean_difference(values[i], values[0], users, n_resamples, seed)
+            out = stats.paired_mean_difference(values[i], values[0], users, n_resamples, seed)
             rows.append({"weights": name, "metric": metric, "mean": float(np.nanmean(values[i])),
                          "difference": out["difference"], "low": out["low"], "high": out["high"]})
     return pd.DataFrame(rows)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from studylib import plots
-from studylib.study import Paths
+from studylib.analysis import plots
+from studylib.study.paths import Paths
 
 
 def start(workdir: str | Path, profile: str) -> Paths:

@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 from studylib.data.generate import SCENARIOS
 from studylib.errors import StudyError
+from studylib.schema import LABELS, short_name
+
+LABEL_NAMES = tuple(short_name(label) for label in LABELS)
 
 
 def _at_least(bound: float) -> Callable[[Any], bool]:
@@ -32,6 +35,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "null_splits": (_at_least(200), ">= 200"),
     "sobol_range": (lambda v: len(v) == 2, "[low, high]"),
     "sweep_factors": (lambda v: {0.0, 1.0} <= {float(f) for f in v}, "a list including 0 and 1"),
+    "downsample_label": (lambda v: v in LABEL_NAMES, "a label's short name (" + ", ".join(LABEL_NAMES) + ")"),
+    "downsample_negative_rate": (lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "in (0, 1]"),
 }
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from studylib.bf16 import bf16_state_dict
-from studylib.config import RecapConfig, load_config
+from studylib.ranker.bf16 import bf16_state_dict
+from studylib.ranker.config import RecapConfig, load_config
 from studylib.data.reader import Reader
 from studylib.errors import StudyError
 from studylib.io import atomic_write, read_json, settings_sha256
-from studylib.metrics import head_metrics, to_data_space
-from studylib.models.heavy_ranker import HeavyRanker
+from studylib.ranker.metrics import head_metrics, to_data_space
+from studylib.ranker.model import HeavyRanker
 from studylib.runtime import Runtime, resolve_device, resolve_precision
 from studylib.schema import LABELS
 

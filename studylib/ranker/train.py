@@ -2,7 +2,7 @@
 
 The published optimizer groups and schedules, labels selected by name (or by position, the
 original's defect, for comparison), bf16 working copies on one process, checkpoints that resume
-bit for bit, and the run folder (`studylib.runs` names its files and reads a finished run). The
+bit for bit, and the run folder (`studylib.ranker.runs` names its files and reads a finished run). The
 folder is locked while a process trains into it.
 """
 
@@ -22,13 +22,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from studylib.bf16 import Bf16WorkingCopies
-from studylib.config import LearningRate, RecapConfig, load_config
+from studylib.ranker.bf16 import Bf16WorkingCopies
+from studylib.ranker.config import LearningRate, RecapConfig, load_config
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
 from studylib.io import atomic_write, exclusive, file_sha256, read_json, write_json
-from studylib.models.heavy_ranker import HeavyRanker, count_parameters, forward_flops
-from studylib.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, RUN_INFO, STOPPING, VALIDATION, evaluate,
+from studylib.ranker.model import HeavyRanker, count_parameters, forward_flops
+from studylib.ranker.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, RUN_INFO, STOPPING, VALIDATION, evaluate,
                            load_checkpoint, save_checkpoint, save_model)
 from studylib.runtime import Runtime, precision_reason, start_runtime
 from studylib.schema import LABELS, short_name
@@ -121,7 +121,7 @@ def make_train_step(model: HeavyRanker, optimizer: torch.optim.Optimizer, runtim
     """A function doing one optimizer step on (features, labels) and returning the per-head losses.
 
     Several processes: DDP around the model (bf16 by autocast). One process in bf16: persistent
-    bf16 copies of the Linear weights (`studylib.bf16`), the autocast step's arithmetic without
+    bf16 copies of the Linear weights (`studylib.ranker.bf16`), the autocast step's arithmetic without
     its per-step weight casts. fp32: the plain step.
     """
     forward, working = model, None

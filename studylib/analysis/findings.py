@@ -20,7 +20,7 @@ import pandas as pd
 
 from studylib.errors import StudyError
 from studylib.io import write_json
-from studylib.inference import MIN_POSITIVES
+from studylib.analysis.stats import MIN_POSITIVES
 
 FINDINGS_FILE = "findings.json"
 NULL_RATE_RANGE = (0.02, 0.08)  # a valid test at α = 0.05 rejects the null split about this often
@@ -176,7 +176,7 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, mrr, mrr_low,
     mrr_high). Reads the filtered ranks of the rhs given the lhs on all held-out pairs (the
     chapter's main table), the unseen pairs, and the reverse direction."""
-    from studylib.analysis import link_prediction_table
+    from studylib.analysis.tables import link_prediction_table
 
     main = link_prediction_table(evaluation, "rhs", "filtered", "all")
     unseen = link_prediction_table(evaluation, "rhs", "filtered", "unseen")
@@ -276,7 +276,7 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
     """curves: training seed -> {step: held-out loss} (`train.held_out_losses` of each run's validation.csv).
     `applied`: the runs were stopped by this rule (stop_patience > 0); otherwise the rule only judges
     whether their curves had flattened when the fixed number of steps ran out."""
-    from studylib.train import StoppingRule
+    from studylib.ranker.train import StoppingRule
 
     rule = StoppingRule(patience, min_delta)
     judged = {seed: curve for seed, curve in curves.items() if len(curve) > 0}
@@ -415,7 +415,7 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
                              neg_rate: float, n_resamples: int = 1000, seed: int = 0) -> Finding:
     """A head trained on negatively downsampled data: its mean calibrated and raw probability against the
     mean true probability on data that was not downsampled (paired per candidate, user-level intervals)."""
-    from studylib.inference import paired_mean_difference
+    from studylib.analysis.stats import paired_mean_difference
 
     cal = paired_mean_difference(calibrated, truth, users, n_resamples, seed)
     unc = paired_mean_difference(raw, truth, users, n_resamples, seed)
@@ -725,8 +725,9 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
     return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
 
 
-def negative_flip(sweep: pd.DataFrame, heads: list[str]) -> Finding | None:
-    """sweep (model and oracle rows): the change in expected negative feedback when a negative weight's sign flips."""
+def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | None:
+    """sweep (model and oracle rows, feeds of top `k`): the change in expected negative feedback when a
+    negative weight's sign flips."""
     flip = sweep[np.isclose(sweep["factor"], -1.0) & sweep["head"].isin(heads)]
     if flip.empty or "expected_negative_feedback_change_pct" not in flip:
         return None
@@ -737,7 +738,7 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str]) -> Finding | None:
         numbers.update({f"{r['head']}_model_pct": change, f"{r['head']}_oracle_pct": oracle_change})
         parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
     text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
-            "feedback in the top 10 by " + "; ".join(parts) + ".")
+            f"feedback in the top {k} by " + "; ".join(parts) + ".")
     return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
 
 
@@ -959,6 +960,14 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
     if seeds < 3:
         text += " With fewer than three seeds no claim about noise is made."
+    if "random" in med:
+        floor = med["random"]
+        numbers.update({"random_auroc": float(floor.median()), "random_auroc_min": float(floor.min())})
+        if floor.min() > 0.5:  # every seed: random vectors still carry something the ranker uses
+            text += (f" Random vectors are not pure noise to the ranker: with them the median AUROC is "
+                     f"{floor.median():.3f} (lowest seed {floor.min():.3f}; 0.5 is chance), since each user and "
+                     "author keeps one fixed, distinct vector, an identifier from which per-user and per-author "
+                     "effects can be memorised.")
     return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), "02b_ablation_seeds.csv")
 
 

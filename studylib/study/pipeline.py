@@ -1,6 +1,6 @@
-"""Run the study: every notebook in order through papermill, then build the report (`studylib.report`).
+"""Run the study: every notebook in order through papermill, then build the report (`studylib.study.report`).
 
-    python -m studylib.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
+    python -m studylib.study.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
 
 Notebooks are the files `notebooks/NN*.ipynb`, run in name order (a new chapter is a new
 file: `01b_twhin.ipynb` runs between `01_generate` and `02_train`; add it to `book.yml`'s
@@ -25,10 +25,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from studylib import parameters, yamlio
+from studylib import yamlio
+from studylib.study import parameters
 from studylib.errors import StudyError
+from studylib.ranker.runs import MODEL
 from studylib.io import os_error, write_json
-from studylib.report import REPO, build_report
+from studylib.study.report import REPO, build_report
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
 TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
@@ -122,10 +124,24 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
 # ---------------------------------------------------------------- running
 
 
+def _check_weight_parameters(steps, specs: dict[str, str | list]) -> None:
+    """Weight files and presets are read minutes into the run (chapters 3 and 5): check them now,
+    each error naming the first chapter that takes the parameter."""
+    from studylib.study.ranker_study import check_weights
+
+    for name, values in specs.items():
+        for spec in [values] if isinstance(values, str) else values:
+            try:
+                check_weights(str(spec), name)
+            except StudyError as exc:
+                nb = next((nb.name for nb, _ in steps if name in declared_parameters(nb)), "pipeline")
+                raise StudyError(f"{nb}: {exc}") from None
+
+
 def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, workdir: Path,
         source: Path = REPO / "notebooks", build: bool = True, quiet: bool = False) -> Path | None:
     """The whole pipeline; returns the report's index.html (None when build=False)."""
-    from studylib.study import PIPELINE_ENV, Paths
+    from studylib.study.paths import PIPELINE_ENV, Paths
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     started = time.perf_counter()
@@ -150,34 +166,21 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     state = _load_state(executed)
     if rescore:
         weights = str(Path(weights).resolve()) if Path(weights).exists() else weights
-        users = [nb.name for nb, p in steps if "weights" in declared_parameters(nb)]
-        from studylib.scoring import load_weights
-        try:
-            load_weights(weights)
-        except StudyError as exc:
-            raise StudyError(f"{users[0] if users else 'pipeline'}: parameter weights: {exc}") from None
+        _check_weight_parameters(steps, {"weights": [weights]})
         for nb, values in steps:
             if "weights" in declared_parameters(nb):
                 values["weights"] = weights
         paths = Paths.of(workdir, profile)
         first = next((nb.name for nb, _ in steps if is_rescore_step(nb)), "pipeline")
-        if not (paths.main_run / "model.pt").exists():
+        if not (paths.main_run / MODEL).exists():
             raise StudyError(f"{first}: --weights needs a trained model in {paths.main_run}; "
                                 f"run the pipeline once without --weights (make study PROFILE={profile})")
         for nb, _ in steps:
             if not is_rescore_step(nb) and state.get(nb.name, {}).get("status") != "ok":
                 raise StudyError(f"{nb.name}: has no successful run for profile {profile}; "
                                     f"run the pipeline once without --weights")
-    # Weight files and presets are read minutes into the run (chapters 3 and 5): check them now.
-    from studylib.scoring import load_weights
-    for name in ("weights", "presets"):
-        specs = [] if name == "weights" and rescore else params.get(name, [])
-        for spec in [specs] if isinstance(specs, str) else specs:
-            try:
-                load_weights(str(spec))
-            except StudyError as exc:
-                nb = next((nb.name for nb, v in steps if name in v), "pipeline")
-                raise StudyError(f"{nb}: parameter {name}: {exc}") from None
+    _check_weight_parameters(steps, {name: [] if name == "weights" and rescore else params.get(name, [])
+                                     for name in ("weights", "presets")})
 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -243,7 +246,7 @@ def _save_state(executed: Path, state: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studylib.pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m studylib.study.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), paper, full")
     parser.add_argument("--weights", help="re-score with this weight file (YAML) or preset; reuses data and model")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),

@@ -22,9 +22,10 @@ from pathlib import Path
 import yaml
 
 from studylib import yamlio
+from studylib.analysis.stats import MIN_POSITIVES
 from studylib.errors import StudyError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONVERGED_PROFILE = "paper"  # the study every smaller one is compared with
 # Its findings as measured and committed (benchmarks/reference/README.md says how); a workdir's own
 # finished `paper` study takes precedence.
@@ -51,7 +52,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     for nb in steps:
         if f"notebooks/{nb.stem}" not in listed:
             raise StudyError(f"{nb.name}: not in book.yml's table of contents; add `- file: notebooks/{nb.stem}`")
-        _stage_notebook(executed / nb.name, stage / "notebooks" / nb.name, workdir / "figures")
+        _stage_notebook(executed / nb.name, stage / "notebooks" / nb.name, workdir / "figures", workdir)
     for entry in listed:
         if entry.startswith("notebooks/") and not (stage / f"{entry}.ipynb").exists():
             raise StudyError(f"book.yml: lists {entry} but the pipeline has no such notebook")
@@ -62,7 +63,8 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
     reference = converged_findings(workdir, profile)
     page = stage / "report" / "findings.md"
-    page.write_text(page.read_text() + findings_markdown(workdir, profile, steps, reference))
+    text = page.read_text().replace("@MIN_POSITIVES@", str(MIN_POSITIVES))  # the rule's constant, not a copy
+    page.write_text(text + findings_markdown(workdir, profile, steps, reference))
     page = stage / "report" / "intro.md"
     title, _, rest = page.read_text().partition("\n")
     page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}{rest}")
@@ -99,13 +101,15 @@ def figure_alt_text(figures: Path, name: str) -> str:
     return f"Figure {name}: {title}" if title else f"Figure {name}"
 
 
-def _stage_notebook(src: Path, dst: Path, figures: Path) -> None:
+def _stage_notebook(src: Path, dst: Path, figures: Path, workdir: Path) -> None:
     """Copy an executed notebook into the book with what a reader should not see removed: the
-    cell papermill injects (it holds this machine's absolute `workdir`); and give every saved
-    figure an alt text instead of the image's content hash."""
+    cell papermill injects (it holds this machine's absolute `workdir`), whose values the
+    `parameters` cell shows instead (`show_run_parameters`); and give every saved figure an alt
+    text instead of the image's content hash."""
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
+    show_run_parameters(nb, workdir)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -116,6 +120,61 @@ def _stage_notebook(src: Path, dst: Path, figures: Path) -> None:
         if names and any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
             cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = figure_alt_text(figures, names[0])
     nbformat.write(nb, dst)
+
+
+def show_run_parameters(nb, workdir: Path) -> None:
+    """Make the `parameters` cell show what this run used: each value papermill injected (its
+    metadata `papermill.parameters`) replaces the notebook's default on that line, which says so
+    (after `make study WEIGHTS=other.yaml`: `weights: str = "other.yaml"  # this run (default:
+    "april_2023")`, not the default alone).
+    `workdir` keeps its default; a file path under `workdir` is shown relative to it, any other
+    absolute path by its name (the page never shows this machine's folders)."""
+    import ast
+
+    values = nb.metadata.get("papermill", {}).get("parameters", {})
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "parameters" not in cell.metadata.get("tags", []):
+            continue
+        lines = cell.source.splitlines()
+        for node in reversed(ast.parse(cell.source).body):
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) else None)
+            if not isinstance(target, ast.Name) or target.id not in values or target.id == "workdir" or node.value is None:
+                continue
+            default = ast.get_source_segment(cell.source, node.value)
+            value = _public(values[target.id], Path(workdir))
+            try:
+                if ast.literal_eval(default) == value:
+                    continue
+            except ValueError:
+                pass
+            first, last = node.value.lineno - 1, node.value.end_lineno - 1
+            head, tail = lines[first][:node.value.col_offset], lines[last][node.value.end_col_offset:]
+            comment = tail.split("#", 1)[1].strip() if "#" in tail else ""
+            note = f"  # this run (default: {' '.join(default.split())})" + (
+                f"; {comment}" if comment else "")
+            lines[first:last + 1] = [head + _literal(value) + note]
+        cell.source = "\n".join(lines)
+
+
+def _public(value, workdir: Path):
+    if isinstance(value, str) and os.path.isabs(value):
+        path = Path(value)
+        return str(path.relative_to(workdir)) if path.is_relative_to(workdir) else path.name
+    if isinstance(value, list):
+        return [_public(v, workdir) for v in value]
+    return value
+
+
+def _literal(value) -> str:
+    """A Python literal for a parameter value (strings in double quotes, as the notebooks write them)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _toc_files(toc: dict) -> list[str]:
@@ -139,8 +198,8 @@ def _toc_files(toc: dict) -> list[str]:
 def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict]] | None:
     """(where from, findings) of the converged study to compare this build with: the workdir's own
     finished `paper` study, else the committed reference; None when this build is that study."""
-    from studylib.findings import FINDINGS_FILE, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import FINDINGS_FILE, load
+    from studylib.study.paths import Paths
 
     if profile == CONVERGED_PROFILE:
         return None
@@ -156,8 +215,8 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
 def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict] | None) -> str:
     """The first page's note: which profile and budget made this report, whether its model converged
     by the study's rule, and how many findings the converged study decides otherwise."""
-    from studylib.findings import compare, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import compare, load
+    from studylib.study.paths import Paths
 
     found = load(Paths.of(workdir, profile).results)
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
@@ -186,8 +245,8 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
     converged study (`reference`) decides a finding otherwise, the finding says so."""
-    from studylib.findings import budget_note, load
-    from studylib.study import Paths
+    from studylib.analysis.findings import budget_note, load
+    from studylib.study.paths import Paths
 
     found = load(Paths.of(workdir, profile).results)
     other = reference[1] if reference is not None else {}
@@ -278,4 +337,4 @@ def _device(torch) -> str:
 
 
 __all__ = ["CONVERGED_PROFILE", "REPO", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
-           "findings_markdown", "reproducibility_markdown"]
+           "findings_markdown", "reproducibility_markdown", "show_run_parameters"]

@@ -1,16 +1,16 @@
 """Summary tables for the report: model quality from a scored table (reliability bins with
 Wilson intervals), each head's contribution to the score, and the TwHIN chapters' link-prediction
-and embedding-ablation tables. Rankings live in `studylib.ranking`, weight sensitivity in
-`studylib.sensitivity`, intervals and tests in `studylib.inference`."""
+and embedding-ablation tables. Rankings live in `studylib.analysis.ranking`, weight sensitivity in
+`studylib.analysis.sensitivity`, intervals and tests in `studylib.analysis.stats`."""
 
 from __future__ import annotations
 
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from studylib import inference
+from studylib.analysis import stats
 from studylib.errors import StudyError
 
 
@@ -31,11 +31,11 @@ def reliability_curves(frame: pd.DataFrame, heads: tuple[str, ...], bins: int = 
         mean_pred = np.bincount(which, prob, minlength=edges.size)[keep] / count[keep]
         hits = np.bincount(which, label, minlength=edges.size)[keep]
         # Labels are independent draws given the true probabilities, so a bin's rate is binomial.
-        ci = [stats.binomtest(int(round(k)), int(n)).proportion_ci(0.95, method="wilson")
+        ci = [scipy_stats.binomtest(int(round(k)), int(n)).proportion_ci(0.95, method="wilson")
               for k, n in zip(hits, count[keep])]
         rows.append(pd.DataFrame({"head": head, "bin_mean_prediction": mean_pred, "observed_rate": hits / count[keep],
                                   "rate_low": [c.low for c in ci], "rate_high": [c.high for c in ci],
-                                  "count": count[keep], "evaluable": label.sum() >= inference.MIN_POSITIVES}))
+                                  "count": count[keep], "evaluable": label.sum() >= stats.MIN_POSITIVES}))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -1,9 +1,11 @@
 """Weighted scoring: score = Σ weight_head · probability_head, ranked within each request.
 
 Weight sets are YAML files keyed by the published names (`scored_tweets_model_weight_fav`,
-...). Presets: `april_2023` (default, the original README), `equal_contribution` (derived
-from base rates: every weighted head contributes equally on average) and `x_2026_mapped`
-(the 2026 weights mapped onto the heads that exist). Any number of candidates is scored
+...). Presets: the two versions the-algorithm-ml README published, `april_2023` (default: 5 Apr
+2023, commit b852108) and `march_2023` (31 Mar 2023, commit 78c3235: reply 27, one good-click
+term; see its file for how that term is read), `equal_contribution` (derived from base rates:
+every weighted head contributes equally on average) and `x_2026_mapped` (the 2026 weights mapped
+onto the heads that exist). Any number of candidates is scored
 against any number of weight sets in one matrix product.
 
 The per-head probabilities do not depend on the weights, so they are computed once per
@@ -32,10 +34,10 @@ from studylib.errors import StudyError
 from studylib.io import atomic_write, file_sha256, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
-from studylib.runs import CHECKPOINT, MODEL, load_run, predict
+from studylib.ranker.runs import CHECKPOINT, MODEL, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
-PRESETS = ("april_2023", "equal_contribution", "x_2026_mapped")
+PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")
 DEFAULT_PRESET = "april_2023"
 
 
@@ -77,7 +79,7 @@ def equal_contribution(base_rates: dict[str, float] | None = None, anchor: str =
     set comparable to April 2023; the README says those weights started out this way.
     """
     rates = BASE_RATES if base_rates is None else base_rates
-    april = load_weights("april_2023")
+    april = load_weights(DEFAULT_PRESET)
     contribution = anchor_weight * rates[anchor]
     return WeightSet("equal_contribution",
                      {h: math.copysign(contribution / rates[h], april.weights[h]) for h in HEADS})

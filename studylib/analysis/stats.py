@@ -20,8 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from studylib.errors import StudyError
-
-EPS = 1e-7  # prediction clipping of the original's RCE
+from studylib.ranker.metrics import EPS  # the original's prediction clipping, the same as a run's eval.csv
 MIN_POSITIVES = 50  # a head with fewer held-out positives is "not evaluable"
 
 
@@ -195,6 +194,18 @@ def compare_clusters(a: np.ndarray, a_cluster: np.ndarray, b: np.ndarray, b_clus
             "difference_high": float(boot.confidence_interval.high),
             "cohens_d": float((ma.mean() - mb.mean()) / sd) if sd > 0 else 0.0,
             "prob_superiority": float(u) / (ma.size * mb.size), **_test_p(ma, mb)}
+
+
+def compare_groups(comparisons: dict[str, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]],
+                   n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Named comparisons of two groups, each given as (values, clusters): one `compare_clusters` row
+    per comparison, and each test's p-value Holm-adjusted over the whole family (every test of every
+    comparison) in the columns `<test>_p_holm`."""
+    table = pd.DataFrame([{"comparison": name, "unit": "user", **compare_clusters(*a, *b, n_resamples, seed)}
+                          for name, (a, b) in comparisons.items()])
+    columns = [f"{test}_p" for test in TESTS]
+    table[[f"{c}_holm" for c in columns]] = holm(table[columns].to_numpy().ravel()).reshape(len(table), len(columns))
+    return table
 
 
 def null_split_rates(values: np.ndarray, split: np.ndarray, unit: np.ndarray | None = None, n_splits: int = 500,

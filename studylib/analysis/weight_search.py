@@ -7,7 +7,7 @@ on, and Twitter's equal-contribution claim, all measured against the planted tru
   probabilities decide the order); the search finds the vector whose ranking maximises that
   objective on the requests of one half of the users (`regret.user_halves`) and reports the gain
   over the published weights on the other half, per request, with a user-level interval
-  (`inference.paired_mean_difference`). Nothing of the report half is seen by the search.
+  (`stats.paired_mean_difference`). Nothing of the report half is seen by the search.
 
   Optimiser: `scipy.optimize.differential_evolution`, seeded, `polish=False`, over the log of
   each weight's multiplier of its published value (bounds 1/bound to bound, signs kept as
@@ -61,10 +61,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import differential_evolution
 
-from studylib import inference
+from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.ranking import TOP_K, ScoredSet, top_k_value
-from studylib.regret import subset, user_halves
+from studylib.analysis.ranking import TOP_K, ScoredSet, top_k_value
+from studylib.analysis.regret import subset, user_halves
 
 NEGATIVE_HEADS = ("negative_feedback_v2", "report_tweet_clicked")  # short names; every other head is positive
 ANCHOR = "favorited"  # the head whose weight the search holds fixed (a ranking is scale-free)
@@ -171,7 +171,7 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
         mask = report_set.requests.mask
         published = top_k_value(report_set.scores(base), value, mask, k)
         new = top_k_value(report_set.scores(w), value, mask, k)
-        diff = inference.paired_mean_difference(new, published, users[~fit_rows], n_resamples, seed)
+        diff = stats.paired_mean_difference(new, published, users[~fit_rows], n_resamples, seed)
         oracle_best = top_k_value(value, value, mask, k)
         rows.append({"scorer": scorer, "published_value": float(published.mean()), "fitted_value": float(new.mean()),
                      "gain": diff["difference"], "low": diff["low"], "high": diff["high"],
@@ -324,7 +324,7 @@ def frontier_points(scored: ScoredSet, weight_sets: np.ndarray, names: list[str]
     if scored.truth is None:
         raise StudyError("frontier: the scored set needs true_prob.* columns")
     weight_sets = np.atleast_2d(np.asarray(weight_sets, np.float64))
-    W = inference.bootstrap_weights(scored.request_users(), n_resamples, seed)
+    W = stats.bootstrap_weights(scored.request_users(), n_resamples, seed)
     total = W.sum(axis=1, keepdims=True)
     fronts = {name: (pos.mean(-1), neg.mean(-1), (W @ pos.T) / total, (W @ neg.T) / total)
               for name, (pos, neg) in _per_request_frontier(scored, k, scales).items()}
@@ -340,12 +340,12 @@ def frontier_points(scored: ScoredSet, weight_sets: np.ndarray, names: list[str]
         for i, name in enumerate(names):
             row = {"weights": name, "probabilities": probabilities, "positive": float(pos[i].mean()),
                    "negative": float(neg[i].mean())}
-            row["positive_low"], row["positive_high"] = inference.interval(boot_pos[:, i])
-            row["negative_low"], row["negative_high"] = inference.interval(boot_neg[:, i])
+            row["positive_low"], row["positive_high"] = stats.interval(boot_pos[:, i])
+            row["negative_low"], row["negative_high"] = stats.interval(boot_neg[:, i])
             for front, (fp, fn, bp, bn) in fronts.items():
                 est = float(frontier_positive_at(np.array([row["negative"]]), fn, fp)[0] - row["positive"])
                 boot = np.array([frontier_positive_at(boot_neg[b, i:i + 1], bn[b], bp[b])[0] for b in range(W.shape[0])])
-                low, high = inference.interval(boot - boot_pos[:, i])
+                low, high = stats.interval(boot - boot_pos[:, i])
                 row.update({f"to_{front}_frontier": est, f"to_{front}_frontier_low": low,
                             f"to_{front}_frontier_high": high})
             rows.append(row)

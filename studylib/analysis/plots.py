@@ -549,7 +549,7 @@ def link_prediction(evaluation: pd.DataFrame, ranking: str = "filtered", pairs: 
     """evaluation (twhin-evaluate rows). MRR with its bootstrap interval over users, per relation
     and scorer, in both directions (left: the right-hand side given the left, e.g. tweets for a
     user; right: users for a tweet), on a log axis (the relations differ by two orders of magnitude)."""
-    from studylib.analysis import link_prediction_table
+    from studylib.analysis.tables import link_prediction_table
 
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 5.4), sharey=True)
     titles = {"rhs": "rank the right-hand side\n(tweets or authors for a user)", "lhs": "rank the left-hand side\n(users for a tweet or author)"}
@@ -605,7 +605,7 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
     range over per_seed's training seeds, rows variant, seed, head, auroc, rce); black ticks: the
     oracle. Heads with fewer than MIN_POSITIVES held-out positives, which no finding uses, are left out.
     """
-    from studylib.inference import MIN_POSITIVES
+    from studylib.analysis.stats import MIN_POSITIVES
 
     order = list(long["variant"].cat.categories) if hasattr(long["variant"], "cat") \
         else list(dict.fromkeys(long["variant"]))

@@ -7,7 +7,7 @@ of a top k (sum of the planted true probabilities of the k chosen candidates), N
 per-request AUROC. Every ranking is judged beside the oracle (the same weights applied to the
 planted true probabilities): true weighted utility of its top k, regret against the oracle's top
 k, Kendall's τ with the oracle's order and NDCG@k (`feed_comparison`), with user-level intervals
-from `studylib.inference`. Loops run over weight sets or heads, never over examples.
+from `studylib.analysis.stats`. Loops run over weight sets or heads, never over examples.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from studylib import inference
+from studylib.analysis import stats
 from studylib.errors import StudyError
 
 # Metrics reported for every weight set (top-10 true expected values use the planted truth).
@@ -179,7 +179,7 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     """
     if reference is not None and reference not in rankings:
         raise StudyError(f"feed_comparison: no ranking named {reference!r}")
-    W = inference.bootstrap_weights(users, n_resamples, seed)
+    W = stats.bootstrap_weights(users, n_resamples, seed)
     per = {name: feed_metrics(score, value, mask, k) for name, score in rankings.items()}
     best = top_k_value(value, value, mask, k)
     floor = top_k_value(random_scores(mask, seed), value, mask, k)
@@ -195,7 +195,7 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
                 ok = np.isfinite(values)
                 est = float(values[ok].mean())
                 boot = (W[:, ok] @ values[ok]) / W[:, ok].sum(axis=1)
-            low, high = inference.interval(boot)
+            low, high = stats.interval(boot)
             rows.append({"ranking": name, "metric": metric, "mean": float(est), "low": low, "high": high})
         if reference is not None and name != reference:
             for metric, values in metrics.items():
@@ -204,10 +204,41 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
                 diff = values - per[reference][metric]
                 ok = np.isfinite(diff)
                 boot = (W[:, ok] @ diff[ok]) / W[:, ok].sum(axis=1)
-                low, high = inference.interval(boot)
+                low, high = stats.interval(boot)
                 paired.append({"ranking": name, "reference": reference, "metric": metric,
                                "difference": float(diff[ok].mean()), "low": low, "high": high})
     return pd.DataFrame(rows), pd.DataFrame(paired)
+
+
+def models_beside_oracle(sets: dict[str, "ScoredSet"], weights: np.ndarray, k: int = TOP_K, n_resamples: int = 1000,
+                         seed: int = 0, reference: str | None = None
+                         ) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataFrame]:
+    """Models scored on the same requests (name -> ScoredSet), each ranked by `weights`, beside the
+    oracle (the same weights on the true probabilities) and a seeded random ranking.
+
+    Returns (rankings, summary, paired): the rankings in order oracle, the models, random; the
+    `feed_comparison` summary; every ranking minus `reference` (default: the first model) and
+    minus the random ranking, on the same requests and resamples."""
+    reference = reference or next(iter(sets))
+    first = sets[reference]
+    value = first.true_value(weights)
+    mask, users = first.requests.mask, first.request_users()
+    rankings = {"oracle": value, **{name: scored.scores(weights) for name, scored in sets.items()},
+                "random": random_scores(mask, seed)}
+    summary, paired = feed_comparison(rankings, value, mask, users, k, n_resamples, seed, reference=reference)
+    _, vs_random = feed_comparison(rankings, value, mask, users, k, n_resamples, seed, reference="random")
+    return rankings, summary, pd.concat([paired, vs_random], ignore_index=True)
+
+
+def head_gaucs(frame: pd.DataFrame, heads: tuple[str, ...]) -> pd.DataFrame:
+    """Per head, the GAUC (mean AUROC within requests) of the model (`prob.*`) and of the oracle
+    (`true_prob.*`) against the labels: columns head, gauc, oracle_gauc."""
+    grouped = Requests.from_ids(frame["request_id"].to_numpy())
+    rows = [{"head": h, **{who: gauc(grouped.gather(frame[f"{prefix}.{h}"]), grouped.gather(frame[f"label.{h}"], 0),
+                                     grouped.mask)[0]
+                           for who, prefix in (("gauc", "prob"), ("oracle_gauc", "true_prob"))}}
+            for h in heads]
+    return pd.DataFrame(rows)
 
 
 def cohort_scores(frame: pd.DataFrame, heads: tuple[str, ...], weights: np.ndarray, reference: str = "baseline",
@@ -235,11 +266,11 @@ def cohort_scores(frame: pd.DataFrame, heads: tuple[str, ...], weights: np.ndarr
         ref = cohort == reference
         for c in pd.unique(cohort):
             rows_c = cohort == c
-            mean, low, high = inference.mean_interval(values[rows_c], user[rows_c], n_resamples, seed)
-            row = {"cohort": c, "target": target, "users": inference.cluster_codes(user[rows_c])[1],
+            mean, low, high = stats.mean_interval(values[rows_c], user[rows_c], n_resamples, seed)
+            row = {"cohort": c, "target": target, "users": stats.cluster_codes(user[rows_c])[1],
                    "mean": mean, "low": low, "high": high}
             if c != reference:
-                cmp = inference.compare_clusters(values[rows_c], user[rows_c], values[ref], user[ref], n_resamples, seed)
+                cmp = stats.compare_clusters(values[rows_c], user[rows_c], values[ref], user[ref], n_resamples, seed)
                 row.update({"vs_reference": cmp["difference"], "vs_reference_low": cmp["difference_low"],
                             "vs_reference_high": cmp["difference_high"], "welch_p": cmp["welch_p"]})
             rows.append(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studylib.config import BackboneConfig, DoubleNormLogConfig, MaskBlockConfig, MaskNetConfig, MlpConfig, ModelConfig
+from studylib.ranker.config import BackboneConfig, DoubleNormLogConfig, MaskBlockConfig, MaskNetConfig, MlpConfig, ModelConfig
 from studylib.schema import EMBEDDING_GROUPS, GROUP_WIDTHS, short_name
 
 

@@ -1,0 +1,1 @@
+"""The Heavy Ranker: its config schema, model, training loop, run folders, scoring and commands."""

@@ -1,0 +1,147 @@
+"""The ranker's steps of the study: its data sets, its training runs and its weights, each built
+once and reused while its parameters match (`studylib.study.paths.generated`, `io.cached`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from studylib.errors import StudyError
+from studylib.io import cached, file_sha256
+from studylib.study.paths import RUN_MARKER, generated, stamp_beside
+
+
+# The data sets the study uses: name -> scenario (None: the `scenario` parameter) and seed offset.
+DATA_SETS = {"train": (None, 0), "planted": ("planted", 1), "random": ("random", 2), "cohorts": ("cohorts", 3),
+             "fork_train": ("random", 4), "validation": (None, 5)}
+
+
+def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
+                candidates: int, progress: bool = False) -> dict:
+    """Generate a data set (or reuse it when its manifest has the same parameters); return the manifest."""
+    from studylib.data.generate import GeneratorParams, generate
+    from studylib.data.world import WorldParams
+
+    params = GeneratorParams(scenario=scenario, examples=int(examples), seed=int(seed), candidates=int(candidates),
+                             world=WorldParams(seed=int(world_seed), rate_scale=float(rate_scale)))
+    params.validate()
+    return generated(out, params.as_dict(), lambda: generate(params, out, progress=progress))
+
+
+def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
+               pairing: str = "by_name", config: str | None = None, progress: bool = False,
+               precision: str = "auto", val_data: Path | None = None, val_every: int = 0,
+               stop_patience: int = 0, stop_min_delta: float = 0.002) -> dict:
+    """Train (or reuse a finished run with the same settings and data); return its summary.
+    `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve;
+    `stop_patience` > 0: `steps` is a maximum and the run stops when that held-out loss stops
+    improving (`train.StoppingRule`)."""
+    from studylib.strict import shipped_config_path
+    from studylib.ranker.config import STUDY_CONFIG
+    from studylib.ranker.runs import MODEL
+    from studylib.ranker.train import TrainArgs, train
+
+    config = str(config or shipped_config_path(STUDY_CONFIG))
+    if steps < 1:
+        raise StudyError(f"parameter steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise StudyError(f"parameter batch_size must be >= 1, got {batch_size}")
+    for folder in (data, eval_data, val_data if val_every else None):
+        if folder is not None and not (folder / "manifest.json").exists():
+            raise StudyError(f"{folder}: no data set here; run 01_generate.ipynb first")
+    settings = {"data_manifest": file_sha256(data / "manifest.json"),
+                "eval_manifest": file_sha256(eval_data / "manifest.json") if eval_data else None,
+                "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
+                "config": Path(config).name, "precision": precision}
+    if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
+        settings.update(val_manifest=file_sha256(val_data / "manifest.json"), val_every=int(val_every))
+    if stop_patience:  # only then: runs without a stopping rule keep their stamps
+        settings.update(stop_patience=int(stop_patience), stop_min_delta=float(stop_min_delta))
+
+    def build() -> None:
+        train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps),
+                        eval_data=eval_data and str(eval_data), batch_size=int(batch_size), device="auto",
+                        seed=int(seed), label_pairing=pairing, precision=precision,
+                        log_every=max(1, int(steps) // 40), progress=progress,
+                        val_data=str(val_data) if val_data is not None and val_every else None,
+                        val_every=int(val_every), stop_patience=int(stop_patience),
+                        stop_min_delta=float(stop_min_delta)))
+
+    reused, _ = cached(out / RUN_MARKER, settings, [out / MODEL], build, clear=out)
+    return {"reused": reused, **settings}
+
+
+def require_run(out: Path, notebook: str = "02_train.ipynb") -> None:
+    from studylib.ranker.runs import MODEL
+
+    if not (out / MODEL).exists():
+        raise StudyError(f"{out}: no trained model here; run {notebook} first (or the pipeline without --weights)")
+
+
+def require_scores(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise StudyError(f"{path}: no scores here; run 03_score.ipynb first")
+    return pd.read_parquet(path)
+
+
+def weight_specs(weights: str, presets: list[str]) -> list[str]:
+    """The primary weight set first, then the presets to compare (without duplicate names)."""
+    from studylib.ranker.scoring import load_weights
+
+    primary = load_weights(weights).name
+    return [weights] + [p for p in presets if load_weights(p).name != primary]
+
+
+def check_weights(weights: str, parameter: str = "weights") -> str:
+    """The name of the weight set `weights` (preset or YAML path); StudyError naming the parameter otherwise."""
+    from studylib.ranker.scoring import load_weights
+
+    try:
+        return load_weights(weights).name
+    except StudyError as exc:
+        raise StudyError(f"parameter {parameter}: {exc}") from None
+
+
+def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
+    """Seeded Gaussian noise in `studylib twhin-export`'s format (the ablation's floor); rewritten
+    only when missing, so it keeps its bytes (same seed, same bytes)."""
+    import numpy as np
+
+    from studylib.data.embeddings import write_ranker_embeddings
+
+    rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
+    settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
+    def build() -> None:
+        rng = np.random.default_rng([int(seed), 0xAB1A])
+        write_ranker_embeddings({name: rng.standard_normal((n, width)).astype(np.float32) for name, n in rows.items()},
+                                out)
+
+    cached(stamp_beside(out), settings, [out], build)
+    return out
+
+
+def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, progress: bool = False,
+                     **changes) -> dict:
+    """The data set `like` again (same scenario, size, seed and world: the same requests, labels and
+    other features) with the three embedding features read from `embeddings` and any other generator
+    parameters in `changes` (e.g. a negative downsampling); reused when unchanged.
+
+    With only `embeddings` changed the result is an embedding view (`generate.embedding_view`):
+    a manifest over `like`'s shards, no copy of its rows."""
+    from studylib.data.generate import GeneratorParams, embedding_view, generate
+    from studylib.data.world import WorldParams
+
+    if not (like / "manifest.json").exists():
+        raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
+    # The files read, by checksum: a changed base data set or embedding file rebuilds the result.
+    settings = {"like": file_sha256(like / "manifest.json"),
+                "embeddings": None if embeddings is None else file_sha256(embeddings)}
+    if embeddings is not None and not changes:
+        return generated(out, {**settings, "view": True}, lambda: embedding_view(like, embeddings, out))
+    base = json.loads((like / "manifest.json").read_text())["params"]
+    params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
+                                "embeddings": None if embeddings is None else str(embeddings), **changes})
+    params.validate()
+    return generated(out, {**settings, "params": params.as_dict()}, lambda: generate(params, out, progress=progress))

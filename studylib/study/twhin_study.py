@@ -1,0 +1,124 @@
+"""TwHIN's steps of the study (chapter 01b) and the embedding ablation's tables (02b): the planted
+graph, the training runs, their evaluation and export, each reused while its parameters match."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from studylib.errors import StudyError
+from studylib.io import cached, file_sha256
+from studylib.study.paths import RUN_MARKER, Paths, generated, stamp_beside
+
+
+# Where the TwHIN side lives: data/<profile>/twhin/ holds the graph and the ablation's random
+# tables, apart from the ranker data sets.
+TWHIN_GRAPH = ("twhin", "graph")
+TWHIN_RUN = "twhin"
+TWHIN_BIAS_RUN = "twhin_node_bias"  # the same training with a learned scalar per entity (model.node_bias)
+TWHIN_EXPORT = "ranker_embeddings.parquet"
+# The ablation's variants: which embedding file each one's data sets use (None: the world's own,
+# planted noisy projections of the latents: the data sets of 01_generate, reused unchanged).
+EMBEDDING_VARIANTS = ("random", "planted", "trained")
+
+
+def world_params(seed: int, rate_scale: float):
+    """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale."""
+    from studylib.data.world import WorldParams
+
+    return WorldParams(seed=int(seed), rate_scale=float(rate_scale))
+
+
+def twhin_graph_dir(paths: Paths) -> Path:
+    return paths.data.joinpath(*TWHIN_GRAPH)
+
+
+def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, progress: bool = False) -> dict:
+    """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
+    from dataclasses import asdict
+
+    from studylib.twhin.planted import GraphParams, generate_graph
+
+    if edges < 1:
+        raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
+    params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale))
+    return generated(out, asdict(params), lambda: generate_graph(params, out, progress=progress))
+
+
+@contextmanager
+def _threads(n: int):
+    """torch intra-op threads set to `n` for a block (TwHIN's small kernels are fastest on one thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads: int = 1,
+                     progress: bool = False, node_bias: bool = False) -> dict:
+    """Train TwHIN on `graph` (study config, node biases when asked) or reuse a finished run with
+    the same settings."""
+    from studylib.twhin.runs import CHECKPOINT
+    from studylib.twhin.train import TwhinTrainArgs, train
+
+    if steps < 1:
+        raise StudyError(f"parameter twhin_steps must be >= 1, got {steps}")
+    if not (graph / "manifest.json").exists():
+        raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
+    from studylib.strict import shipped_config_path
+    from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
+
+    settings = {"graph_manifest": file_sha256(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
+                "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias)}
+
+    def build() -> dict:
+        with _threads(threads):
+            result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
+                                          seed=int(seed), node_bias=bool(node_bias), progress=progress))
+        return {"edges_per_s": result["edges_per_s"]}
+
+    reused, result = cached(out / RUN_MARKER, settings, [out / CHECKPOINT], build, clear=out)
+    return {"reused": reused, **result, **settings}
+
+
+def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, seed: int = 0,
+                            beside: dict[str, Path] | None = None, progress: bool = False) -> pd.DataFrame:
+    """Link prediction on the run's held-out test pairs (random, popularity, trained, the runs in
+    `beside`, oracle; both directions, raw and filtered, all and unseen pairs); cached in the run.
+    max_edges 0: all held-out pairs, else a seeded sample of at most that many per relation."""
+    from studylib.twhin.evaluate import RESULTS, evaluate_run
+    from studylib.twhin.runs import CHECKPOINT
+
+    if max_edges < 0:
+        raise StudyError(f"parameter twhin_eval_edges must be >= 0 (0: all held-out pairs), got {max_edges}")
+    if resamples < 0:
+        raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
+    beside = beside or {}
+    settings = {"checkpoint": file_sha256(run / CHECKPOINT), "max_edges": int(max_edges), "resamples": int(resamples),
+                "seed": int(seed), "beside": {name: file_sha256(Path(d) / CHECKPOINT) for name, d in beside.items()},
+                "scorers": "with pooled popularity, share over popularity"}  # the table's columns
+
+    def build() -> None:
+        with _threads(1):
+            evaluate_run(run, max_edges=int(max_edges) or None, n_resamples=int(resamples), seed=int(seed),
+                         extra_runs=beside, progress=progress)
+
+    cached(run / "study_evaluation.json", settings, [run / RESULTS], build)
+    return pd.read_csv(run / RESULTS)
+
+
+def ensure_twhin_export(run: Path, out: Path) -> dict:
+    """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
+    (an unchanged file keeps the data sets built from it valid)."""
+    from studylib.twhin.export import export_embeddings
+    from studylib.twhin.runs import CHECKPOINT
+
+    settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
+    reused, info = cached(stamp_beside(out), settings, [out], lambda: export_embeddings(run, out))
+    return {"reused": reused, **settings, **info}
