@@ -23,7 +23,7 @@ LAYERS = {
     "statistics": ("studylib.analysis", "studylib.analysis.stats"),
     "scoring and evaluation": ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export"),
     "analysis": ("studylib.analysis.ranking", "studylib.analysis.regret", "studylib.analysis.sensitivity",
-                 "studylib.analysis.tables"),
+                 "studylib.analysis.tables", "studylib.analysis.weight_search"),
     "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.sliders"),
     "orchestration": ("studylib.study", "studylib.cli", "studylib.ranker.cli", "studylib.twhin.cli"),
 }

@@ -342,7 +342,8 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     results = work / "_build" / "results" / "tiny"
     found = findings.load(results)
     required = {"null_split_false_positive_rate", "tornado_top_head", "positional_feed", "cohort_model_vs_truth",
-                "presets_paired", "model_vs_oracle_regret"}
+                "presets_paired", "model_vs_oracle_regret", "optimal_weights_gain", "frontier_distance",
+                "equal_contribution_claim"}
     assert required <= set(found)
     for f in found.values():
         assert f["text"] and f["chapter"] and (results / f["source"]).exists(), f["id"]
@@ -376,6 +377,15 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     paired = paired[paired["probabilities"] == "model"].set_index(["weights", "metric"])["difference"]
     pre = found["presets_paired"]["numbers"]
     assert pre["equal_contribution_utility"] == pytest.approx(paired[("equal_contribution", "utility")])
+
+    best = csv("05_best_weights.csv").set_index("scorer")
+    opt = found["optimal_weights_gain"]["numbers"]
+    assert opt["model_gain"] == pytest.approx(best.loc["model", "gain"])
+    assert opt["oracle_gain_low"] <= 0 <= opt["oracle_gain_high"]  # the built-in check: nothing beats the oracle
+    assert {"scorer", "negative_scale", "positive", "negative"} <= set(csv("05_frontier.csv").columns)
+    points = csv("05_frontier_points.csv").set_index(["weights", "probabilities"])
+    assert found["frontier_distance"]["numbers"]["april_2023_model_positive"] == pytest.approx(
+        points.loc[("april_2023", "model"), "positive"])
 
     # chapter 2's by-name ranking and chapter 3's model ranking are the same model, weights and data
     # (this test runs before the re-scoring test below changes chapter 3's weights)

@@ -789,6 +789,143 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
                    "05_presets_paired.csv")
 
 
+def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict, base: str, k: int) -> Finding:
+    """gain, heads: weight_search.best_weights; relation: weight_search.noise_relation."""
+    g = gain.set_index("scorer")
+    m, o = g.loc["model"], g.loc["oracle"]
+    free = heads[~heads["anchor"]].dropna(subset=["log2_change_model"])
+    if free.empty:
+        raise StudyError("optimal_weights_gain: no head besides the anchor was searched (all other weights are 0)")
+    cut, raised = free.loc[free["log2_change_model"].idxmin()], free.loc[free["log2_change_model"].idxmax()]
+    numbers = {"base": base, "k": k, "model_gain": float(m["gain"]), "model_gain_low": float(m["low"]),
+               "model_gain_high": float(m["high"]), "model_gain_pct": float(m["gain_pct"]),
+               "published_value": float(m["published_value"]), "fitted_value": float(m["fitted_value"]),
+               "oracle_value": float(m["oracle_value"]), "regret_closed": float(m["regret_closed"]),
+               "fit_gain": float(m["fit_gain"]), "oracle_gain": float(o["gain"]), "oracle_gain_low": float(o["low"]),
+               "oracle_gain_high": float(o["high"]), "fit_users": int(m["fit_users"]),
+               "report_users": int(m["report_users"]), "report_requests": int(m["report_requests"]),
+               "most_cut_head": cut["head"], "most_cut_factor": float(2 ** cut["log2_change_model"]),
+               "most_raised_head": raised["head"], "most_raised_factor": float(2 ** raised["log2_change_model"]),
+               "noise_spearman": relation["spearman"], "noise_p": relation["p_value"], "noise_heads": relation["heads"]}
+    check = "holds" if o["low"] <= 0 <= o["high"] else "fails"
+    numbers["oracle_check"] = check
+    text = (f"Searching the weights (differential evolution; the model's per-head probabilities rank, the "
+            f"`{base}` weights on the true probabilities judge) on {numbers['fit_users']:,} users and judging on the other "
+            f"{numbers['report_users']:,}: the fitted weights change the true value of the top {k} by "
+            f"{numbers['model_gain']:+.3g} per request ({_ci(numbers['model_gain_low'], numbers['model_gain_high'], '+.3g')}), "
+            f"{numbers['model_gain_pct']:+.1f} % of the `{base}` weights' {numbers['published_value']:.3g} (oracle: "
+            f"{numbers['oracle_value']:.3g}). On the users it was fitted on the search gained {numbers['fit_gain']:+.3g}. "
+            f"The same search on the oracle's probabilities changes the value by {numbers['oracle_gain']:+.3g} "
+            f"({_ci(numbers['oracle_gain_low'], numbers['oracle_gain_high'], '+.3g')}): the built-in check {check}. ")
+    anchor = heads.loc[heads["anchor"], "head"].iloc[0]
+    text += (f"Relative to {anchor} (held at its `{base}` weight) the search cut {cut['head']} most "
+             f"(×{numbers['most_cut_factor']:.2g}) and raised {raised['head']} most (×{numbers['most_raised_factor']:.2g}); "
+             + (f"across {relation['heads']} heads a head's change and how well it is predicted (correlation of "
+                f"predicted with true probability, {free['prediction_truth_correlation'].min():.2f} to "
+                f"{free['prediction_truth_correlation'].max():.2f}) have Spearman ρ {relation['spearman']:.2f} "
+                f"(p {relation['p_value']:.2g})." if np.isfinite(relation["spearman"]) else
+                f"{relation['heads']} searched heads are too few to relate their changes to their noise."))
+    if excludes_zero(m["low"], m["high"]) and m["low"] > 0:
+        verdict = "better weights exist"
+        text += (" Weight moved toward the better predicted heads, as Milli, Pierson and Garg argue it should."
+                 if np.isfinite(relation["spearman"]) and relation["spearman"] > 0 and relation["p_value"] < 0.05 else
+                 " The changes are not ordered by how noisily each head is predicted at this size.")
+    elif m["high"] < 0:
+        verdict = "fitted weights worse"
+        text += " The fitted weights lose on unseen users: what the search found is the fitting half's noise."
+    else:
+        verdict = "base weights not beaten"
+        text += (" No gain is measurable on unseen users, so the fitted changes are mostly the fitting half's noise "
+                 "and say little about which heads deserve more weight.")
+    if check == "fails":
+        verdict += "; oracle check fails"
+    return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, "05_best_weights.csv")
+
+
+def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = False) -> Finding:
+    """points: weight_search.frontier_points rows (weights, probabilities, positive, negative, to_*_frontier[_low/_high]);
+    fitted: whether the model's frontier includes the weights fitted per point (`weight_search.fitted_frontier`)."""
+    numbers, parts = {"base": base, "k": k}, []
+    for r in points.itertuples():
+        key = f"{r.weights}_{r.probabilities}"
+        numbers.update({f"{key}_positive": float(r.positive), f"{key}_negative": float(r.negative)})
+        for front in ("oracle", "model"):
+            for suffix in ("", "_low", "_high"):
+                numbers[f"{key}_to_{front}_frontier{suffix}"] = float(getattr(r, f"to_{front}_frontier{suffix}"))
+    model = points[points["probabilities"] == "model"].set_index("weights")
+    b = model.loc[base]
+    def more(row, front: str) -> str:
+        if not np.isfinite(row[f"to_{front}_frontier"]):
+            return "nothing to compare (the set has fewer negative engagements than any point of that frontier)"
+        return (f"{row[f'to_{front}_frontier']:.3g} more "
+                f"({_ci(row[f'to_{front}_frontier_low'], row[f'to_{front}_frontier_high'], '.3g')})")
+
+    text = (f"Counting true expected engagements in the top {k} (positive: the eight positive heads; negative: reports "
+            f"+ negative feedback): ranked by the model with the `{base}` weights a request's top {k} holds "
+            f"{b['positive']:.3g} positive and {b['negative']:.3g} negative engagements. At that negative count the oracle's "
+            f"frontier holds {more(b, 'oracle')} positive engagements and the model's own frontier ("
+            + ("the better of every positive head weighted 1 with both negative heads −s, and weights fitted per s on the "
+               "other half of the users" if fitted else "every positive head weighted 1, both negative heads −s")
+            + f") {more(b, 'model')}.")
+    others = [w for w in model.index if w != base]
+    if others:
+        text += " The other weight sets' distances to the model's frontier: " + "; ".join(
+            f"{w} {model.loc[w, 'to_model_frontier']:.3g} "
+            f"({_ci(model.loc[w, 'to_model_frontier_low'], model.loc[w, 'to_model_frontier_high'], '.3g')})"
+            if np.isfinite(model.loc[w, "to_model_frontier"]) else f"{w} below the frontier's smallest negative count"
+            for w in others) + "."
+    oracle = points[points["probabilities"] == "oracle"].set_index("weights")
+    if base in oracle.index:
+        text += (f" Even on the true probabilities the `{base}` weights sit {oracle.loc[base, 'to_oracle_frontier']:.3g} "
+                 "positive engagements below the frontier: they value some engagements above others, the count does not.")
+    off = bool(b["to_model_frontier_low"] > 0)
+    return Finding("frontier_distance", "05_sensitivity", text, numbers,
+                   "off the model's frontier" if off else "on the model's frontier", "05_frontier_points.csv")
+
+
+def equal_contribution_claim(published_rates: dict, world_rates: dict, points: pd.DataFrame, gain_vs_base: dict | None,
+                             base: str, preset: str = "equal_contribution", score_shares: dict | None = None
+                             ) -> Finding:
+    """published_rates, world_rates: weight_search.contribution_balance summaries of the `base` weights
+    under the published base rates and under this world's; points: frontier_points; gain_vs_base: the
+    preset's true-value difference from the base weights (difference, low, high) on the model's
+    probabilities; score_shares: the recorded `score_shares` finding's numbers (chapter 3)."""
+    p, w = published_rates, world_rates
+    numbers = {"base": base, **{f"published_rates_{k}": v for k, v in p.items()},
+               **{f"world_rates_{k}": v for k, v in w.items()}}
+    zero_note = f"; {p['zero_heads']} weighted 0" if p.get("zero_heads") else ""
+    text = (f"Twitter's README says the weights were first set so that every head contributes about equally on "
+            f"average. Under the published base rates the `{base}` weights are far from that: {p['largest_head']} "
+            f"contributes {100 * p['largest_share']:.0f} % of the average score and {p['smallest_head']} "
+            f"{100 * p['smallest_share']:.2g} %, {p['max_over_min']:.3g} times less ({p['heads_within_2x']} of the heads "
+            f"within a factor 2 of an equal share{zero_note}); under this world's rates the largest share is "
+            f"{100 * w['largest_share']:.0f} % ({w['largest_head']}), {w['max_over_min']:.3g} times the smallest.")
+    if score_shares:
+        numbers.update({"score_shares_top_head": score_shares.get("top_head"),
+                        "score_shares_top_share": score_shares.get("top_share")})
+        text += (f" On the model's probabilities chapter 3 measured {score_shares.get('top_head')} at "
+                 f"{100 * float(score_shares.get('top_share')):.0f} % of a candidate's score (`score_shares`).")
+    model = points[points["probabilities"] == "model"].set_index("weights")
+    if preset in model.index and base in model.index:
+        e, b = model.loc[preset], model.loc[base]
+        numbers.update({"preset_positive": float(e["positive"]), "preset_negative": float(e["negative"]),
+                        "preset_to_model_frontier": float(e["to_model_frontier"]),
+                        "preset_to_model_frontier_low": float(e["to_model_frontier_low"]),
+                        "preset_to_model_frontier_high": float(e["to_model_frontier_high"])})
+        text += (f" Ranked by the model, the `{preset}` preset's top 10 holds {e['positive']:.3g} positive and "
+                 f"{e['negative']:.3g} negative engagements (`{base}`: {b['positive']:.3g} and {b['negative']:.3g}), "
+                 f"{e['to_model_frontier']:.3g} positive engagements from the model's frontier "
+                 f"({_ci(e['to_model_frontier_low'], e['to_model_frontier_high'], '.3g')}).")
+    if gain_vs_base is not None:
+        numbers.update({"preset_value_difference": float(gain_vs_base["difference"]),
+                        "preset_value_difference_low": float(gain_vs_base["low"]),
+                        "preset_value_difference_high": float(gain_vs_base["high"])})
+        text += (f" Judged by the `{base}` objective it changes the true value of the top 10 by "
+                 f"{gain_vs_base['difference']:+.3g} per request ({_ci(gain_vs_base['low'], gain_vs_base['high'], '+.3g')}).")
+    verdict = "roughly equal" if p["max_over_min"] <= 2 else "far from equal"
+    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, "05_contributions.csv")
+
+
 # ---------------------------------------------------------------- chapter 2b: the embedding ablation
 
 
@@ -835,6 +972,6 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
 
 
 __all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "base_rates", "cohort_model_vs_truth", "distribution_tests", "downsampling_calibration",
-           "embedding_ablation", "excludes_zero", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
-           "null_split_false_positive_rate", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
+           "embedding_ablation", "equal_contribution_claim", "excludes_zero", "frontier_distance", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
+           "null_split_false_positive_rate", "optimal_weights_gain", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
            "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction"]

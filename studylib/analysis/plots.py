@@ -485,6 +485,58 @@ def preset_comparison(paired: pd.DataFrame, metrics: dict[str, str], base: str) 
     return _finish(fig, f"Presets against {base}: paired differences per request (95 % user-level CI)")
 
 
+def frontier(front: pd.DataFrame, points: pd.DataFrame, k: int) -> plt.Figure:
+    """front: weight_search.frontier (scorer, negative_scale, positive, negative); points:
+    weight_search.frontier_points (weights, probabilities, positive, negative with intervals). Lines: the
+    model's and the oracle's frontiers (scorer model_fitted: dashed, the model with weights fitted per point); markers: every weight set ranked by the model (filled) and by the
+    oracle (open), with 95 % user-level intervals."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.8))
+    colors = dict(zip(("model", "oracle"), sns.color_palette()[:2]))
+    labels = {"model": "model, Σ positive − s·Σ negative", "oracle": "oracle's frontier (Σ positive − s·Σ negative)",
+              "model_fitted": "model, weights fitted per s (other half of the users)"}
+    for scorer, sub in front.groupby("scorer"):
+        sub = sub.sort_values("negative_scale")
+        fitted = scorer == "model_fitted"
+        ax.plot(sub["negative"], sub["positive"], color=colors["model" if fitted else scorer], lw=1.4 if fitted else 1.8,
+                ls="--" if fitted else "-", marker="." if fitted else None, label=labels.get(scorer, scorer))
+    markers = "osD^vP*X"
+    for i, (name, sub) in enumerate(points.groupby("weights", sort=False)):
+        for _, r in sub.iterrows():
+            filled = r["probabilities"] == "model"
+            ax.errorbar(r["negative"], r["positive"], xerr=[[r["negative"] - r["negative_low"]], [r["negative_high"] - r["negative"]]],
+                        yerr=[[r["positive"] - r["positive_low"]], [r["positive_high"] - r["positive"]]],
+                        fmt=markers[i % len(markers)], color=colors[r["probabilities"]], mfc=None if filled else "white",
+                        capsize=2, lw=0.8, ms=7, label=f"{name} ({r['probabilities']})")
+    ax.set_xlabel(f"expected negative engagements in the top {k} (reports + negative feedback, per request)")
+    ax.set_ylabel(f"expected positive engagements\nin the top {k} (per request)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    return _finish(fig, f"The trade-off frontier: positive against negative engagement in the top {k} (95 % user-level CI)")
+
+
+def fitted_weights(heads: pd.DataFrame) -> plt.Figure:
+    """heads: weight_search.best_weights heads table. Left: log2 of fitted over published weight per head
+    (model and oracle); right: the model's change against the head's prediction–truth correlation."""
+    frame = heads.assign(label=heads["head"].map(lambda h: _wrap(short_name(h))))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 0.42 * len(frame) + 1.8), gridspec_kw={"width_ratios": [3, 2]})
+    y = np.arange(len(frame))
+    left.barh(y - 0.2, frame["log2_change_model"], height=0.4, label="model")
+    left.barh(y + 0.2, frame["log2_change_oracle"], height=0.4, label="oracle (check: 0)")
+    left.axvline(0, color="k", lw=1)
+    left.set_yticks(y, frame["label"])
+    left.invert_yaxis()
+    left.set_xlabel("log2(fitted / published weight)\n(favorited held fixed)")
+    left.legend(fontsize=8)
+    free = frame[~frame["anchor"]]
+    right.scatter(free["prediction_truth_correlation"], free["log2_change_model"])
+    for _, r in free.iterrows():
+        right.annotate(_wrap(short_name(r["head"]), 14), (r["prediction_truth_correlation"], r["log2_change_model"]),
+                       fontsize=6, xytext=(3, 2), textcoords="offset points")
+    right.axhline(0, color="k", lw=1)
+    right.set_xlabel("correlation of predicted\nwith true probability")
+    right.set_ylabel("log2(fitted / published)")
+    return _finish(fig, "The best weights for the model beside the published ones, and each head's prediction noise")
+
+
 # ---------------------------------------------------------------- 01b TwHIN
 
 SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularity (train degree)",
@@ -597,6 +649,6 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
     return _finish(fig, f"Heavy Ranker per head with random, planted and trained TwHIN embeddings ({note})")
 
 
-__all__ = ["setup", "save", "base_rates", "training_curves", "metrics_vs_oracle", "feed_comparison", "reliability", "pairing_effect",
+__all__ = ["setup", "save", "fitted_weights", "frontier", "base_rates", "training_curves", "metrics_vs_oracle", "feed_comparison", "reliability", "pairing_effect",
            "contribution_shares", "score_distribution", "preset_scores", "scenario_box", "effect_sizes", "tornado",
            "sweep_heatmap", "sobol_bars", "preset_comparison", "FIGURES_DIR"]

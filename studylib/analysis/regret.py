@@ -72,6 +72,9 @@ def _subset(scored: ScoredSet, rows: np.ndarray) -> ScoredSet:
                      pick(scored.labels))
 
 
+subset = _subset  # public name for the modules that split requests the same way (weight_search)
+
+
 def _regret_share(removed: np.ndarray, regret: np.ndarray, W: np.ndarray) -> tuple[float, float, float]:
     """Σ removed / Σ regret over requests, with its user-bootstrap interval (same resamples); NaN
     where there is no regret to share (the oracle)."""
@@ -213,4 +216,4 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
-           "seed_feed_metrics", "user_halves"]
+           "seed_feed_metrics", "subset", "user_halves"]
