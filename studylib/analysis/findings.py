@@ -845,7 +845,7 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
 def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = False) -> Finding:
     """points: weight_search.frontier_points rows (weights, probabilities, positive, negative, to_*_frontier[_low/_high]);
     fitted: whether the model's frontier includes the weights fitted per point (`weight_search.fitted_frontier`)."""
-    numbers, parts = {"base": base, "k": k}, []
+    numbers = {"base": base, "k": k}
     for r in points.itertuples():
         key = f"{r.weights}_{r.probabilities}"
         numbers.update({f"{key}_positive": float(r.positive), f"{key}_negative": float(r.negative)})
