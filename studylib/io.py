@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -27,8 +28,24 @@ LOCK_FILE = ".studylib.lock"
 TMP_SUFFIX = ".tmp"
 
 
+def require_regular_file(path: str | Path, what: str = "file") -> Path:
+    """`path` when it is a regular file (a link to one is fine); a device, pipe or socket (a link
+    to /dev/zero, say) would be read forever, so it is refused before any read."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    if stat.S_ISDIR(mode):
+        raise StudyError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise StudyError(f"{path}: not a regular file (a device, pipe or socket), refused as a {what}")
+    return path
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes (read in 4 MiB blocks): shard, manifest, model and checkpoint identities."""
+    require_regular_file(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -71,7 +88,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             raise
     except OSError as exc:
         raise os_error(exc, path) from None
+    except RuntimeError as exc:  # torch.save reports a failed write (a full disk, say) as RuntimeError
+        if not _is_write_failure(exc):
+            raise
+        raise StudyError(f"{path}: could not be written ({_write_failure_cause(path, exc)})") from None
     return path
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    message = str(exc).lower()
+    return "write" in message or "unexpected pos" in message
+
+
+def _write_failure_cause(path: Path, exc: RuntimeError) -> str:
+    try:
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            return "no space left on the device"
+    except OSError:
+        pass
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first if len(first) <= 120 else first[:117] + "..."
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -113,7 +149,7 @@ def cached(stamp: Path, settings: dict, outputs, build: Callable[[], dict | None
 
 def read_json(path: str | Path, kind: type = dict):
     """A JSON file that must hold a `kind` (object by default); one line when it does not."""
-    path = Path(path)
+    path = require_regular_file(path, "JSON file")
     try:
         payload = json.loads(path.read_text())
     except OSError as exc:
@@ -154,4 +190,4 @@ def exclusive(folder: str | Path, what: str = "output folder") -> Iterator[Path]
 
 
 __all__ = ["LOCK_FILE", "atomic_write", "exclusive", "os_error", "read_json", "remove_stale_temporaries",
-           "temporary_name", "write_json", "write_text"]
+           "require_regular_file", "temporary_name", "write_json", "write_text"]

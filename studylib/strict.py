@@ -96,14 +96,14 @@ def describe(error: dict) -> str:
     if kind == "extra_forbidden":
         return f"unknown key {where}"
     if kind in _KINDS:
-        return f"{where or 'top level'} must be {_KINDS[kind]}, got {value!r}"
+        return f"{where or 'top level'} must be {_KINDS[kind]}, got {yamlio.shorten(value)}"
     if kind in _BOUNDS:
         op, key = _BOUNDS[kind]
-        return f"{where} must be {op} {error['ctx'][key]:g}, got {value!r}"
+        return f"{where} must be {op} {error['ctx'][key]:g}, got {yamlio.shorten(value)}"
     if kind == "too_short":
         return f"{where} must not be empty"
     if kind == "literal_error":
-        return f"{where} supports only {error['ctx']['expected']}, got {value!r}"
+        return f"{where} supports only {error['ctx']['expected']}, got {yamlio.shorten(value)}"
     if kind == "value_error":
         message = str(error["ctx"]["error"])
         return f"{where} {message}" if where else message

@@ -1,8 +1,11 @@
-"""Reading YAML the user wrote: safe (no Python objects), and strict about duplicate keys.
+"""Reading YAML the user wrote: safe (no Python objects), and strict about duplicate keys and aliases.
 
 PyYAML's safe loader lets the last of two equal keys win silently, so a weight file that
 names `scored_tweets_model_weight_report` twice would score with whichever came last. Here a
-duplicate key is an error that names the file, the key and its line.
+duplicate key is an error that names the file, the key and its line. Aliases (`*name`, which
+the published recap config uses) are bounded: nested aliases expand exponentially (a "billion
+laughs" file of a few hundred bytes becomes gigabytes once copied or validated), so a document
+whose aliases stand for more than `MAX_ALIASED_NODES` nodes in all is refused as it is read.
 """
 
 from __future__ import annotations
@@ -12,14 +15,53 @@ import yaml
 from studylib.errors import StudyError
 
 
+class AliasBomb(StudyError):
+    """A document whose aliases stand for more than `MAX_ALIASED_NODES` values."""
+
+
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, key, line: int):
         super().__init__(f"duplicate key {key!r}")
         self.key, self.line = key, line
 
 
+class _Alias(yaml.YAMLError):
+    def __init__(self, line: int):
+        super().__init__("alias")
+        self.line = line
+
+
+MAX_ALIASED_NODES = 10_000  # the published config's aliases stand for a few hundred
+
+
+def _size(node, memo: dict) -> int:
+    """Nodes in `node` with every alias expanded (counted, not built: shared nodes are memoised)."""
+    if id(node) not in memo:
+        if isinstance(node, yaml.SequenceNode):
+            memo[id(node)] = 1 + sum(_size(child, memo) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[id(node)] = 1 + sum(_size(k, memo) + _size(v, memo) for k, v in node.value)
+        else:
+            memo[id(node)] = 1
+    return memo[id(node)]
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping with the same key twice."""
+    """SafeLoader that refuses a mapping with the same key twice, and aliases standing for too much."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliased, self._sizes = 0, {}
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):  # counted before anything is expanded
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._aliased += _size(node, self._sizes)
+                if self._aliased > MAX_ALIASED_NODES:
+                    raise _Alias(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -34,6 +76,13 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def shorten(value, limit: int = 60, quote: bool = True) -> str:
+    """`repr(value)` (`str` when not `quote`), cut to `limit` characters: a value echoed in an error
+    stays one short line."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit - 15] + f"... ({len(text):,} chars)"
+
+
 def parse(text: str, source: str):
     """The YAML document in `text`; StudyError naming `source` (and the line) when it is not valid
     YAML or repeats a key."""
@@ -41,7 +90,10 @@ def parse(text: str, source: str):
     try:
         return loader.get_single_data()
     except _DuplicateKey as exc:
-        raise StudyError(f"{source}: duplicate key {exc.key!r} at line {exc.line}") from None
+        raise StudyError(f"{source}: duplicate key {shorten(exc.key)} at line {exc.line}") from None
+    except _Alias as exc:
+        raise AliasBomb(f"{source}: its aliases (*name) expand to more than {MAX_ALIASED_NODES:,} values by line "
+                         f"{exc.line} (an alias bomb?); write the values out") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -55,9 +107,13 @@ def read(path, what: str = "file"):
     text, not valid YAML or repeats a key."""
     from pathlib import Path
 
+    from studylib.io import require_regular_file
+
     path = Path(path)
     if path.is_dir():
         raise StudyError(f"{path}: is a folder, not a YAML {what}")
+    if path.exists():
+        require_regular_file(path, f"YAML {what}")
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -67,4 +123,4 @@ def read(path, what: str = "file"):
     return parse(text, str(path))
 
 
-__all__ = ["parse", "read"]
+__all__ = ["AliasBomb", "MAX_ALIASED_NODES", "parse", "read", "shorten"]

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -372,3 +373,242 @@ def test_pipeline_checks_presets_before_running_anything(tmp_path, capsys):
                           "--no-report"])
     clean_refusal(code, capsys.readouterr().err, "parameter presets.*no_such")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- round two: what an adversarial user tried
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    """A real, small file system at `folder` (root only); False where it cannot be mounted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 600 KiB tmpfs: a model checkpoint (a few MB) cannot fit. Skipped where mounting needs a
+    privilege this run lacks; the simulated OSError cases above still run there."""
+    where = tmp_path / "small_fs"
+    if not _mount_tmpfs(where, "600k"):
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN); the real full-disk case is not tried here")
+    yield where
+    subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def test_a_real_full_disk_ends_training_with_one_line_and_no_temporaries(small_data, full_disk, capsys):
+    out = full_disk / "run"
+    refused(capsys, ["train", "--data", small_data, "--out", out, "--config", STUDY, "--steps", "2",
+                     "--batch-size", "32", "--quiet", "--precision", "fp32"],
+            r"could not be written \(no space left on the device\)|no space left on the device")
+    no_debris(full_disk)
+
+
+def test_a_real_full_disk_leaves_a_twhin_folder_that_can_be_rerun(graph, full_disk, tmp_path, capsys):
+    out = full_disk / "twhin"
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", out, "--steps", "2", "--quiet"],
+            r"no space left on the device")
+    no_debris(full_disk)
+    # the same folder, once there is room: started again, not "is not empty" nor "needs checkpoint.pt"
+    moved = tmp_path / "twhin_after"
+    shutil.copytree(out, moved)
+    assert main(["twhin-train", "--graph", str(graph), "--out", str(moved), "--steps", "2", "--quiet"]) == 0
+
+
+def test_torch_save_failures_are_one_line_even_when_not_oserror(small_data, tmp_path, monkeypatch, capsys):
+    def failing_save(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 1024 vs 512")
+    monkeypatch.setattr(torch, "save", failing_save)
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--data", small_data, "--out", out, "--config", STUDY, "--steps", "2",
+                     "--batch-size", "32", "--quiet", "--precision", "fp32"], r"checkpoint\.pt|model\.pt")
+    no_debris(out)
+
+
+def test_stored_probabilities_are_checked_before_reuse(run, small_data, tmp_path, capsys):
+    scores = tmp_path / "s.parquet"
+    assert main(["score", "--run", str(run), "--data", str(small_data), "--out", str(scores), "--quiet"]) == 0
+    stored = next((run / "probabilities").glob("*.parquet"))
+    original = stored.read_bytes()
+    table = pq.read_table(stored)
+    metadata = table.schema.metadata
+
+    def tampered(change):
+        pq.write_table(change(table).replace_schema_metadata(metadata), stored)
+
+    try:
+        column = next(c for c in table.column_names if c.startswith("prob."))
+        for change, pattern in [
+            (lambda t: t.set_column(t.column_names.index(column), column,
+                                    pa.array([float("nan")] * t.num_rows, pa.float32())), r"outside \[0, 1\]"),
+            (lambda t: t.slice(0, 10), r"10 rows for a data set of"),
+            (lambda t: t.drop_columns(["request_id"]), r"lack the request_id column"),
+            (lambda t: t.append_column("extra", pa.array(["x"] * t.num_rows)), r"a column the scorer does not write"),
+        ]:
+            tampered(change)
+            refused(capsys, ["score", "--run", run, "--data", small_data, "--out", scores, "--quiet"],
+                    r"stored probabilities .*; delete the file")
+        stored.write_bytes(original[: len(original) // 2])  # truncated: computed again, not trusted
+        assert main(["score", "--run", str(run), "--data", str(small_data), "--out", str(scores), "--quiet"]) == 0
+    finally:
+        stored.write_bytes(original)
+
+
+def test_stored_probabilities_of_changed_shards_are_not_reused(run, small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    scores = tmp_path / "s.parquet"
+    assert main(["score", "--run", str(run), "--data", str(data), "--out", str(scores), "--quiet"]) == 0
+    shard = next(data.glob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:-100] + b"\0" * 100)  # the manifest kept, the shard changed
+    refused(capsys, ["score", "--run", run, "--data", data, "--out", scores, "--quiet"], r"checksum differs")
+    shard.unlink()
+    refused(capsys, ["score", "--run", run, "--data", data, "--out", scores, "--quiet"], r"missing")
+
+
+def test_resume_refuses_changed_inputs(small_data, tmp_path, capsys):
+    from conftest import small_params
+    from studylib.data.generate import generate
+
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    out = tmp_path / "run"
+    start = ["train", "--out", out, "--data", data, "--batch-size", "32", "--quiet", "--precision", "fp32",
+             "--keep-checkpoint", "--config", STUDY]
+    assert main([str(a) for a in start + ["--steps", "2"]]) == 0
+    config = tmp_path / "other.yaml"  # the study config with another learning rate
+    config.write_text(re.sub(r"(learning_rate:\s*)([0-9.e-]+)", r"\g<1>0.5", Path(STUDY).read_text(), count=1))
+    assert config.read_text() != Path(STUDY).read_text()
+    resume = ["train", "--out", out, "--data", data, "--batch-size", "32", "--quiet", "--precision", "fp32",
+              "--steps", "4", "--resume"]
+    refused(capsys, resume + ["--config", config], r"--resume with a config that differs")
+    shutil.rmtree(data)
+    generate(small_params(seed=11), data, progress=False)  # other data written at the same path
+    refused(capsys, resume + ["--config", STUDY], r"--resume with other data")
+
+
+def test_twhin_resume_refuses_another_graph_at_the_same_path(graph, tmp_path, capsys):
+    here = tmp_path / "graph"
+    shutil.copytree(graph, here)
+    out = tmp_path / "twhin"
+    assert main(["twhin-train", "--graph", str(here), "--out", str(out), "--steps", "2", "--checkpoint-every", "1",
+                 "--quiet"]) == 0
+    shutil.rmtree(here)
+    assert main(["twhin-generate", "--out", str(here), "--edges", "20000", "--users", "300", "--authors", "60",
+                 "--tweets", "2000", "--seed", "5", "--quiet"]) == 0
+    refused(capsys, ["twhin-train", "--graph", here, "--out", out, "--steps", "4", "--resume", "--quiet"],
+            r"--resume with different graph_sha256")
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+def test_yaml_alias_bombs_are_refused_at_once(run, small_data, tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    pattern = r"aliases \(\*name\) expand to more than"
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights", bomb],
+            pattern)
+    refused(capsys, ["train", "--data", small_data, "--out", tmp_path / "r", "--config", bomb], pattern)
+    refused(capsys, ["twhin-train", "--graph", small_data, "--out", tmp_path / "t", "--config", bomb], pattern)
+    from studylib.study.pipeline import main as pipeline_main
+    code = pipeline_main(["--profile", "tiny", "--workdir", str(tmp_path / "w"), "-p", "top_k", BOMB])
+    clean_refusal(code, capsys.readouterr().err, pattern)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+
+
+def test_long_values_are_cut_in_error_messages(small_data, tmp_path, capsys):
+    config = tmp_path / "long.yaml"
+    text = Path(STUDY).read_text()
+    config.write_text(re.sub(r"num_train_steps: \d+", "num_train_steps: " + "x" * 5000, text, count=1))
+    line = refused(capsys, ["train", "--data", small_data, "--out", tmp_path / "r", "--config", config],
+                   r"num_train_steps must be int")
+    assert len(line) < 300
+
+
+def test_a_nan_rate_in_a_manifest_is_refused_before_training(small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    _edit_json(data / "manifest.json",
+               lambda m: {**m, "realised_rates": {**m["realised_rates"], "recap.engagement.is_favorited": float("nan")}})
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--data", data, "--out", out, "--config", STUDY, "--steps", "2", "--batch-size", "32",
+                     "--quiet"], r"realised_rates\.recap\.engagement\.is_favorited must be a rate in \[0, 1\]")
+    assert not out.exists()
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(small_data, tmp_path, monkeypatch, capsys):
+    from studylib.ranker import train as train_module
+    monkeypatch.setattr(train_module, "multitask_loss",
+                        lambda logits, labels, pos_weight: (logits.float().mean() * float("nan"),
+                                                            torch.full((logits.shape[1],), float("nan"))))
+    refused(capsys, ["train", "--data", small_data, "--out", tmp_path / "run", "--config", STUDY, "--steps", "2",
+                     "--batch-size", "32", "--quiet", "--precision", "fp32"],
+            r"the training loss became non-finite at step 1")
+
+
+def test_temporaries_of_a_killed_writer_are_removed_on_the_next_start(small_data, graph, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    debris = out / ".checkpoint.pt.1234-abcd.tmp"
+    debris.write_bytes(b"\0" * 1000)
+    assert main(["train", "--data", str(small_data), "--out", str(out), "--config", STUDY, "--steps", "2",
+                 "--batch-size", "32", "--quiet", "--precision", "fp32"]) == 0
+    assert not debris.exists()
+    tw = tmp_path / "twhin"
+    tw.mkdir()
+    (tw / ".checkpoint.pt.99-beef.tmp").write_bytes(b"\0" * 1000)
+    assert main(["twhin-train", "--graph", str(graph), "--out", str(tw), "--steps", "2", "--quiet"]) == 0
+    assert not list(tw.glob("*.tmp"))
+
+
+def test_a_twhin_run_killed_before_its_first_checkpoint_restarts(graph, tmp_path, capsys):
+    out = tmp_path / "twhin"
+    assert main(["twhin-train", "--graph", str(graph), "--out", str(out), "--steps", "2", "--quiet"]) == 0
+    (out / "checkpoint.pt").unlink()  # as if killed after run.json, before the first checkpoint
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", out, "--steps", "2", "--resume", "--quiet"],
+            r"run again without --resume")
+    assert main(["twhin-train", "--graph", str(graph), "--out", str(out), "--steps", "2", "--quiet"]) == 0
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_a_shard_listed_twice_is_refused(small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "twice")
+    _edit_json(data / "manifest.json", lambda m: {**m, "shards": m["shards"] + [m["shards"][0]]})
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"],
+            r"lists .* a second time")
+
+
+def test_files_that_are_devices_are_refused_before_reading(run, small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    shard = next(data.glob("*.parquet"))
+    shard.unlink()
+    shard.symlink_to("/dev/zero")
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"],
+            r"not a regular file")
+    manifest = tmp_path / "m" / "manifest.json"
+    manifest.parent.mkdir()
+    manifest.symlink_to("/dev/zero")
+    refused(capsys, ["train", "--data", manifest.parent, "--out", tmp_path / "r2", "--config", STUDY, "--steps", "2"],
+            r"not a regular file")
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights",
+                     "/dev/zero"], r"not a regular file")
+
+
+def test_weights_that_cannot_give_a_finite_score_are_refused(run, small_data, tmp_path, capsys):
+    from studylib.ranker.scoring import load_weights
+    published = load_weights("april_2023").as_published()
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("".join(f"{k}: {'1' + '0' * 400}\n" for k in published))
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights", huge],
+            r"must be a finite number, got 1000.*\(401 chars\)")
+    alternating = tmp_path / "alt.yaml"
+    alternating.write_text("".join(f"{k}: {'-' if i % 2 else ''}1.7e+308\n" for i, k in enumerate(published)))
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights",
+                     alternating], r"too large for a finite score")
+
+
+def test_a_refused_train_leaves_no_folder_or_records(small_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--data", small_data, "--out", out, "--config", STUDY, "--steps", "2",
+                     "--batch-size", "1000000000000", "--quiet"], r"--batch-size")
+    assert not (out / "run.json").exists() and not (out / "config.yaml").exists()

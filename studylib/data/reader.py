@@ -27,7 +27,7 @@ import torch
 
 from studylib.data.layout import GROUP_VALUE_TYPES, MANIFEST, RENAMED_FEATURES, SCHEMA_VERSION
 from studylib.errors import StudyError
-from studylib.io import file_sha256, read_json
+from studylib.io import file_sha256, read_json, require_regular_file
 from studylib.schema import (
     COHORT_COLUMN,
     EMBEDDING_GROUPS,
@@ -108,6 +108,7 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
         path = root / shard["file"]
         if not path.exists():
             raise StudyError(f"{path}: shard listed in manifest.json is missing")
+        require_regular_file(path, "shard")
         if verify and file_sha256(path) != shard["sha256"]:
             raise StudyError(f"{path}: checksum differs from manifest.json (corrupt or changed shard)")
         try:
@@ -129,16 +130,23 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     rates = manifest.get("realised_rates")
     if not isinstance(rates, dict) or not all(isinstance(rates.get(label), (int, float)) for label in LABELS):
         raise StudyError(f"{path}: realised_rates must give a number for each of the {len(LABELS)} labels")
+    for label in LABELS:  # read as each head's starting log-odds: a NaN here would train a NaN model
+        if isinstance(rates[label], bool) or not 0 <= rates[label] <= 1:
+            raise StudyError(f"{path}: realised_rates.{label} must be a rate in [0, 1], got {rates[label]!r}")
     if "view_of" in manifest:
         return
     shards = manifest.get("shards")
     if not isinstance(shards, list):
         raise StudyError(f"{path}: shards must be a list, got {type(shards).__name__}")
+    seen = set()
     for i, shard in enumerate(shards):
         if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not isinstance(shard.get("sha256"), str):
             raise StudyError(f"{path}: shards[{i}] must name its file and sha256")
-        if Path(shard["file"]).name != shard["file"]:
+        if Path(shard["file"]).name != shard["file"] or shard["file"] in ("", ".", ".."):
             raise StudyError(f"{path}: shards[{i}].file must be a file name inside the data folder, got {shard['file']!r}")
+        if shard["file"] in seen:
+            raise StudyError(f"{path}: shards[{i}] lists {shard['file']} a second time (its rows would count twice)")
+        seen.add(shard["file"])
 
 
 def _open_view(root: Path, manifest: dict, verify: bool, renamed: dict[str, str],

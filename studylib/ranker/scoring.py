@@ -31,10 +31,11 @@ from studylib.data.layout import MANIFEST as MANIFEST_FILE
 from studylib.data.reader import Reader, open_dataset
 from studylib import yamlio
 from studylib.errors import StudyError
-from studylib.io import atomic_write, file_sha256, write_text
+from studylib.io import atomic_write, file_sha256, read_json, require_regular_file, write_text
 from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.runtime import resolve_device, resolve_precision
-from studylib.ranker.runs import CHECKPOINT, MODEL, load_run, predict
+from studylib.ranker.config import load_config
+from studylib.ranker.runs import CHECKPOINT, CONFIG_COPY, MODEL, RUN_INFO, load_run, predict
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
 PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")
@@ -61,13 +62,21 @@ def parse_weights(raw, source: str, name: str) -> WeightSet:
     weights = {}
     for key, value in raw.items():
         if key not in by_key:
-            raise StudyError(f"{source}: unknown head weight {key}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise StudyError(f"{source}: {key} must be a finite number, got {value!r}")
-        weights[by_key[key]] = float(value)
+            raise StudyError(f"{source}: unknown head weight {yamlio.shorten(key, quote=False)}")
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise StudyError(f"{source}: {key} must be a finite number, got {yamlio.shorten(value)}")
+        weights[by_key[key]] = number
     missing = [key for key, head in by_key.items() if head not in weights]
     if missing:
         raise StudyError(f"{source}: missing head weight {missing[0]}")
+    # a score is a sum of weight x probability (each in [0, 1]): it is finite for every candidate
+    # exactly when the weights' absolute sum is
+    if not math.isfinite(sum(abs(w) for w in weights.values())):
+        raise StudyError(f"{source}: the weights are too large for a finite score (their absolute sum overflows)")
     return WeightSet(name, weights)
 
 
@@ -190,9 +199,18 @@ def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", prec
            "precision": resolve_precision(precision, resolve_device(device))}
     path = run / PROBABILITIES_DIR / f"{data.resolve().name}.parquet"
     if path.exists():
-        stored = pq.read_schema(path).metadata or {}
+        try:
+            stored = pq.read_schema(require_regular_file(path, "probability table")).metadata or {}
+        except (pa.ArrowException, OSError):
+            stored = {}  # unreadable: computed again and replaced below
         if stored.get(KEY) == json.dumps(key, sort_keys=True).encode():
-            return pq.read_table(path), True
+            # the same manifest is not the same data: its shards are checked, and the stored table
+            # against them, before a single stored number is used
+            cfg = load_config(run / CONFIG_COPY)
+            dataset = open_dataset(data_dir, renamed=cfg.train_data.renamed_features,
+                                   truncation=cfg.train_data.truncation)
+            heads = tuple(read_json(run / RUN_INFO).get("heads") or ())
+            return _checked_probabilities(path, heads, sum(n for *_, n in dataset.row_groups)), True
     model, cfg, _, runtime = load_run(run_dir, device, precision)
     dataset = open_dataset(data_dir, renamed=cfg.train_data.renamed_features, truncation=cfg.train_data.truncation)
     reader = Reader(dataset, 2048, shuffle=False, device=runtime.device, with_cohort=True)
@@ -205,6 +223,38 @@ def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", prec
     table = table.replace_schema_metadata({KEY: json.dumps(key, sort_keys=True).encode()})
     _write_atomically(table, path)
     return table, False
+
+
+def _checked_probabilities(path: Path, heads: tuple[str, ...], rows: int) -> pa.Table:
+    """A stored probability table, read only when it is what `stored_probabilities` writes: one row per
+    candidate of the data set, the request ids, and a probability in [0, 1] per head of the run."""
+    def refuse(why: str) -> StudyError:
+        return StudyError(f"{path}: stored probabilities {why}; delete the file to compute them again")
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError):
+        raise refuse("are not a readable Parquet file (truncated?)") from None
+    if table.num_rows != rows:
+        raise refuse(f"have {table.num_rows:,} rows for a data set of {rows:,} candidates")
+    if REQUEST_COLUMN not in table.column_names:
+        raise refuse(f"lack the {REQUEST_COLUMN} column")
+    expected = {f"prob.{short_name(h)}" for h in heads}
+    found = {c for c in table.column_names if c.startswith("prob.")}
+    if not heads or found != expected:
+        raise refuse(f"do not hold one prob.* column per head of the run ({', '.join(sorted(found ^ expected)) or 'no heads'})")
+    known = {REQUEST_COLUMN, "cohort", *expected} | {f"{kind}.{short_name(h)}" for kind in ("true_prob", "label") for h in heads}
+    extra = [c for c in table.column_names if c not in known and not c.startswith("meta__")]
+    if extra:
+        raise refuse(f"have a column the scorer does not write ({extra[0]})")
+    for name in sorted(expected | {c for c in table.column_names if c.startswith("true_prob.")}):
+        column = table.column(name)
+        if not pa.types.is_floating(column.type):
+            raise refuse(f"column {name} is {column.type}, not a probability")
+        values = column.to_numpy()
+        if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+            raise refuse(f"column {name} holds values outside [0, 1] (NaN or tampered)")
+    return table
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:

@@ -26,7 +26,9 @@ from studylib.ranker.bf16 import Bf16WorkingCopies
 from studylib.ranker.config import LearningRate, RecapConfig, load_config
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
-from studylib.io import atomic_write, exclusive, file_sha256, read_json, write_json
+from studylib import yamlio
+from studylib.io import (atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
+                         settings_sha256, write_json)
 from studylib.ranker.model import HeavyRanker, count_parameters, forward_flops
 from studylib.ranker.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, RUN_INFO, STOPPING, VALIDATION, evaluate,
                            load_checkpoint, save_checkpoint, save_model)
@@ -262,10 +264,22 @@ def train(args: TrainArgs) -> dict:
     eval_data = open_dataset(args.eval_data, renamed=renamed, truncation=truncation) if args.eval_data else None
     val_data = (open_dataset(args.val_data, renamed=renamed, truncation=truncation)
                 if args.val_data and args.val_every else None)
-    _check_output(Path(args.out), args.resume)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
+    created = not out.exists()
     with contextlib.ExitStack() as held:
-        if runtime.is_main:  # one writer per run folder
-            held.enter_context(exclusive(Path(args.out), "run"))
+        if runtime.is_main:  # one writer per run folder: the lock first, then the checks (no run slips in between)
+            held.enter_context(exclusive(out, "run"))
+            try:
+                _check_output(out, args.resume)
+            except StudyError:
+                if created:  # refused: leave no folder behind that this call made
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            remove_stale_temporaries(out)  # what a killed writer left
+        else:
+            _check_output(out, args.resume)  # the same verdict on every process
         return _train(args, runtime, cfg, budget, data, eval_data, val_data)
 
 
@@ -293,8 +307,6 @@ def _check_arguments(args: TrainArgs, cfg: RecapConfig) -> _Budget:
 def _check_output(out: Path, resume: bool) -> None:
     """A new run needs a free folder; a resumed one its checkpoint."""
     checkpoint_path = out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
     if resume and not checkpoint_path.exists():
         if (out / MODEL).exists():
             raise StudyError(f"{out}: this run finished and its optimizer checkpoint was removed; train with "
@@ -327,13 +339,17 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
     # 2. a resumed run: its settings compared, the checkpoint's state restored
     position = _Position()
     if args.resume:
-        _check_resume_settings(out, args, budget.batch_size, runtime.precision)
+        _check_resume_settings(out, args, cfg, budget.batch_size, runtime.precision)
         state = load_checkpoint(out / CHECKPOINT, model, cfg, optimizer)
         position = _Position(state["step"], state["epoch"], state["batch_in_epoch"])
         torch.set_rng_state(state["rng"])
     model.to(runtime.device)
     _move_optimizer_state(optimizer, runtime.device)
     train_step = make_train_step(model, optimizer, runtime, model.pos_weight.to(runtime.device))
+    reader = Reader(data, budget.batch_size, shuffle=True, seed=args.seed, rank=runtime.rank,
+                    world_size=runtime.world_size, device=runtime.device)
+    if reader.batches_per_epoch() < 1:
+        raise StudyError(f"{args.data}: fewer rows per shuffle window than --batch-size {budget.batch_size}")
     # 3. the run's records: started, or cut back to the checkpoint
     if runtime.is_main:
         if args.resume:
@@ -343,10 +359,6 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
             _write_run_info(out, args, cfg, model, label_names, data, budget.batch_size, runtime)
     runtime.barrier()
     # 4. the loop: a step, then whatever falls due at it (log, validation, evaluation, checkpoint)
-    reader = Reader(data, budget.batch_size, shuffle=True, seed=args.seed, rank=runtime.rank,
-                    world_size=runtime.world_size, device=runtime.device)
-    if reader.batches_per_epoch() < 1:
-        raise StudyError(f"{args.data}: fewer rows per shuffle window than --batch-size {budget.batch_size}")
     rule = StoppingRule(args.stop_patience, args.stop_min_delta)
     # a resumed run continues the rule from the validations it kept (truncated to its checkpoint)
     losses = held_out_losses(pd.read_csv(out / VALIDATION)) if args.resume and (out / VALIDATION).exists() else {}
@@ -361,6 +373,10 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
             set_learning_rates(optimizer, schedules, position.step)
             batch = batch.to(runtime.device)
             per_head = train_step(batch.features, torch.stack([batch.labels[LABELS[i]] for i in label_index], dim=1))
+            if not bool(torch.isfinite(per_head).all()):  # every later step would only spread the NaN
+                bad = [short_name(h) for h, v in zip(model.heads, per_head.tolist()) if not math.isfinite(v)]
+                raise StudyError(f"{out}: the training loss became non-finite at step {position.step + 1} (heads "
+                                 f"{', '.join(bad)}); check the data and the config's learning rates")
             position.step += 1
             position.batch_in_epoch += 1
             seen += budget.batch_size
@@ -409,7 +425,7 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
 def _write_run_info(out: Path, args: TrainArgs, cfg: RecapConfig, model: HeavyRanker, label_names: list[str], data,
                     batch_size: int, runtime: Runtime) -> None:
     """run.json and the config's copy: what the run was started with (a resume is checked against it)."""
-    shutil.copyfile(cfg.source, out / CONFIG_COPY)
+    atomic_write(out / CONFIG_COPY, lambda tmp: shutil.copyfile(cfg.source, tmp))
     write_json(out / RUN_INFO, {
         "data": str(Path(args.data).resolve()), "eval_data": args.eval_data and str(Path(args.eval_data).resolve()),
         "data_manifest_sha256": file_sha256(Path(args.data) / "manifest.json"),
@@ -467,7 +483,7 @@ def _agree(stop: bool, runtime: Runtime) -> bool:
     return bool(flag.item())
 
 
-def _check_resume_settings(out: Path, args: TrainArgs, batch_size: int, precision: str) -> None:
+def _check_resume_settings(out: Path, args: TrainArgs, cfg: RecapConfig, batch_size: int, precision: str) -> None:
     """A resumed run must continue with the settings it was started with (run.json keeps them)."""
     info_path = out / RUN_INFO
     if not info_path.exists():
@@ -480,6 +496,13 @@ def _check_resume_settings(out: Path, args: TrainArgs, batch_size: int, precisio
     for flag, value in now.items():
         if then[flag] != value:
             raise StudyError(f"{out}: --resume with {flag} {value!r}, but the run was started with {then[flag]!r}")
+    # the inputs by content: other data written at the same path, or a config edited since, is another run
+    if file_sha256(Path(args.data) / "manifest.json") != info.get("data_manifest_sha256"):
+        raise StudyError(f"{out}: --resume with other data at {args.data} (its manifest.json changed since the run "
+                         "started); train a new run instead")
+    if settings_sha256(cfg.raw) != settings_sha256(yamlio.read(out / CONFIG_COPY, "config")):
+        raise StudyError(f"{out}: --resume with a config that differs from the run's {CONFIG_COPY}; "
+                         "train a new run instead")
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from studylib.data.generate import SCENARIOS
+from studylib import yamlio
 from studylib.errors import StudyError
 from studylib.schema import LABELS, short_name
 
@@ -45,7 +46,7 @@ def check(**values) -> None:
     for name, value in values.items():
         ok, rule = RULES[name]
         if not ok(value):
-            raise StudyError(f"parameter {name} must be {rule}, got {value!r}")
+            raise StudyError(f"parameter {name} must be {rule}, got {yamlio.shorten(value)}")
 
 
 def check_all(params: dict, origin: dict[str, str] | None = None) -> None:

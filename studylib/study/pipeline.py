@@ -74,6 +74,8 @@ def parse_override(name: str, text: str):
     """`-p NAME VALUE`: VALUE is read as YAML (300 -> int, 0.5 -> float, [1, 2] -> list, abc -> str)."""
     try:
         return yamlio.parse(text, f"-p {name}")
+    except yamlio.AliasBomb:
+        raise
     except StudyError:
         return text
 
@@ -88,7 +90,7 @@ def check_type(notebook: str, name: str, value, type_name: str):
     else:
         ok = isinstance(value, allowed)
     if not ok:
-        raise StudyError(f"{notebook}: parameter {name} must be {type_name}, got {value!r} "
+        raise StudyError(f"{notebook}: parameter {name} must be {type_name}, got {yamlio.shorten(value)} "
                             f"({type(value).__name__})")
     return float(value) if type_name == "float" else value
 

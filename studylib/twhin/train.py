@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,9 +35,10 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
-from studylib.io import LOCK_FILE, atomic_write, exclusive, read_json, settings_sha256, write_json
+from studylib.io import (LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
+                         settings_sha256, write_json)
 from studylib.runtime import Runtime, start_runtime
-from studylib.twhin.graph import Graph
+from studylib.twhin.graph import MANIFEST, Graph
 from studylib.twhin.splits import SplitSpec
 from studylib.twhin.config import TwhinConfig, load_twhin_config
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinModel, bag_configs, batch_loss, edges_to_kjt
@@ -213,17 +215,21 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
     """Create (or, with --resume, check) the run folder; return the checkpoint to resume from."""
     out = Path(args.out)
     ckpt_path = out / CHECKPOINT
+    remove_stale_temporaries(out)  # what a killed writer left (the caller holds the folder's lock)
     if args.resume:
         if not ckpt_path.exists():
-            raise StudyError(f"{out}: --resume needs {CHECKPOINT} here (none found)")
+            raise StudyError(f"{out}: --resume needs {CHECKPOINT} here (none found; the run stopped before its first "
+                             "checkpoint: run again without --resume to start it afresh)")
         saved = read_json(out / RUN_FILE)
         if saved.get("identity") != identity:
             changed = sorted(k for k in identity if (saved.get("identity") or {}).get(k) != identity[k])
             raise StudyError(f"{out}: --resume with different {', '.join(changed)} than the run was started with")
         return read_checkpoint(ckpt_path)
-    if out.exists() and not out.is_dir():
-        raise StudyError(f"{out}: is a file, not a folder; choose another --out")
-    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+    started = {LOCK_FILE, CONFIG_COPY, RUN_FILE, HISTORY}  # what a run writes before its first checkpoint
+    if not ckpt_path.exists() and (out / RUN_FILE).exists() and all(p.name in started for p in out.iterdir()):
+        for name in started - {LOCK_FILE}:  # a start that never reached a checkpoint: begin again
+            (out / name).unlink(missing_ok=True)
+    if any(p.name != LOCK_FILE for p in out.iterdir()):
         raise StudyError(f"{out}: is not empty; pass --resume to continue that run or choose another --out")
     return None
 
@@ -242,7 +248,9 @@ def train(args: TwhinTrainArgs) -> dict:
     batch_size = _count(args.batch_size, "--batch-size", cfg.train_data.per_replica_batch_size, "train_data.per_replica_batch_size")
     steps = _count(args.steps, "--steps", cfg.training.num_train_steps, "training.num_train_steps")
     every = _count(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n, "training.checkpoint_every_n")
-    identity = {"graph": str(Path(args.graph).resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
+    graph = Path(args.graph)
+    identity = {"graph": str(graph.resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
+                "graph_sha256": file_sha256(graph / MANIFEST if graph.is_dir() else graph)[:16],
                 "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
     runtime = start_runtime(args.device)
     try:
@@ -267,16 +275,21 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
     out = Path(args.out)
     checkpoint, verdict = None, [None]
     if runtime.is_main:
-        try:
-            checkpoint = _prepare_run_dir(args, cfg, identity)
-        except StudyError as exc:
-            verdict = [str(exc)]
+        if out.exists() and not out.is_dir():
+            verdict = [f"{out}: is a file, not a folder; choose another --out"]
+        else:  # one writer per run folder: the lock first, then the checks (no run slips in between)
+            created = not out.exists()
+            held.enter_context(exclusive(out, "run"))
+            try:
+                checkpoint = _prepare_run_dir(args, cfg, identity)
+            except StudyError as exc:
+                verdict = [str(exc)]
+                if created:  # refused: leave no folder behind that this call made
+                    shutil.rmtree(out, ignore_errors=True)
     if runtime.world_size > 1:  # every process learns rank 0's verdict on the run folder
         dist.broadcast_object_list(verdict, src=0)
     if verdict[0] is not None:
         raise StudyError(verdict[0])
-    if runtime.is_main:  # one writer per run folder
-        held.enter_context(exclusive(out, "run"))
     if runtime.is_main and not args.resume:
         atomic_write(out / CONFIG_COPY, lambda tmp: tmp.write_text(yaml.safe_dump(cfg.raw, sort_keys=False)))
         run = {"identity": identity, "config_source": cfg.source, "world_size": runtime.world_size,
