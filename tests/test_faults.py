@@ -612,3 +612,15 @@ def test_a_refused_train_leaves_no_folder_or_records(small_data, tmp_path, capsy
     refused(capsys, ["train", "--data", small_data, "--out", out, "--config", STUDY, "--steps", "2",
                      "--batch-size", "1000000000000", "--quiet"], r"--batch-size")
     assert not (out / "run.json").exists() and not (out / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda m: {**m, "files": m["files"] + m["files"]}, r"lists edges\.parquet a second time"),
+    (lambda m: {**m, "files": [{**m["files"][0], "file": "../edges.parquet"}]}, r"must be a file name inside"),
+    (lambda m: {**m, "files": [{k: v for k, v in m["files"][0].items() if k != "sha256"}]}, r"has no sha256"),
+])
+def test_graph_files_listed_twice_outside_or_unchecked_are_refused(edit, pattern, graph, tmp_path, capsys):
+    broken = _copy(graph, tmp_path, "g")
+    _edit_json(broken / "manifest.json", edit)
+    refused(capsys, ["twhin-train", "--graph", broken, "--out", tmp_path / "r", "--steps", "1", "--quiet"], pattern)
+    assert not (tmp_path / "r").exists()

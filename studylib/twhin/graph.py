@@ -135,10 +135,17 @@ def read_planted(directory: Path) -> Graph:
         for table in (r.lhs, r.rhs):
             if table not in tables:
                 raise StudyError(f"{manifest_path}: relation {r.name} uses unknown table {table}")
-    parts = []
+    parts, seen = [], set()
     for name, sha256 in files:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise StudyError(f"{manifest_path}: files entry {name!r} must be a file name inside the graph folder")
+        if name in seen:
+            raise StudyError(f"{manifest_path}: lists {name} a second time (its edges would train twice)")
+        if not isinstance(sha256, str):
+            raise StudyError(f"{manifest_path}: files entry {name} has no sha256 (every edge file is checked)")
+        seen.add(name)
         path = directory / name
-        if sha256 is not None and path.exists() and file_sha256(path) != sha256:
+        if path.exists() and file_sha256(path) != sha256:
             raise StudyError(f"{path}: contents differ from {MANIFEST} (sha256 mismatch); regenerate the graph")
         table = _read_table(path)
         parts.append({c: _int_column(table, c, path) for c in EDGE_COLUMNS})
