@@ -11,7 +11,9 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from studylib.analysis import stats
+from studylib.data.embeddings import EMBEDDING_VARIANTS
 from studylib.errors import StudyError
+from studylib.twhin.evaluate import SCORERS
 
 
 # ---------------------------------------------------------------- model quality from a scored table
@@ -64,7 +66,6 @@ def contribution_shares(prob: np.ndarray, weights: np.ndarray, heads: tuple[str,
 # ---------------------------------------------------------------- TwHIN embeddings
 
 
-SCORER_ORDER = ("random", "popularity", "pooled_popularity", "trained", "trained_node_bias", "oracle")
 
 
 def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", ranking: str = "filtered",
@@ -76,8 +77,8 @@ def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", rank
                      & (evaluation["pairs"] == pairs)]
     if sub.empty:
         raise StudyError(f"no link-prediction rows for direction {direction!r}, ranking {ranking!r}, pairs {pairs!r}")
-    scorers = [s for s in SCORER_ORDER if s in set(sub["scorer"])] + \
-        [s for s in dict.fromkeys(sub["scorer"]) if s not in SCORER_ORDER]
+    scorers = [s for s in SCORERS if s in set(sub["scorer"])] + \
+        [s for s in dict.fromkeys(sub["scorer"]) if s not in SCORERS]
     relations = list(dict.fromkeys(sub["relation"]))
     wide = sub.pivot(index="relation", columns="scorer", values=metric)
     table = pd.DataFrame(index=pd.Index(relations, name="relation"))
@@ -99,7 +100,6 @@ def link_prediction_table(evaluation: pd.DataFrame, direction: str = "rhs", rank
     return table
 
 
-VARIANT_ORDER = ("random", "planted", "trained")
 
 
 def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -114,7 +114,7 @@ def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
         last = frame[frame["step"] == frame["step"].max()] if "step" in frame else frame
         frames.append(last[cols].assign(variant=variant))
     long = pd.concat(frames, ignore_index=True)
-    order = [v for v in VARIANT_ORDER if v in evals] + [v for v in evals if v not in VARIANT_ORDER]
+    order = [v for v in EMBEDDING_VARIANTS if v in evals] + [v for v in evals if v not in EMBEDDING_VARIANTS]
     long["variant"] = pd.Categorical(long["variant"], categories=order, ordered=True)
     if "random" in evals:
         floor = long[long["variant"] == "random"].set_index("head")
@@ -127,4 +127,4 @@ def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return long.sort_values(["head_order", "variant"]).drop(columns="head_order").reset_index(drop=True)
 
 
-__all__ = ["SCORER_ORDER", "VARIANT_ORDER", "contribution_shares", "embedding_ablation", "link_prediction_table", "reliability_curves"]
+__all__ = ["contribution_shares", "embedding_ablation", "link_prediction_table", "reliability_curves"]

@@ -19,9 +19,6 @@ TWHIN_GRAPH = ("twhin", "graph")
 TWHIN_RUN = "twhin"
 TWHIN_BIAS_RUN = "twhin_node_bias"  # the same training with a learned scalar per entity (model.node_bias)
 TWHIN_EXPORT = "ranker_embeddings.parquet"
-# The ablation's variants: which embedding file each one's data sets use (None: the world's own,
-# planted noisy projections of the latents: the data sets of 01_generate, reused unchanged).
-EMBEDDING_VARIANTS = ("random", "planted", "trained")
 
 
 def world_params(seed: int, rate_scale: float):

@@ -48,6 +48,10 @@ BOOTSTRAP_RESAMPLES = 500
 # ---------------------------------------------------------------- scorers
 
 
+# Every scorer of a link-prediction table, in the order tables and figures show them: the floor,
+# the two popularity baselines, the trained embeddings (with and without node biases), the oracle.
+SCORERS = ("random", "popularity", "pooled_popularity", "trained", "trained_node_bias", "oracle")
+
 class EmbeddingScorer:
     """<e_lhs, e_rhs + t_rel> (+ b_lhs + b_rhs with node biases) from tables (numpy)."""
 
