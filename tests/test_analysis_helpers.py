@@ -7,7 +7,8 @@ import pytest
 from scipy.special import expit
 
 from studylib.analysis import findings, ranking, stats
-from studylib.analysis.ranking import Requests, ScoredSet
+from studylib.analysis.ranking import ScoredSet
+from studylib.data.requests import Requests
 from studylib.schema import LABELS, label_named, short_name
 
 HEADS = ("like", "negative")

@@ -8,7 +8,8 @@ from scipy.special import expit, logit
 
 from studylib.analysis import regret
 from studylib.errors import StudyError
-from studylib.analysis.ranking import Requests, ScoredSet
+from studylib.analysis.ranking import ScoredSet
+from studylib.data.requests import Requests
 
 HEADS = ("like", "reply", "negative")
 WEIGHTS = np.array([1.0, 5.0, -20.0])

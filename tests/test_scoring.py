@@ -9,7 +9,8 @@ import yaml
 
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, short_name
-from studylib.ranker.scoring import HEADS, equal_contribution, load_weights, rank_within_requests, score_matrix, scored_table
+from studylib.data.requests import rank_within_requests
+from studylib.ranker.scoring import HEADS, equal_contribution, load_weights, score_matrix, scored_table
 
 
 def test_april_2023_preset_has_the_published_weights():

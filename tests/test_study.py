@@ -18,6 +18,7 @@ import yaml
 from scipy import stats
 
 from studylib.analysis import ranking, sensitivity, tables
+from studylib.data.requests import Requests
 from studylib.errors import StudyError
 from studylib.study.pipeline import REPO, declared_parameters, notebooks
 from studylib.study.pipeline import run as run_pipeline
@@ -49,7 +50,7 @@ def test_kendall_tau_matches_scipy_with_ties_and_padding():
 
 def test_requests_group_unequal_sizes():
     req = np.array([7, 3, 7, 3, 3, 9])
-    g = ranking.Requests.from_ids(req)
+    g = Requests.from_ids(req)
     assert g.ids.tolist() == [3, 7, 9]
     assert g.mask.sum(axis=1).tolist() == [3, 2, 1]
     values = g.gather(np.arange(6.0))

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from studylib.analysis import findings, weight_search
-from studylib.analysis.ranking import Requests, ScoredSet
+from studylib.analysis.ranking import ScoredSet
+from studylib.data.requests import Requests
 
 HEADS = ("favorited", "replied", "negative_feedback_v2", "report_tweet_clicked")
 WEIGHTS = np.array([1.0, 4.0, -3.0, -20.0])

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis import stats
+from studylib.data.requests import Requests
 from studylib.errors import StudyError
 
 # Metrics reported for every weight set (top-10 true expected values use the planted truth).
@@ -33,42 +34,6 @@ VALUE_HEADS = {  # report name -> short head name whose true probability is summ
 
 
 # ---------------------------------------------------------------- per-request matrices
-
-
-@dataclass
-class Requests:
-    """Candidates grouped per request: `index[r, j]` is the row of slot j of request r (-1: padding)."""
-
-    ids: np.ndarray  # [R] request ids
-    index: np.ndarray  # [R, n] row numbers into the flat arrays, -1 where padded
-    mask: np.ndarray  # [R, n] True where a slot holds a candidate
-
-    @classmethod
-    def from_ids(cls, request: np.ndarray) -> "Requests":
-        request = np.asarray(request)
-        if request.ndim != 1 or request.size == 0:
-            raise StudyError("analysis: need a non-empty 1-d array of request ids")
-        order = np.argsort(request, kind="stable")
-        sorted_req = request[order]
-        starts = np.flatnonzero(np.r_[True, sorted_req[1:] != sorted_req[:-1]])
-        sizes = np.diff(np.r_[starts, sorted_req.size])
-        slot = np.arange(sorted_req.size) - np.repeat(starts, sizes)
-        group = np.repeat(np.arange(starts.size), sizes)
-        index = np.full((starts.size, sizes.max()), -1, dtype=np.int64)
-        index[group, slot] = order
-        return cls(sorted_req[starts], index, index >= 0)
-
-    @property
-    def n_requests(self) -> int:
-        return self.index.shape[0]
-
-    def gather(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
-        """Flat [N, ...] values -> [R, n, ...] (padding filled with `fill`)."""
-        values = np.asarray(values)
-        out = values[np.where(self.mask, self.index, 0)].astype(np.float64)
-        pad = ~self.mask
-        out[pad] = fill
-        return out
 
 
 def _masked(score: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from scipy.special import expit, logit
 
 from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import ScoredSet, Requests, feed_comparison, random_scores, top_k_value
+from studylib.analysis.ranking import ScoredSet, feed_comparison, random_scores, top_k_value
+from studylib.data.requests import Requests
 
 CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
 

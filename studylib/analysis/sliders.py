@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.analysis.ranking import Requests, TOP_K, kendall_tau, top_k_value
+from studylib.analysis.ranking import TOP_K, kendall_tau, top_k_value
+from studylib.data.requests import Requests
 from studylib.schema import REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.ranker.scoring import HEADS
 

@@ -29,6 +29,7 @@ import yaml
 
 from studylib.data.layout import MANIFEST as MANIFEST_FILE
 from studylib.data.reader import Reader, open_dataset
+from studylib.data.requests import rank_within_requests
 from studylib import yamlio
 from studylib.errors import StudyError
 from studylib.io import atomic_write, file_sha256, read_json, require_regular_file, write_text
@@ -126,20 +127,6 @@ def save_weights(weights: dict[str, float], path: str | Path, name: str = "my_we
 def score_matrix(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """[candidates, heads] × [sets, heads] → [candidates, sets]."""
     return probabilities @ weights.T
-
-
-def rank_within_requests(request: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Rank (1 = top) of each candidate among its request's candidates, by descending score.
-
-    Ties keep input order, so ranks are deterministic.
-    """
-    order = np.lexsort((np.arange(score.size), -score, request))
-    sorted_request = request[order]
-    starts = np.flatnonzero(np.r_[True, sorted_request[1:] != sorted_request[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, sorted_request.size]))
-    ranks = np.empty(score.size, dtype=np.int32)
-    ranks[order] = np.arange(score.size) - group_start + 1
-    return ranks
 
 
 def probability_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
@@ -286,5 +273,5 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
 
 
 __all__ = ["WeightSet", "load_weights", "parse_weights", "equal_contribution", "score_matrix",
-           "rank_within_requests", "probability_table", "add_scores", "scored_table", "stored_probabilities",
+           "probability_table", "add_scores", "scored_table", "stored_probabilities",
            "score_run", "PRESETS", "HEADS"]
