@@ -624,3 +624,47 @@ def test_graph_files_listed_twice_outside_or_unchecked_are_refused(edit, pattern
     _edit_json(broken / "manifest.json", edit)
     refused(capsys, ["twhin-train", "--graph", broken, "--out", tmp_path / "r", "--steps", "1", "--quiet"], pattern)
     assert not (tmp_path / "r").exists()
+
+
+def test_request_ids_repeated_across_shards_are_refused(small_data, tmp_path, capsys):
+    from studylib.io import file_sha256
+    data = _copy(small_data, tmp_path, "data")
+    shard = next(data.glob("*.parquet"))
+    twin = data / "twin.parquet"
+    shutil.copyfile(shard, twin)  # the same requests again under another file name
+    _edit_json(data / "manifest.json", lambda m: {**m, "shards": m["shards"] + [
+        {**m["shards"][0], "file": twin.name, "sha256": file_sha256(twin)}]})
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"],
+            r"twin\.parquet: request id \d+ is also in")
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["generate", "--examples", "100", "--signal", "inf"], r"signal must be in \[0, 10\], got inf"),
+    (["generate", "--examples", "100", "--signal", "nan"], r"signal must be in \[0, 10\], got nan"),
+    (["generate", "--examples", "100", "--signal", "1e300"], r"signal must be in \[0, 10\]"),
+    (["generate", "--examples", "100", "--latent-dim", "100000000"], r"latent_dim must be <= 1024"),
+    (["twhin-generate", "--edges", "100", "--signal", "nan"], r"signal must be in \[0, 10\]"),
+])
+def test_world_values_that_cannot_build_a_world_are_refused_before_writing(argv, pattern, tmp_path, capsys):
+    out = tmp_path / "out"
+    refused(capsys, argv + ["--out", out], pattern)
+    assert not out.exists()
+
+
+def test_resume_from_files_that_are_not_its_own_records(run, small_data, twhin_run, graph, tmp_path, capsys):
+    copied = _copy_run(run, tmp_path, "copied")
+    shutil.copyfile(copied / "model.pt", copied / "checkpoint.pt")  # weights only, no training state
+    resume = ["train", "--data", small_data, "--config", STUDY, "--steps", "4", "--batch-size", "32", "--quiet",
+              "--precision", "fp32", "--resume"]
+    refused(capsys, resume + ["--out", copied], r"not a training checkpoint \(no optimizer")
+    kept = tmp_path / "kept"
+    assert main([str(a) for a in ["train", "--data", small_data, "--out", kept, "--config", STUDY, "--steps", "2",
+                                  "--batch-size", "32", "--quiet", "--precision", "fp32", "--keep-checkpoint"]]) == 0
+    (kept / "history.csv").write_bytes(b'garbage\x00\x01,,\n"')
+    refused(capsys, resume + ["--out", kept], r"history\.csv: not a run record this resume can continue")
+    tw = _copy(twhin_run, tmp_path, "tw")
+    torch.save({"step": 1}, tw / "checkpoint.pt")
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", tw, "--steps", "4", "--batch-size", "512",
+                     "--device", "cpu", "--resume", "--quiet"], r"not a TwHIN checkpoint made by `studylib twhin-train` \(no step and state\)")
+    refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--resamples", "1000000000000"],
+            r"--resamples must be <= 100,000")

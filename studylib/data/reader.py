@@ -122,7 +122,22 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
         row_groups += [(index, g, meta.metadata.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     if not files:
         raise StudyError(f"{manifest_path}: lists no shards")
+    _check_requests_disjoint(files)
     return Dataset(root, manifest, files, row_groups, bool(has_truth), widths, renamed)
+
+
+def _check_requests_disjoint(files: list[Path]) -> None:
+    """A request's candidates live in one shard: an id found in two shards would merge two requests
+    into one feed (ranks beyond the request's size), so it is refused."""
+    earlier: list[tuple[Path, np.ndarray]] = []
+    for path in files:
+        ids = np.unique(pq.read_table(path, columns=[REQUEST_COLUMN]).column(0).to_numpy())
+        for other, other_ids in earlier:
+            clash = ids[np.isin(ids, other_ids, assume_unique=True)]
+            if clash.size:
+                raise StudyError(f"{path}: request id {clash[0]} is also in {other.name} "
+                                 "(a request's candidates must sit in one shard)")
+        earlier.append((path, ids))
 
 
 def _check_manifest(path: Path, manifest: dict) -> None:

@@ -52,11 +52,20 @@ class WorldParams:
                 raise StudyError(f"world parameter {name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.rate_scale <= 100:
             raise StudyError(f"world parameter rate_scale must be in (0, 100], got {self.rate_scale}")
-        if self.signal < 0:
-            raise StudyError(f"world parameter signal must be >= 0, got {self.signal}")
+        if not 0 <= self.signal <= MAX_SIGNAL:  # also NaN; beyond it no intercept reaches the base rates
+            raise StudyError(f"world parameter signal must be in [0, {MAX_SIGNAL:g}], got {self.signal}")
+        if self.latent_dim > MAX_LATENT_DIM:
+            raise StudyError(f"world parameter latent_dim must be <= {MAX_LATENT_DIM}, got {self.latent_dim}")
+        entities = self.n_users + self.n_authors + self.n_tweets
+        if entities * self.latent_dim > MAX_LATENT_VALUES:
+            raise StudyError(f"world parameters: {entities:,} entities x latent_dim {self.latent_dim} latent values "
+                             f"exceed {MAX_LATENT_VALUES:,} (about {MAX_LATENT_VALUES * 8 / 2**30:.0f} GiB)")
 
 
 RATE_CAP = 0.5  # no label is planted above this rate, whatever rate_scale asks
+MAX_SIGNAL = 10.0  # std of a logit's latent part; far beyond the study's 1.5 and what the rates' solve can place
+MAX_LATENT_DIM = 1024
+MAX_LATENT_VALUES = 200_000_000  # all entities' latent vectors together (float64: 1.5 GiB)
 
 
 def target_rates(rate_scale: float) -> dict[str, float]:

@@ -88,8 +88,15 @@ def load_checkpoint(path: Path, model: HeavyRanker, cfg: RecapConfig, optimizer=
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise StudyError(f"{path}: checkpoint does not match the model ({first})") from None
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    if optimizer is not None:  # a resume: the whole training state, not only the weights
+        missing = [k for k in ("optimizer", "step", "epoch", "batch_in_epoch", "rng") if k not in state]
+        if missing:
+            raise StudyError(f"{path}: not a training checkpoint (no {missing[0]}; a model.pt copied here?); "
+                             "it cannot be resumed")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StudyError(f"{path}: its optimizer state does not match the model ({type(exc).__name__})") from None
     return state
 
 

@@ -228,8 +228,12 @@ def _truncate_rows(path: Path, max_step: int) -> None:
     """Drop rows logged after the checkpoint a resumed run restarts from. Read as text, so the
     rows kept are byte for byte what was written (a resumed run's records equal an unbroken one's)."""
     if path.exists():
-        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
-        kept = rows[rows["step"].astype(int) <= max_step]
+        try:
+            rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+            kept = rows[rows["step"].astype(int) <= max_step]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, ValueError, UnicodeDecodeError):
+            raise StudyError(f"{path}: not a run record this resume can continue (garbled or edited); "
+                             "train a new run instead") from None
         atomic_write(path, lambda tmp: kept.to_csv(tmp, index=False))
 
 
@@ -373,10 +377,10 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
             set_learning_rates(optimizer, schedules, position.step)
             batch = batch.to(runtime.device)
             per_head = train_step(batch.features, torch.stack([batch.labels[LABELS[i]] for i in label_index], dim=1))
-            if not bool(torch.isfinite(per_head).all()):  # every later step would only spread the NaN
+            if not _all_finite(per_head, runtime):  # every later step would only spread the NaN
                 bad = [short_name(h) for h, v in zip(model.heads, per_head.tolist()) if not math.isfinite(v)]
                 raise StudyError(f"{out}: the training loss became non-finite at step {position.step + 1} (heads "
-                                 f"{', '.join(bad)}); check the data and the config's learning rates")
+                                 f"{', '.join(bad) or 'of another process'}); check the data and the config's learning rates")
             position.step += 1
             position.batch_in_epoch += 1
             seen += budget.batch_size
@@ -472,6 +476,16 @@ def _write_stopping(out: Path, rule: StoppingRule, val_every: int, max_steps: in
         "patience": rule.patience, "min_delta": rule.min_delta, "val_every": val_every,
         "max_steps": max_steps, "stopped_at": stopped_at, "plateaued": rule.plateaued(list(losses.values())),
         "best_step": best, "best_loss": losses.get(best), "held_out_loss": {str(k): v for k, v in losses.items()}})
+
+
+def _all_finite(per_head: torch.Tensor, runtime: Runtime) -> bool:
+    """Whether every process's loss is finite: all stop together, none waits in the next all-reduce."""
+    finite = torch.isfinite(per_head.detach()).all()
+    if runtime.world_size == 1:
+        return bool(finite)
+    flag = finite.float().reshape(1)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def _agree(stop: bool, runtime: Runtime) -> bool:

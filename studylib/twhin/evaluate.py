@@ -51,6 +51,8 @@ BOOTSTRAP_RESAMPLES = 500
 # Every scorer of a link-prediction table, in the order tables and figures show them: the floor,
 # the two popularity baselines, the trained embeddings (with and without node biases), the oracle.
 SCORERS = ("random", "popularity", "pooled_popularity", "trained", "trained_node_bias", "oracle")
+MAX_RESAMPLES = 100_000
+
 
 class EmbeddingScorer:
     """<e_lhs, e_rhs + t_rel> (+ b_lhs + b_rhs with node biases) from tables (numpy)."""
@@ -344,6 +346,8 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
         raise StudyError(f"--max-edges must be >= 1, got {max_edges}")
     if n_resamples < 0:
         raise StudyError(f"--resamples must be >= 0, got {n_resamples}")
+    if n_resamples > MAX_RESAMPLES:  # the resample weights are held in memory, users x resamples
+        raise StudyError(f"--resamples must be <= {MAX_RESAMPLES:,}, got {n_resamples:,}")
     run = load_trained(run_dir)
     identity = run.run["identity"]
     graph = graph or identity["graph"]

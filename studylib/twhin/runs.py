@@ -63,11 +63,15 @@ def read_checkpoint(path: Path) -> dict:
     """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
     cannot run code); anything else is refused with one line."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise StudyError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # a truncated, foreign or crafted file
         raise StudyError(f"{path}: not a readable TwHIN checkpoint ({type(exc).__name__})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("step"), int) \
+            or not isinstance(checkpoint.get("state"), dict):
+        raise StudyError(f"{path}: not a TwHIN checkpoint made by `studylib twhin-train` (no step and state)")
+    return checkpoint
 
 
 # ---------------------------------------------------------------- reading a finished run

@@ -224,7 +224,11 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
         if saved.get("identity") != identity:
             changed = sorted(k for k in identity if (saved.get("identity") or {}).get(k) != identity[k])
             raise StudyError(f"{out}: --resume with different {', '.join(changed)} than the run was started with")
-        return read_checkpoint(ckpt_path)
+        checkpoint = read_checkpoint(ckpt_path)
+        missing = [k for k in ("translation_optimizer", "history") if k not in checkpoint]
+        if missing:
+            raise StudyError(f"{ckpt_path}: holds no {missing[0]}, so training cannot continue from it")
+        return checkpoint
     started = {LOCK_FILE, CONFIG_COPY, RUN_FILE, HISTORY}  # what a run writes before its first checkpoint
     if not ckpt_path.exists() and (out / RUN_FILE).exists() and all(p.name in started for p in out.iterdir()):
         for name in started - {LOCK_FILE}:  # a start that never reached a checkpoint: begin again
