@@ -31,6 +31,10 @@ import torch.distributed as dist
 import yaml
 from torchrec import EmbeddingBagCollection
 from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+from torchrec.distributed.planner.types import ParameterConstraints
+from torchrec.distributed.sharding_plan import get_default_sharders
+from torchrec.distributed.types import ShardingType
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from tqdm.auto import tqdm
 
@@ -59,7 +63,18 @@ def build_model(cfg: TwhinConfig, runtime: Runtime) -> torch.nn.Module:
     for table in cfg.tables:
         apply_optimizer_in_backward(TABLE_OPTIMIZERS[table.optimizer.kind], ebc.embedding_bags[table.name].parameters(),
                                     {"lr": table.optimizer.lr})
-    return DistributedModelParallel(TwhinModel(cfg, ebc, device=runtime.device), device=runtime.device)
+    model = TwhinModel(cfg, ebc, device=runtime.device)
+    # Every process holds a slice of every table (memory spread evenly, as a table too large for
+    # one process needs), not whole tables on some processes and none on others: row-wise where
+    # torchrec offers it (CUDA), column-wise on CPU (its CPU kernels have no row-wise sharding).
+    kind = ShardingType.ROW_WISE if runtime.device.type == "cuda" else ShardingType.COLUMN_WISE
+    planner = EmbeddingShardingPlanner(
+        topology=Topology(world_size=runtime.world_size, compute_device=runtime.device.type),
+        constraints={t.name: ParameterConstraints(sharding_types=[kind.value],
+                                                  min_partition=max(1, t.embedding_dim // runtime.world_size))
+                     for t in cfg.tables})
+    plan = planner.collective_plan(model, get_default_sharders(), dist.GroupMember.WORLD)
+    return DistributedModelParallel(model, device=runtime.device, plan=plan)
 
 
 def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
