@@ -673,6 +673,9 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
                 f"{_ci(r['difference_low'], r['difference_high'], '+.2f')})")
         (rejected if holm_hits else kept).append(desc)
     numbers = {"comparisons": len(tests), "rejected": len(rejected), "tests_in_family": 3 * len(tests), "alpha": alpha}
+    for _, r in tests.iterrows():  # the raw p-values, for the page-wide plan (`page_plan`)
+        slug = "_".join(str(r["comparison"]).replace("-", " ").split())
+        numbers.update({f"{slug}_{name}_p": float(r[f"{name}_p"]) for name in ("welch", "mwu", "ks") if f"{name}_p" in r})
     text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
             f"{len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
             + ("; ".join(rejected) if rejected else "none") + ". "
@@ -838,3 +841,117 @@ __all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "base_rates", "cohort_
            "embedding_ablation", "excludes_zero", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
            "null_split_false_positive_rate", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
            "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction"]
+
+
+# ---------------------------------------------------------------- the page: one multiplicity plan
+
+PAGE_ALPHA = 0.05
+# Holm, not Benjamini–Hochberg: the page's decisions share users, seeds and models (dependence BH's
+# positive-dependence condition is not shown to cover), and a reader takes each declared difference
+# as a claim of its own, so the family-wise error is the rate that matters. One family: every
+# decision on the page.
+PAGE_ADJUSTMENT = "Holm"
+# The study's questions, answered by these findings (id -> the numbers' stems that are its endpoints,
+# shell patterns; empty: all of its decisions). Every other finding is secondary.
+PRIMARY_ENDPOINTS = {"model_vs_oracle_regret": ("regret",), "positional_feed": ("positional_minus_by_name",),
+                     "twhin_link_prediction": ("*_trained_over_popularity",), "optimal_weights_gain": ()}
+Z95 = 1.959963984540054  # the normal quantile behind a two-sided 95 % interval
+# (finding id, stem) pairs whose _low/_high are not a 95 % interval of a difference from zero
+NOT_INTERVALS = {("tornado_top_head", "top")}
+_NOT_ESTIMATES = ("_low", "_high", "_sd", "_conf", "_min", "_max", "_p")
+
+
+def _interval_estimate(numbers: dict, stem: str, low: float, high: float) -> float:
+    if _is_number(numbers.get(stem)):
+        return float(numbers[stem])
+    names = sorted((k for k, v in numbers.items() if k.startswith(stem + "_") and _is_number(v)
+                    and not k.endswith(_NOT_ESTIMATES)), key=len)
+    return float(numbers[names[0]]) if names else (low + high) / 2
+
+
+def decisions(finding: dict) -> list[dict]:
+    """The tests a finding's verdict rests on, each {"name", "p", "how"} (and "estimate", "low", "high"
+    where it comes from an interval): its tests' p-values (numbers named `*_p`) where it has any,
+    otherwise one per 95 % interval in its numbers (`<stem>_low`, `<stem>_high`), the two-sided p of
+    a difference from zero under the normal approximation (standard error = width / 3.92)."""
+    from scipy.stats import norm
+
+    numbers = finding.get("numbers", {})
+    tested = [k for k, v in numbers.items() if k.endswith("_p") and _is_number(v)]
+    if tested:
+        return [{"name": k[:-2], "p": float(numbers[k]), "how": "from its test"} for k in tested]
+    out = []
+    for key, low in numbers.items():
+        stem = key[:-4]
+        high = numbers.get(stem + "_high")
+        if (not key.endswith("_low") or not _is_number(low) or not _is_number(high)
+                or (finding.get("id"), stem) in NOT_INTERVALS):
+            continue
+        se = (high - low) / (2 * Z95)
+        if not se > 0:
+            continue
+        estimate = _interval_estimate(numbers, stem, low, high)
+        out.append({"name": stem, "estimate": estimate, "low": float(low), "high": float(high),
+                    "p": float(2 * norm.sf(abs(estimate) / se)),
+                    "how": "from its 95 % interval (normal approximation, standard error = width / 3.92)"})
+    return out
+
+
+def _primary(finding_id: str, name: str) -> bool:
+    from fnmatch import fnmatch
+
+    patterns = PRIMARY_ENDPOINTS.get(finding_id)
+    return patterns is not None and (not patterns or any(fnmatch(name, p) for p in patterns))
+
+
+def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+    """Every finding of a run with the page-wide plan applied: its decisions (`decisions`), all of the
+    page's in one Holm family, each with its adjusted p; the finding's `endpoint` (primary or
+    secondary), `p_value` and `p_how` (its smallest decision p, and how it was had), `p_adjusted`,
+    `adjustment` and `adjusted_verdict` (which of its declared differences, p < alpha before the
+    adjustment, lapse after it). Findings without a test keep `p_value` None and say so."""
+    from studylib.analysis.stats import holm
+
+    found = {f["id"]: f for f in (found.values() if isinstance(found, dict) else found)}
+    tests = {i: decisions(f) for i, f in found.items()}
+    flat = [d for i in sorted(tests) for d in tests[i]]
+    adjusted = holm(np.array([d["p"] for d in flat])) if flat else np.array([])
+    for d, p in zip(flat, adjusted):
+        d["p_adjusted"] = float(p)
+    out = {}
+    for i, f in found.items():
+        ds = tests[i]
+        for d in ds:
+            d["primary"] = _primary(i, d["name"])
+        f = {**f, "decisions": ds, "endpoint": "primary" if i in PRIMARY_ENDPOINTS else "secondary",
+             "adjustment": f"{PAGE_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
+        if not ds:
+            f.update(p_value=None, p_how="no test: a threshold rule", p_adjusted=None,
+                     adjusted_verdict="no test to adjust (a threshold rule)")
+        else:
+            best = min(ds, key=lambda d: d["p"])
+            declared = [d for d in ds if d["p"] < alpha]
+            lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
+            f.update(p_value=best["p"], p_how=best["how"], p_adjusted=min(d["p_adjusted"] for d in ds))
+            if not declared:
+                f["adjusted_verdict"] = "no difference declared before the adjustment"
+            elif not lapsed:
+                f["adjusted_verdict"] = (f"holds: {'its' if len(declared) == 1 else f'all {len(declared)}'} declared "
+                                         f"difference{'s' if len(declared) > 1 else ''} survive{'s' if len(declared) == 1 else ''} "
+                                         f"page-wide {PAGE_ADJUSTMENT}")
+            else:
+                f["adjusted_verdict"] = (f"{len(lapsed)} of {len(declared)} declared differences lapse under page-wide "
+                                         f"{PAGE_ADJUSTMENT}: {', '.join(lapsed)}")
+        out[i] = _plain(f)
+    return out
+
+
+def apply_page_plan(results: str | Path, alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+    """`page_plan` over results/findings.json, written back (so the file carries every finding's p-value,
+    adjusted p and adjusted verdict); returns the findings by id."""
+    planned = page_plan(load(results), alpha)
+    write_json(Path(results) / FINDINGS_FILE, sorted(planned.values(), key=lambda f: (f["chapter"], f["id"])))
+    return planned
+
+
+__all__ += ["PAGE_ADJUSTMENT", "PAGE_ALPHA", "PRIMARY_ENDPOINTS", "apply_page_plan", "decisions", "page_plan"]
