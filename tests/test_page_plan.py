@@ -1,0 +1,78 @@
+"""Issue 26: one multiplicity plan across the findings page, equivalence before absence, and the
+verdict rules fixed at their root. Each test is built on constructed inputs that today's (per-chapter)
+rules decide otherwise."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studylib.analysis import findings
+
+
+def _interval(estimate, p):
+    """A 95 % interval whose normal-approximation p is `p`."""
+    from scipy.stats import norm
+
+    se = abs(estimate) / norm.isf(p / 2)
+    return estimate - findings.Z95 * se, estimate + findings.Z95 * se
+
+
+def test_a_difference_declared_by_its_own_interval_lapses_under_the_page_wide_plan():
+    low, high = _interval(-1.6, 0.012)  # issue 26: positional − random at p ≈ 0.012
+    page = [{"id": "positional_feed", "chapter": "02_train", "text": "", "verdict": "positional worse than random",
+             "numbers": {"positional_minus_random_utility": -1.6, "positional_minus_random_low": low,
+                         "positional_minus_random_high": high}}]
+    for i in range(10):  # ten other decisions on the page, none of them near significance
+        lo, hi = _interval(0.1, 0.6)
+        page.append({"id": f"other_{i}", "chapter": "03_score", "text": "", "verdict": None,
+                     "numbers": {"gap": 0.1, "gap_low": lo, "gap_high": hi}})
+    assert findings.excludes_zero(low, high)  # today's rule: declared
+    planned = findings.page_plan(page)
+    f = planned["positional_feed"]
+    assert f["p_value"] == pytest.approx(0.012, rel=1e-6) and "interval" in f["p_how"]
+    assert f["p_adjusted"] == pytest.approx(min(1, 11 * 0.012), rel=1e-6)
+    assert f["adjusted_verdict"].startswith("1 of 1 declared differences lapse") and "positional_minus_random" in f["adjusted_verdict"]
+    assert f["endpoint"] == "primary" and planned["other_0"]["endpoint"] == "secondary"
+    assert "Holm over the page's 11 decisions" in f["adjustment"]
+
+
+def test_tests_p_values_are_used_where_a_finding_has_them_and_threshold_rules_say_they_have_none():
+    tests = pd.DataFrame({"comparison": ["random vs planted"], "unit": ["user"], "difference": [0.6],
+                          "difference_low": [-0.1], "difference_high": [1.3], "welch_p": [0.004], "mwu_p": [0.2],
+                          "ks_p": [0.3], "welch_p_holm": [0.012], "mwu_p_holm": [0.4], "ks_p_holm": [0.4]})
+    dist = findings.distribution_tests(tests, 0.05)
+    rule = findings.Finding("score_shares", "03_score", "", {"top_share": 0.6}, "dominated")
+    page = [dataclass_dict(dist), dataclass_dict(rule)]
+    planned = findings.page_plan(page)
+    assert [d["how"] for d in planned["distribution_tests"]["decisions"]] == ["from its test"] * 3
+    assert planned["distribution_tests"]["p_value"] == 0.004
+    assert planned["score_shares"]["p_value"] is None and "threshold" in planned["score_shares"]["adjusted_verdict"]
+
+
+def dataclass_dict(f):
+    from dataclasses import asdict
+
+    return findings._plain(asdict(f))
+
+
+def test_the_plan_is_written_into_findings_json_and_shown_on_the_findings_page(tmp_path, monkeypatch):
+    from studylib.study import report
+
+    monkeypatch.setenv("STUDYLIB_PIPELINE", "1")
+    results = tmp_path / "_build" / "results" / "quick"
+    low, high = _interval(5.0, 1e-6)
+    findings.record(results, findings.Finding("model_vs_oracle_regret", "03_score", "The regret is 5.",
+                                              {"regret": 5.0, "regret_low": low, "regret_high": high},
+                                              "captures most", "03_feed.csv"))
+    planned = findings.apply_page_plan(results)
+    stored = json.loads((results / findings.FINDINGS_FILE).read_text())[0]
+    for key in ("p_value", "p_how", "p_adjusted", "adjustment", "adjusted_verdict", "endpoint", "decisions"):
+        assert key in stored
+    assert planned["model_vs_oracle_regret"]["adjusted_verdict"].startswith("holds")
+    chapters = [tmp_path / "03_score.ipynb"]
+    chapters[0].write_text('{"metadata": {"studylib": {"title": "Scoring"}}}')
+    page = report.findings_markdown(tmp_path, "quick", chapters)
+    assert "Primary endpoints" in page and "`model_vs_oracle_regret`" in page
+    assert "**model_vs_oracle_regret** (primary)" in page and "*Page-wide: holds" in page
