@@ -795,12 +795,22 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
 # ---------------------------------------------------------------- chapter 2b: the embedding ablation
 
 
-def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
+EMBEDDING_MARGIN = 0.01  # median AUROC: a gain smaller than this over random vectors is no gain (profile: ablation_margin)
+
+
+def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBEDDING_MARGIN,
+                       alpha: float = 0.05) -> Finding:
     """per_seed: rows (variant, seed, head, auroc, positives) of the ablation runs.
 
     The variants of one seed share everything but the embeddings, so gains over `random` are
-    paired by seed; the verdict compares the median gain with its spread over seeds.
+    paired by seed: a paired t-test says whether they help or hurt, and only a TOST against
+    ±`margin` (with its power at this many seeds) may say they make no difference; otherwise
+    the verdict is "unresolved".
     """
+    from scipy.stats import t as t_dist
+
+    from studylib.analysis.stats import POWER_BAR, tost
+
     ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
     med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
     seeds = len(med)
@@ -811,17 +821,27 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
         mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
         numbers.update({f"{v}_gain": mean, f"{v}_gain_sd": sd, f"{v}_gain_min": float(gain.min()),
                         f"{v}_gain_max": float(gain.max())})
+        se = sd / math.sqrt(seeds) if seeds > 1 else math.nan
+        p = (float(2 * t_dist.sf(abs(mean) / se, seeds - 1)) if se > 0 else
+             math.nan if seeds < 2 else float(mean == 0))  # identical gains over seeds: no noise to test against
+        eq = tost(mean, se, margin, seeds - 1, alpha) if seeds > 1 else {"p": math.nan, "power": math.nan}
+        numbers.update({f"{v}_gain_p": p, f"{v}_tost": eq["p"], f"{v}_power": eq["power"], "margin": margin,
+                        "power_bar": POWER_BAR})
         if seeds < 3:
             verdict = "too few seeds"
-        elif gain.min() > 0 and mean > 2 * sd:
-            verdict = "helps"
-        elif gain.max() < 0 and -mean > 2 * sd:
-            verdict = "hurts"
+        elif p < alpha:
+            verdict = "helps" if mean > 0 else "hurts"
+        elif eq["p"] < alpha:
+            verdict = f"no difference (within ±{margin:g})"
         else:
-            verdict = "within seed noise"
+            verdict = "unresolved"
         verdicts.append(f"{v}: {verdict}")
+        said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
+                f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
+        if verdict == "unresolved" and eq["power"] < POWER_BAR:
+            said += f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
         parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
-                     f"{gain.min():+.3f} to {gain.max():+.3f}): {verdict}")
+                     f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {verdict}")
     text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
     if seeds < 3:
