@@ -101,3 +101,25 @@ def test_tost_power_grows_with_precision_and_equivalence_needs_the_interval_insi
     assert tost(0.0, 0.01, 0.01)["power"] < 0.1 < tost(0.0, 0.002, 0.01)["power"]
     assert tost_from_interval(0.0, -0.005, 0.005, 0.01)["p"] < 0.05  # 95 % interval well inside ±0.01
     assert tost_from_interval(0.0, -0.015, 0.015, 0.01)["p"] > 0.05
+
+
+def _cohort_table(model, truth, bias):
+    rows = [{"cohort": "baseline", "target": t, "mean": 0.0} for t in ("model", "truth", "model − truth")]
+    for target, (d, lo, hi) in (("model", model), ("truth", truth), ("model − truth", bias)):
+        rows.append({"cohort": "negatives_suppressed", "target": target, "mean": d, "vs_reference": d,
+                     "vs_reference_low": lo, "vs_reference_high": hi})
+    return pd.DataFrame(rows)
+
+
+def test_a_model_recovering_43_percent_of_the_true_difference_does_not_track_it():
+    # issue 26 #2: +1.33 by the model vs +3.10 in truth, bias difference −1.77 (−2.20 to −1.34): today "tracks the truth"
+    f = findings.cohort_model_vs_truth(_cohort_table((1.33, 0.9, 1.8), (3.10, 2.6, 3.6), (-1.77, -2.20, -1.34)), "w")
+    assert f.verdict == "negatives_suppressed: understates the truth"
+    assert f.numbers["negatives_suppressed_recovered"] == pytest.approx(1.33 / 3.10)
+    assert "recovering 43 % of the true difference" in f.text
+    # a small bias shown within ±25 % of the true difference by TOST: tracks
+    ok = findings.cohort_model_vs_truth(_cohort_table((3.0, 2.5, 3.5), (3.10, 2.6, 3.6), (-0.1, -0.3, 0.1)), "w")
+    assert ok.verdict == "negatives_suppressed: tracks the truth"
+    # a bias neither excluded nor shown small: unresolved, with its power
+    wide = findings.cohort_model_vs_truth(_cohort_table((3.0, 1.0, 5.0), (3.10, 2.6, 3.6), (-0.1, -2.0, 1.8)), "w")
+    assert wide.verdict == "negatives_suppressed: unresolved" and "equivalence power" in wide.text

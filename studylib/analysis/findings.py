@@ -591,10 +591,26 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
                    "no measurable dependence", "03_budget.csv")
 
 
-def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline") -> Finding:
-    """table: ranking.cohort_scores rows (cohort, target, mean, vs_reference[_low/_high])."""
+COHORT_MARGIN = 0.25  # the model "tracks" a cohort's true difference when its bias is within this share of it (TOST)
+
+
+def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline",
+                          margin: float = COHORT_MARGIN, alpha: float = 0.05) -> Finding:
+    """table: ranking.cohort_scores rows (cohort, target ∈ model/truth/model − truth, mean,
+    vs_reference[_low/_high]).
+
+    The question is the model's bias: "tracks the truth" needs the cohort's bias difference
+    (model − truth, against the reference cohort) shown within ±`margin` × the true difference by
+    TOST; a bias that excludes zero under- or overstates the truth (with the share recovered); a
+    bias neither excluded nor shown small is "unresolved", as is "no difference" unless both
+    differences are shown within the margin of the largest true cohort difference.
+    """
+    from studylib.analysis.stats import tost_from_interval
+
     others = [c for c in table["cohort"].unique() if c != reference]
-    numbers, parts, verdicts = {}, [], []
+    truth_rows = table[(table["cohort"] != reference) & (table["target"] == "truth")]
+    largest = float(truth_rows["vs_reference"].abs().max()) if len(truth_rows) else math.nan
+    numbers, parts, verdicts = {"margin": margin}, [], []
     for c in others:
         t = table[(table["cohort"] == c)].set_index("target")
         model, truth = t.loc["model"], t.loc["truth"]
@@ -604,27 +620,49 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                         f"{c}_truth_high": float(truth["vs_reference_high"])})
         model_sig = excludes_zero(model["vs_reference_low"], model["vs_reference_high"])
         truth_sig = excludes_zero(truth["vs_reference_low"], truth["vs_reference_high"])
-        if truth_sig and model_sig and np.sign(model["vs_reference"]) == np.sign(truth["vs_reference"]):
-            v = "tracks the truth"
-        elif truth_sig and model_sig:
+        recovered = float(model["vs_reference"] / truth["vs_reference"]) if truth["vs_reference"] != 0 else math.nan
+        numbers[f"{c}_recovered"] = recovered
+        bias_note = ""
+        if "model − truth" in t.index:
+            b = t.loc["model − truth"]
+            bias, b_low, b_high = float(b["vs_reference"]), float(b["vs_reference_low"]), float(b["vs_reference_high"])
+            bias_sig = excludes_zero(b_low, b_high)
+            eq = tost_from_interval(bias, b_low, b_high, margin * abs(truth["vs_reference"]) if truth_sig
+                                    else margin * largest, alpha)
+            numbers.update({f"{c}_bias_diff": bias, f"{c}_bias_tost": eq["p"], f"{c}_bias_power": eq["power"]})
+            bias_note = (f"; the model's bias differs from {reference}'s by {bias:+.3g} ({_ci(b_low, b_high, '+.3g')}), "
+                         f"recovering {100 * recovered:.0f} % of the true difference")
+        else:  # an older table without the bias rows: nothing shows the bias small
+            bias_sig, eq = False, {"p": math.nan, "power": math.nan}
+        if truth_sig and model_sig and np.sign(model["vs_reference"]) != np.sign(truth["vs_reference"]):
             v = "opposite to the truth"
-        elif truth_sig:
+        elif truth_sig and model_sig and bias_sig:
+            v = "understates the truth" if abs(recovered) < 1 else "overstates the truth"
+        elif truth_sig and model_sig and eq["p"] < alpha:
+            v = "tracks the truth"
+        elif truth_sig and not model_sig and (bias_sig or not np.isfinite(eq["p"])):
             v = "misses a real difference"
-        elif model_sig:
+        elif model_sig and not truth_sig:
             v = "invents a difference"
-        else:
+        elif not truth_sig and not model_sig and eq["p"] < alpha:
             v = "no difference in either"
-        said = {"tracks the truth": "the model follows the true difference",
+        else:
+            v = "unresolved"
+        said = {"tracks the truth": f"the model follows the true difference, its bias shown within ±{100 * margin:.0f} % of it",
                 "opposite to the truth": "the model moves the opposite way to the truth",
+                "understates the truth": "the model follows the true difference's direction but understates it",
+                "overstates the truth": "the model follows the true difference's direction but overstates it",
                 "misses a real difference": "the model misses a real difference",
                 "invents a difference": "the model shows a difference the truth does not have",
-                "no difference in either": "neither differs beyond resampling noise"}[v]
+                "no difference in either": "neither differs, both shown within the margin",
+                "unresolved": (f"neither a bias nor its absence is shown (equivalence power {eq['power']:.2f})"
+                               if np.isfinite(eq["power"]) else "neither a bias nor its absence is shown")}[v]
         verdicts.append(v)
         word = lambda x: "higher" if x > 0 else "lower"  # noqa: E731
         parts.append(f"{c} users score {abs(truth['vs_reference']):.3g} {word(truth['vs_reference'])} than {reference} "
                      f"in truth ({_ci(truth['vs_reference_low'], truth['vs_reference_high'], '+.3g')}) and "
                      f"{abs(model['vs_reference']):.3g} {word(model['vs_reference'])} by the model "
-                     f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}): {said}")
+                     f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}){bias_note}: {said}")
     text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
     verdict = ", ".join(f"{c}: {v}" for c, v in zip(others, verdicts))
     return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, "03_cohorts.csv")
