@@ -276,8 +276,10 @@ def tost(estimate: float, se: float, margin: float, df: float | None = None, alp
     p < alpha), "power": the chance of showing equivalence at this standard error when the true
     difference is zero, "margin"}."""
     dist = stats.norm if df is None else stats.t(df)
-    if not (se > 0 and margin > 0 and np.isfinite(estimate)):
+    if not (se >= 0 and margin > 0 and np.isfinite(estimate)):
         return {"p": math.nan, "power": math.nan, "margin": margin}
+    if se == 0:  # no noise: the estimate is the difference
+        return {"p": float(abs(estimate) >= margin), "power": 1.0, "margin": float(margin)}
     p = max(dist.sf((estimate + margin) / se), dist.cdf((estimate - margin) / se))
     power = max(0.0, 2 * dist.cdf(margin / se - dist.isf(alpha)) - 1)
     return {"p": float(p), "power": float(power), "margin": float(margin)}
