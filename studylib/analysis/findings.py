@@ -411,11 +411,23 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
     return Finding("positional_feed", "02_train", text, numbers, verdict, "02_positional_feed.csv")
 
 
+CALIBRATION_MARGIN = 0.1  # calibration "survives" when its bias is shown within this share of the mean true rate (TOST)
+
+
 def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.ndarray, users: np.ndarray,
-                             neg_rate: float, n_resamples: int = 1000, seed: int = 0) -> Finding:
+                             neg_rate: float, n_resamples: int = 1000, seed: int = 0,
+                             control: np.ndarray | None = None, margin: float = CALIBRATION_MARGIN,
+                             alpha: float = 0.05) -> Finding:
     """A head trained on negatively downsampled data: its mean calibrated and raw probability against the
-    mean true probability on data that was not downsampled (paired per candidate, user-level intervals)."""
-    from studylib.analysis.stats import paired_mean_difference
+    mean true probability on data that was not downsampled (paired per candidate, user-level intervals).
+
+    `control`: the same head of a model trained as long on data not downsampled; then the question is
+    the downsampling's own bias (calibrated − control), else the calibrated bias itself. "Survives"
+    only when a TOST shows that bias within ±`margin` × the mean true rate; a bias that excludes
+    zero is "calibration off"; anything else "unresolved" (with its power). The share of the raw
+    bias removed is reported, not decided on: any calibration removes most of it.
+    """
+    from studylib.analysis.stats import paired_mean_difference, tost_from_interval
 
     cal = paired_mean_difference(calibrated, truth, users, n_resamples, seed)
     unc = paired_mean_difference(raw, truth, users, n_resamples, seed)
@@ -423,19 +435,40 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
     numbers = {"neg_rate": neg_rate, "mean_truth": mean_truth, "mean_calibrated": float(np.mean(calibrated)),
                "mean_raw": float(np.mean(raw)), "calibrated_bias": cal["difference"], "calibrated_bias_low": cal["low"],
                "calibrated_bias_high": cal["high"], "raw_bias": unc["difference"], "raw_bias_low": unc["low"],
-               "raw_bias_high": unc["high"]}
+               "raw_bias_high": unc["high"], "margin": margin}
     removed = 1.0 - abs(cal["difference"]) / abs(unc["difference"]) if unc["difference"] else math.nan
     numbers["bias_removed"] = removed
-    survives = removed > 0.8 or not excludes_zero(cal["low"], cal["high"])
-    verdict = "calibration survives" if survives else "calibration off"
+    question, against = cal, "the truth"
+    if control is not None:
+        ctl = paired_mean_difference(control, truth, users, n_resamples, seed)
+        question = paired_mean_difference(calibrated, control, users, n_resamples, seed)
+        against = "the same-steps model trained without downsampling"
+        numbers.update({"control_bias": ctl["difference"], "control_bias_low": ctl["low"], "control_bias_high": ctl["high"],
+                        "downsampling_bias": question["difference"], "downsampling_bias_low": question["low"],
+                        "downsampling_bias_high": question["high"]})
+    eq = tost_from_interval(question["difference"], question["low"], question["high"], margin * mean_truth, alpha)
+    numbers.update({"bias_tost": eq["p"], "bias_power": eq["power"]})
+    if excludes_zero(question["low"], question["high"]):
+        verdict = "calibration off"
+    elif eq["p"] < alpha:
+        verdict = "calibration survives"
+    else:
+        verdict = "unresolved"
     text = (f"Trained with {100 * neg_rate:.0f} % of its negatives kept, the favorited head predicts a mean of "
             f"{numbers['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
-            f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}); uncalibrated it would predict "
-            f"{numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}). "
-            + (f"The calibration removes {100 * removed:.0f} % of the bias the downsampling puts into the raw output"
-               + ("." if excludes_zero(cal["low"], cal["high"]) else ", and what is left is within resampling noise.")
-               if survives else
-               f"The calibration removes only {100 * removed:.0f} % of the bias at this run length."))
+            f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}, {100 * cal['difference'] / mean_truth:+.0f} % "
+            f"of the true mean); uncalibrated it would predict {numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}).")
+    if control is not None:
+        text += (f" Trained as long without downsampling the head's bias is {numbers['control_bias']:+.4f} "
+                 f"({_ci(numbers['control_bias_low'], numbers['control_bias_high'], '+.4f')}); the downsampling's own "
+                 f"bias is {question['difference']:+.4f} ({_ci(question['low'], question['high'], '+.4f')}).")
+    text += (f" Against {against}, " + {
+        "calibration off": f"the bias excludes zero: the calibration removes only {100 * removed:.0f} % of the raw bias "
+                           "and leaves a real one.",
+        "calibration survives": f"the bias is shown within ±{100 * margin:.0f} % of the true mean (TOST p = {eq['p']:.2g}).",
+        "unresolved": f"the bias is neither shown nor shown within ±{100 * margin:.0f} % of the true mean (TOST p = "
+                      f"{eq['p']:.2g}, power {eq['power']:.2f}): unresolved."}[verdict]
+             + f" (The calibration removes {100 * removed:.0f} % of the bias in the raw output, as any calibration would remove most of it.)")
     return Finding("downsampling_calibration", "02_train", text, numbers, verdict, "02_downsampling.csv")
 
 
