@@ -143,3 +143,20 @@ def test_calibration_survives_only_when_its_bias_is_shown_small_and_against_a_sa
     noisy = findings.downsampling_calibration(truth + rng.normal(0, 0.3, truth.size) + np.repeat(rng.normal(0, 0.05, 4), 500),
                                               raw, truth, few, 0.1, 200)
     assert noisy.verdict in ("unresolved", "calibration off")
+
+
+def test_the_abstract_answers_from_the_primary_findings_with_intervals_and_computes_its_limits():
+    low, high = _interval(12.9, 1e-9)
+    page = [{"id": "model_vs_oracle_regret", "chapter": "03_score", "text": "", "verdict": "captures most",
+             "numbers": {"weights": "april_2023", "regret": 12.9, "regret_low": low, "regret_high": high,
+                         "gain_share": 0.86, "gain_share_low": 0.85, "gain_share_high": 0.88}},
+            {"id": "head_quality", "chapter": "02_train", "text": "", "verdict": "",
+             "numbers": {"evaluable_heads": 9, "heads": 10}}]
+    params = {"scenario": "cohorts", "rate_scale": 20.0, "train_examples": 40000, "steps": 300, "seeds": 3,
+              "candidates": 50, "top_k": 10}
+    text = findings.abstract({f["id"]: f for f in page}, params)
+    assert text.startswith("## Abstract")
+    assert f"a regret of 12.9 per request against the oracle (95 % CI {low:.3g} to {high:.3g})" in text
+    assert "each declared difference survives page-wide Holm" in text
+    assert "50 candidates per request" in text and "20 % of the pool" in text and "9 of 10 heads" in text
+    assert "twhin" not in text.lower()  # a question whose finding is absent is left out

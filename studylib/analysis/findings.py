@@ -1046,3 +1046,88 @@ def apply_page_plan(results: str | Path, alpha: float = PAGE_ALPHA) -> dict[str,
 
 
 __all__ += ["PAGE_ADJUSTMENT", "PAGE_ALPHA", "PRIMARY_ENDPOINTS", "apply_page_plan", "decisions", "page_plan"]
+
+
+# ---------------------------------------------------------------- the report's first page: a computed abstract
+
+ORIGINAL_CANDIDATES = 1500  # candidates the original ranks per timeline request (the published description)
+
+
+def _page_wide(f: dict) -> str:
+    """Whether a primary finding's endpoint differences survive the page-wide plan."""
+    declared = [d for d in f.get("decisions", []) if d.get("primary") and d["p"] < PAGE_ALPHA]
+    if not declared:
+        return ""
+    lapsed = [d["name"] for d in declared if d["p_adjusted"] >= PAGE_ALPHA]
+    if not lapsed:
+        return f" (each declared difference survives page-wide {PAGE_ADJUSTMENT})"
+    return f" ({len(lapsed)} of {len(declared)} lapse under page-wide {PAGE_ADJUSTMENT}: {', '.join(lapsed)})"
+
+
+def _endpoint_sentence(f: dict) -> str:
+    """A primary finding without a tailored sentence: its primary decisions with their intervals."""
+    ds = [d for d in f.get("decisions", []) if d.get("primary") and "low" in d]
+    said = "; ".join(f"{d['name'].replace('_', ' ')} {d['estimate']:+.3g} ({_ci(d['low'], d['high'], '+.3g')})" for d in ds)
+    return f"`{f['id']}`: {said or f.get('verdict') or 'no interval'}{_page_wide(f)}."
+
+
+def abstract(found: dict[str, dict], params: dict) -> str:
+    """The report's opening paragraphs from the run's primary findings (`page_plan` applied) and its
+    parameters: one answer per question of the study, each with its interval and page-wide verdict,
+    and the limits the run's own settings put on them. Questions without their finding are left out."""
+    found = page_plan(found) if found and "adjusted_verdict" not in next(iter(found.values())) else found
+    answers = []
+    rel = found.get("twhin_link_prediction")
+    if rel is not None:
+        n = rel["numbers"]
+        relations = [k[: -len("_trained_over_popularity")] for k in n if k.endswith("_trained_over_popularity")]
+        above = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_low"))
+                 and n[f"{r}_trained_over_popularity_low"] > 0]
+        below = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_high"))
+                 and n[f"{r}_trained_over_popularity_high"] < 0]
+        if relations:
+            answers.append(f"TwHIN's trained embeddings rank held-out engagements better than popularity on {_named(above)} "
+                           f"and worse on {_named(below)} of {len(relations)}, by the paired 95 % intervals of the MRR "
+                           f"difference{_page_wide(rel)}.")
+    pos = found.get("positional_feed")
+    if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
+        n = pos["numbers"]
+        answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
+                       f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
+                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')})"
+                       f"{_page_wide(pos)}.")
+    reg = found.get("model_vs_oracle_regret")
+    if reg is not None:
+        n = reg["numbers"]
+        answers.append(f"Ranked by its scores with the `{n['weights']}` weights, the model's feed carries a regret of "
+                       f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}), "
+                       f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
+                       f"of what the oracle gains over a random order{_page_wide(reg)}.")
+    for i in PRIMARY_ENDPOINTS:
+        if i in found and i not in ("twhin_link_prediction", "positional_feed", "model_vs_oracle_regret"):
+            answers.append(_endpoint_sentence(found[i]))
+    get = lambda name, default=0: params.get(name, default)  # noqa: E731
+    candidates = get("candidates", 50)
+    limits = [f"These answers hold for the planted world this run generated (scenario `{get('scenario', '?')}`, base rates "
+              f"scaled ×{get('rate_scale', 1):g}), not for Twitter's data, which is not public",
+              f"{get('train_examples'):,} training examples and {get('steps'):,} steps with {get('seeds', 1)} seed"
+              f"{'s' if get('seeds', 1) != 1 else ''}"]
+    conv = found.get("convergence")
+    if conv is not None and conv.get("verdict"):
+        limits[-1] += f" (convergence: *{conv['verdict']}*)"
+    limits.append(f"{candidates} candidates per request against the original's about {ORIGINAL_CANDIDATES:,}, so a top "
+                  f"{get('top_k', 10)} is {100 * get('top_k', 10) / max(1, candidates):.0f} % of the pool here")
+    hq = found.get("head_quality")
+    if hq is not None and _is_number(hq["numbers"].get("evaluable_heads")) and _is_number(hq["numbers"].get("heads")):
+        limits.append(f"{hq['numbers']['evaluable_heads']} of {hq['numbers']['heads']} heads have enough held-out "
+                      f"positives ({MIN_POSITIVES}) to be evaluated")
+    primary = [i for i in PRIMARY_ENDPOINTS if i in found]
+    lapsed = [i for i in found if "lapse" in (found[i].get("adjusted_verdict") or "")]
+    plan = (f"Primary endpoints: {', '.join(f'`{i}`' for i in primary)}; every verdict on the Findings page is read "
+            f"under one {PAGE_ADJUSTMENT} plan over the page, under which {len(lapsed)} finding"
+            f"{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference.")
+    return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
+            + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
+
+
+__all__ += ["ORIGINAL_CANDIDATES", "abstract"]

@@ -71,7 +71,8 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     page.write_text(text + findings_markdown(workdir, profile, steps, reference))
     page = stage / "report" / "intro.md"
     title, _, rest = page.read_text().partition("\n")
-    page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}{rest}")
+    page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}\n"
+                    f"{abstract_markdown(workdir, profile, params)}{rest}")
     config = {k: v for k, v in book.items() if k != "toc"}
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
@@ -245,6 +246,14 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
     return "\n".join(lines) + "\n```\n"
 
 
+def abstract_markdown(workdir: Path, profile: str, params: dict) -> str:
+    """The first page's computed abstract (`findings.abstract`) from this build's findings."""
+    from studylib.analysis.findings import abstract, load, page_plan
+    from studylib.study.paths import Paths
+
+    return abstract(page_plan(load(Paths.of(workdir, profile).results)), params)
+
+
 def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
@@ -363,5 +372,5 @@ def _device(torch) -> str:
     return f"CPU only ({cpu}, {os.cpu_count()} logical cores visible), torch {torch.__version__}"
 
 
-__all__ = ["CONVERGED_PROFILE", "REPO", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
+__all__ = ["CONVERGED_PROFILE", "REPO", "abstract_markdown", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
            "findings_markdown", "plan_markdown", "reproducibility_markdown", "show_run_parameters"]
