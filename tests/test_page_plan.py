@@ -160,3 +160,16 @@ def test_the_abstract_answers_from_the_primary_findings_with_intervals_and_compu
     assert "each declared difference survives page-wide Holm" in text
     assert "50 candidates per request" in text and "20 % of the pool" in text and "9 of 10 heads" in text
     assert "twhin" not in text.lower()  # a question whose finding is absent is left out
+
+
+def test_presets_count_regret_and_utility_once_and_sobol_needs_a_practical_size():
+    # issue 26 #4: regret difference is exactly −utility difference: "7 clear differences" were 5
+    paired = pd.DataFrame([{"weights": "x", "metric": m, "difference": d, "low": d - 0.5, "high": d + 0.5}
+                           for m, d in (("utility", -1.0), ("regret", 1.0), ("expected_likes", 2.0))])
+    p = findings.presets_paired(paired, "base", {"utility": "true utility", "regret": "regret", "expected_likes": "likes"})
+    assert p.numbers["clear_differences"] == 2 and "counted once" in p.text and "x_regret" not in p.numbers
+    # issue 26 #7: an index of 2e-8 with a tighter interval still "excludes zero" today
+    sob = pd.DataFrame([{"probabilities": "model", "output": "utility", "input": i, "ST": st, "ST_conf": c}
+                        for i, st, c in (("a", 0.9, 0.1), ("video_playback_50", 2e-8, 1e-8))])
+    s = findings.sobol_summary(sob, "utility", "utility", 64)
+    assert s.numbers["model_clear_inputs"] == 1 and "reaches 0.01 of the variance" in s.text

@@ -816,7 +816,11 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | No
     return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
 
 
-def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int) -> Finding:
+SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
+
+
+def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
+                  min_st: float = SOBOL_MIN_ST) -> Finding:
     """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals."""
     numbers, parts = {"sobol_n": n_base}, []
     for source in ("model", "oracle"):
@@ -824,13 +828,14 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
         if sub.empty:
             continue
         top = sub.iloc[0]
-        clear = sub[sub["ST"] - sub["ST_conf"] > 0]
+        clear = sub[(sub["ST"] - sub["ST_conf"] > 0) & (sub["ST"] >= min_st)]
+        numbers["min_ST"] = min_st
         numbers.update({f"{source}_top_input": top["input"], f"{source}_top_ST": float(top["ST"]),
                         f"{source}_top_ST_conf": float(top["ST_conf"]), f"{source}_clear_inputs": len(clear),
                         f"{source}_max_conf": float(sub["ST_conf"].max())})
         parts.append(f"on the {source}'s probabilities {top['input']} has the largest total index "
                      f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
-                     f"whose interval excludes zero")
+                     f"whose interval excludes zero and that reaches {min_st:g} of the variance")
     same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
             + ("The model and the oracle agree on the most influential weight, so which weight matters most is not "
@@ -847,6 +852,9 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
     clear_count = 0
     for preset in [w for w in paired["weights"].unique() if w != base]:
         sub = paired[(paired["weights"] == preset) & paired["metric"].isin(metric_labels)]
+        if {"utility", "regret"} <= set(sub["metric"]):  # the same oracle: regret moves by exactly −utility, one decision
+            sub = sub[sub["metric"] != "regret"]
+            numbers["regret_counted_as_utility"] = True
         bits = []
         for _, r in sub.iterrows():
             numbers[f"{preset}_{r['metric']}"] = float(r["difference"])
@@ -859,6 +867,12 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
     numbers["clear_differences"] = clear_count
     text = (f"Against the base `{base}` weights, per request on the same candidates (paired differences, user-level "
             "intervals): " + "; ".join(parts) + ".")
+    if numbers.get("regret_counted_as_utility"):
+        text += (" A preset's regret moves by exactly minus its utility (both against the same oracle), so it is "
+                 "counted once, as utility.")
+    if "utility" in set(paired["metric"]):
+        text += (f" Utility is the `{base}` weights' own objective, which the other presets do not optimise: a loss there "
+                 "measures distance from that objective, not a preset's failure at its own.")
     return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
                    "05_presets_paired.csv")
 
