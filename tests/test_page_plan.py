@@ -173,3 +173,23 @@ def test_presets_count_regret_and_utility_once_and_sobol_needs_a_practical_size(
                         for i, st, c in (("a", 0.9, 0.1), ("video_playback_50", 2e-8, 1e-8))])
     s = findings.sobol_summary(sob, "utility", "utility", 64)
     assert s.numbers["model_clear_inputs"] == 1 and "reaches 0.01 of the variance" in s.text
+
+
+def test_the_random_floor_is_the_exact_expectation_over_shuffles_not_one_shuffle():
+    from studylib.analysis import ranking
+
+    rng = np.random.default_rng(0)
+    value = rng.normal(0, 5, (40, 20))
+    mask = np.ones_like(value, bool)
+    mask[0, 15:] = False  # a short request
+    users = np.arange(40)
+    exact = ranking.random_expectation(value, mask, 5)
+    assert exact[1] == pytest.approx(value[1].sum() * 5 / 20) and exact[0] == pytest.approx(value[0, :15].sum() * 5 / 15)
+    shuffles = np.mean([ranking.top_k_value(rng.random(value.shape), value, mask, 5) for _ in range(4000)], axis=0)
+    assert np.abs(shuffles - exact).max() < 0.6
+    # issue 26 #7: the random ranking's utility was one shuffle's; now it is the expectation
+    summary, _ = ranking.feed_comparison({"oracle": value, "random": ranking.random_scores(mask, 3)}, value, mask,
+                                         users, 5, 100, 0)
+    m = summary.set_index(["ranking", "metric"])["mean"]
+    assert m[("random", "utility")] == pytest.approx(exact.mean())
+    assert m[("random", "oracle_gain_share")] == pytest.approx(0.0) and m[("oracle", "oracle_gain_share")] == pytest.approx(1.0)

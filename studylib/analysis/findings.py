@@ -258,8 +258,8 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                  "model of the probabilities can know.")
     if "popularity" not in versus:
         verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
-    elif not below_popularity:
-        verdict = "at or above popularity on every relation"
+    elif not below_popularity:  # an interval holding zero is no evidence of parity: count the relations shown above
+        verdict = f"above popularity on {len(versus['popularity'][1])}/{len(share)} relations, below on none"
     else:
         pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
         verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
