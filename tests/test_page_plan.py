@@ -193,3 +193,20 @@ def test_the_random_floor_is_the_exact_expectation_over_shuffles_not_one_shuffle
     m = summary.set_index(["ranking", "metric"])["mean"]
     assert m[("random", "utility")] == pytest.approx(exact.mean())
     assert m[("random", "oracle_gain_share")] == pytest.approx(0.0) and m[("oracle", "oracle_gain_share")] == pytest.approx(1.0)
+
+
+def test_heads_that_cannot_be_evaluated_are_kept_out_of_tornado_flip_and_sobol_sentences():
+    # issue 26 #7: the report head (6 training positives) fed Sobol, tornado and negative_flip sentences
+    tornado = pd.DataFrame({"head": ["report", "favorited", "retweeted"], "low": [0.5, 0.8, 0.9],
+                            "high": [0.6, 0.85, 0.95], "departure": [0.5, 0.2, 0.1]})
+    t = findings.tornado_top_head(tornado, "overlap", 0.0, 4.0, tornado, not_evaluable=["report"])
+    assert t.verdict == "favorited" and "Left out of every sentence here: report" in t.text
+    assert "report moves" not in t.text
+    sweep = pd.DataFrame([{"factor": -1.0, "head": h, "probabilities": p, "expected_negative_feedback_change_pct": 10.0}
+                          for h in ("report", "negative_feedback_v2") for p in ("model", "oracle")])
+    flip = findings.negative_flip(sweep, ["negative_feedback_v2", "report"], 10, not_evaluable=["report"])
+    assert "report_model_pct" not in flip.numbers and "when report is flipped" not in flip.text
+    sob = pd.DataFrame([{"probabilities": "model", "output": "utility", "input": i, "ST": st, "ST_conf": 0.01}
+                        for i, st in (("report", 0.9), ("favorited", 0.3))])
+    s = findings.sobol_summary(sob, "utility", "utility", 64, not_evaluable=["report"])
+    assert s.numbers["model_top_input"] == "favorited" and "Left out" in s.text

@@ -777,10 +777,23 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
 # ---------------------------------------------------------------- chapter 5: weights
 
 
+def _left_out(not_evaluable, present) -> tuple[list[str], str]:
+    """The heads that cannot be evaluated among `present`, and the sentence that says they are left out."""
+    out = [h for h in (not_evaluable or ()) if h in set(present)]
+    if not out:
+        return out, ""
+    return out, (f" Left out of every sentence here: {', '.join(out)} (fewer than {MIN_POSITIVES} held-out positives, "
+                 "so what the model predicts for it is not evaluated).")
+
+
 def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
-                     oracle: pd.DataFrame | None = None) -> Finding:
+                     oracle: pd.DataFrame | None = None, not_evaluable: list[str] | None = None) -> Finding:
     """tornado: sensitivity.tornado_table (head, low, high, departure), largest departure first; `oracle`
-    the same table on the oracle's probabilities."""
+    the same table on the oracle's probabilities; `not_evaluable`: heads kept out of the ranking."""
+    out, note = _left_out(not_evaluable, tornado["head"])
+    tornado = tornado[~tornado["head"].isin(out)].reset_index(drop=True)
+    if oracle is not None:
+        oracle = oracle[~oracle["head"].isin(out)].reset_index(drop=True)
     top, last = tornado.iloc[0], tornado.iloc[-1]
     numbers = {"top_head": top["head"], "top_low": float(top["low"]), "top_high": float(top["high"]),
                "top_departure": float(top["departure"]), "last_head": last["head"],
@@ -796,12 +809,15 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
                  if o["head"] == top["head"] else
                  f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
                  "model's errors change which weight matters most.")
+    text += note
     return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
 
 
-def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | None:
+def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: list[str] | None = None) -> Finding | None:
     """sweep (model and oracle rows, feeds of top `k`): the change in expected negative feedback when a
-    negative weight's sign flips."""
+    negative weight's sign flips; heads in `not_evaluable` are left out."""
+    out, note = _left_out(not_evaluable, heads)
+    heads = [h for h in heads if h not in out]
     flip = sweep[np.isclose(sweep["factor"], -1.0) & sweep["head"].isin(heads)]
     if flip.empty or "expected_negative_feedback_change_pct" not in flip:
         return None
@@ -812,7 +828,7 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | No
         numbers.update({f"{r['head']}_model_pct": change, f"{r['head']}_oracle_pct": oracle_change})
         parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
     text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
-            f"feedback in the top {k} by " + "; ".join(parts) + ".")
+            f"feedback in the top {k} by " + "; ".join(parts) + "." + note)
     return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
 
 
@@ -820,8 +836,11 @@ SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index 
 
 
 def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
-                  min_st: float = SOBOL_MIN_ST) -> Finding:
-    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals."""
+                  min_st: float = SOBOL_MIN_ST, not_evaluable: list[str] | None = None) -> Finding:
+    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals;
+    inputs in `not_evaluable` are left out of the sentences."""
+    out, note = _left_out(not_evaluable, sobol["input"])
+    sobol = sobol[~sobol["input"].isin(out)]
     numbers, parts = {"sobol_n": n_base}, []
     for source in ("model", "oracle"):
         sub = sobol[(sobol["probabilities"] == source) & (sobol["output"] == output)].sort_values("ST", ascending=False)
@@ -842,7 +861,7 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
                "an artefact of the model's errors." if same else "The model and the oracle disagree on the most influential weight: part of "
                "what the weights seem to do on the model comes from its errors.")
             + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
-            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it.")
+            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it." + note)
     return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
 
 
