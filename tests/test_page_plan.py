@@ -210,3 +210,16 @@ def test_heads_that_cannot_be_evaluated_are_kept_out_of_tornado_flip_and_sobol_s
                         for i, st in (("report", 0.9), ("favorited", 0.3))])
     s = findings.sobol_summary(sob, "utility", "utility", 64, not_evaluable=["report"])
     assert s.numbers["model_top_input"] == "favorited" and "Left out" in s.text
+
+
+def test_the_margins_are_stated_in_every_profile_and_the_defaults_are_the_findings_constants():
+    import yaml
+
+    from studylib.study.report import REPO
+
+    for profile in ("tiny", "quick", "paper", "full"):
+        p = yaml.safe_load((REPO / "notebooks" / "profiles" / f"{profile}.yaml").read_text())
+        assert p["ablation_margin"] > 0 and p["calibration_margin"] > 0 and p["cohort_margin"] > 0
+    quick = yaml.safe_load((REPO / "notebooks" / "profiles" / "quick.yaml").read_text())
+    assert quick["ablation_margin"] == findings.EMBEDDING_MARGIN
+    assert quick["calibration_margin"] == findings.CALIBRATION_MARGIN and quick["cohort_margin"] == findings.COHORT_MARGIN
