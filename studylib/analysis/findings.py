@@ -6,6 +6,12 @@ the text, the numbers the text rests on and, where it decides something, the ver
 notebooks display `finding.markdown()` and `record()` it into
 `_build/results/<profile>/findings.json` (a list of {"id", "chapter", "text", "numbers",
 "verdict", "source"}), so a reader or a test can check every sentence against its numbers.
+
+When the report is assembled, `apply_page_plan` adds to every finding its decisions (each test's or
+interval's p-value, and how it was had), its endpoint (primary or secondary), the page-wide Holm
+adjustment over all of them and the verdict that adjustment leaves (`adjusted_verdict`). Claims of
+absence ("no difference", "tracks", "survives") are TOST tests against a margin the profile states,
+with their power; without equivalence shown they read "unresolved".
 """
 
 from __future__ import annotations
