@@ -223,3 +223,11 @@ def test_the_margins_are_stated_in_every_profile_and_the_defaults_are_the_findin
     quick = yaml.safe_load((REPO / "notebooks" / "profiles" / "quick.yaml").read_text())
     assert quick["ablation_margin"] == findings.EMBEDDING_MARGIN
     assert quick["calibration_margin"] == findings.CALIBRATION_MARGIN and quick["cohort_margin"] == findings.COHORT_MARGIN
+
+
+def test_a_finding_is_judged_by_what_it_declared_an_asymmetric_interval_holding_zero_is_not_a_difference():
+    page = [{"id": "cohort_model_vs_truth", "chapter": "03_score", "text": "", "verdict": "",
+             "numbers": {"x_model_diff": 1.07, "x_model_low": -0.013, "x_model_high": 2.11}}]
+    f = findings.page_plan(page)["cohort_model_vs_truth"]
+    assert f["p_value"] < 0.05  # the normal approximation of a bootstrap interval that holds zero
+    assert f["adjusted_verdict"] == "no difference declared before the adjustment"

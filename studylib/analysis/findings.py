@@ -268,9 +268,10 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
         verdict = f"above popularity on {len(versus['popularity'][1])}/{len(share)} relations, below on none"
     else:
         pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
+        pooled_behind = versus.get("pooled_popularity", ([], []))[1]
         verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
-                   + (f", at or above the popularity a translation score can carry on {len(share) - len(pooled_ahead)}"
-                      if "pooled_popularity" in versus else ""))
+                   + (f", above the popularity a translation score can carry on {len(pooled_behind)} and below it on "
+                      f"{len(pooled_ahead)}" if "pooled_popularity" in versus else ""))
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
 
 
@@ -1060,7 +1061,7 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) ->
                      adjusted_verdict="no test to adjust (a threshold rule)")
         else:
             best = min(ds, key=lambda d: d["p"])
-            declared = [d for d in ds if d["p"] < alpha]
+            declared = [d for d in ds if (excludes_zero(d["low"], d["high"]) if "low" in d else d["p"] < alpha)]
             lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
             f.update(p_value=best["p"], p_how=best["how"], p_adjusted=min(d["p_adjusted"] for d in ds))
             if not declared:
