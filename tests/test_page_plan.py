@@ -231,3 +231,26 @@ def test_a_finding_is_judged_by_what_it_declared_an_asymmetric_interval_holding_
     f = findings.page_plan(page)["cohort_model_vs_truth"]
     assert f["p_value"] < 0.05  # the normal approximation of a bootstrap interval that holds zero
     assert f["adjusted_verdict"] == "no difference declared before the adjustment"
+
+
+def test_the_tornados_top_head_carries_its_bootstrap_share_and_below_the_bar_is_unresolved():
+    # issue 26 #7: the top head had no interval (top in 89 % of user resamples)
+    tornado = pd.DataFrame({"head": ["a", "b"], "low": [0.5, 0.6], "high": [0.6, 0.65], "departure": [0.5, 0.4]})
+    shaky = findings.tornado_top_head(tornado, "overlap", 0.0, 4.0, top_share={"a": 0.89, "b": 0.11})
+    assert shaky.verdict == "unresolved" and "89 % of user-level bootstrap resamples" in shaky.text
+    sure = findings.tornado_top_head(tornado, "overlap", 0.0, 4.0, top_share={"a": 0.99, "b": 0.01})
+    assert sure.verdict == "a" and sure.numbers["top_share"] == 0.99
+
+
+def test_tornado_top_share_is_computed_from_user_resamples_of_the_sweep():
+    from test_findings import _feed_frame
+
+    from studylib.analysis import ranking, sensitivity
+
+    frame, heads = _feed_frame(n_requests=60, seed=2)
+    scored = ranking.ScoredSet.from_frame(frame, heads)
+    base = np.array([1.0, -2.0])
+    share = sensitivity.tornado_top_share(scored, base, "top5_overlap", 0.0, 4.0, 5, 200, 0)
+    assert set(share) == set(heads) and sum(share.values()) == pytest.approx(1.0)
+    only = sensitivity.tornado_top_share(scored, base, "top5_overlap", 0.0, 4.0, 5, 50, 0, exclude=[heads[0]])
+    assert only == {heads[1]: 1.0}

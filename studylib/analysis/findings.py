@@ -793,10 +793,16 @@ def _left_out(not_evaluable, present) -> tuple[list[str], str]:
                  "so what the model predicts for it is not evaluated).")
 
 
+TOP_SHARE_BAR = 0.95  # a head is "the" top of the tornado when it leads in this share of user resamples
+
+
 def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
-                     oracle: pd.DataFrame | None = None, not_evaluable: list[str] | None = None) -> Finding:
+                     oracle: pd.DataFrame | None = None, not_evaluable: list[str] | None = None,
+                     top_share: dict[str, float] | None = None) -> Finding:
     """tornado: sensitivity.tornado_table (head, low, high, departure), largest departure first; `oracle`
-    the same table on the oracle's probabilities; `not_evaluable`: heads kept out of the ranking."""
+    the same table on the oracle's probabilities; `not_evaluable`: heads kept out of the ranking;
+    `top_share`: sensitivity.tornado_top_share, each head's share of resamples in which it leads:
+    below TOP_SHARE_BAR the verdict names no head ("unresolved")."""
     out, note = _left_out(not_evaluable, tornado["head"])
     tornado = tornado[~tornado["head"].isin(out)].reset_index(drop=True)
     if oracle is not None:
@@ -809,6 +815,16 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
             f"×{low:g} and {top['high']:.2f} at ×{high:g} (largest departure from the base feed "
             f"{top['departure']:.2f}); {last['head']} moves it least (departure {last['departure']:.2f}).")
     verdict = str(top["head"])
+    if top_share is not None:
+        share = float(top_share.get(top["head"], 0.0))
+        rival = max((h for h in top_share if h != top["head"]), key=lambda h: top_share[h], default=None)
+        numbers.update(top_share=share, top_share_bar=TOP_SHARE_BAR)
+        text += (f" It leads in {100 * share:.0f} % of user-level bootstrap resamples"
+                 + (f" ({rival} in {100 * top_share[rival]:.0f} %)" if rival is not None and top_share[rival] > 0 else "")
+                 + ("." if share >= TOP_SHARE_BAR else f": below {100 * TOP_SHARE_BAR:.0f} %, so which weight moves the "
+                    "feed most is unresolved."))
+        if share < TOP_SHARE_BAR:
+            verdict = "unresolved"
     if oracle is not None:
         o = oracle.iloc[0]
         numbers.update({"oracle_top_head": o["head"], "oracle_top_departure": float(o["departure"])})
@@ -1170,4 +1186,4 @@ def abstract(found: dict[str, dict], params: dict) -> str:
             + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
 
 
-__all__ += ["ORIGINAL_CANDIDATES", "abstract"]
+__all__ += ["ORIGINAL_CANDIDATES", "TOP_SHARE_BAR", "abstract"]
