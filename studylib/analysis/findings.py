@@ -470,8 +470,8 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
                  f"({_ci(numbers['control_bias_low'], numbers['control_bias_high'], '+.4f')}); the downsampling's own "
                  f"bias is {question['difference']:+.4f} ({_ci(question['low'], question['high'], '+.4f')}).")
     text += (f" Against {against}, " + {
-        "calibration off": f"the bias excludes zero: the calibration removes only {100 * removed:.0f} % of the raw bias "
-                           "and leaves a real one.",
+        "calibration off": f"the bias excludes zero: the calibration leaves a real bias ({question['difference']:+.4f}, "
+                           f"{100 * question['difference'] / mean_truth:+.0f} % of the true mean).",
         "calibration survives": f"the bias is shown within ±{100 * margin:.0f} % of the true mean (TOST p = {eq['p']:.2g}).",
         "unresolved": f"the bias is neither shown nor shown within ±{100 * margin:.0f} % of the true mean (TOST p = "
                       f"{eq['p']:.2g}, power {eq['power']:.2f}): unresolved."}[verdict]
@@ -790,7 +790,7 @@ def _left_out(not_evaluable, present) -> tuple[list[str], str]:
     if not out:
         return out, ""
     return out, (f" Left out of every sentence here: {', '.join(out)} (fewer than {MIN_POSITIVES} held-out positives, "
-                 "so what the model predicts for it is not evaluated).")
+                 f"so what the model predicts for {'it' if len(out) == 1 else 'them'} is not evaluated).")
 
 
 TOP_SHARE_BAR = 0.95  # a head is "the" top of the tornado when it leads in this share of user resamples

@@ -282,8 +282,9 @@ def _adjusted(f: dict) -> str:
     """The page-wide plan's verdict beside a finding (`findings.page_plan`)."""
     if f.get("p_value") is None:
         return f" *Page-wide: {f['adjusted_verdict']}.*"
-    return (f" *Page-wide: {f['adjusted_verdict']} (smallest p {f['p_value']:.2g}, {f['p_how']}; "
-            f"adjusted {f['p_adjusted']:.2g}).*")
+    p = lambda v: f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
+    return (f" *Page-wide: {f['adjusted_verdict']} (smallest p {p(f['p_value'])}, {f['p_how']}; "
+            f"adjusted {p(f['p_adjusted'])}).*")
 
 
 def plan_markdown(found: dict[str, dict]) -> list[str]:
