@@ -254,3 +254,21 @@ def test_tornado_top_share_is_computed_from_user_resamples_of_the_sweep():
     assert set(share) == set(heads) and sum(share.values()) == pytest.approx(1.0)
     only = sensitivity.tornado_top_share(scored, base, "top5_overlap", 0.0, 4.0, 5, 50, 0, exclude=[heads[0]])
     assert only == {heads[1]: 1.0}
+
+
+def test_null_split_rates_are_judged_by_their_binomial_intervals_not_a_wide_window():
+    # issue 26 #6: the 2–8 % window is ±4 binomial SE at 1,000 splits; Welch at 3.4 % was called "valid"
+    icc = {"icc": 0.31, "design_effect": 16.2, "mean_cluster_size": 50.0}
+    quick = findings.null_split_false_positive_rate({"splits": 1000, "alpha": 0.05, "welch_rate": 0.034,
+                                                     "mwu_rate": 0.044, "ks_rate": 0.039}, icc)
+    assert quick.verdict == "conservative" and quick.numbers["welch_rate_high"] < 0.05
+    few = findings.null_split_false_positive_rate({"splits": 100, "alpha": 0.05, "welch_rate": 0.05,
+                                                   "mwu_rate": 0.05, "ks_rate": 0.05}, icc)
+    assert few.verdict == "unresolved" and "more splits" in few.text
+
+
+def test_rates_beside_alpha_are_not_counted_as_differences_from_zero():
+    icc = {"icc": 0.31, "design_effect": 16.2, "mean_cluster_size": 50.0}
+    f = findings.null_split_false_positive_rate({"splits": 1000, "alpha": 0.05, "welch_rate": 0.05,
+                                                 "mwu_rate": 0.05, "ks_rate": 0.05}, icc)
+    assert findings.decisions(dataclass_dict(f)) == []
