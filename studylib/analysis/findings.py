@@ -725,7 +725,7 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "request
     n = max(1, int(rates["splits"]))
     bounds = {k: (v - Z95 * math.sqrt(v * (1 - v) / n), v + Z95 * math.sqrt(v * (1 - v) / n)) for k, v in study_rates.items()}
     numbers.update({f"{k}_rate_{side}": b[i] for k, b in bounds.items() for i, side in enumerate(("low", "high"))},
-                   valid_low=lo, valid_high=hi)
+                   valid_from=lo, valid_to=hi)
     if any(b[0] > alpha for b in bounds.values()):
         verdict, said = "anti-conservative", ("At least one test rejects more often than stated (its binomial interval "
                                               "over the splits lies above α); its p-values below overstate the evidence.")
