@@ -6,6 +6,12 @@ the text, the numbers the text rests on and, where it decides something, the ver
 notebooks display `finding.markdown()` and `record()` it into
 `_build/results/<profile>/findings.json` (a list of {"id", "chapter", "text", "numbers",
 "verdict", "source"}), so a reader or a test can check every sentence against its numbers.
+
+When the report is assembled, `apply_page_plan` adds to every finding its decisions (each test's or
+interval's p-value, and how it was had), its endpoint (primary or secondary), the page-wide Holm
+adjustment over all of them and the verdict that adjustment leaves (`adjusted_verdict`). Claims of
+absence ("no difference", "tracks", "survives") are TOST tests against a margin the profile states,
+with their power; without equivalence shown they read "unresolved".
 """
 
 from __future__ import annotations
@@ -258,13 +264,14 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                  "model of the probabilities can know.")
     if "popularity" not in versus:
         verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
-    elif not below_popularity:
-        verdict = "at or above popularity on every relation"
+    elif not below_popularity:  # an interval holding zero is no evidence of parity: count the relations shown above
+        verdict = f"above popularity on {len(versus['popularity'][1])}/{len(share)} relations, below on none"
     else:
         pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
+        pooled_behind = versus.get("pooled_popularity", ([], []))[1]
         verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
-                   + (f", at or above the popularity a translation score can carry on {len(share) - len(pooled_ahead)}"
-                      if "pooled_popularity" in versus else ""))
+                   + (f", above the popularity a translation score can carry on {len(pooled_behind)} and below it on "
+                      f"{len(pooled_ahead)}" if "pooled_popularity" in versus else ""))
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
 
 
@@ -411,11 +418,23 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
     return Finding("positional_feed", "02_train", text, numbers, verdict, "02_positional_feed.csv")
 
 
+CALIBRATION_MARGIN = 0.1  # calibration "survives" when its bias is shown within this share of the mean true rate (TOST)
+
+
 def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.ndarray, users: np.ndarray,
-                             neg_rate: float, n_resamples: int = 1000, seed: int = 0) -> Finding:
+                             neg_rate: float, n_resamples: int = 1000, seed: int = 0,
+                             control: np.ndarray | None = None, margin: float = CALIBRATION_MARGIN,
+                             alpha: float = 0.05) -> Finding:
     """A head trained on negatively downsampled data: its mean calibrated and raw probability against the
-    mean true probability on data that was not downsampled (paired per candidate, user-level intervals)."""
-    from studylib.analysis.stats import paired_mean_difference
+    mean true probability on data that was not downsampled (paired per candidate, user-level intervals).
+
+    `control`: the same head of a model trained as long on data not downsampled; then the question is
+    the downsampling's own bias (calibrated − control), else the calibrated bias itself. "Survives"
+    only when a TOST shows that bias within ±`margin` × the mean true rate; a bias that excludes
+    zero is "calibration off"; anything else "unresolved" (with its power). The share of the raw
+    bias removed is reported, not decided on: any calibration removes most of it.
+    """
+    from studylib.analysis.stats import paired_mean_difference, tost_from_interval
 
     cal = paired_mean_difference(calibrated, truth, users, n_resamples, seed)
     unc = paired_mean_difference(raw, truth, users, n_resamples, seed)
@@ -423,19 +442,40 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
     numbers = {"neg_rate": neg_rate, "mean_truth": mean_truth, "mean_calibrated": float(np.mean(calibrated)),
                "mean_raw": float(np.mean(raw)), "calibrated_bias": cal["difference"], "calibrated_bias_low": cal["low"],
                "calibrated_bias_high": cal["high"], "raw_bias": unc["difference"], "raw_bias_low": unc["low"],
-               "raw_bias_high": unc["high"]}
+               "raw_bias_high": unc["high"], "margin": margin}
     removed = 1.0 - abs(cal["difference"]) / abs(unc["difference"]) if unc["difference"] else math.nan
     numbers["bias_removed"] = removed
-    survives = removed > 0.8 or not excludes_zero(cal["low"], cal["high"])
-    verdict = "calibration survives" if survives else "calibration off"
+    question, against = cal, "the truth"
+    if control is not None:
+        ctl = paired_mean_difference(control, truth, users, n_resamples, seed)
+        question = paired_mean_difference(calibrated, control, users, n_resamples, seed)
+        against = "the same-steps model trained without downsampling"
+        numbers.update({"control_bias": ctl["difference"], "control_bias_low": ctl["low"], "control_bias_high": ctl["high"],
+                        "downsampling_bias": question["difference"], "downsampling_bias_low": question["low"],
+                        "downsampling_bias_high": question["high"]})
+    eq = tost_from_interval(question["difference"], question["low"], question["high"], margin * mean_truth, alpha)
+    numbers.update({"bias_tost": eq["p"], "bias_power": eq["power"]})
+    if excludes_zero(question["low"], question["high"]):
+        verdict = "calibration off"
+    elif eq["p"] < alpha:
+        verdict = "calibration survives"
+    else:
+        verdict = "unresolved"
     text = (f"Trained with {100 * neg_rate:.0f} % of its negatives kept, the favorited head predicts a mean of "
             f"{numbers['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
-            f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}); uncalibrated it would predict "
-            f"{numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}). "
-            + (f"The calibration removes {100 * removed:.0f} % of the bias the downsampling puts into the raw output"
-               + ("." if excludes_zero(cal["low"], cal["high"]) else ", and what is left is within resampling noise.")
-               if survives else
-               f"The calibration removes only {100 * removed:.0f} % of the bias at this run length."))
+            f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}, {100 * cal['difference'] / mean_truth:+.0f} % "
+            f"of the true mean); uncalibrated it would predict {numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}).")
+    if control is not None:
+        text += (f" Trained as long without downsampling the head's bias is {numbers['control_bias']:+.4f} "
+                 f"({_ci(numbers['control_bias_low'], numbers['control_bias_high'], '+.4f')}); the downsampling's own "
+                 f"bias is {question['difference']:+.4f} ({_ci(question['low'], question['high'], '+.4f')}).")
+    text += (f" Against {against}, " + {
+        "calibration off": f"the bias excludes zero: the calibration leaves a real bias ({question['difference']:+.4f}, "
+                           f"{100 * question['difference'] / mean_truth:+.0f} % of the true mean).",
+        "calibration survives": f"the bias is shown within ±{100 * margin:.0f} % of the true mean (TOST p = {eq['p']:.2g}).",
+        "unresolved": f"the bias is neither shown nor shown within ±{100 * margin:.0f} % of the true mean (TOST p = "
+                      f"{eq['p']:.2g}, power {eq['power']:.2f}): unresolved."}[verdict]
+             + f" (The calibration removes {100 * removed:.0f} % of the bias in the raw output, as any calibration would remove most of it.)")
     return Finding("downsampling_calibration", "02_train", text, numbers, verdict, "02_downsampling.csv")
 
 
@@ -591,10 +631,26 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
                    "no measurable dependence", "03_budget.csv")
 
 
-def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline") -> Finding:
-    """table: ranking.cohort_scores rows (cohort, target, mean, vs_reference[_low/_high])."""
+COHORT_MARGIN = 0.25  # the model "tracks" a cohort's true difference when its bias is within this share of it (TOST)
+
+
+def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "baseline",
+                          margin: float = COHORT_MARGIN, alpha: float = 0.05) -> Finding:
+    """table: ranking.cohort_scores rows (cohort, target ∈ model/truth/model − truth, mean,
+    vs_reference[_low/_high]).
+
+    The question is the model's bias: "tracks the truth" needs the cohort's bias difference
+    (model − truth, against the reference cohort) shown within ±`margin` × the true difference by
+    TOST; a bias that excludes zero under- or overstates the truth (with the share recovered); a
+    bias neither excluded nor shown small is "unresolved", as is "no difference" unless both
+    differences are shown within the margin of the largest true cohort difference.
+    """
+    from studylib.analysis.stats import tost_from_interval
+
     others = [c for c in table["cohort"].unique() if c != reference]
-    numbers, parts, verdicts = {}, [], []
+    truth_rows = table[(table["cohort"] != reference) & (table["target"] == "truth")]
+    largest = float(truth_rows["vs_reference"].abs().max()) if len(truth_rows) else math.nan
+    numbers, parts, verdicts = {"margin": margin}, [], []
     for c in others:
         t = table[(table["cohort"] == c)].set_index("target")
         model, truth = t.loc["model"], t.loc["truth"]
@@ -604,27 +660,49 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                         f"{c}_truth_high": float(truth["vs_reference_high"])})
         model_sig = excludes_zero(model["vs_reference_low"], model["vs_reference_high"])
         truth_sig = excludes_zero(truth["vs_reference_low"], truth["vs_reference_high"])
-        if truth_sig and model_sig and np.sign(model["vs_reference"]) == np.sign(truth["vs_reference"]):
-            v = "tracks the truth"
-        elif truth_sig and model_sig:
+        recovered = float(model["vs_reference"] / truth["vs_reference"]) if truth["vs_reference"] != 0 else math.nan
+        numbers[f"{c}_recovered"] = recovered
+        bias_note = ""
+        if "model − truth" in t.index:
+            b = t.loc["model − truth"]
+            bias, b_low, b_high = float(b["vs_reference"]), float(b["vs_reference_low"]), float(b["vs_reference_high"])
+            bias_sig = excludes_zero(b_low, b_high)
+            eq = tost_from_interval(bias, b_low, b_high, margin * abs(truth["vs_reference"]) if truth_sig
+                                    else margin * largest, alpha)
+            numbers.update({f"{c}_bias_diff": bias, f"{c}_bias_tost": eq["p"], f"{c}_bias_power": eq["power"]})
+            bias_note = (f"; the model's bias differs from {reference}'s by {bias:+.3g} ({_ci(b_low, b_high, '+.3g')}), "
+                         f"recovering {100 * recovered:.0f} % of the true difference")
+        else:  # an older table without the bias rows: nothing shows the bias small
+            bias_sig, eq = False, {"p": math.nan, "power": math.nan}
+        if truth_sig and model_sig and np.sign(model["vs_reference"]) != np.sign(truth["vs_reference"]):
             v = "opposite to the truth"
-        elif truth_sig:
+        elif truth_sig and model_sig and bias_sig:
+            v = "understates the truth" if abs(recovered) < 1 else "overstates the truth"
+        elif truth_sig and model_sig and eq["p"] < alpha:
+            v = "tracks the truth"
+        elif truth_sig and not model_sig and (bias_sig or not np.isfinite(eq["p"])):
             v = "misses a real difference"
-        elif model_sig:
+        elif model_sig and not truth_sig:
             v = "invents a difference"
-        else:
+        elif not truth_sig and not model_sig and eq["p"] < alpha:
             v = "no difference in either"
-        said = {"tracks the truth": "the model follows the true difference",
+        else:
+            v = "unresolved"
+        said = {"tracks the truth": f"the model follows the true difference, its bias shown within ±{100 * margin:.0f} % of it",
                 "opposite to the truth": "the model moves the opposite way to the truth",
+                "understates the truth": "the model follows the true difference's direction but understates it",
+                "overstates the truth": "the model follows the true difference's direction but overstates it",
                 "misses a real difference": "the model misses a real difference",
                 "invents a difference": "the model shows a difference the truth does not have",
-                "no difference in either": "neither differs beyond resampling noise"}[v]
+                "no difference in either": "neither differs, both shown within the margin",
+                "unresolved": (f"neither a bias nor its absence is shown (equivalence power {eq['power']:.2f})"
+                               if np.isfinite(eq["power"]) else "neither a bias nor its absence is shown")}[v]
         verdicts.append(v)
         word = lambda x: "higher" if x > 0 else "lower"  # noqa: E731
         parts.append(f"{c} users score {abs(truth['vs_reference']):.3g} {word(truth['vs_reference'])} than {reference} "
                      f"in truth ({_ci(truth['vs_reference_low'], truth['vs_reference_high'], '+.3g')}) and "
                      f"{abs(model['vs_reference']):.3g} {word(model['vs_reference'])} by the model "
-                     f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}): {said}")
+                     f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}){bias_note}: {said}")
     text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
     verdict = ", ".join(f"{c}: {v}" for c, v in zip(others, verdicts))
     return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, "03_cohorts.csv")
@@ -642,14 +720,25 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "request
     numbers = {"splits": rates["splits"], "alpha": alpha, **{f"{k}_rate": v for k, v in study_rates.items()},
                **{k: v for k, v in rates.items() if k.startswith("naive_")}, **icc}
     lo, hi = (lo, hi) if alpha == 0.05 else (0.4 * alpha, 1.6 * alpha)
-    if all(lo <= v <= hi for v in study_rates.values()):
-        verdict, said = "valid", "The tests hold their stated false-positive rate."
-    elif any(v > hi for v in study_rates.values()):
-        verdict, said = "anti-conservative", ("At least one test rejects more often than stated; its p-values below "
-                                              "overstate the evidence.")
+    # each rate with its binomial 95 % interval over the splits: a rate is off when its interval excludes α,
+    # and the tests are "valid" only when every interval lies inside [lo, hi] (equivalence, not a point in a window)
+    n = max(1, int(rates["splits"]))
+    bounds = {k: (v - Z95 * math.sqrt(v * (1 - v) / n), v + Z95 * math.sqrt(v * (1 - v) / n)) for k, v in study_rates.items()}
+    numbers.update({f"{k}_rate_{side}": b[i] for k, b in bounds.items() for i, side in enumerate(("low", "high"))},
+                   valid_from=lo, valid_to=hi)
+    if any(b[0] > alpha for b in bounds.values()):
+        verdict, said = "anti-conservative", ("At least one test rejects more often than stated (its binomial interval "
+                                              "over the splits lies above α); its p-values below overstate the evidence.")
+    elif any(b[1] < alpha for b in bounds.values()):
+        verdict, said = "conservative", ("At least one test rejects less often than stated (its binomial interval over "
+                                         "the splits lies below α): its p-values are conservative, and real differences "
+                                         "may be missed.")
+    elif all(lo <= b[0] and b[1] <= hi for b in bounds.values()):
+        verdict, said = "valid", (f"The tests hold their stated false-positive rate: every rate's binomial interval lies "
+                                  f"within {100 * lo:g}–{100 * hi:g} %.")
     else:
-        verdict, said = "conservative", ("At least one test rejects less often than stated: its p-values are "
-                                         "conservative, and real differences may be missed.")
+        verdict, said = "unresolved", (f"No rate is shown off α, but not every rate's binomial interval lies within "
+                                       f"{100 * lo:g}–{100 * hi:g} %: more splits are needed to call the tests valid.")
     text = (f"Candidates of one {split} are correlated (intraclass correlation {icc['icc']:.2f}, design effect "
             f"{icc['design_effect']:.1f} at {icc['mean_cluster_size']:.0f} candidates per {split}). On "
             f"{rates['splits']} random {split}-level splits of one data set (no real difference), the chapter's tests "
@@ -673,6 +762,9 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
                 f"{_ci(r['difference_low'], r['difference_high'], '+.2f')})")
         (rejected if holm_hits else kept).append(desc)
     numbers = {"comparisons": len(tests), "rejected": len(rejected), "tests_in_family": 3 * len(tests), "alpha": alpha}
+    for _, r in tests.iterrows():  # the raw p-values, for the page-wide plan (`page_plan`)
+        slug = "_".join(str(r["comparison"]).replace("-", " ").split())
+        numbers.update({f"{slug}_{name}_p": float(r[f"{name}_p"]) for name in ("welch", "mwu", "ks") if f"{name}_p" in r})
     text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
             f"{len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
             + ("; ".join(rejected) if rejected else "none") + ". "
@@ -703,10 +795,29 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
 # ---------------------------------------------------------------- chapter 5: weights
 
 
+def _left_out(not_evaluable, present) -> tuple[list[str], str]:
+    """The heads that cannot be evaluated among `present`, and the sentence that says they are left out."""
+    out = [h for h in (not_evaluable or ()) if h in set(present)]
+    if not out:
+        return out, ""
+    return out, (f" Left out of every sentence here: {', '.join(out)} (fewer than {MIN_POSITIVES} held-out positives, "
+                 f"so what the model predicts for {'it' if len(out) == 1 else 'them'} is not evaluated).")
+
+
+TOP_SHARE_BAR = 0.95  # a head is "the" top of the tornado when it leads in this share of user resamples
+
+
 def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
-                     oracle: pd.DataFrame | None = None) -> Finding:
+                     oracle: pd.DataFrame | None = None, not_evaluable: list[str] | None = None,
+                     top_share: dict[str, float] | None = None) -> Finding:
     """tornado: sensitivity.tornado_table (head, low, high, departure), largest departure first; `oracle`
-    the same table on the oracle's probabilities."""
+    the same table on the oracle's probabilities; `not_evaluable`: heads kept out of the ranking;
+    `top_share`: sensitivity.tornado_top_share, each head's share of resamples in which it leads:
+    below TOP_SHARE_BAR the verdict names no head ("unresolved")."""
+    out, note = _left_out(not_evaluable, tornado["head"])
+    tornado = tornado[~tornado["head"].isin(out)].reset_index(drop=True)
+    if oracle is not None:
+        oracle = oracle[~oracle["head"].isin(out)].reset_index(drop=True)
     top, last = tornado.iloc[0], tornado.iloc[-1]
     numbers = {"top_head": top["head"], "top_low": float(top["low"]), "top_high": float(top["high"]),
                "top_departure": float(top["departure"]), "last_head": last["head"],
@@ -715,6 +826,16 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
             f"×{low:g} and {top['high']:.2f} at ×{high:g} (largest departure from the base feed "
             f"{top['departure']:.2f}); {last['head']} moves it least (departure {last['departure']:.2f}).")
     verdict = str(top["head"])
+    if top_share is not None:
+        share = float(top_share.get(top["head"], 0.0))
+        rival = max((h for h in top_share if h != top["head"]), key=lambda h: top_share[h], default=None)
+        numbers.update(top_share=share, top_share_bar=TOP_SHARE_BAR)
+        text += (f" It leads in {100 * share:.0f} % of user-level bootstrap resamples"
+                 + (f" ({rival} in {100 * top_share[rival]:.0f} %)" if rival is not None and top_share[rival] > 0 else "")
+                 + ("." if share >= TOP_SHARE_BAR else f": below {100 * TOP_SHARE_BAR:.0f} %, so which weight moves the "
+                    "feed most is unresolved."))
+        if share < TOP_SHARE_BAR:
+            verdict = "unresolved"
     if oracle is not None:
         o = oracle.iloc[0]
         numbers.update({"oracle_top_head": o["head"], "oracle_top_departure": float(o["departure"])})
@@ -722,12 +843,15 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
                  if o["head"] == top["head"] else
                  f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
                  "model's errors change which weight matters most.")
+    text += note
     return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
 
 
-def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | None:
+def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: list[str] | None = None) -> Finding | None:
     """sweep (model and oracle rows, feeds of top `k`): the change in expected negative feedback when a
-    negative weight's sign flips."""
+    negative weight's sign flips; heads in `not_evaluable` are left out."""
+    out, note = _left_out(not_evaluable, heads)
+    heads = [h for h in heads if h not in out]
     flip = sweep[np.isclose(sweep["factor"], -1.0) & sweep["head"].isin(heads)]
     if flip.empty or "expected_negative_feedback_change_pct" not in flip:
         return None
@@ -738,32 +862,40 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int) -> Finding | No
         numbers.update({f"{r['head']}_model_pct": change, f"{r['head']}_oracle_pct": oracle_change})
         parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
     text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
-            f"feedback in the top {k} by " + "; ".join(parts) + ".")
+            f"feedback in the top {k} by " + "; ".join(parts) + "." + note)
     return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
 
 
-def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int) -> Finding:
-    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals."""
+SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
+
+
+def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
+                  min_st: float = SOBOL_MIN_ST, not_evaluable: list[str] | None = None) -> Finding:
+    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals;
+    inputs in `not_evaluable` are left out of the sentences."""
+    out, note = _left_out(not_evaluable, sobol["input"])
+    sobol = sobol[~sobol["input"].isin(out)]
     numbers, parts = {"sobol_n": n_base}, []
     for source in ("model", "oracle"):
         sub = sobol[(sobol["probabilities"] == source) & (sobol["output"] == output)].sort_values("ST", ascending=False)
         if sub.empty:
             continue
         top = sub.iloc[0]
-        clear = sub[sub["ST"] - sub["ST_conf"] > 0]
+        clear = sub[(sub["ST"] - sub["ST_conf"] > 0) & (sub["ST"] >= min_st)]
+        numbers["min_ST"] = min_st
         numbers.update({f"{source}_top_input": top["input"], f"{source}_top_ST": float(top["ST"]),
                         f"{source}_top_ST_conf": float(top["ST_conf"]), f"{source}_clear_inputs": len(clear),
                         f"{source}_max_conf": float(sub["ST_conf"].max())})
         parts.append(f"on the {source}'s probabilities {top['input']} has the largest total index "
                      f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
-                     f"whose interval excludes zero")
+                     f"whose interval excludes zero and that reaches {min_st:g} of the variance")
     same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
             + ("The model and the oracle agree on the most influential weight, so which weight matters most is not "
                "an artefact of the model's errors." if same else "The model and the oracle disagree on the most influential weight: part of "
                "what the weights seem to do on the model comes from its errors.")
             + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
-            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it.")
+            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it." + note)
     return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
 
 
@@ -773,6 +905,9 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
     clear_count = 0
     for preset in [w for w in paired["weights"].unique() if w != base]:
         sub = paired[(paired["weights"] == preset) & paired["metric"].isin(metric_labels)]
+        if {"utility", "regret"} <= set(sub["metric"]):  # the same oracle: regret moves by exactly −utility, one decision
+            sub = sub[sub["metric"] != "regret"]
+            numbers["regret_counted_as_utility"] = True
         bits = []
         for _, r in sub.iterrows():
             numbers[f"{preset}_{r['metric']}"] = float(r["difference"])
@@ -785,6 +920,12 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
     numbers["clear_differences"] = clear_count
     text = (f"Against the base `{base}` weights, per request on the same candidates (paired differences, user-level "
             "intervals): " + "; ".join(parts) + ".")
+    if numbers.get("regret_counted_as_utility"):
+        text += (" A preset's regret moves by exactly minus its utility (both against the same oracle), so it is "
+                 "counted once, as utility.")
+    if "utility" in set(paired["metric"]):
+        text += (f" Utility is the `{base}` weights' own objective, which the other presets do not optimise: a loss there "
+                 "measures distance from that objective, not a preset's failure at its own.")
     return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
                    "05_presets_paired.csv")
 
@@ -929,12 +1070,22 @@ def equal_contribution_claim(published_rates: dict, world_rates: dict, points: p
 # ---------------------------------------------------------------- chapter 2b: the embedding ablation
 
 
-def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
+EMBEDDING_MARGIN = 0.01  # median AUROC: a gain smaller than this over random vectors is no gain (profile: ablation_margin)
+
+
+def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBEDDING_MARGIN,
+                       alpha: float = 0.05) -> Finding:
     """per_seed: rows (variant, seed, head, auroc, positives) of the ablation runs.
 
     The variants of one seed share everything but the embeddings, so gains over `random` are
-    paired by seed; the verdict compares the median gain with its spread over seeds.
+    paired by seed: a paired t-test says whether they help or hurt, and only a TOST against
+    ±`margin` (with its power at this many seeds) may say they make no difference; otherwise
+    the verdict is "unresolved".
     """
+    from scipy.stats import t as t_dist
+
+    from studylib.analysis.stats import POWER_BAR, tost
+
     ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
     med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
     seeds = len(med)
@@ -945,17 +1096,27 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int) -> Finding:
         mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
         numbers.update({f"{v}_gain": mean, f"{v}_gain_sd": sd, f"{v}_gain_min": float(gain.min()),
                         f"{v}_gain_max": float(gain.max())})
+        se = sd / math.sqrt(seeds) if seeds > 1 else math.nan
+        p = (float(2 * t_dist.sf(abs(mean) / se, seeds - 1)) if se > 0 else
+             math.nan if seeds < 2 else float(mean == 0))  # identical gains over seeds: no noise to test against
+        eq = tost(mean, se, margin, seeds - 1, alpha) if seeds > 1 else {"p": math.nan, "power": math.nan}
+        numbers.update({f"{v}_gain_p": p, f"{v}_tost": eq["p"], f"{v}_power": eq["power"], "margin": margin,
+                        "power_bar": POWER_BAR})
         if seeds < 3:
             verdict = "too few seeds"
-        elif gain.min() > 0 and mean > 2 * sd:
-            verdict = "helps"
-        elif gain.max() < 0 and -mean > 2 * sd:
-            verdict = "hurts"
+        elif p < alpha:
+            verdict = "helps" if mean > 0 else "hurts"
+        elif eq["p"] < alpha:
+            verdict = f"no difference (within ±{margin:g})"
         else:
-            verdict = "within seed noise"
+            verdict = "unresolved"
         verdicts.append(f"{v}: {verdict}")
+        said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
+                f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
+        if verdict == "unresolved" and eq["power"] < POWER_BAR:
+            said += f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
         parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
-                     f"{gain.min():+.3f} to {gain.max():+.3f}): {verdict}")
+                     f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {verdict}")
     text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
     if seeds < 3:
@@ -975,3 +1136,202 @@ __all__ = ["FINDINGS_FILE", "Finding", "NULL_RATE_RANGE", "base_rates", "cohort_
            "embedding_ablation", "equal_contribution_claim", "excludes_zero", "frontier_distance", "fork_scores", "negative_flip", "head_quality", "load", "model_vs_oracle_regret",
            "null_split_false_positive_rate", "optimal_weights_gain", "positional_feed", "positional_heads", "presets_paired", "record", "score_shares",
            "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction"]
+
+
+# ---------------------------------------------------------------- the page: one multiplicity plan
+
+PAGE_ALPHA = 0.05
+# Holm, not Benjamini–Hochberg: the page's decisions share users, seeds and models (dependence BH's
+# positive-dependence condition is not shown to cover), and a reader takes each declared difference
+# as a claim of its own, so the family-wise error is the rate that matters. One family: every
+# decision on the page.
+PAGE_ADJUSTMENT = "Holm"
+# The study's questions, answered by these findings (id -> the numbers' stems that are its endpoints,
+# shell patterns; empty: all of its decisions). Every other finding is secondary.
+PRIMARY_ENDPOINTS = {"model_vs_oracle_regret": ("regret",), "positional_feed": ("positional_minus_by_name",),
+                     "twhin_link_prediction": ("*_trained_over_popularity",), "optimal_weights_gain": ()}
+Z95 = 1.959963984540054  # the normal quantile behind a two-sided 95 % interval
+# (finding id, stem) pairs whose _low/_high are not a 95 % interval of a difference from zero
+NOT_INTERVALS = {("tornado_top_head", "top"), *(("null_split_false_positive_rate", f"{t}_rate") for t in ("welch", "mwu", "ks"))}
+_NOT_ESTIMATES = ("_low", "_high", "_sd", "_conf", "_min", "_max", "_p")
+
+
+def _interval_estimate(numbers: dict, stem: str, low: float, high: float) -> float:
+    if _is_number(numbers.get(stem)):
+        return float(numbers[stem])
+    names = sorted((k for k, v in numbers.items() if k.startswith(stem + "_") and _is_number(v)
+                    and not k.endswith(_NOT_ESTIMATES)), key=len)
+    return float(numbers[names[0]]) if names else (low + high) / 2
+
+
+def decisions(finding: dict) -> list[dict]:
+    """The tests a finding's verdict rests on, each {"name", "p", "how"} (and "estimate", "low", "high"
+    where it comes from an interval): its tests' p-values (numbers named `*_p`) where it has any,
+    otherwise one per 95 % interval in its numbers (`<stem>_low`, `<stem>_high`), the two-sided p of
+    a difference from zero under the normal approximation (standard error = width / 3.92)."""
+    from scipy.stats import norm
+
+    numbers = finding.get("numbers", {})
+    tested = [k for k, v in numbers.items() if k.endswith("_p") and _is_number(v)]
+    if tested:
+        return [{"name": k[:-2], "p": float(numbers[k]), "how": "from its test"} for k in tested]
+    out = []
+    for key, low in numbers.items():
+        stem = key[:-4]
+        high = numbers.get(stem + "_high")
+        if (not key.endswith("_low") or not _is_number(low) or not _is_number(high)
+                or (finding.get("id"), stem) in NOT_INTERVALS):
+            continue
+        se = (high - low) / (2 * Z95)
+        if not se > 0:
+            continue
+        estimate = _interval_estimate(numbers, stem, low, high)
+        out.append({"name": stem, "estimate": estimate, "low": float(low), "high": float(high),
+                    "p": float(2 * norm.sf(abs(estimate) / se)),
+                    "how": "from its 95 % interval (normal approximation, standard error = width / 3.92)"})
+    return out
+
+
+def _primary(finding_id: str, name: str) -> bool:
+    from fnmatch import fnmatch
+
+    patterns = PRIMARY_ENDPOINTS.get(finding_id)
+    return patterns is not None and (not patterns or any(fnmatch(name, p) for p in patterns))
+
+
+def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+    """Every finding of a run with the page-wide plan applied: its decisions (`decisions`), all of the
+    page's in one Holm family, each with its adjusted p; the finding's `endpoint` (primary or
+    secondary), `p_value` and `p_how` (its smallest decision p, and how it was had), `p_adjusted`,
+    `adjustment` and `adjusted_verdict` (which of its declared differences, p < alpha before the
+    adjustment, lapse after it). Findings without a test keep `p_value` None and say so."""
+    from studylib.analysis.stats import holm
+
+    found = {f["id"]: f for f in (found.values() if isinstance(found, dict) else found)}
+    tests = {i: decisions(f) for i, f in found.items()}
+    flat = [d for i in sorted(tests) for d in tests[i]]
+    adjusted = holm(np.array([d["p"] for d in flat])) if flat else np.array([])
+    for d, p in zip(flat, adjusted):
+        d["p_adjusted"] = float(p)
+    out = {}
+    for i, f in found.items():
+        ds = tests[i]
+        for d in ds:
+            d["primary"] = _primary(i, d["name"])
+        f = {**f, "decisions": ds, "endpoint": "primary" if i in PRIMARY_ENDPOINTS else "secondary",
+             "adjustment": f"{PAGE_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
+        if not ds:
+            f.update(p_value=None, p_how="no test: a threshold rule", p_adjusted=None,
+                     adjusted_verdict="no test to adjust (a threshold rule)")
+        else:
+            best = min(ds, key=lambda d: d["p"])
+            declared = [d for d in ds if (excludes_zero(d["low"], d["high"]) if "low" in d else d["p"] < alpha)]
+            lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
+            f.update(p_value=best["p"], p_how=best["how"], p_adjusted=min(d["p_adjusted"] for d in ds))
+            if not declared:
+                f["adjusted_verdict"] = "no difference declared before the adjustment"
+            elif not lapsed:
+                f["adjusted_verdict"] = (f"holds: {'its' if len(declared) == 1 else f'all {len(declared)}'} declared "
+                                         f"difference{'s' if len(declared) > 1 else ''} survive{'s' if len(declared) == 1 else ''} "
+                                         f"page-wide {PAGE_ADJUSTMENT}")
+            else:
+                f["adjusted_verdict"] = (f"{len(lapsed)} of {len(declared)} declared differences lapse under page-wide "
+                                         f"{PAGE_ADJUSTMENT}: {', '.join(lapsed)}")
+        out[i] = _plain(f)
+    return out
+
+
+def apply_page_plan(results: str | Path, alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+    """`page_plan` over results/findings.json, written back (so the file carries every finding's p-value,
+    adjusted p and adjusted verdict); returns the findings by id."""
+    planned = page_plan(load(results), alpha)
+    write_json(Path(results) / FINDINGS_FILE, sorted(planned.values(), key=lambda f: (f["chapter"], f["id"])))
+    return planned
+
+
+__all__ += ["PAGE_ADJUSTMENT", "PAGE_ALPHA", "PRIMARY_ENDPOINTS", "apply_page_plan", "decisions", "page_plan"]
+
+
+# ---------------------------------------------------------------- the report's first page: a computed abstract
+
+ORIGINAL_CANDIDATES = 1500  # candidates the original ranks per timeline request (the published description)
+
+
+def _page_wide(f: dict) -> str:
+    """Whether a primary finding's endpoint differences survive the page-wide plan."""
+    declared = [d for d in f.get("decisions", []) if d.get("primary") and d["p"] < PAGE_ALPHA]
+    if not declared:
+        return ""
+    lapsed = [d["name"] for d in declared if d["p_adjusted"] >= PAGE_ALPHA]
+    if not lapsed:
+        return f" (each declared difference survives page-wide {PAGE_ADJUSTMENT})"
+    return f" ({len(lapsed)} of {len(declared)} lapse under page-wide {PAGE_ADJUSTMENT}: {', '.join(lapsed)})"
+
+
+def _endpoint_sentence(f: dict) -> str:
+    """A primary finding without a tailored sentence: its primary decisions with their intervals."""
+    ds = [d for d in f.get("decisions", []) if d.get("primary") and "low" in d]
+    said = "; ".join(f"{d['name'].replace('_', ' ')} {d['estimate']:+.3g} ({_ci(d['low'], d['high'], '+.3g')})" for d in ds)
+    return f"`{f['id']}`: {said or f.get('verdict') or 'no interval'}{_page_wide(f)}."
+
+
+def abstract(found: dict[str, dict], params: dict) -> str:
+    """The report's opening paragraphs from the run's primary findings (`page_plan` applied) and its
+    parameters: one answer per question of the study, each with its interval and page-wide verdict,
+    and the limits the run's own settings put on them. Questions without their finding are left out."""
+    found = page_plan(found) if found and "adjusted_verdict" not in next(iter(found.values())) else found
+    answers = []
+    rel = found.get("twhin_link_prediction")
+    if rel is not None:
+        n = rel["numbers"]
+        relations = [k[: -len("_trained_over_popularity")] for k in n if k.endswith("_trained_over_popularity")]
+        above = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_low"))
+                 and n[f"{r}_trained_over_popularity_low"] > 0]
+        below = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_high"))
+                 and n[f"{r}_trained_over_popularity_high"] < 0]
+        if relations:
+            answers.append(f"TwHIN's trained embeddings rank held-out engagements better than popularity on {_named(above)} "
+                           f"and worse on {_named(below)} of {len(relations)}, by the paired 95 % intervals of the MRR "
+                           f"difference{_page_wide(rel)}.")
+    pos = found.get("positional_feed")
+    if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
+        n = pos["numbers"]
+        answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
+                       f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
+                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')})"
+                       f"{_page_wide(pos)}.")
+    reg = found.get("model_vs_oracle_regret")
+    if reg is not None:
+        n = reg["numbers"]
+        answers.append(f"Ranked by its scores with the `{n['weights']}` weights, the model's feed carries a regret of "
+                       f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}), "
+                       f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
+                       f"of what the oracle gains over a random order{_page_wide(reg)}.")
+    for i in PRIMARY_ENDPOINTS:
+        if i in found and i not in ("twhin_link_prediction", "positional_feed", "model_vs_oracle_regret"):
+            answers.append(_endpoint_sentence(found[i]))
+    get = lambda name, default=0: params.get(name, default)  # noqa: E731
+    candidates = get("candidates", 50)
+    limits = [f"These answers hold for the planted world this run generated (scenario `{get('scenario', '?')}`, base rates "
+              f"scaled ×{get('rate_scale', 1):g}), not for Twitter's data, which is not public",
+              f"{get('train_examples'):,} training examples and {get('steps'):,} steps with {get('seeds', 1)} seed"
+              f"{'s' if get('seeds', 1) != 1 else ''}"]
+    conv = found.get("convergence")
+    if conv is not None and conv.get("verdict"):
+        limits[-1] += f" (convergence: *{conv['verdict']}*)"
+    limits.append(f"{candidates} candidates per request against the original's about {ORIGINAL_CANDIDATES:,}, so a top "
+                  f"{get('top_k', 10)} is {100 * get('top_k', 10) / max(1, candidates):.0f} % of the pool here")
+    hq = found.get("head_quality")
+    if hq is not None and _is_number(hq["numbers"].get("evaluable_heads")) and _is_number(hq["numbers"].get("heads")):
+        limits.append(f"{hq['numbers']['evaluable_heads']} of {hq['numbers']['heads']} heads have enough held-out "
+                      f"positives ({MIN_POSITIVES}) to be evaluated")
+    primary = [i for i in PRIMARY_ENDPOINTS if i in found]
+    lapsed = [i for i in found if "lapse" in (found[i].get("adjusted_verdict") or "")]
+    plan = (f"Primary endpoints: {', '.join(f'`{i}`' for i in primary)}; every verdict on the Findings page is read "
+            f"under one {PAGE_ADJUSTMENT} plan over the page, under which {len(lapsed)} finding"
+            f"{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference.")
+    return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
+            + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
+
+
+__all__ += ["ORIGINAL_CANDIDATES", "TOP_SHARE_BAR", "abstract"]

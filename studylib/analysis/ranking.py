@@ -132,6 +132,17 @@ def random_scores(mask: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.random.default_rng([int(seed), 0x5A11D]).random(mask.shape)
 
 
+RANDOM_RANKING = "random"  # a ranking of this name is read at its exact expectation over shuffles (`random_expectation`)
+
+
+def random_expectation(value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Per request [R], the exact expected true value of the top k of a uniformly random order: each
+    candidate is in the top k with probability min(k, n) / n, so k / n of the request's total value."""
+    n = mask.sum(axis=-1)
+    total = np.where(mask, np.nan_to_num(value), 0.0).sum(axis=-1)
+    return total * np.minimum(k, n) / np.maximum(n, 1)
+
+
 def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np.ndarray, users: np.ndarray,
                     k: int = TOP_K, n_resamples: int = 1000, seed: int = 0, reference: str | None = None
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -140,14 +151,19 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     Returns (summary, paired): `summary` has per ranking and metric the mean over requests with
     a 95 % interval from a user-level cluster bootstrap (requests of one user move together);
     `paired` has every ranking minus `reference` on the same requests and resamples. The
-    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`.
+    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`. The random
+    floor is the exact expectation over shuffles, not one shuffle: a ranking named `RANDOM_RANKING`
+    has its utility and regret at that expectation and its Kendall's τ at 0 (NDCG@k stays its shuffle's).
     """
     if reference is not None and reference not in rankings:
         raise StudyError(f"feed_comparison: no ranking named {reference!r}")
     W = stats.bootstrap_weights(users, n_resamples, seed)
     per = {name: feed_metrics(score, value, mask, k) for name, score in rankings.items()}
     best = top_k_value(value, value, mask, k)
-    floor = top_k_value(random_scores(mask, seed), value, mask, k)
+    floor = random_expectation(value, mask, k)
+    if RANDOM_RANKING in per:
+        per[RANDOM_RANKING] = {**per[RANDOM_RANKING], "utility": floor, "regret": best - floor,
+                               "kendall_tau_oracle": np.where(mask.sum(axis=-1) > 1, 0.0, np.nan)}
     rows, paired = [], []
     for name, metrics in per.items():
         metrics = {**metrics, "oracle_gain_share": None}
@@ -343,4 +359,4 @@ def summarize(metrics: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({name: np.nanmean(values, axis=1) for name, values in metrics.items()})
 
 
-__all__ = ["Requests", "ScoredSet", "TOP_K", "USER_COLUMN", "VALUE_HEADS", "cohort_scores", "feed_comparison", "feed_metrics", "gauc", "kendall_tau", "ndcg_at_k", "random_scores", "ranking_metrics", "summarize", "top_k_mask", "top_k_overlap", "top_k_value"]
+__all__ = ["RANDOM_RANKING", "Requests", "ScoredSet", "TOP_K", "USER_COLUMN", "VALUE_HEADS", "cohort_scores", "feed_comparison", "feed_metrics", "gauc", "kendall_tau", "ndcg_at_k", "random_expectation", "random_scores", "ranking_metrics", "summarize", "top_k_mask", "top_k_overlap", "top_k_value"]

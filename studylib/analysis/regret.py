@@ -26,7 +26,7 @@ from scipy.special import expit, logit
 
 from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import ScoredSet, feed_comparison, random_scores, top_k_value
+from studylib.analysis.ranking import ScoredSet, feed_comparison, random_expectation, random_scores, top_k_value
 from studylib.data.requests import Requests
 
 CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
@@ -191,7 +191,7 @@ def seed_feed_metrics(sets: dict[int, ScoredSet], weights: np.ndarray, k: int, s
     rows = []
     for train_seed, scored in sets.items():
         mask, value = scored.requests.mask, scored.true_value(np.asarray(weights, np.float64))
-        best, floor = top_k_value(value, value, mask, k), top_k_value(random_scores(mask, seed), value, mask, k)
+        best, floor = top_k_value(value, value, mask, k), random_expectation(value, mask, k)  # the exact random floor
         utility = top_k_value(scored.scores(weights), value, mask, k)
         rows += [{"seed": train_seed, "metric": "regret", "mean": float((best - utility).mean())},
                  {"seed": train_seed, "metric": "oracle_gain_share",

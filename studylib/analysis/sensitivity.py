@@ -61,6 +61,28 @@ def tornado_table(sweep: pd.DataFrame, metric: str, low: float, high: float, bas
 # ---------------------------------------------------------------- global sensitivity (Sobol)
 
 
+def tornado_top_share(scored: ScoredSet, base: np.ndarray, metric: str, low: float, high: float, k: int = TOP_K,
+                      n_resamples: int = 1000, seed: int = 0, exclude: list[str] | tuple = ()) -> dict[str, float]:
+    """The tornado's ordering with its noise: per head, the share of user-level bootstrap resamples in
+    which it has the largest departure from the base feed (`tornado_table`'s rule on the resample's
+    means); heads in `exclude` take no part."""
+    base = np.asarray(base, np.float64)
+    sets, index = sweep_weight_sets(base, [low, high])
+    per = ranking_metrics(scored, base, sets, k)[metric]  # [2H, R]
+    at_base = ranking_metrics(scored, base, base[None], k)[metric][0]  # [R]
+    W = stats.bootstrap_weights(scored.request_users(), n_resamples, seed)
+    ok = np.isfinite(at_base) & np.isfinite(per).all(axis=0)
+    W, per, at_base = W[:, ok], per[:, ok], at_base[ok]
+    means = (W @ per.T) / W.sum(axis=1, keepdims=True)  # [B, 2H]
+    base_mean = (W @ at_base) / W.sum(axis=1)
+    heads = [scored.heads[i] for i in index["head_index"]]
+    names = [h for h in dict.fromkeys(heads) if h not in set(exclude)]
+    departure = np.stack([np.abs(means[:, [i for i, h in enumerate(heads) if h == name]] - base_mean[:, None]).max(axis=1)
+                          for name in names], axis=1)  # [B, heads]
+    top = np.bincount(departure.argmax(axis=1), minlength=len(names)) / departure.shape[0]
+    return {name: float(share) for name, share in zip(names, top)}
+
+
 def sobol_analysis(names: list[str], bounds: list[tuple[float, float]], func: Callable[[np.ndarray], np.ndarray],
                    outputs: list[str], n_base: int, seed: int = 0, second_order: bool = False) -> pd.DataFrame:
     """Sobol first-order (S1) and total (ST) indices of every output over the inputs.
@@ -132,4 +154,4 @@ def preset_differences(scored: ScoredSet, base: np.ndarray, weight_sets: np.ndar
     return pd.DataFrame(rows)
 
 
-__all__ = ["model_and_oracle", "preset_differences", "sensitivity_sweep", "sobol_analysis", "sweep_weight_sets", "tornado_table", "weight_sobol"]
+__all__ = ["model_and_oracle", "preset_differences", "sensitivity_sweep", "sobol_analysis", "sweep_weight_sets", "tornado_table", "tornado_top_share", "weight_sobol"]

@@ -262,3 +262,43 @@ def intraclass_correlation(values: np.ndarray, cluster: np.ndarray) -> dict[str,
 __all__ = ["MIN_POSITIVES", "TESTS", "bootstrap_weights", "cluster_codes", "cluster_means", "compare_clusters",
            "head_metric_intervals", "holm", "interval", "intraclass_correlation", "mean_interval",
            "null_split_rates", "paired_mean_difference", "weighted_auroc", "weighted_rce", "with_intervals"]
+
+
+# ---------------------------------------------------------------- equivalence before absence
+
+POWER_BAR = 0.8  # below this power to show equivalence, a claim of absence is "unresolved"
+Z95 = 1.959963984540054
+
+
+def tost(estimate: float, se: float, margin: float, df: float | None = None, alpha: float = 0.05) -> dict[str, float]:
+    """Two one-sided tests of |true difference| < margin, from an estimate and its standard error (t with
+    `df` degrees of freedom, normal when None): {"p": the larger one-sided p (equivalence shown when
+    p < alpha), "power": the chance of showing equivalence at this standard error when the true
+    difference is zero, "margin"}."""
+    dist = stats.norm if df is None else stats.t(df)
+    if not (se >= 0 and margin > 0 and np.isfinite(estimate)):
+        return {"p": math.nan, "power": math.nan, "margin": margin}
+    if se == 0:  # no noise: the estimate is the difference
+        return {"p": float(abs(estimate) >= margin), "power": 1.0, "margin": float(margin)}
+    p = max(dist.sf((estimate + margin) / se), dist.cdf((estimate - margin) / se))
+    power = max(0.0, 2 * dist.cdf(margin / se - dist.isf(alpha)) - 1)
+    return {"p": float(p), "power": float(power), "margin": float(margin)}
+
+
+def tost_from_interval(estimate: float, low: float, high: float, margin: float, alpha: float = 0.05) -> dict[str, float]:
+    """`tost` with the standard error read off a 95 % interval (width / 3.92, normal approximation)."""
+    return tost(estimate, (high - low) / (2 * Z95), margin, None, alpha)
+
+
+def absence_verdict(differs: bool, equivalence: dict[str, float], alpha: float = 0.05,
+                    equivalent: str = "no difference") -> str:
+    """"differs", `equivalent` (TOST shows |difference| < margin), or "unresolved": never absence
+    without an equivalence test, whatever the power."""
+    if differs:
+        return "differs"
+    if equivalence["p"] < alpha:
+        return equivalent
+    return "unresolved"
+
+
+__all__ += ["POWER_BAR", "absence_verdict", "tost", "tost_from_interval"]

@@ -38,6 +38,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "sweep_factors": (lambda v: {0.0, 1.0} <= {float(f) for f in v}, "a list including 0 and 1"),
     "downsample_label": (lambda v: v in LABEL_NAMES, "a label's short name (" + ", ".join(LABEL_NAMES) + ")"),
     "downsample_negative_rate": (lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "in (0, 1]"),
+    "ablation_margin": (lambda v: isinstance(v, (int, float)) and v > 0, "> 0"),
+    "calibration_margin": (lambda v: isinstance(v, (int, float)) and v > 0, "> 0"),
+    "cohort_margin": (lambda v: isinstance(v, (int, float)) and v > 0, "> 0"),
 }
 
 

@@ -61,13 +61,18 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
     page = stage / "report" / "reproducibility.md"
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
+    from studylib.analysis.findings import apply_page_plan
+    from studylib.study.paths import Paths
+
+    apply_page_plan(Paths.of(workdir, profile).results)  # every finding's p, adjusted p and adjusted verdict
     reference = converged_findings(workdir, profile)
     page = stage / "report" / "findings.md"
     text = page.read_text().replace("@MIN_POSITIVES@", str(MIN_POSITIVES))  # the rule's constant, not a copy
     page.write_text(text + findings_markdown(workdir, profile, steps, reference))
     page = stage / "report" / "intro.md"
     title, _, rest = page.read_text().partition("\n")
-    page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}{rest}")
+    page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}\n"
+                    f"{abstract_markdown(workdir, profile, params)}{rest}")
     config = {k: v for k, v in book.items() if k != "toc"}
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
@@ -241,16 +246,24 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
     return "\n".join(lines) + "\n```\n"
 
 
+def abstract_markdown(workdir: Path, profile: str, params: dict) -> str:
+    """The first page's computed abstract (`findings.abstract`) from this build's findings."""
+    from studylib.analysis.findings import abstract, load, page_plan
+    from studylib.study.paths import Paths
+
+    return abstract(page_plan(load(Paths.of(workdir, profile).results)), params)
+
+
 def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
     converged study (`reference`) decides a finding otherwise, the finding says so."""
-    from studylib.analysis.findings import budget_note, load
+    from studylib.analysis.findings import budget_note, load, page_plan
     from studylib.study.paths import Paths
 
-    found = load(Paths.of(workdir, profile).results)
+    found = page_plan(load(Paths.of(workdir, profile).results))
     other = reference[1] if reference is not None else {}
-    lines = []
+    lines = plan_markdown(found)
     for notebook in chapters:
         here = [f for f in found.values() if f["chapter"] == notebook.stem]
         if not here:
@@ -260,8 +273,32 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
         for f in sorted(here, key=lambda f: f["id"]):
             verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
             note = budget_note(f, other.get(f["id"]), CONVERGED_PROFILE)
-            lines += [f"- **{f['id']}** — {f['text']}{verdict}{note} (numbers: `{f['source']}`)", ""]
+            lines += [f"- **{f['id']}** ({f['endpoint']}) — {f['text']}{verdict}{note}{_adjusted(f)} "
+                      f"(numbers: `{f['source']}`)", ""]
     return "\n".join(lines) + "\n"
+
+
+def _adjusted(f: dict) -> str:
+    """The page-wide plan's verdict beside a finding (`findings.page_plan`)."""
+    if f.get("p_value") is None:
+        return f" *Page-wide: {f['adjusted_verdict']}.*"
+    p = lambda v: f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
+    return (f" *Page-wide: {f['adjusted_verdict']} (smallest p {p(f['p_value'])}, {f['p_how']}; "
+            f"adjusted {p(f['p_adjusted'])}).*")
+
+
+def plan_markdown(found: dict[str, dict]) -> list[str]:
+    """The findings page's opening: the primary endpoints and the one multiplicity plan."""
+    from studylib.analysis.findings import PAGE_ADJUSTMENT, PAGE_ALPHA, PRIMARY_ENDPOINTS
+
+    primary = [i for i in PRIMARY_ENDPOINTS if i in found]
+    n = sum(len(f["decisions"]) for f in found.values())
+    return ["", "## How the verdicts are read", "",
+            f"Primary endpoints (the study's questions): {', '.join(f'`{i}`' for i in primary) or 'none in this run'}; "
+            f"every other finding is secondary. One multiplicity plan covers the page: {PAGE_ADJUSTMENT} over all "
+            f"{n} decisions the findings rest on (α = {PAGE_ALPHA:g}; a decision's p-value is its test's, or, where "
+            "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "
+            "approximation). Each finding says beside its verdict which of its declared differences survive.", ""]
 
 
 def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings: dict[str, float],
@@ -336,5 +373,5 @@ def _device(torch) -> str:
     return f"CPU only ({cpu}, {os.cpu_count()} logical cores visible), torch {torch.__version__}"
 
 
-__all__ = ["CONVERGED_PROFILE", "REPO", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
-           "findings_markdown", "reproducibility_markdown", "show_run_parameters"]
+__all__ = ["CONVERGED_PROFILE", "REPO", "abstract_markdown", "budget_markdown", "build_report", "converged_findings", "figure_alt_text",
+           "findings_markdown", "plan_markdown", "reproducibility_markdown", "show_run_parameters"]
