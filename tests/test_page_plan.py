@@ -160,6 +160,12 @@ def test_the_abstract_answers_from_the_primary_findings_with_intervals_and_compu
     assert "each declared difference survives page-wide Holm" in text
     assert "50 candidates per request" in text and "20 % of the pool" in text and "9 of 10 heads" in text
     assert "twhin" not in text.lower()  # a question whose finding is absent is left out
+    page.append({"id": "twhin_link_prediction", "chapter": "01b_twhin", "text": "", "verdict": "",
+                 "numbers": {"relations": 5, "trained_above_popularity": "fav, magic_recs", "trained_below_popularity": "",
+                             "fav_trained_over_popularity": None, "follow_trained_over_popularity_low": -1.8}})
+    text = findings.abstract({f["id"]: f for f in page}, params)
+    # the abstract says what the finding's pair-by-pair comparison says, not a reading of the share columns
+    assert "better than popularity on 2 relations (fav, magic_recs) and worse on no relation of 5" in text
 
 
 def test_presets_count_regret_and_utility_once_and_sobol_needs_a_practical_size():

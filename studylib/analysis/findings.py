@@ -227,7 +227,8 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     below_popularity = versus.get("popularity", ([], []))[0]
     if "popularity" in versus:
         higher, lower = versus["popularity"]
-        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower))
+        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower),
+                       trained_above_popularity=", ".join(lower), trained_below_popularity=", ".join(higher))
         text += (f" Compared pair by pair (paired interval over users), popularity is ahead of the trained embeddings "
                  f"in {_named(higher)} and behind in {_named(lower)}.")
     if "pooled_popularity" in versus and below_popularity:
@@ -1284,15 +1285,12 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     rel = found.get("twhin_link_prediction")
     if rel is not None:
         n = rel["numbers"]
-        relations = [k[: -len("_trained_over_popularity")] for k in n if k.endswith("_trained_over_popularity")]
-        above = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_low"))
-                 and n[f"{r}_trained_over_popularity_low"] > 0]
-        below = [r for r in relations if _is_number(n.get(f"{r}_trained_over_popularity_high"))
-                 and n[f"{r}_trained_over_popularity_high"] < 0]
-        if relations:
+        if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison with popularity
+            above = [r for r in n["trained_above_popularity"].split(", ") if r]
+            below = [r for r in n["trained_below_popularity"].split(", ") if r]
             answers.append(f"TwHIN's trained embeddings rank held-out engagements better than popularity on {_named(above)} "
-                           f"and worse on {_named(below)} of {len(relations)}, by the paired 95 % intervals of the MRR "
-                           f"difference{_page_wide(rel)}.")
+                           f"and worse on {_named(below)} of {n['relations']}, by the paired 95 % intervals of the MRR "
+                           f"difference over users{_page_wide(rel)}.")
     pos = found.get("positional_feed")
     if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
         n = pos["numbers"]
