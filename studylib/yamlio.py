@@ -10,9 +10,12 @@ whose aliases stand for more than `MAX_ALIASED_NODES` nodes in all is refused as
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from studylib.errors import StudyError
+from studylib.io import require_regular_file
 
 
 class AliasBomb(StudyError):
@@ -105,10 +108,6 @@ def parse(text: str, source: str):
 def read(path, what: str = "file"):
     """The YAML document in the file `path`; one line when it is a folder, unreadable, not UTF-8
     text, not valid YAML or repeats a key."""
-    from pathlib import Path
-
-    from studylib.io import require_regular_file
-
     path = Path(path)
     if path.is_dir():
         raise StudyError(f"{path}: is a folder, not a YAML {what}")
