@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import stat
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,18 +29,24 @@ LOCK_FILE = ".studylib.lock"
 TMP_SUFFIX = ".tmp"
 
 
-def require_regular_file(path: str | Path, what: str = "file") -> Path:
+MAX_TEXT_BYTES = 64 << 20  # JSON and YAML files are read whole; the project's largest is a few hundred KB
+
+
+def require_regular_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> Path:
     """`path` when it is a regular file (a link to one is fine); a device, pipe or socket (a link
-    to /dev/zero, say) would be read forever, so it is refused before any read."""
+    to /dev/zero, say) would be read forever, so it is refused before any read. Files read whole
+    into memory pass `max_bytes`: a larger one is refused before it is read."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except OSError as exc:
         raise os_error(exc, path) from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(status.st_mode):
         raise StudyError(f"{path}: is a folder, not a {what}")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(status.st_mode):
         raise StudyError(f"{path}: not a regular file (a device, pipe or socket), refused as a {what}")
+    if max_bytes is not None and status.st_size > max_bytes:
+        raise StudyError(f"{path}: {status.st_size:,} bytes, more than a {what} may hold ({max_bytes:,})")
     return path
 
 
@@ -149,7 +156,7 @@ def cached(stamp: Path, settings: dict, outputs, build: Callable[[], dict | None
 
 def read_json(path: str | Path, kind: type = dict):
     """A JSON file that must hold a `kind` (object by default); one line when it does not."""
-    path = require_regular_file(path, "JSON file")
+    path = require_regular_file(path, "JSON file", MAX_TEXT_BYTES)
     try:
         payload = json.loads(path.read_text())
     except OSError as exc:
@@ -160,6 +167,26 @@ def read_json(path: str | Path, kind: type = dict):
         raise StudyError(f"{path}: must be a JSON {'object' if kind is dict else kind.__name__}, "
                          f"got {type(payload).__name__}")
     return payload
+
+
+def read_torch_file(path: str | Path, what: str):
+    """A torch file's tensors and plain values (`weights_only=True`: a crafted pickle runs no code).
+
+    Raises FileNotFoundError when missing; any other failure (truncated, foreign or crafted) is
+    one StudyError line naming `what`. torch's own warnings about a file it is refusing (e.g. a
+    pickle protocol it does not expect) are silenced, as the refusal says all there is to say.
+    """
+    import torch  # only readers of torch files need it
+
+    path = require_regular_file(path, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a truncated, foreign or crafted file: any unpickling error
+        raise StudyError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -189,5 +216,5 @@ def exclusive(folder: str | Path, what: str = "output folder") -> Iterator[Path]
         handle.close()  # releases the lock; the empty lock file stays (removing it would race)
 
 
-__all__ = ["LOCK_FILE", "atomic_write", "exclusive", "os_error", "read_json", "remove_stale_temporaries",
+__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "exclusive", "os_error", "read_json", "read_torch_file", "remove_stale_temporaries",
            "require_regular_file", "temporary_name", "write_json", "write_text"]

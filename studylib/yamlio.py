@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from studylib.errors import StudyError
-from studylib.io import require_regular_file
+from studylib.io import MAX_TEXT_BYTES, require_regular_file
 
 
 class AliasBomb(StudyError):
@@ -112,7 +112,7 @@ def read(path, what: str = "file"):
     if path.is_dir():
         raise StudyError(f"{path}: is a folder, not a YAML {what}")
     if path.exists():
-        require_regular_file(path, f"YAML {what}")
+        require_regular_file(path, f"YAML {what}", MAX_TEXT_BYTES)
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:

@@ -668,3 +668,178 @@ def test_resume_from_files_that_are_not_its_own_records(run, small_data, twhin_r
                      "--device", "cpu", "--resume", "--quiet"], r"not a TwHIN checkpoint made by `studylib twhin-train` \(no step and state\)")
     refused(capsys, ["twhin-evaluate", "--run", twhin_run, "--resamples", "1000000000000"],
             r"--resamples must be <= 100,000")
+
+
+# ---------------------------------------------------------------- round two, the cases left over
+
+
+def _rewrite_shards(data: Path, change) -> None:
+    """Rewrite every shard of a copied data set with `change(table)`, its checksum updated in the
+    manifest, as a user editing the Parquet files by hand would."""
+    from studylib.io import file_sha256
+    manifest = json.loads((data / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        path = data / shard["file"]
+        pq.write_table(change(pq.read_table(path)), path)
+        shard["sha256"] = file_sha256(path)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda t: t.set_column(t.schema.get_field_index("cohort"), "cohort", pa.array(range(t.num_rows), pa.int64())),
+     r"column cohort must hold strings \(cohort names\), got int64"),
+    (lambda t: t.slice(0, 0), r"shard holds no rows"),
+])
+def test_shards_a_later_step_could_not_use_are_refused_when_opened(change, pattern, run, small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    _rewrite_shards(data, change)
+    refused(capsys, ["score", "--run", run, "--data", data, "--out", tmp_path / "s.parquet"], pattern)
+    assert not (tmp_path / "s.parquet").exists()
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"], pattern)
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda w: w.update(extra=1), r"params\.world has an unknown key 'extra'"),
+    (lambda w: w.update(n_users="300"), r"params\.world\.n_users must be an integer, got str"),
+    (lambda w: w.update(signal=True), r"params\.world\.signal must be a number, got bool"),
+    (lambda w: w.update(rate_scale=-1.0), r"world parameter rate_scale must be in \(0, 100\]"),
+])
+def test_a_recorded_world_that_is_not_a_world_is_refused(edit, pattern, graph, small_data, twhin_run, tmp_path, capsys):
+    broken = _copy(graph, tmp_path, "g")
+    _edit_json(broken / "manifest.json", lambda m: (edit(m["params"]["world"]), m)[1])
+    refused(capsys, ["twhin-train", "--graph", broken, "--out", tmp_path / "r", "--steps", "1", "--quiet"], pattern)
+    assert not (tmp_path / "r").exists()
+    data = _copy(small_data, tmp_path, "data")  # the ranker data's manifest records the same world
+    _edit_json(data / "manifest.json", lambda m: (edit(m["params"]["world"]), m)[1])
+    exported = tmp_path / "e.parquet"
+    assert main(["twhin-export", "--run", str(twhin_run), "--out", str(exported)]) == 0
+    from studylib.data.generate import embedding_view
+    from studylib.errors import StudyError
+    with pytest.raises(StudyError, match=pattern):  # the study's embedding view of that data set
+        embedding_view(data, exported, tmp_path / "view")
+    assert not (tmp_path / "view").exists()
+
+
+def _exported_with(table: pa.Table, column: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(column), column, values).replace_schema_metadata(
+        table.schema.metadata)
+
+
+@pytest.mark.parametrize("break_table, pattern", [
+    (lambda t: _exported_with(t, "embedding", pa.array([None] + t.column("embedding").to_pylist()[1:],
+                                                          t.schema.field("embedding").type)),
+     r"column embedding has 1 null value\(s\)$"),
+    (lambda t: _exported_with(t, "embedding", pa.array([[None] + t.column("embedding")[0].as_py()[1:]]
+                                                          + t.column("embedding").to_pylist()[1:],
+                                                          t.schema.field("embedding").type)),
+     r"column embedding has 1 null value\(s\) inside its vectors"),
+    (lambda t: _exported_with(t, "id", pa.array([str(i) for i in t.column("id").to_pylist()])),
+     r"column id must be an integer, got string"),
+    (lambda t: _exported_with(t, "table", pa.array([None] + t.column("table").to_pylist()[1:], pa.string())),
+     r"column table has 1 null value\(s\)"),
+    (lambda t: _exported_with(t, "embedding", pa.array([",".join(map(str, v)) for v in
+                                                          t.column("embedding").to_pylist()])),
+     r"column embedding must be a fixed-size list of floats"),
+])
+def test_exported_embeddings_with_nulls_or_strings_are_refused(break_table, pattern, twhin_run, tmp_path, capsys):
+    exported = tmp_path / "e.parquet"
+    assert main(["twhin-export", "--run", str(twhin_run), "--out", str(exported)]) == 0
+    capsys.readouterr()
+    broken = tmp_path / "broken.parquet"
+    pq.write_table(break_table(pq.read_table(exported)), broken)
+    refused(capsys, ["generate", "--out", tmp_path / "d", "--examples", "200", "--embeddings", broken, "--quiet"],
+            pattern)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_pickle_of_another_protocol_is_one_line(run, small_data, twhin_run, graph, tmp_path, capsys):
+    import pickle
+    copied = _copy_run(run, tmp_path, "p4")
+    with open(copied / "checkpoint.pt", "wb") as handle:
+        pickle.dump({"model": {}, "step": 1}, handle, protocol=4)  # torch warns about protocol 4 in three lines
+    refused(capsys, ["train", "--data", small_data, "--out", copied, "--config", STUDY, "--steps", "4",
+                     "--batch-size", "32", "--quiet", "--precision", "fp32", "--resume"],
+            r"checkpoint\.pt: not a readable checkpoint \(UnpicklingError\)")
+    tw = _copy(twhin_run, tmp_path, "tw")
+    with open(tw / "checkpoint.pt", "wb") as handle:
+        pickle.dump({"step": 1, "state": {}}, handle, protocol=4)
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", tw, "--steps", "4", "--batch-size", "512",
+                     "--device", "cpu", "--resume", "--quiet"], r"not a readable TwHIN checkpoint \(UnpicklingError\)")
+
+
+def test_files_read_whole_are_refused_past_their_size_bound(run, small_data, tmp_path, capsys, monkeypatch):
+    import studylib.io
+    weights = tmp_path / "w.yaml"
+    weights.write_text("scored_tweets_model_weight_fav: 0.5\n" + "#" * 2000 + "\n")
+    monkeypatch.setattr(studylib.io, "MAX_TEXT_BYTES", 1000)  # stands for a file of 64 MiB and more
+    monkeypatch.setattr("studylib.yamlio.MAX_TEXT_BYTES", 1000)
+    refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights",
+                     weights], r"w\.yaml: 2,\d\d\d bytes, more than a YAML weights file may hold \(1,000\)")
+    monkeypatch.setattr("studylib.yamlio.MAX_TEXT_BYTES", 1 << 26)  # the shipped config is 15 KB
+    data = _copy(small_data, tmp_path, "data")
+    manifest = data / "manifest.json"
+    manifest.write_text(manifest.read_text() + " " * 1000)
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"],
+            r"manifest\.json: [\d,]+ bytes, more than a JSON file may hold \(1,000\)")
+
+
+def _wait_for(condition, process, seconds: float = 120.0) -> None:
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, "the run ended before the point it was to be killed at"
+        assert time.monotonic() < deadline, "the point to kill at never came"
+        time.sleep(0.002)
+
+
+def _written_since(path: Path, since_ns: int) -> bool:
+    try:
+        return path.stat().st_mtime_ns > since_ns
+    except FileNotFoundError:
+        return False
+
+
+def test_kill_9_at_several_points_of_a_checkpoint_write_then_resume(small_data, tmp_path):
+    """A real SIGKILL as a checkpoint's temporary appears, half-way through its write and between
+    two writes: the checkpoint under its real name is always whole, the next start removes the
+    debris, and the resumed run ends with the model of a run never interrupted (fp32, bit for bit)."""
+    import signal
+    import time
+    steps = 6
+    argv = [sys.executable, "-m", "studylib.cli", "train", "--data", str(small_data), "--config", STUDY,
+            "--steps", str(steps), "--batch-size", "32", "--checkpoint-every", "1", "--keep-checkpoint", "--quiet",
+            "--precision", "fp32"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(argv + ["--out", str(straight)], check=True, env=env, capture_output=True)
+    out = tmp_path / "killed"
+    temporaries = lambda: [p for p in out.glob(".checkpoint.pt.*.tmp")]  # noqa: E731
+    whole = straight / "checkpoint.pt"
+    half = whole.stat().st_size // 2
+    points = [
+        ("as the temporary appears", lambda: bool(temporaries())),
+        ("half-way through the write", lambda: any(p.exists() and p.stat().st_size > half for p in temporaries())),
+        ("between two writes", lambda: _written_since(out / "checkpoint.pt", started) and not temporaries()),
+    ]
+    for name, point in points:
+        started = time.time_ns()
+        resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
+        process = subprocess.Popen(argv + ["--out", str(out)] + resume, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            _wait_for(point, process)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        if (out / "checkpoint.pt").exists():  # never a half-written file under the real name
+            state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+            assert 1 <= state["step"] <= steps, name
+    resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
+    finished = subprocess.run(argv + ["--out", str(out)] + resume, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert not list(out.glob("*.tmp")), "the resumed run left the killed writes' temporaries"
+    a = torch.load(straight / "checkpoint.pt", map_location="cpu", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert a["step"] == b["step"] == steps
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

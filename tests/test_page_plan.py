@@ -278,3 +278,22 @@ def test_rates_beside_alpha_are_not_counted_as_differences_from_zero():
     f = findings.null_split_false_positive_rate({"splits": 1000, "alpha": 0.05, "welch_rate": 0.05,
                                                  "mwu_rate": 0.05, "ks_rate": 0.05}, icc)
     assert findings.decisions(dataclass_dict(f)) == []
+
+
+def test_users_in_both_groups_count_on_one_side_only():
+    """Issue 26 #6: data sets drawn from one world share users; a two-sample test on user means
+    assumes disjoint groups. Counting a shared user on both sides (the old rule) double-counts it."""
+    rng = np.random.default_rng(4)
+    users_a, users_b = np.repeat(np.arange(0, 60), 5), np.repeat(np.arange(40, 100), 5)  # 20 users in both
+    a, b = rng.normal(size=users_a.size), rng.normal(size=users_b.size)
+    out = stats.compare_clusters(a, users_a, b, users_b, n_resamples=200, seed=1)
+    assert out["shared_clusters"] == 20
+    assert out["clusters_a"] + out["clusters_b"] == 100  # every user once; the old rule counted 120
+    keep_a, keep_b, shared = stats.separate_shared_clusters(users_a, users_b, seed=1)
+    assert shared == 20 and not set(users_a[keep_a]) & set(users_b[keep_b])
+    assert len(set(users_a[keep_a]) | set(users_b[keep_b])) == 100  # a shared user is kept on one side, not dropped
+    again = stats.separate_shared_clusters(users_a, users_b, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(again[:2], (keep_a, keep_b)))  # seeded
+    table = stats.compare_groups({"b vs a": ((a, users_a), (b, users_b))}, n_resamples=200, seed=1)
+    f = findings.distribution_tests(table, 0.05)
+    assert f.numbers["shared_users_max"] == 20 and "counts on one side only" in f.text

@@ -354,6 +354,8 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     row = csv("04_null_splits.csv").iloc[0]
     assert null["welch_rate"] == pytest.approx(row["welch_rate"]) and null["icc"] == pytest.approx(row["icc"])
     assert f"{100 * null['welch_rate']:.1f} % (Welch)" in found["null_split_false_positive_rate"]["text"]
+    assert row["split_clusters"] == row["units"]  # split by user: no user's requests on both sides
+    assert (csv("04_tests.csv")["shared_clusters"] >= 0).all()  # every comparison says how many users it separated
 
     sweep = csv("05_sweep.csv")
     model = sweep[sweep["probabilities"] == "model"]

@@ -16,7 +16,6 @@ with their power; without equivalence shown they read "unresolved".
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.io import write_json
+from studylib.io import read_json, write_json
 from studylib.analysis.stats import MIN_POSITIVES
 
 FINDINGS_FILE = "findings.json"
@@ -52,7 +51,7 @@ def record(results: str | Path, *findings: Finding) -> Path:
     """Merge findings (by id) into results/findings.json, atomically; returns the file."""
     path = Path(results) / FINDINGS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(path.read_text()) if path.exists() else []
+    current = read_json(path, list) if path.exists() else []
     by_id = {f["id"]: f for f in current}
     for finding in findings:
         by_id[finding.id] = _plain(asdict(finding))
@@ -64,7 +63,7 @@ def load(results: str | Path) -> dict[str, dict]:
     path = Path(results) / FINDINGS_FILE
     if not path.exists():
         raise StudyError(f"{path}: no findings recorded yet")
-    return {f["id"]: f for f in json.loads(path.read_text())}
+    return {f["id"]: f for f in read_json(path, list)}
 
 
 def compare(here: dict[str, dict], other: dict[str, dict], top: int = 3) -> list[dict]:
@@ -712,7 +711,7 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
 # ---------------------------------------------------------------- chapter 4: tests that respect the design
 
 
-def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "request", unit: str = "user") -> Finding:
+def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", unit: str = "user") -> Finding:
     """rates: inference.null_split_rates (split by `split`, tested on `unit` means); icc: the candidates'
     intraclass correlation within a `split` cluster."""
     lo, hi = NULL_RATE_RANGE
@@ -766,10 +765,14 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
     for _, r in tests.iterrows():  # the raw p-values, for the page-wide plan (`page_plan`)
         slug = "_".join(str(r["comparison"]).replace("-", " ").split())
         numbers.update({f"{slug}_{name}_p": float(r[f"{name}_p"]) for name in ("welch", "mwu", "ks") if f"{name}_p" in r})
+    shared = int(tests["shared_clusters"].max()) if "shared_clusters" in tests and len(tests) else 0
+    numbers["shared_users_max"] = shared
     text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
             f"{len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
             + ("; ".join(rejected) if rejected else "none") + ". "
-            + (f"No test rejects for: {'; '.join(kept)}." if kept else ""))
+            + (f"No test rejects for: {'; '.join(kept)}." if kept else "")
+            + (f" A user found in both groups of a comparison (at most {shared} in one) counts on one side only, "
+               "chosen at random, so the groups' users are disjoint as the tests assume." if shared else ""))
     return Finding("distribution_tests", "04_distributions", text, numbers, f"{len(rejected)} of {len(tests)}",
                    "04_tests.csv")
 

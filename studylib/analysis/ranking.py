@@ -51,13 +51,27 @@ def kendall_tau(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) ->
     b = np.asarray(b, dtype=np.float64)
     if mask is None:
         mask = np.ones(a.shape[-2:], dtype=bool)
-    pair = mask[..., :, None] & mask[..., None, :]
-    sa = np.sign(a[..., :, None] - a[..., None, :]) * pair
-    sb = np.sign(b[..., :, None] - b[..., None, :]) * pair
-    num = (sa * sb).sum(axis=(-1, -2))
-    den = np.sqrt((sa * sa).sum(axis=(-1, -2)) * (sb * sb).sum(axis=(-1, -2)))
+    return _tau_against(a, *_pair_signs(b, mask))
+
+
+def _pair_signs(b: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sign(b_i − b_j) over each request's pairs i < j ([..., R, n(n−1)/2], int8, 0 off the valid
+    pairs) and which pairs are valid: computed once for a base ranking many sets are compared with."""
+    i, j = np.triu_indices(b.shape[-1], 1)  # each unordered pair once: half the work of the full matrix
+    valid = mask[..., i] & mask[..., j]
+    return (np.sign(b[..., i] - b[..., j]) * valid).astype(np.int8), valid
+
+
+def _tau_against(a: np.ndarray, signs_b: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    i, j = np.triu_indices(a.shape[-1], 1)
+    diff = a[..., i] - a[..., j]
+    agree = diff * signs_b
+    concordant_minus_discordant = (agree > 0).sum(axis=-1) - (agree < 0).sum(axis=-1)
+    untied_a = ((diff != 0) & valid).sum(axis=-1)
+    untied_b = (signs_b != 0).sum(axis=-1)
+    den = np.sqrt((untied_a * untied_b).astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        return np.where(den > 0, concordant_minus_discordant / np.where(den > 0, den, 1.0), np.nan)
 
 
 def top_k_mask(score: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -341,14 +355,19 @@ def ranking_metrics(scored: ScoredSet, base_weights: np.ndarray, weight_sets: np
         value = scored.true_value(base_weights)
         best = top_k_value(value, value, mask, k)
         out["utility"], out["regret"] = [], []
+    # What every set is compared with is computed once: the base ranking's pair signs and top k.
+    base_signs, valid = _pair_signs(base, mask)
+    base_top = top_k_mask(base, mask, k)
+    size = np.maximum(np.minimum(k, mask.sum(axis=-1)), 1)
     for start in range(0, weight_sets.shape[0], chunk):
         s = scored.scores(weight_sets[start:start + chunk])  # [c, R, n]
-        out["kendall_tau"].append(kendall_tau(s, base[None], mask))
-        out[f"top{k}_overlap"].append(top_k_overlap(s, base[None], mask, k))
+        top = top_k_mask(s, mask, k)  # one sort per set serves every top-k metric
+        out["kendall_tau"].append(_tau_against(s, base_signs, valid))
+        out[f"top{k}_overlap"].append((top & base_top).sum(axis=-1) / size)
         for name, col in value_cols.items():
-            out[name].append(top_k_value(s, scored.truth[..., col][None], mask, k))
+            out[name].append(np.where(top, np.nan_to_num(scored.truth[..., col]), 0.0).sum(axis=-1))
         if scored.truth is not None:
-            utility = top_k_value(s, value[None], mask, k)
+            utility = np.where(top, np.nan_to_num(value), 0.0).sum(axis=-1)
             out["utility"].append(utility)
             out["regret"].append(best[None] - utility)
     return {name: np.concatenate(parts) for name, parts in out.items()}

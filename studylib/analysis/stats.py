@@ -177,11 +177,31 @@ def _test_p(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
             "ks_p": float(stats.ks_2samp(a, b).pvalue)}
 
 
+def separate_shared_clusters(a_cluster: np.ndarray, b_cluster: np.ndarray, seed: int = 0
+                             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Row masks (keep_a, keep_b) that leave every cluster on one side only, and how many were shared.
+
+    Two data sets drawn from one world share some users; their rows are not independent of each
+    other, which a two-sample test assumes. Each shared cluster keeps its rows on one side, picked
+    at random (seeded) so neither group is favoured, and loses them on the other."""
+    a_cluster, b_cluster = np.asarray(a_cluster), np.asarray(b_cluster)
+    shared = np.intersect1d(a_cluster, b_cluster)
+    keep_on_a = shared[np.random.default_rng(seed).random(shared.size) < 0.5]
+    keep_a = ~np.isin(a_cluster, shared) | np.isin(a_cluster, keep_on_a)
+    keep_b = ~np.isin(b_cluster, keep_on_a)
+    return keep_a, keep_b, int(shared.size)
+
+
 def compare_clusters(a: np.ndarray, a_cluster: np.ndarray, b: np.ndarray, b_cluster: np.ndarray,
                      n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
     """Group A vs group B at the level of their clusters: the three tests on cluster means, the
     difference of means with a bootstrap interval (clusters resampled within each group),
-    Cohen's d and P(A > B) on cluster means."""
+    Cohen's d and P(A > B) on cluster means. The tests assume independent groups, so a cluster
+    found in both (a user of two data sets drawn from one world) counts on one side only
+    (`separate_shared_clusters`; how many, in `shared_clusters`)."""
+    keep_a, keep_b, shared = separate_shared_clusters(a_cluster, b_cluster, seed)
+    a, a_cluster = np.asarray(a)[keep_a], np.asarray(a_cluster)[keep_a]
+    b, b_cluster = np.asarray(b)[keep_b], np.asarray(b_cluster)[keep_b]
     ma, mb = cluster_means(a, a_cluster), cluster_means(b, b_cluster)
     if ma.size < 2 or mb.size < 2:
         raise StudyError(f"compare_clusters: need >= 2 clusters per group, got {ma.size} and {mb.size}")
@@ -189,7 +209,8 @@ def compare_clusters(a: np.ndarray, a_cluster: np.ndarray, b: np.ndarray, b_clus
                            method="percentile", rng=np.random.default_rng(seed), vectorized=True, axis=-1)
     sd = math.sqrt((ma.var(ddof=1) + mb.var(ddof=1)) / 2.0)
     u = stats.mannwhitneyu(ma, mb, alternative="two-sided").statistic
-    return {"clusters_a": ma.size, "clusters_b": mb.size, "mean_a": float(ma.mean()), "mean_b": float(mb.mean()),
+    return {"clusters_a": ma.size, "clusters_b": mb.size, "shared_clusters": shared,
+            "mean_a": float(ma.mean()), "mean_b": float(mb.mean()),
             "difference": float(ma.mean() - mb.mean()), "difference_low": float(boot.confidence_interval.low),
             "difference_high": float(boot.confidence_interval.high),
             "cohens_d": float((ma.mean() - mb.mean()) / sd) if sd > 0 else 0.0,
@@ -259,7 +280,7 @@ def intraclass_correlation(values: np.ndarray, cluster: np.ndarray) -> dict[str,
             "design_effect": float(1 + (size.mean() - 1) * icc)}
 
 
-__all__ = ["MIN_POSITIVES", "TESTS", "bootstrap_weights", "cluster_codes", "cluster_means", "compare_clusters",
+__all__ = ["separate_shared_clusters", "MIN_POSITIVES", "TESTS", "bootstrap_weights", "cluster_codes", "cluster_means", "compare_clusters",
            "head_metric_intervals", "holm", "interval", "intraclass_correlation", "mean_interval",
            "null_split_rates", "paired_mean_difference", "weighted_auroc", "weighted_rce", "with_intervals"]
 

@@ -54,13 +54,23 @@ def load_ranker_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     for column in ("table", "id", "embedding"):
         if column not in table.column_names:
             raise StudyError(f"{path}: missing column {column}")
-    names = table.column("table").to_numpy(zero_copy_only=False)
-    ids = table.column("id").to_numpy()
+    for column in ("table", "id", "embedding"):  # a null would shift rows against their ids
+        if table.column(column).null_count:
+            raise StudyError(f"{path}: column {column} has {table.column(column).null_count} null value(s)")
+    if not pa.types.is_string(table.column("table").type) and not pa.types.is_large_string(table.column("table").type):
+        raise StudyError(f"{path}: column table must hold strings, got {table.column('table').type}")
+    if not pa.types.is_integer(table.column("id").type):
+        raise StudyError(f"{path}: column id must be an integer, got {table.column('id').type}")
     emb = table.column("embedding")
     width = emb.type.list_size if pa.types.is_fixed_size_list(emb.type) else None
-    if width is None:
+    if width is None or not pa.types.is_floating(emb.type.value_type):
         raise StudyError(f"{path}: column embedding must be a fixed-size list of floats")
-    values = emb.combine_chunks().flatten().to_numpy().astype(np.float32).reshape(-1, width)
+    flat = emb.combine_chunks().flatten()
+    if flat.null_count:
+        raise StudyError(f"{path}: column embedding has {flat.null_count} null value(s) inside its vectors")
+    names = table.column("table").to_numpy(zero_copy_only=False)
+    ids = table.column("id").to_numpy()
+    values = flat.to_numpy().astype(np.float32).reshape(-1, width)
     out = {}
     for name in RANKER_TABLES:
         rows = np.flatnonzero(names == name)

@@ -23,7 +23,6 @@ where it stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -158,11 +157,14 @@ def generate(params: GeneratorParams, out_dir: str | Path, progress: bool = True
     manifest = _finished(out, params.as_dict())
     if manifest is not None:
         return manifest
+    trained = None  # read and checked before the folder exists: a bad file leaves nothing behind
+    if params.embeddings is not None:
+        trained = load_world_embeddings(params.embeddings, params.world.n_users, params.world.n_authors)
     with exclusive(out, "data set"):
         manifest = _finished(out, params.as_dict())  # another process may have finished it meanwhile
         if manifest is not None:
             return manifest
-        return _generate(params, out, progress, workers)
+        return _generate(params, out, progress, workers, trained)
 
 
 def _finished(out: Path, settings: dict) -> dict | None:
@@ -183,13 +185,14 @@ def _finished(out: Path, settings: dict) -> dict | None:
     return manifest
 
 
-def _generate(params: GeneratorParams, out: Path, progress: bool, workers: int | None) -> dict:
+def _generate(params: GeneratorParams, out: Path, progress: bool, workers: int | None,
+              trained: dict[str, np.ndarray] | None) -> dict:
     settings = params.as_dict()
     manifest_path = out / MANIFEST
     remove_stale_temporaries(out)  # a killed writer's; we hold the folder's lock
     done = _load_progress(out, settings)
     world = World(params.world)
-    features = FeatureModel(world, _trained_embeddings(params, world))
+    features = FeatureModel(world, trained)
     bar = tqdm(total=params.n_requests * params.candidates, unit="ex", unit_scale=True,
                desc=f"generate {params.scenario}", disable=not progress)
     entries: dict[int, dict] = {}
@@ -239,12 +242,12 @@ def embedding_view(like: str | Path, embeddings: str | Path, out_dir: str | Path
     base_manifest_path = like / MANIFEST
     if not base_manifest_path.exists():
         raise StudyError(f"{like}: no data set here (manifest.json missing)")
-    base = json.loads(base_manifest_path.read_text())
+    base = read_json(base_manifest_path)
     if "view_of" in base:
         raise StudyError(f"{like}: is itself an embedding view; make the view of its base data set")
     params = dict(base["params"], embeddings=str(embeddings))
-    world = base["params"]["world"]
-    load_world_embeddings(embeddings, world["n_users"], world["n_authors"])  # refuse a file that does not fit
+    world = WorldParams.from_record(base["params"]["world"], str(base_manifest_path))
+    load_world_embeddings(embeddings, world.n_users, world.n_authors)  # refuse a file that does not fit
     manifest = {k: v for k, v in base.items() if k != "shards"}
     manifest.update(
         params=params,
@@ -252,7 +255,7 @@ def embedding_view(like: str | Path, embeddings: str | Path, out_dir: str | Path
         embeddings={"file": os.path.relpath(embeddings.resolve(), out.resolve()), "sha256": file_sha256(embeddings)},
     )
     if (out / MANIFEST).exists():
-        if json.loads((out / MANIFEST).read_text()) == manifest:
+        if read_json(out / MANIFEST) == manifest:
             return manifest
         raise StudyError(f"{out}: holds a different data set (manifest.json); choose another --out or delete it")
     if out.exists() and any(out.iterdir()):
@@ -289,12 +292,6 @@ def _write_shard(params: GeneratorParams, world: World, features: "FeatureModel"
     return {"shard": shard, "file": name, "rows": rows, "sha256": file_sha256(final),
             "planned_rows": sum(_chunk_requests(params, c) for c in chunks) * params.candidates,
             "positives": dict(zip(LABELS, positives.tolist())), "true_prob_sum": dict(zip(LABELS, truth.tolist()))}
-
-
-def _trained_embeddings(params: GeneratorParams, world: World) -> dict[str, np.ndarray] | None:
-    if params.embeddings is None:
-        return None
-    return load_world_embeddings(params.embeddings, world.params.n_users, world.params.n_authors)
 
 
 def _chunk_requests(params: GeneratorParams, chunk: int) -> int:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import torch
 
 from studylib.data.layout import GROUP_VALUE_TYPES, MANIFEST, RENAMED_FEATURES, SCHEMA_VERSION
+from studylib.data.world import WorldParams
 from studylib.errors import StudyError
 from studylib.io import file_sha256, read_json, require_regular_file
 from studylib.schema import (
@@ -118,6 +119,8 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
         shard_truth = _check_schema(path, meta.schema_arrow, renamed, widths)
         _check_values(path, renamed)
         has_truth = shard_truth if has_truth is None else has_truth and shard_truth
+        if meta.metadata.num_rows == 0:  # `generate` never writes one; every later step assumes rows
+            raise StudyError(f"{path}: shard holds no rows")
         files.append(path)
         row_groups += [(index, g, meta.metadata.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     if not files:
@@ -175,10 +178,11 @@ def _open_view(root: Path, manifest: dict, verify: bool, renamed: dict[str, str]
         emb_file = root / manifest["embeddings"]["file"]
         expected_emb = manifest["embeddings"]["sha256"]
         world = manifest["params"]["world"]
-        n_users, n_authors = int(world["n_users"]), int(world["n_authors"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError):
         raise StudyError(f"{where}: malformed embedding view (needs view_of.path/manifest_sha256, "
                          "embeddings.file/sha256 and params.world)") from None
+    world = WorldParams.from_record(world, str(where))
+    n_users, n_authors = world.n_users, world.n_authors
     if not (base_root / MANIFEST).exists():
         raise StudyError(f"{where}: its base data set {base_root} is missing")
     if file_sha256(base_root / MANIFEST) != expected_base:
@@ -249,6 +253,9 @@ def _check_schema(path: Path, schema: pa.Schema, renamed: dict[str, str], widths
             raise StudyError(f"{path}: missing column {column}")
         if not pa.types.is_integer(schema.field(column).type):
             raise StudyError(f"{path}: column {column} must be an integer, got {schema.field(column).type}")
+    if COHORT_COLUMN in schema.names and not pa.types.is_string(schema.field(COHORT_COLUMN).type):
+        raise StudyError(f"{path}: column {COHORT_COLUMN} must hold strings (cohort names), "
+                         f"got {schema.field(COHORT_COLUMN).type}")
     truth = [true_prob_column(label) for label in LABELS]
     return all(c in schema.names for c in truth)
 

@@ -8,7 +8,7 @@ from the same parameters see the same users, authors and tweets.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from scipy.optimize import brentq
@@ -45,6 +45,30 @@ class WorldParams:
     signal: float = 1.5  # std of the latent part of each label's logit
     rate_scale: float = 1.0  # multiplies every base rate (CPU-sized data needs more positives)
     seed: int = 0
+
+    @classmethod
+    def from_record(cls, record, where: str) -> "WorldParams":
+        """The world a manifest recorded (`params.world`), checked as read: known keys only, whole
+        numbers for the sizes and seed, finite numbers for the rest; one line naming `where` else."""
+        if not isinstance(record, dict):
+            raise StudyError(f"{where}: params.world must be a mapping, got {type(record).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(record) - set(known), key=str)
+        if unknown:
+            raise StudyError(f"{where}: params.world has an unknown key {str(unknown[0])[:40]!r} "
+                             f"(known: {', '.join(known)})")
+        for name, value in record.items():
+            whole = known[name].type == "int"
+            ok = isinstance(value, int) if whole else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok:
+                raise StudyError(f"{where}: params.world.{name} must be {'an integer' if whole else 'a number'}, "
+                                 f"got {type(value).__name__}")
+        world = cls(**record)
+        try:
+            world.validate()
+        except StudyError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+        return world
 
     def validate(self) -> None:
         for name in ("n_users", "n_authors", "n_tweets", "latent_dim"):

@@ -21,7 +21,7 @@ from studylib.ranker.bf16 import bf16_state_dict
 from studylib.ranker.config import RecapConfig, load_config
 from studylib.data.reader import Reader
 from studylib.errors import StudyError
-from studylib.io import atomic_write, read_json, settings_sha256
+from studylib.io import atomic_write, read_json, read_torch_file, settings_sha256
 from studylib.ranker.metrics import head_metrics, to_data_space
 from studylib.ranker.model import HeavyRanker
 from studylib.runtime import Runtime, resolve_device, resolve_precision
@@ -74,11 +74,9 @@ def _atomic_save(state: dict, path: Path) -> None:
 
 def load_checkpoint(path: Path, model: HeavyRanker, cfg: RecapConfig, optimizer=None) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(path, "checkpoint")
     except FileNotFoundError:
         raise StudyError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # a truncated or foreign file
-        raise StudyError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise StudyError(f"{path}: not a checkpoint made by `studylib train` (no model weights in it)")
     if state.get("model_config_sha256") != config_digest(cfg):

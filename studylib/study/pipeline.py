@@ -29,7 +29,7 @@ from studylib import yamlio
 from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.ranker.runs import MODEL
-from studylib.io import os_error, write_json
+from studylib.io import os_error, read_json, write_json
 from studylib.study.report import REPO, build_report
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
@@ -237,7 +237,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
 
 def _load_state(executed: Path) -> dict:
     path = executed / STATE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(path) if path.exists() else {}
 
 
 def _save_state(executed: Path, state: dict) -> None:

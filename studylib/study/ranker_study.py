@@ -3,13 +3,12 @@ once and reused while its parameters match (`studylib.study.paths.generated`, `i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.io import cached, file_sha256
+from studylib.io import cached, file_sha256, read_json
 from studylib.study.paths import RUN_MARKER, generated, stamp_beside
 
 
@@ -140,8 +139,8 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
                 "embeddings": None if embeddings is None else file_sha256(embeddings)}
     if embeddings is not None and not changes:
         return generated(out, {**settings, "view": True}, lambda: embedding_view(like, embeddings, out))
-    base = json.loads((like / "manifest.json").read_text())["params"]
-    params = GeneratorParams(**{**base, "world": WorldParams(**base["world"]),
+    base = read_json(like / "manifest.json")["params"]
+    params = GeneratorParams(**{**base, "world": WorldParams.from_record(base["world"], str(like / "manifest.json")),
                                 "embeddings": None if embeddings is None else str(embeddings), **changes})
     params.validate()
     return generated(out, {**settings, "params": params.as_dict()}, lambda: generate(params, out, progress=progress))

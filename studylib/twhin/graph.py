@@ -155,7 +155,7 @@ def read_planted(directory: Path) -> Graph:
     columns = {c: np.concatenate([p[c] for p in parts]) for c in EDGE_COLUMNS}
     world = None
     if "params" in manifest and "world" in manifest["params"]:
-        world = WorldParams(**manifest["params"]["world"])
+        world = WorldParams.from_record(manifest["params"]["world"], str(manifest_path))
     return Graph(tables, relations, columns["lhs"], columns["rel"], columns["rhs"], columns["time_chunk"],
                  str(directory), world)
 

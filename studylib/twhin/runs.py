@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from studylib.errors import StudyError
-from studylib.io import read_json
+from studylib.io import read_json, read_torch_file
 from studylib.twhin.graph import Graph, load_graph
 from studylib.twhin.splits import SplitSpec, split_graph
 from studylib.twhin.config import TwhinConfig, load_twhin_config
@@ -63,11 +62,9 @@ def read_checkpoint(path: Path) -> dict:
     """A TwHIN checkpoint: tensors and plain values only (`weights_only=True`, so a crafted file
     cannot run code); anything else is refused with one line."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_torch_file(path, "TwHIN checkpoint")
     except FileNotFoundError:
         raise StudyError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # a truncated, foreign or crafted file
-        raise StudyError(f"{path}: not a readable TwHIN checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("step"), int) \
             or not isinstance(checkpoint.get("state"), dict):
         raise StudyError(f"{path}: not a TwHIN checkpoint made by `studylib twhin-train` (no step and state)")
