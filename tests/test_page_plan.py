@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studylib.analysis import findings
+from studylib.analysis import findings, stats
 
 
 def _interval(estimate, p):
