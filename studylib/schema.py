@@ -75,6 +75,7 @@ META_GROUPS = ("meta__user_id", "meta__author_id", "meta__tweet_id")
 # Study columns stored beside the published ones.
 REQUEST_COLUMN = "request_id"
 COHORT_COLUMN = "cohort"
+PREDICTION_EPS = 1e-7  # predictions clipped to [EPS, 1 - EPS] before a log loss, as the original's RCE
 TRUE_PROB_PREFIX = "true_prob."  # + label name: the planted probability of that label
 
 

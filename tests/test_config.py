@@ -148,7 +148,7 @@ def test_schedule_kinds_parse_from_yaml(tmp_path):
 
 def test_duplicate_yaml_keys_are_refused_in_weights_configs_and_profiles(tmp_path):
     from studylib.study.pipeline import load_profile
-    from studylib.ranker.scoring import load_weights
+    from studylib.ranker.weights import load_weights
 
     weights = tmp_path / "w.yaml"
     weights.write_text("scored_tweets_model_weight_report: -369.0\nscored_tweets_model_weight_fav: 0.5\n"

@@ -595,7 +595,7 @@ def test_files_that_are_devices_are_refused_before_reading(run, small_data, tmp_
 
 
 def test_weights_that_cannot_give_a_finite_score_are_refused(run, small_data, tmp_path, capsys):
-    from studylib.ranker.scoring import load_weights
+    from studylib.ranker.weights import load_weights
     published = load_weights("april_2023").as_published()
     huge = tmp_path / "huge.yaml"
     huge.write_text("".join(f"{k}: {'1' + '0' * 400}\n" for k in published))

@@ -101,3 +101,19 @@ def test_reading_a_finished_run_does_not_import_training():
     for reader in ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export", "studylib.ranker.runs",
                    "studylib.twhin.runs"):
         assert not graph[reader] & {"studylib.ranker.train", "studylib.twhin.train"}, reader
+
+
+def test_the_analysis_chapters_read_weights_and_results_without_loading_torch():
+    """Chapters 4 and 5 rerun on every `make study WEIGHTS=`; torch's import (about a second and a
+    half) is not theirs to pay: weights live in ranker/weights.py, the clipping constant in schema."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from studylib.analysis import findings, plots, ranking, regret, sensitivity, sliders, stats, tables, "
+            "weight_search\n"
+            "from studylib.study import notebook, parameters, ranker_study\n"
+            "from studylib.ranker.weights import HEADS, load_weights, save_weights\n"
+            "load_weights('april_2023')\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -10,7 +10,8 @@ import yaml
 from studylib.errors import StudyError
 from studylib.schema import BASE_RATES, short_name
 from studylib.data.requests import rank_within_requests
-from studylib.ranker.scoring import HEADS, equal_contribution, load_weights, score_matrix, scored_table
+from studylib.ranker.weights import HEADS, equal_contribution, load_weights
+from studylib.ranker.scoring import score_matrix, scored_table
 
 
 def test_april_2023_preset_has_the_published_weights():
@@ -89,7 +90,7 @@ def test_slider_weights_saved_as_a_file_that_make_study_accepts(tmp_path):
     """The sliders' export (chapter 5) round-trips: short names in, the published keys out, and the
     file passes the same check `make study WEIGHTS=` runs before any notebook."""
     from studylib.study.ranker_study import check_weights
-    from studylib.ranker.scoring import save_weights
+    from studylib.ranker.weights import save_weights
 
     chosen = {short_name(h): w * 1.5 for h, w in load_weights("april_2023").weights.items()}
     path = save_weights(chosen, tmp_path / "weights" / "slider_weights.yaml", "slider_weights")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from studylib.analysis import sliders
-from studylib.ranker.scoring import HEADS, load_weights
+from studylib.ranker.weights import HEADS, load_weights
 from test_study import _browser, _chromium  # the report test's headless Chromium
 
 PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")

@@ -68,7 +68,7 @@ def test_scoring_a_trained_run(learned, tmp_path):
     assert len(table) == 10000
     assert table.groupby("request_id")["rank.april_2023"].max().eq(50).all()
     import numpy as np
-    from studylib.ranker.scoring import HEADS, load_weights
+    from studylib.ranker.weights import HEADS, load_weights
     from studylib.schema import short_name
     # the score is exactly the weighted sum of the stored probabilities
     w = load_weights("april_2023")

@@ -19,7 +19,7 @@ top k,
 Means are over the sample's requests (τ over those where it is defined). `reference` computes the
 same numbers in Python with the ranking module's top-k and τ helpers (a test holds the script to
 them in headless Chromium), and a link exports the weights as a file `make study WEIGHTS=` reads
-(`scoring.load_weights`). No library, no network: one HTML fragment with inline SVG and JavaScript.
+(`weights.load_weights`). No library, no network: one HTML fragment with inline SVG and JavaScript.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from studylib.errors import StudyError
 from studylib.analysis.ranking import TOP_K, kendall_tau, top_k_value
 from studylib.data.requests import Requests
 from studylib.schema import REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
-from studylib.ranker.scoring import HEADS
+from studylib.ranker.weights import HEADS
 
 MAX_REQUESTS = 400  # 400 requests of 50 candidates: about 2.1 MB of base64 in the page
 FRONTIER_FILE = "05_frontier.csv"

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from studylib.errors import StudyError
-from studylib.ranker.metrics import EPS  # the original's prediction clipping, the same as a run's eval.csv
+from studylib.schema import PREDICTION_EPS as EPS  # the original's clipping, the same as a run's eval.csv
 MIN_POSITIVES = 50  # a head with fewer held-out positives is "not evaluable"
 
 

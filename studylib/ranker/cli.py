@@ -9,7 +9,7 @@ import json
 
 from studylib.data.world import WorldParams
 from studylib.errors import StudyError
-from studylib.ranker.scoring import DEFAULT_PRESET, PRESETS
+from studylib.ranker.weights import DEFAULT_PRESET, PRESETS
 from studylib.ranker.train import PAIRINGS
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
@@ -92,7 +92,8 @@ def _print_eval(rows: list[dict]) -> None:
 
 
 def _score(args) -> int:
-    from studylib.ranker.scoring import DEFAULT_PRESET, score_run
+    from studylib.ranker.weights import DEFAULT_PRESET
+    from studylib.ranker.scoring import score_run
 
     table = score_run(args.run, args.data, args.weights or [DEFAULT_PRESET], args.out, device=args.device,
                       progress=not args.quiet, precision=args.precision)

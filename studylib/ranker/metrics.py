@@ -12,7 +12,9 @@ import math
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_calibration_error
 
-EPS = 1e-7  # predictions clipped to [EPS, 1 - EPS], as the original's RCE (also analysis.stats)
+from studylib.schema import PREDICTION_EPS
+
+EPS = PREDICTION_EPS  # predictions clipped to [EPS, 1 - EPS], as the original's RCE (also analysis.stats)
 
 
 def log_loss(prob: torch.Tensor, label: torch.Tensor) -> float:

@@ -1,12 +1,7 @@
 """Weighted scoring: score = Σ weight_head · probability_head, ranked within each request.
 
-Weight sets are YAML files keyed by the published names (`scored_tweets_model_weight_fav`,
-...). Presets: the two versions the-algorithm-ml README published, `april_2023` (default: 5 Apr
-2023, commit b852108) and `march_2023` (31 Mar 2023, commit 78c3235: reply 27, one good-click
-term; see its file for how that term is read), `equal_contribution` (derived from base rates:
-every weighted head contributes equally on average) and `x_2026_mapped` (the 2026 weights mapped
-onto the heads that exist). Any number of candidates is scored
-against any number of weight sets in one matrix product.
+The weight sets come from `studylib.ranker.weights` (presets and files). Any number of candidates
+is scored against any number of weight sets in one matrix product.
 
 The per-head probabilities do not depend on the weights, so they are computed once per
 (model, data set) and kept beside the run (`<run>/probabilities/<data set>.parquet`, keyed by
@@ -17,9 +12,6 @@ under any weight set reads them and takes the weighted sum, without loading the 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -30,98 +22,13 @@ import yaml
 from studylib.data.layout import MANIFEST as MANIFEST_FILE
 from studylib.data.reader import Reader, open_dataset
 from studylib.data.requests import rank_within_requests
-from studylib import yamlio
 from studylib.errors import StudyError
-from studylib.io import atomic_write, file_sha256, read_json, require_regular_file, write_text
-from studylib.schema import BASE_RATES, LABELS, REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
+from studylib.io import atomic_write, file_sha256, read_json, require_regular_file
+from studylib.schema import LABELS, REQUEST_COLUMN, short_name
 from studylib.runtime import resolve_device, resolve_precision
 from studylib.ranker.config import load_config
 from studylib.ranker.runs import CHECKPOINT, CONFIG_COPY, MODEL, RUN_INFO, load_run, predict
-
-HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
-PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")
-DEFAULT_PRESET = "april_2023"
-
-
-@dataclass(frozen=True)
-class WeightSet:
-    name: str
-    weights: dict[str, float]  # head label name -> weight
-
-    def vector(self, heads: tuple[str, ...]) -> np.ndarray:
-        return np.array([self.weights[h] for h in heads], dtype=np.float64)
-
-    def as_published(self) -> dict[str, float]:
-        return {WEIGHT_PREFIX + WEIGHT_SUFFIX[h]: self.weights[h] for h in HEADS}
-
-
-def parse_weights(raw, source: str, name: str) -> WeightSet:
-    """Validate a mapping of published weight names; refuse unknown, missing or non-finite values."""
-    if not isinstance(raw, dict):
-        raise StudyError(f"{source}: must be a mapping of scored_tweets_model_weight_* to numbers")
-    by_key = {WEIGHT_PREFIX + suffix: head for head, suffix in WEIGHT_SUFFIX.items()}
-    weights = {}
-    for key, value in raw.items():
-        if key not in by_key:
-            raise StudyError(f"{source}: unknown head weight {yamlio.shorten(key, quote=False)}")
-        try:
-            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-        except OverflowError:  # an integer beyond any float
-            number = math.inf
-        if not math.isfinite(number):
-            raise StudyError(f"{source}: {key} must be a finite number, got {yamlio.shorten(value)}")
-        weights[by_key[key]] = number
-    missing = [key for key, head in by_key.items() if head not in weights]
-    if missing:
-        raise StudyError(f"{source}: missing head weight {missing[0]}")
-    # a score is a sum of weight x probability (each in [0, 1]): it is finite for every candidate
-    # exactly when the weights' absolute sum is
-    if not math.isfinite(sum(abs(w) for w in weights.values())):
-        raise StudyError(f"{source}: the weights are too large for a finite score (their absolute sum overflows)")
-    return WeightSet(name, weights)
-
-
-def equal_contribution(base_rates: dict[str, float] | None = None, anchor: str = HEADS[0],
-                       anchor_weight: float = 0.5) -> WeightSet:
-    """Weights with |weight · base rate| equal for every head (signs as published).
-
-    Scaled so the anchor head (favorited) keeps its published weight of 0.5, which makes the
-    set comparable to April 2023; the README says those weights started out this way.
-    """
-    rates = BASE_RATES if base_rates is None else base_rates
-    april = load_weights(DEFAULT_PRESET)
-    contribution = anchor_weight * rates[anchor]
-    return WeightSet("equal_contribution",
-                     {h: math.copysign(contribution / rates[h], april.weights[h]) for h in HEADS})
-
-
-def load_weights(spec: str) -> WeightSet:
-    """A preset name or a YAML file path."""
-    if spec == "equal_contribution":
-        return equal_contribution()
-    if spec in PRESETS:
-        path = Path(str(resources.files("studylib") / "weights" / f"{spec}.yaml"))
-    else:
-        path = Path(spec)
-        if not path.exists():
-            raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    raw = yamlio.read(path, "weights file")
-    return parse_weights(raw, str(path), path.stem)
-
-
-def save_weights(weights: dict[str, float], path: str | Path, name: str = "my_weights") -> Path:
-    """Write a weight file that `--weights`/`make study WEIGHTS=` accepts: `weights` maps each head's
-    label name (or its short name) to its weight; checked like any weight file before writing."""
-    by_short = {short_name(h): h for h in HEADS}
-    values = {by_short.get(head, head): value for head, value in weights.items()}
-    unknown = sorted(set(values) - set(HEADS))
-    if unknown:
-        raise StudyError(f"{path}: unknown head {unknown[0]}")
-    published = {WEIGHT_PREFIX + WEIGHT_SUFFIX[h]: values[h] for h in HEADS if h in values}
-    parse_weights(published, str(path), name)  # missing or non-finite weights are refused here
-    text = (f"# {name}: ten scored_tweets_model_weight_* values for `make study WEIGHTS={path}`\n"
-            + yaml.safe_dump({k: float(v) for k, v in published.items()}, sort_keys=False))
-    return write_text(path, text)
+from studylib.ranker.weights import HEADS, WeightSet, load_weights
 
 
 def score_matrix(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -272,6 +179,4 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
     return table
 
 
-__all__ = ["WeightSet", "load_weights", "parse_weights", "equal_contribution", "score_matrix",
-           "probability_table", "add_scores", "scored_table", "stored_probabilities",
-           "score_run", "PRESETS", "HEADS"]
+__all__ = ["add_scores", "probability_table", "score_matrix", "score_run", "scored_table", "stored_probabilities"]

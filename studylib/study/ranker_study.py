@@ -87,7 +87,7 @@ def require_scores(path: Path) -> pd.DataFrame:
 
 def weight_specs(weights: str, presets: list[str]) -> list[str]:
     """The primary weight set first, then the presets to compare (without duplicate names)."""
-    from studylib.ranker.scoring import load_weights
+    from studylib.ranker.weights import load_weights
 
     primary = load_weights(weights).name
     return [weights] + [p for p in presets if load_weights(p).name != primary]
@@ -95,7 +95,7 @@ def weight_specs(weights: str, presets: list[str]) -> list[str]:
 
 def check_weights(weights: str, parameter: str = "weights") -> str:
     """The name of the weight set `weights` (preset or YAML path); StudyError naming the parameter otherwise."""
-    from studylib.ranker.scoring import load_weights
+    from studylib.ranker.weights import load_weights
 
     try:
         return load_weights(weights).name
