@@ -297,3 +297,59 @@ def test_users_in_both_groups_count_on_one_side_only():
     table = stats.compare_groups({"b vs a": ((a, users_a), (b, users_b))}, n_resamples=200, seed=1)
     f = findings.distribution_tests(table, 0.05)
     assert f.numbers["shared_users_max"] == 20 and "counts on one side only" in f.text
+
+
+def test_each_preset_is_judged_by_its_own_objective_not_only_the_base_weights():
+    """Issue 26 #4: every preset was scored by april_2023's utility, which the others do not
+    optimise. A feed ranked by the truth under a preset's own weights is perfect by its own
+    objective (share 1), however far it falls by the base weights' yardstick."""
+    from studylib.analysis import ranking, sensitivity
+    from studylib.data.requests import Requests
+    rng = np.random.default_rng(3)
+    R, n, H = 60, 20, 3
+    truth = rng.uniform(0.0, 0.3, (R, n, H))
+    users = np.repeat(np.arange(R // 2), 2 * n)  # two requests per user
+    req = Requests.from_ids(np.repeat(np.arange(R), n))
+    oracle = ranking.ScoredSet(("a", "b", "c"), req, truth, truth, None, users)
+    base, other = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, -5.0])
+    own = sensitivity.own_objective_shares(oracle, np.stack([base, other]), ["base", "other"], k=5,
+                                           n_resamples=200, seed=0)
+    assert np.allclose(own["own_share"], 1.0) and np.allclose(own[["own_share_low", "own_share_high"]], 1.0)
+    paired = sensitivity.preset_differences(oracle, base, other[None], ["other"], k=5, n_resamples=200)
+    by_base = paired[paired["metric"] == "utility"].iloc[0]
+    assert by_base["difference"] < 0 and by_base["high"] < 0  # by the base weights' yardstick it loses
+    noisy = ranking.ScoredSet(("a", "b", "c"), req, np.clip(truth + rng.normal(0, 0.15, truth.shape), 0, 1), truth,
+                              None, users)
+    shares = sensitivity.own_objective_shares(noisy, np.stack([base, other]), ["base", "other"], k=5,
+                                              n_resamples=200, seed=0)
+    assert (shares["own_share"] < 1).all() and (shares["own_share_low"] <= shares["own_share"]).all()
+    f = findings.presets_paired(paired.assign(weights="other"), "base", {"utility": "true utility"}, shares)
+    assert "by its own objective" in f.text and f.numbers["other_own_share"] == pytest.approx(
+        shares.set_index("weights").loc["other", "own_share"])
+
+
+def test_a_lapsed_difference_is_read_page_wide_first_and_the_chapter_text_is_marked(tmp_path, monkeypatch):
+    """Issue 26: a finding's own sentence declares a difference that the page-wide plan does not
+    keep; the Findings page must not present that sentence as the claim."""
+    from studylib.study import report
+
+    monkeypatch.setenv("STUDYLIB_PIPELINE", "1")
+    results = tmp_path / "_build" / "results" / "quick"
+    low, high = _interval(0.2, 0.012)  # declared by its own interval, not after Holm over 11 decisions
+    weak = findings.Finding("fork_scores", "04_distributions", "The scores differ by +0.2.",
+                            {"difference": 0.2, "difference_low": low, "difference_high": high}, "differs", "04_fork.csv")
+    lo, hi = _interval(0.1, 0.6)
+    many = [findings.Finding(f"other_{i}", "04_distributions", "A null one.",
+                             {"gap": 0.1, "gap_low": lo, "gap_high": hi}, None, "04_tests.csv") for i in range(10)]
+    findings.record(results, weak, *many)
+    planned = findings.apply_page_plan(results)
+    assert planned["fork_scores"]["lapsed"] == ["difference"]
+    assert "The scores differ" in planned["fork_scores"]["text"]
+    chapters = [tmp_path / "04_distributions.ipynb"]
+    chapters[0].write_text('{"metadata": {"studylib": {"title": "Distributions"}}}')
+    page = report.findings_markdown(tmp_path, "quick", chapters)
+    line = next(l for l in page.splitlines() if l.startswith("- **fork_scores**"))
+    assert line.index("*Page-wide: 1 of 1 declared differences lapse") < line.index("The scores differ")
+    assert "before the plan (read each lapsed difference as not shown)" in line
+    assert "chapter's verdict, before the page-wide multiplicity plan" in weak.markdown()
+    assert "multiplicity" not in findings.Finding("x", "c", "No test here.", {"rows": 3}).markdown()

@@ -41,7 +41,13 @@ class Finding:
     source: str | None = None  # the results CSV the numbers come from
 
     def markdown(self) -> str:
-        return f"**Finding.** {self.text}"
+        """The chapter's sentence. Where it rests on tests or intervals, it says that its verdict is
+        the chapter's: the Findings page applies one multiplicity plan over the whole page."""
+        tail = ""
+        if decisions({"numbers": self.numbers}):
+            tail = (" *This is the chapter's verdict, before the page-wide multiplicity plan; the Findings page "
+                    "says which of its differences hold under it.*")
+        return f"**Finding.** {self.text}{tail}"
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -903,8 +909,10 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
     return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
 
 
-def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str]) -> Finding:
-    """paired: rows (weights, metric, difference, low, high): each preset minus the base weights per request."""
+def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str],
+                   own: pd.DataFrame | None = None) -> Finding:
+    """paired: rows (weights, metric, difference, low, high): each preset minus the base weights per request;
+    own: sensitivity.own_objective_shares, every preset judged by its own weights on the truth."""
     numbers, parts = {"base": base}, []
     clear_count = 0
     for preset in [w for w in paired["weights"].unique() if w != base]:
@@ -930,6 +938,19 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
     if "utility" in set(paired["metric"]):
         text += (f" Utility is the `{base}` weights' own objective, which the other presets do not optimise: a loss there "
                  "measures distance from that objective, not a preset's failure at its own.")
+    if own is not None and len(own):
+        bits = []
+        for _, r in own.iterrows():
+            for key in ("own_share", "own_share_low", "own_share_high"):
+                numbers[f"{r['weights']}_{key}"] = float(r[key])
+            bits.append(f"{r['weights']} {100 * r['own_share']:.0f} % "
+                        f"({_ci(100 * r['own_share_low'], 100 * r['own_share_high'], '.0f')} %)")
+        weakest = own.loc[own["own_share"].idxmin()]
+        numbers["weakest_own_objective"] = str(weakest["weights"])
+        text += (" Judged each by its own objective (its weights on the true probabilities), the model's feed reaches "
+                 "this share of the oracle's gain over a random order: " + ", ".join(bits) + "; the model serves "
+                 f"`{weakest['weights']}`'s objective least well. Where each preset sits on the engagement/negative "
+                 "frontier is `frontier_distance`.")
     return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
                    "05_presets_paired.csv")
 
@@ -1241,6 +1262,7 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) ->
             else:
                 f["adjusted_verdict"] = (f"{len(lapsed)} of {len(declared)} declared differences lapse under page-wide "
                                          f"{PAGE_ADJUSTMENT}: {', '.join(lapsed)}")
+            f["lapsed"] = lapsed  # the differences the finding's own text declares that the page cannot
         out[i] = _plain(f)
     return out
 
