@@ -353,3 +353,34 @@ def test_a_lapsed_difference_is_read_page_wide_first_and_the_chapter_text_is_mar
     assert "before the plan (read each lapsed difference as not shown)" in line
     assert "chapter's verdict, before the page-wide multiplicity plan" in weak.markdown()
     assert "multiplicity" not in findings.Finding("x", "c", "No test here.", {"rows": 3}).markdown()
+
+
+def test_the_weight_analyses_are_repeated_on_every_training_seed():
+    """Issue 23: seed-to-seed variance carried into presets, tornado and Sobol, not only regret."""
+    from studylib.analysis import ranking, sensitivity
+    from studylib.data.requests import Requests
+    rng = np.random.default_rng(5)
+    R, n, H = 40, 20, 3
+    truth = rng.uniform(0.0, 0.3, (R, n, H))
+    users = np.repeat(np.arange(R // 2), 2 * n)
+    req = Requests.from_ids(np.repeat(np.arange(R), n))
+    heads = ("a", "b", "c")
+    model = ranking.ScoredSet(heads, req, np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1), truth, None, users)
+    base = np.array([1.0, 1.0, -2.0])
+    sets, names = np.stack([base, np.array([1.0, 0.0, -8.0])]), ["base", "other"]
+    same = sensitivity.seed_replicates({0: model, 1: model}, base, sets, names, [0.0, 2.0], (0.0, 2.0), 8, k=5)
+    assert set(same["quantity"]) == {"own_share", "utility_vs_base", "tornado_top_head", "sobol_utility_top"}
+    stable = findings.seed_replication(same, "base", 8)
+    assert stable.verdict == "stable across seeds" and stable.numbers["seeds"] == 2
+    # a second "seed" whose predictions of head c are noise: the orderings move with it
+    scrambled = model.prob.copy()
+    scrambled[..., 2] = rng.permutation(scrambled[..., 2].ravel()).reshape(R, n)
+    other = ranking.ScoredSet(heads, req, scrambled, truth, None, users)
+    moved = sensitivity.seed_replicates({0: model, 1: other}, base, sets, names, [0.0, 2.0], (0.0, 2.0), 8, k=5)
+    own = moved[moved["quantity"] == "own_share"].set_index(["train_seed", "name"])["value"]
+    assert own[(1, "other")] < own[(0, "other")]  # the noisy head costs the preset that leans on it
+    f = findings.seed_replication(moved, "base", 8)
+    assert f.numbers["other_own_share_min"] == pytest.approx(own[(1, "other")])
+    assert "2 seeds" in f.text and ("Seed-dependent" in f.text) == (f.verdict != "stable across seeds")
+    one = findings.seed_replication(same[same["train_seed"] == 0], "base", 8)
+    assert one.verdict == "one seed"

@@ -879,6 +879,60 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: 
 SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
 
 
+def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
+    """rep: sensitivity.seed_replicates (train_seed, quantity, name, value). What training the main
+    model again changes in chapter 5's answers: the presets' own-objective shares and their order,
+    each preset's utility against the base weights, the tornado's and Sobol's leading heads."""
+    seeds = sorted(rep["train_seed"].unique())
+    n = len(seeds)
+    numbers: dict = {"seeds": n, "sobol_n": sobol_n, "base": base}
+    if n < 2:
+        return Finding("seed_replication", "05_sensitivity", "One training seed of the main model: the chapter's "
+                       "answers carry no seed-to-seed variance (the profile's `seeds` is 1).", numbers, "one seed",
+                       "05_seed_replicates.csv")
+    parts, unstable = [], []
+    own = rep[rep["quantity"] == "own_share"]
+    if len(own):
+        spans = own.groupby("name")["value"].agg(["min", "max"])
+        for name, r in spans.iterrows():
+            numbers[f"{name}_own_share_min"], numbers[f"{name}_own_share_max"] = float(r["min"]), float(r["max"])
+        orders = own.sort_values(["train_seed", "value"], ascending=[True, False]).groupby("train_seed")["name"].apply(tuple)
+        same_order = int((orders == orders.iloc[0]).sum())
+        numbers["own_order_agreeing_seeds"] = same_order
+        parts.append("own-objective shares " + ", ".join(f"{name} {100 * r['min']:.0f}–{100 * r['max']:.0f} %"
+                                                          for name, r in spans.iterrows())
+                     + f", in the same order in {same_order} of {n} seeds")
+        if same_order < n:
+            unstable.append("the presets' order")
+    versus = rep[(rep["quantity"] == "utility_vs_base") & (rep["name"] != base)]
+    if len(versus):
+        signs = versus.groupby("name")["value"].agg(lambda v: len(set(np.sign(v.round(12)))) == 1)
+        flips = [name for name, same in signs.items() if not same]
+        numbers["presets_whose_utility_sign_flips"] = len(flips)
+        parts.append(f"each preset's utility against `{base}` keeps its sign in every seed" if not flips else
+                     f"the sign of the utility against `{base}` changes between seeds for {', '.join(flips)}")
+        if flips:
+            unstable.append("a preset's gain or loss")
+    for quantity, label in (("tornado_top_head", "the tornado's top head"),
+                            ("sobol_utility_top", f"the input with the largest Sobol total index for utility (n = {sobol_n})")):
+        leads = rep[rep["quantity"] == quantity]
+        if not len(leads):
+            continue
+        counts = leads["name"].value_counts()
+        numbers[f"{quantity}"], numbers[f"{quantity}_seeds"] = str(counts.index[0]), int(counts.iloc[0])
+        parts.append(f"{label} is {counts.index[0]} in {counts.iloc[0]} of {n} seeds"
+                     + ("" if counts.iloc[0] == n else f" (else {', '.join(counts.index[1:])})"))
+        if counts.iloc[0] < n:
+            unstable.append(label.split(" (")[0])
+    numbers["unstable"] = len(unstable)
+    text = (f"Trained again with {n} seeds (the same data and requests), the chapter's answers read: " + "; ".join(parts)
+            + ". " + ("None of them depends on the training seed." if not unstable else
+                      f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
+                      f"{'it' if len(unstable) == 1 else 'them'}."))
+    verdict = "stable across seeds" if not unstable else f"seed-dependent: {len(unstable)}"
+    return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, "05_seed_replicates.csv")
+
+
 def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
                   min_st: float = SOBOL_MIN_ST, not_evaluable: list[str] | None = None) -> Finding:
     """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals;
@@ -1358,3 +1412,4 @@ def abstract(found: dict[str, dict], params: dict) -> str:
 
 
 __all__ += ["ORIGINAL_CANDIDATES", "TOP_SHARE_BAR", "abstract"]
+__all__ += ["seed_replication"]

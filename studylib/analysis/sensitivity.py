@@ -123,7 +123,8 @@ def weight_sobol(scored: ScoredSet, base: np.ndarray, factor_range: tuple[float,
     lo, hi = factor_range
     if not lo < hi:
         raise StudyError(f"sobol_range must be [low, high] with low < high, got {list(factor_range)}")
-    outputs = ["kendall_tau", f"top{k}_overlap"] + ([*VALUE_HEADS, "utility"] if scored.truth is not None else [])
+    values = [name for name, head in VALUE_HEADS.items() if head in scored.heads]  # as ranking_metrics computes them
+    outputs = ["kendall_tau", f"top{k}_overlap"] + ([*values, "utility"] if scored.truth is not None else [])
 
     def func(X: np.ndarray) -> np.ndarray:
         summary = summarize(ranking_metrics(scored, base, X * base[None], k))
@@ -180,4 +181,40 @@ def own_objective_shares(scored: ScoredSet, weight_sets: np.ndarray, names: list
     return pd.DataFrame(rows)
 
 
-__all__ = ["own_objective_shares", "model_and_oracle", "preset_differences", "sensitivity_sweep", "sobol_analysis", "sweep_weight_sets", "tornado_table", "tornado_top_share", "weight_sobol"]
+def seed_replicates(seed_sets: dict[int, ScoredSet], base: np.ndarray, weight_sets: np.ndarray, names: list[str],
+                    factors: list[float], sobol_range: tuple[float, float], sobol_n: int, k: int = TOP_K,
+                    seed: int = 0, exclude: list[str] | tuple = ()) -> pd.DataFrame:
+    """The weight analyses repeated on every training seed of the main model (one row per seed and
+    quantity): what training the model again changes, beside the resampling noise of one model.
+
+    Per seed: each preset's own-objective share (`own_objective_shares`) and its utility minus the
+    base weights' (paired, per request), the tornado's top head for the top-k overlap, and the Sobol
+    input with the largest total index for the utility and its ST (a `sobol_n` sample per seed).
+    Heads in `exclude` (not evaluable) take no part in the orderings."""
+    overlap = f"top{k}_overlap"
+    low, high = 0.0, max(factors)
+    rows = []
+    for train_seed, scored in seed_sets.items():
+        own = own_objective_shares(scored, weight_sets, names, k, n_resamples=2, seed=seed)
+        per = ranking_metrics(scored, base, np.vstack([np.asarray(base, np.float64)[None], weight_sets]), k)
+        for i, r in own.iterrows():
+            rows.append({"train_seed": train_seed, "quantity": "own_share", "name": r["weights"], "value": r["own_share"]})
+            if "utility" in per:
+                rows.append({"train_seed": train_seed, "quantity": "utility_vs_base", "name": r["weights"],
+                             "value": float(np.nanmean(per["utility"][i + 1] - per["utility"][0]))})
+        sweep = sensitivity_sweep(scored, base, [low, high], k)
+        sweep = sweep[~sweep["head"].isin(exclude)]
+        base_value = float(np.nanmean(per[overlap][0]))
+        top = tornado_table(sweep, overlap, low, high, base_value).iloc[0]
+        rows.append({"train_seed": train_seed, "quantity": "tornado_top_head", "name": top["head"],
+                     "value": float(top["departure"])})
+        if scored.truth is not None:
+            sobol = weight_sobol(scored, base, sobol_range, sobol_n, seed, k)
+            sobol = sobol[(sobol["output"] == "utility") & ~sobol["input"].isin(exclude)]
+            lead = sobol.loc[sobol["ST"].idxmax()]
+            rows.append({"train_seed": train_seed, "quantity": "sobol_utility_top", "name": lead["input"],
+                         "value": float(lead["ST"])})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["own_objective_shares", "seed_replicates", "model_and_oracle", "preset_differences", "sensitivity_sweep", "sobol_analysis", "sweep_weight_sets", "tornado_table", "tornado_top_share", "weight_sobol"]
