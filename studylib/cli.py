@@ -27,10 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Every string argument must be text that encodes as UTF-8: a path given as undecodable bytes
+    reaches Python as surrogates, which pyarrow and JSON cannot write (a traceback half-way)."""
+    for name, value in vars(args).items():
+        items = value if isinstance(value, list) else [value]
+        for item in [x for i in items for x in (i if isinstance(i, (list, tuple)) else [i])]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise StudyError(f"--{name.replace('_', '-')}: not UTF-8 text "
+                                     f"({item.encode('utf-8', 'backslashreplace').decode()[:60]})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_text_arguments(args)
         return args.func(args)
     except StudyError as exc:
         print(f"studylib: error: {exc}", file=sys.stderr)

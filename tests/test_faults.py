@@ -843,3 +843,28 @@ def test_kill_9_at_several_points_of_a_checkpoint_write_then_resume(small_data, 
     assert a["step"] == b["step"] == steps
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.parametrize("downsampling, pattern", [
+    ({"recap.engagement.is_favorited": {"pos": "abc", "neg": 0.5}}, r"pos_downsampling_rate must be a rate in \(0, 1\], got nothing"),
+    ({"recap.engagement.is_favorited": {"pos_downsampling_rate": "abc", "neg_downsampling_rate": 0.5}},
+     r"pos_downsampling_rate must be a rate in \(0, 1\], got abc"),
+    ({"recap.engagement.is_favorited": {"pos_downsampling_rate": 1.0, "neg_downsampling_rate": 0.0}},
+     r"neg_downsampling_rate must be a rate in \(0, 1\], got 0\.0"),
+    ({"not_a_label": {}}, r"downsampling names an unknown label 'not_a_label'"),
+    ([1, 2], r"downsampling must be a mapping"),
+])
+def test_a_manifest_downsampling_rate_that_is_not_a_rate_is_refused(downsampling, pattern, small_data, tmp_path, capsys):
+    data = _copy(small_data, tmp_path, "data")
+    _edit_json(data / "manifest.json", lambda m: {**m, "downsampling": downsampling})
+    refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "1"], pattern)
+    assert not (tmp_path / "r").exists()
+
+
+def test_paths_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path, capsys):
+    out = str(tmp_path) + "/d_" + b"\xff\xfe".decode("utf-8", "surrogateescape")  # as argv delivers such bytes
+    refused(capsys, ["generate", "--out", out, "--examples", "100", "--quiet"], r"--out: not UTF-8 text")
+    assert list(tmp_path.iterdir()) == []
+    from studylib.study import pipeline
+    code = pipeline.main(["--workdir", out, "--no-report"])
+    clean_refusal(code, capsys.readouterr().err, r"--workdir: not UTF-8 text")

@@ -151,6 +151,17 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     for label in LABELS:  # read as each head's starting log-odds: a NaN here would train a NaN model
         if isinstance(rates[label], bool) or not 0 <= rates[label] <= 1:
             raise StudyError(f"{path}: realised_rates.{label} must be a rate in [0, 1], got {rates[label]!r}")
+    downsampling = manifest.get("downsampling", {})  # read as each head's calibration ratio
+    if not isinstance(downsampling, dict):
+        raise StudyError(f"{path}: downsampling must be a mapping of label to its two rates")
+    for label, entry in downsampling.items():
+        if label not in LABELS:
+            raise StudyError(f"{path}: downsampling names an unknown label {str(label)[:60]!r}")
+        for key in ("pos_downsampling_rate", "neg_downsampling_rate"):
+            rate = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+                raise StudyError(f"{path}: downsampling.{label}.{key} must be a rate in (0, 1], got "
+                                 f"{str(rate)[:60] if rate is not None else 'nothing'}")
     if "view_of" in manifest:
         return
     shards = manifest.get("shards")

@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", action="store_true", help="run the notebooks only")
     args = parser.parse_args(argv)
     try:
+        from studylib.cli import check_text_arguments
+
+        check_text_arguments(args)
         workdir = Path(args.workdir).resolve()
         if workdir.exists() and not workdir.is_dir():
             raise StudyError(f"--workdir {workdir}: is a file, not a folder")
