@@ -899,7 +899,7 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
         orders = own.sort_values(["train_seed", "value"], ascending=[True, False]).groupby("train_seed")["name"].apply(tuple)
         same_order = int((orders == orders.iloc[0]).sum())
         numbers["own_order_agreeing_seeds"] = same_order
-        parts.append("own-objective shares " + ", ".join(f"{name} {100 * r['min']:.0f}–{100 * r['max']:.0f} %"
+        parts.append("own-objective shares " + ", ".join(f"{name} {100 * r['min']:.1f}–{100 * r['max']:.1f} %"
                                                           for name, r in spans.iterrows())
                      + f", in the same order in {same_order} of {n} seeds")
         if same_order < n:
@@ -997,8 +997,8 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
         for _, r in own.iterrows():
             for key in ("own_share", "own_share_low", "own_share_high"):
                 numbers[f"{r['weights']}_{key}"] = float(r[key])
-            bits.append(f"{r['weights']} {100 * r['own_share']:.0f} % "
-                        f"({_ci(100 * r['own_share_low'], 100 * r['own_share_high'], '.0f')} %)")
+            bits.append(f"{r['weights']} {100 * r['own_share']:.1f} % "
+                        f"({_ci(100 * r['own_share_low'], 100 * r['own_share_high'], '.1f')} %)")
         weakest = own.loc[own["own_share"].idxmin()]
         numbers["weakest_own_objective"] = str(weakest["weights"])
         text += (" Judged each by its own objective (its weights on the true probabilities), the model's feed reaches "
