@@ -696,6 +696,7 @@ def test_shards_a_later_step_could_not_use_are_refused_when_opened(change, patte
     refused(capsys, ["score", "--run", run, "--data", data, "--out", tmp_path / "s.parquet"], pattern)
     assert not (tmp_path / "s.parquet").exists()
     refused(capsys, ["train", "--data", data, "--out", tmp_path / "r", "--config", STUDY, "--steps", "2"], pattern)
+    assert not (tmp_path / "r").exists()  # refused before config.yaml or run.json is written
 
 
 @pytest.mark.parametrize("edit, pattern", [
