@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, names)
     print(text)
     changed = sum(r["changed"] for r in rows)
-    print(f"\n{changed} of {len(rows)} findings change their verdict between {names[0]} and {names[1]}.")
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
+    summary = f"{changed} of {len(rows)} findings change their verdict between {names[0]} and {names[1]}."
+    print(f"\n{summary}")
+    if args.markdown:  # the table and its count, as the README shows them
+        args.markdown.write_text(f"{text}\n\n{summary}\n")
     return 0
 
 
