@@ -164,9 +164,9 @@ def own_objective_shares(scored: ScoredSet, weight_sets: np.ndarray, names: list
     (the set on the true ones) and the exact random expectation, all valued by that set: the share
     of the oracle's gain over random that the model's feed reaches, with a user-level interval. A
     preset is then not marked down for ignoring another preset's objective (the paired comparison's
-    yardstick is the base weights')."""
+    yardstick is the base weights'). `n_resamples` 0: the shares alone, no interval."""
     mask, users = scored.requests.mask, scored.request_users()
-    W = stats.bootstrap_weights(users, n_resamples, seed)
+    W = stats.bootstrap_weights(users, n_resamples, seed) if n_resamples else None
     rows = []
     for name, weights in zip(names, np.atleast_2d(np.asarray(weight_sets, np.float64))):
         value = scored.true_value(weights)
@@ -174,7 +174,7 @@ def own_objective_shares(scored: ScoredSet, weight_sets: np.ndarray, names: list
         best = top_k_value(value, value, mask, k)
         floor = random_expectation(value, mask, k)
         gained, possible = model - floor, best - floor
-        low, high = stats.interval((W @ gained) / (W @ possible))
+        low, high = stats.interval((W @ gained) / (W @ possible)) if W is not None else (np.nan, np.nan)
         rows.append({"weights": name, "model_value": float(model.mean()), "oracle_value": float(best.mean()),
                      "random_value": float(floor.mean()), "own_share": float(gained.sum() / possible.sum()),
                      "own_share_low": low, "own_share_high": high})
@@ -195,7 +195,7 @@ def seed_replicates(seed_sets: dict[int, ScoredSet], base: np.ndarray, weight_se
     low, high = 0.0, max(factors)
     rows = []
     for train_seed, scored in seed_sets.items():
-        own = own_objective_shares(scored, weight_sets, names, k, n_resamples=2, seed=seed)
+        own = own_objective_shares(scored, weight_sets, names, k, n_resamples=0)  # the seeds are the replicates
         per = ranking_metrics(scored, base, np.vstack([np.asarray(base, np.float64)[None], weight_sets]), k)
         for i, r in own.iterrows():
             rows.append({"train_seed": train_seed, "quantity": "own_share", "name": r["weights"], "value": r["own_share"]})
