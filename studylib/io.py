@@ -178,7 +178,10 @@ def read_torch_file(path: str | Path, what: str):
     """
     import torch  # only readers of torch files need it
 
-    path = require_regular_file(path, what)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "not found", str(path))
+    require_regular_file(path, what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
