@@ -116,11 +116,11 @@ def open_dataset(root: str | Path, verify: bool = True, renamed: dict[str, str] 
             meta = pq.ParquetFile(path)
         except (pa.ArrowException, OSError):
             raise StudyError(f"{path}: not a readable Parquet file") from None
+        if meta.metadata.num_rows == 0:  # `generate` never writes one; every later step assumes rows
+            raise StudyError(f"{path}: shard holds no rows")
         shard_truth = _check_schema(path, meta.schema_arrow, renamed, widths)
         _check_values(path, renamed)
         has_truth = shard_truth if has_truth is None else has_truth and shard_truth
-        if meta.metadata.num_rows == 0:  # `generate` never writes one; every later step assumes rows
-            raise StudyError(f"{path}: shard holds no rows")
         files.append(path)
         row_groups += [(index, g, meta.metadata.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     if not files:

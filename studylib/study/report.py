@@ -273,13 +273,13 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
         for f in sorted(here, key=lambda f: f["id"]):
             verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
             note = budget_note(f, other.get(f["id"]), CONVERGED_PROFILE)
+            said = f"{f['text']}{verdict}{note}"
             if f.get("lapsed"):  # the page-wide reading first; the chapter's sentence, marked as the weaker claim
-                lines += [f"- **{f['id']}** ({f['endpoint']}) —{_adjusted(f)} The chapter's text, before the plan "
-                          f"(read each lapsed difference as not shown): {f['text']}{verdict}{note} "
-                          f"(numbers: `{f['source']}`)", ""]
-                continue
-            lines += [f"- **{f['id']}** ({f['endpoint']}) — {f['text']}{verdict}{note}{_adjusted(f)} "
-                      f"(numbers: `{f['source']}`)", ""]
+                said = (f"{_adjusted(f).lstrip()} The chapter's text, before the plan (read each lapsed difference "
+                        f"as not shown): {said}")
+            else:
+                said += _adjusted(f)
+            lines += [f"- **{f['id']}** ({f['endpoint']}) — {said} (numbers: `{f['source']}`)", ""]
     return "\n".join(lines) + "\n"
 
 
