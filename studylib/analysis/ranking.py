@@ -84,14 +84,21 @@ def top_k_mask(score: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarra
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
     """Share of request's top k under `a` that is also in its top k under `b`: [..., R] in [0, 1]."""
-    ta, tb = top_k_mask(a, mask, k), top_k_mask(b, mask, k)
-    size = np.minimum(k, mask.sum(axis=-1))
-    return (ta & tb).sum(axis=-1) / np.maximum(size, 1)
+    return _shared_share(top_k_mask(a, mask, k), top_k_mask(b, mask, k), mask, k)
 
 
 def top_k_value(score: np.ndarray, values: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
     """Sum of `values` ([R, n]: e.g. true like probabilities) over each request's top k: [..., R]."""
-    top = top_k_mask(score, mask, k)
+    return _value_in(top_k_mask(score, mask, k), values)
+
+
+def _shared_share(top_a: np.ndarray, top_b: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """Of two top-k masks, the share of the first's members also in the second's."""
+    return (top_a & top_b).sum(axis=-1) / np.maximum(np.minimum(k, mask.sum(axis=-1)), 1)
+
+
+def _value_in(top: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of `values` over a top-k mask."""
     return np.where(top, np.nan_to_num(values), 0.0).sum(axis=-1)
 
 
@@ -358,16 +365,15 @@ def ranking_metrics(scored: ScoredSet, base_weights: np.ndarray, weight_sets: np
     # What every set is compared with is computed once: the base ranking's pair signs and top k.
     base_signs, valid = _pair_signs(base, mask)
     base_top = top_k_mask(base, mask, k)
-    size = np.maximum(np.minimum(k, mask.sum(axis=-1)), 1)
     for start in range(0, weight_sets.shape[0], chunk):
         s = scored.scores(weight_sets[start:start + chunk])  # [c, R, n]
         top = top_k_mask(s, mask, k)  # one sort per set serves every top-k metric
         out["kendall_tau"].append(_tau_against(s, base_signs, valid))
-        out[f"top{k}_overlap"].append((top & base_top).sum(axis=-1) / size)
+        out[f"top{k}_overlap"].append(_shared_share(top, base_top, mask, k))
         for name, col in value_cols.items():
-            out[name].append(np.where(top, np.nan_to_num(scored.truth[..., col]), 0.0).sum(axis=-1))
+            out[name].append(_value_in(top, scored.truth[..., col]))
         if scored.truth is not None:
-            utility = np.where(top, np.nan_to_num(value), 0.0).sum(axis=-1)
+            utility = _value_in(top, value)
             out["utility"].append(utility)
             out["regret"].append(best[None] - utility)
     return {name: np.concatenate(parts) for name, parts in out.items()}

@@ -54,8 +54,7 @@ def load_ranker_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     for column in ("table", "id", "embedding"):
         if column not in table.column_names:
             raise StudyError(f"{path}: missing column {column}")
-    for column in ("table", "id", "embedding"):  # a null would shift rows against their ids
-        if table.column(column).null_count:
+        if table.column(column).null_count:  # a null would shift rows against their ids
             raise StudyError(f"{path}: column {column} has {table.column(column).null_count} null value(s)")
     if not pa.types.is_string(table.column("table").type) and not pa.types.is_large_string(table.column("table").type):
         raise StudyError(f"{path}: column table must hold strings, got {table.column('table').type}")
