@@ -127,7 +127,7 @@ def test_scored_table_has_scores_and_ranks_for_each_weight_set():
 def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_model(small_data, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from studylib.ranker import scoring
+    from studylib.ranker import probabilities, scoring
     from studylib.strict import shipped_config_path
     from studylib.ranker.config import STUDY_CONFIG
     from studylib.ranker.train import TrainArgs, train
@@ -137,12 +137,12 @@ def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_mode
                     batch_size=64, progress=False))
     first = scoring.score_run(str(run), str(small_data), ["april_2023"], str(tmp_path / "a.parquet"), progress=False)
     assert first.schema.metadata[b"studylib.reused"] == b"no"
-    assert (run / scoring.PROBABILITIES_DIR / f"{small_data.name}.parquet").exists()
+    assert (run / probabilities.PROBABILITIES_DIR / f"{small_data.name}.parquet").exists()
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although its probabilities are stored")
 
-    monkeypatch.setattr(scoring, "load_run", no_model)
+    monkeypatch.setattr(probabilities, "load_run", no_model)
     mine = {**load_weights("april_2023").as_published(), "scored_tweets_model_weight_report": -10.0}
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
     second = scoring.score_run(str(run), str(small_data), [str(tmp_path / "mine.yaml")], str(tmp_path / "b.parquet"),
@@ -154,8 +154,40 @@ def test_second_weight_set_rescoring_reads_stored_probabilities_without_the_mode
     assert np.array_equal(second.column("score.mine").to_numpy(), expected)
     assert np.array_equal(first.column("prob.favorited").to_numpy(), second.column("prob.favorited").to_numpy())
     # a different precision is a different computation: the model must run again
-    stored = json.loads(pq.read_schema(run / "probabilities" / f"{small_data.name}.parquet").metadata[scoring.KEY])
+    stored = json.loads(pq.read_schema(run / "probabilities" / f"{small_data.name}.parquet").metadata[probabilities.KEY])
     other = "fp32" if stored["precision"] == "bf16" else "bf16"
     with pytest.raises(AssertionError, match="was loaded"):
         scoring.score_run(str(run), str(small_data), ["april_2023"], str(tmp_path / "c.parquet"), progress=False,
                           precision=other)
+
+
+def test_training_stores_its_final_evaluation_as_the_probabilities_scoring_would_compute(small_data, tmp_path,
+                                                                                           monkeypatch):
+    """One forward pass at the end of training serves the metrics and the stored table: scoring the
+    evaluation set afterwards runs no model, and the table is byte for byte what running the saved
+    model would give."""
+    import pyarrow.parquet as pq
+
+    from studylib.ranker import probabilities, scoring
+    from studylib.strict import shipped_config_path
+    from studylib.ranker.config import STUDY_CONFIG
+    from studylib.ranker.train import TrainArgs, train
+
+    run = tmp_path / "run"
+    train(TrainArgs(data=str(small_data), eval_data=str(small_data), out=str(run), steps=2, batch_size=64,
+                    config=str(shipped_config_path(STUDY_CONFIG)), progress=False, precision="fp32"))
+    stored = run / probabilities.PROBABILITIES_DIR / f"{small_data.name}.parquet"
+    from_training = pq.read_table(stored)
+    assert from_training.num_rows == 2000 and "cohort" in from_training.column_names
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although training stored its probabilities")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(probabilities, "load_run", no_model)
+        scored = scoring.score_run(str(run), str(small_data), ["april_2023"], str(tmp_path / "a.parquet"),
+                                   progress=False, precision="fp32")
+    assert scored.schema.metadata[b"studylib.reused"] == b"yes"
+    stored.unlink()  # now the saved model runs: the same table, metadata included
+    again, reused = probabilities.stored_probabilities(str(run), str(small_data), precision="fp32", progress=False)
+    assert not reused and again.equals(from_training, check_metadata=True)

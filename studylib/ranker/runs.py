@@ -35,6 +35,7 @@ HISTORY = "history.csv"
 EVAL = "eval.csv"
 VALIDATION = "validation.csv"  # held-out metrics during training (--val-data, --val-every)
 STOPPING = "stopping.json"  # the stopping rule, where it stopped and the held-out losses it saw (--stop-patience)
+PREDICT_BATCH = 2048  # rows per forward pass wherever stored probabilities are computed, so they agree bit for bit
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -130,15 +131,17 @@ def predict(model: HeavyRanker, reader: Reader, runtime: Runtime, progress: bool
 
 
 def evaluate(model: HeavyRanker, reader: Reader, runtime: Runtime, label_names: list[str]) -> list[dict]:
-    """Per-head metrics on the evaluation data, and the oracle's (true probabilities) beside them.
+    """Per-head metrics on the evaluation data, and the oracle's (true probabilities) beside them."""
+    return head_metric_rows(predict(model, reader, runtime, desc="evaluate"), model.heads, label_names,
+                            reader.dataset.downsampling)
 
-    Predictions are compared in the evaluation data's own space: the calibrated probability
-    is mapped through that data's downsampling rates (identity when it was not downsampled).
-    """
-    out = predict(model, reader, runtime, desc="evaluate")
-    rates = reader.dataset.downsampling
+
+def head_metric_rows(out: dict, heads: tuple[str, ...], label_names: list[str], rates: dict) -> list[dict]:
+    """`evaluate`'s rows from a `predict` result. Predictions are compared in the evaluation data's own
+    space: the calibrated probability is mapped through that data's downsampling rates (`rates`;
+    identity when it was not downsampled)."""
     rows = []
-    for i, head in enumerate(model.heads):
+    for i, head in enumerate(heads):
         label = label_names[i]
         y = out["labels"][:, LABELS.index(label)]
         r = rates.get(label, {"pos_downsampling_rate": 1.0, "neg_downsampling_rate": 1.0})
@@ -173,4 +176,4 @@ def load_run(run_dir: str | Path, device: str = "auto",
 
 
 __all__ = ["CHECKPOINT", "CONFIG_COPY", "EVAL", "HISTORY", "MODEL", "RUN_INFO", "STOPPING", "VALIDATION", "config_digest",
-           "evaluate", "load_checkpoint", "load_run", "predict", "save_checkpoint", "save_model"]
+           "PREDICT_BATCH", "evaluate", "head_metric_rows", "load_checkpoint", "load_run", "predict", "save_checkpoint", "save_model"]

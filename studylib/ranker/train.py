@@ -30,8 +30,10 @@ from studylib import yamlio
 from studylib.io import (atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
                          settings_sha256, write_json)
 from studylib.ranker.model import HeavyRanker, count_parameters, forward_flops
-from studylib.ranker.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, RUN_INFO, STOPPING, VALIDATION, evaluate,
-                           load_checkpoint, save_checkpoint, save_model)
+from studylib.ranker.probabilities import store_prediction
+from studylib.ranker.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL, PREDICT_BATCH, RUN_INFO, STOPPING,
+                                  VALIDATION, evaluate, head_metric_rows, load_checkpoint, predict, save_checkpoint,
+                                  save_model)
 from studylib.runtime import Runtime, precision_reason, start_runtime
 from studylib.schema import LABELS, short_name
 
@@ -399,18 +401,24 @@ def _train(args: TrainArgs, runtime: Runtime, cfg: RecapConfig, budget: _Budget,
                     stop = rule.plateaued(list(losses.values()))
                 stop = _agree(stop, runtime)
             at_end = at_max or stop
+            final = None  # the last evaluation's predictions, kept as the run's stored probabilities
             if eval_data is not None and (at_end or (args.eval_every and step % args.eval_every == 0)):
                 if runtime.is_main:
-                    rows = evaluate(model, Reader(eval_data, 1024, shuffle=False, device=runtime.device), runtime,
-                                    label_names)
+                    # read the way scoring reads, so one pass serves the metrics and the stored table
+                    prediction = predict(model, Reader(eval_data, PREDICT_BATCH, shuffle=False, device=runtime.device,
+                                                       with_cohort=True), runtime, desc="evaluate")
+                    rows = head_metric_rows(prediction, model.heads, label_names, eval_data.downsampling)
                     eval_rows = [{"step": step, **row} for row in rows]
                     _append_rows(out / EVAL, eval_rows)
+                    final = prediction if at_end else None
                 runtime.barrier()
             if at_end or step % budget.checkpoint_every == 0:
                 if runtime.is_main:
                     _append_rows(out / HISTORY, history)
                     history = []
                     _save(out, model, optimizer, cfg, position, runtime.precision, at_end, args.keep_checkpoint)
+                    if final is not None:  # keyed by the model file just written
+                        store_prediction(out, args.eval_data, final, model.heads, runtime.precision)
                 runtime.barrier()
             if at_end:
                 break
