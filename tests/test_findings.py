@@ -355,6 +355,29 @@ def test_twhin_headline_is_the_share_of_the_oracles_gain_over_popularity():
     assert "summed over them is ahead of the trained embeddings in no relation" in f.text
 
 
+def test_twhin_relation_biases_are_judged_against_popularity_pair_by_pair():
+    """The variant with a bias per entity and relation is counted above or below popularity only where the
+    paired interval of its MRR minus popularity's excludes zero, and the verdict carries that count."""
+    fav = {"popularity": 0.020, "trained": 0.017, "trained_node_bias": 0.0205, "oracle": 0.021}
+    reply = {"popularity": 0.016, "trained": 0.011, "trained_node_bias": 0.013, "oracle": 0.017}
+    follow = {"popularity": 0.30, "trained": 0.42, "trained_node_bias": 0.44, "oracle": 0.50}
+    by_relation = {"fav": fav, "reply": reply, "follow": follow}
+    rows = []
+    for pairs, direction in (("all", "rhs"), ("unseen", "rhs"), ("all", "lhs"), ("unseen", "lhs")):
+        for row in _link_rows(by_relation, pairs, direction):
+            over = row["mrr"] - by_relation[row["relation"]]["popularity"]
+            rows.append({**row, "mrr_over_popularity": over, "mrr_over_popularity_low": over - 0.001,
+                         "mrr_over_popularity_high": over + 0.001})
+    f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
+    # fav +0.0005 ± 0.001: within; reply -0.003: behind; follow +0.14: ahead
+    assert (f.numbers["node_bias_above_popularity"], f.numbers["node_bias_below_popularity"]) == (1, 1)
+    assert f.numbers["reply_node_bias_over_popularity"] == pytest.approx(-0.003)
+    assert "ahead in 1 relation (follow), behind in 1 relation (reply)" in f.text
+    assert f.verdict.endswith("; with relation biases below on 1/3")
+    plain = findings.twhin_link_prediction(pd.DataFrame([r for r in rows if r["scorer"] != "trained_node_bias"]), 1000)
+    assert "relation biases" not in plain.verdict and "node_bias_above_popularity" not in plain.numbers
+
+
 def test_interval_columns_merge_for_reading():
     import pandas as pd
 

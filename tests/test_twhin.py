@@ -316,10 +316,60 @@ def test_node_bias_run_learns_biases_and_exports_exact_scores(planted, tmp_path)
     assert _cli(["twhin-export", "--run", str(out), "--out", str(tmp_path / "e.parquet")]) == 0
     tables = load_ranker_embeddings(tmp_path / "e.parquet")
     follow = [r.name for r in run.cfg.relations].index("follow")
+    assert run.biases["tweet"].shape == (len(run.cfg.relations), run.cfg.table("tweet").num_embeddings)
     expected = (run.tables["user"][:4] @ (run.tables["author"][:3] + run.translations[follow]).T
-                + run.biases["user"][:4, None] + run.biases["author"][None, :3])
+                + run.biases["user"][follow, :4, None] + run.biases["author"][follow, None, :3])
     np.testing.assert_allclose(tables["user_embedding"][:4] @ tables["author_embedding"][:3].T, expected,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_node_biases_are_per_relation_so_one_user_can_rank_tweets_differently_per_relation():
+    """Without them <e_u, e_x + t_r> orders a user's tweets the same in every relation; with them a
+    batch of one relation moves only that relation's biases, and the orders can differ."""
+    from studylib.twhin.evaluate import EmbeddingScorer
+
+    cfg = load_twhin_config()
+    cfg = cfg.with_changes({("model", "node_bias"): True})
+    names = [r.name for r in cfg.relations]
+    fav, retweet = names.index("fav"), names.index("retweet")
+    model = TwhinModel(cfg)
+    lhs, rhs = torch.randint(0, 100, (64,)), torch.randint(0, 100, (64,))
+    batch_loss(cfg, model(*edges_to_kjt(lhs, torch.full((64,), fav), rhs, cfg,
+                                        torch.Generator().manual_seed(0)))).backward()
+    grad = model.biases["tweet"].grad
+    assert grad[fav].abs().sum() > 0 and grad[torch.arange(len(names)) != fav].abs().sum() == 0
+
+    rng = np.random.default_rng(0)
+    tables = {t.name: rng.standard_normal((t.num_embeddings, cfg.dim)).astype(np.float32) * 0.01 for t in cfg.tables}
+    biases = {t.name: np.zeros((len(names), t.num_embeddings), np.float32) for t in cfg.tables}
+    biases["tweet"][fav, :10], biases["tweet"][retweet, :10] = np.arange(10), -np.arange(10)
+    scorer = EmbeddingScorer("b", tables, np.zeros((len(names), cfg.dim), np.float32), cfg.relations, biases)
+    user, tweets = np.array([0]), np.arange(10)
+    fav_order = np.argsort(-scorer.matrix(fav, user, tweets)[0])
+    assert fav_order.tolist() == list(range(9, -1, -1))
+    assert np.argsort(-scorer.matrix(retweet, user, tweets)[0]).tolist() == list(range(10))
+    plain = EmbeddingScorer("p", tables, rng.standard_normal((len(names), cfg.dim)).astype(np.float32), cfg.relations)
+    assert (np.argsort(-plain.matrix(fav, user, tweets)[0]) == np.argsort(-plain.matrix(retweet, user, tweets)[0])).all()
+
+
+def test_node_biases_start_at_each_relations_popularity():
+    from types import SimpleNamespace
+
+    from studylib.twhin.train import initial_state
+
+    cfg = load_twhin_config().with_changes({("model", "node_bias"): True})
+    names = [r.name for r in cfg.relations]
+    fav, follow = names.index("fav"), names.index("follow")
+    edges = SimpleNamespace(lhs=np.array([0, 0, 1, 2, 2]), rel=np.array([fav, fav, fav, follow, follow]),
+                            rhs=np.array([5, 5, 7, 3, 3]))
+    state = initial_state(cfg, 0, edges)
+    tweet, user, author = state["biases.tweet"], state["biases.user"], state["biases.author"]
+    assert tweet.shape == (len(names), cfg.table("tweet").num_embeddings)
+    assert tweet[fav, 5].item() == pytest.approx(np.log(3)) and tweet[fav, 7].item() == pytest.approx(np.log(2))
+    assert tweet[fav].count_nonzero() == 2 and tweet[names.index("reply")].count_nonzero() == 0
+    assert user[fav, 0].item() == pytest.approx(np.log(3)) and user[follow, 2].item() == pytest.approx(np.log(3))
+    assert author[follow, 3].item() == pytest.approx(np.log(3)) and author[fav].count_nonzero() == 0
+    assert initial_state(cfg, 0)["biases.tweet"].count_nonzero() == 0  # no edges given: zeros
 
 
 def test_translations_receive_gradients_and_change():
@@ -492,6 +542,12 @@ def test_share_over_popularity_runs_from_popularity_to_the_oracle():
         assert row["oracle_over_popularity"] == pytest.approx(0.5 - 0.1)
         assert row["share_over_popularity_low"] == pytest.approx(share)  # every user alike: no spread
     assert "share_over_popularity" not in rank_metrics(oracle, np.arange(400), user, n_resamples=10)
+    # the paired difference to popularity: half the users gain 1/2 - 1/10, half lose 1/10 - 1/20
+    mixed = np.where(user < 50, 2.0, 20.0)
+    row = rank_metrics(mixed, np.arange(400), user, n_resamples=500, bar=(popularity, oracle))
+    assert row["mrr_over_popularity"] == pytest.approx(((0.5 - 0.1) + (0.05 - 0.1)) / 2)
+    assert row["mrr_over_popularity_low"] < row["mrr_over_popularity"] < row["mrr_over_popularity_high"]
+    assert row["mrr_over_popularity_low"] > 0  # ahead of popularity pair by pair, interval and all
 
 
 def test_bootstrap_intervals_cover_and_widen_with_fewer_users():

@@ -3,7 +3,7 @@
 Read as strictly as the recap config (`studylib.ranker.config`): unknown keys, wrong types and values
 out of range are refused in one line naming the file and the key. Two keys extend the
 published format, both off unless a config asks: `train_data.loss` (`softmax`: a sampled
-softmax instead of BCE) and `model.node_bias` (a learned scalar per entity); see
+softmax instead of BCE) and `model.node_bias` (a learned scalar per entity and relation); see
 `studylib.twhin.model` for what they do.
 """
 
@@ -77,7 +77,7 @@ class ModelConfig(Section):
     embeddings: EmbeddingsConfig
     relations: Items(RelationConfig) = Field(min_length=1)
     translation_optimizer: OptimizerConfig
-    node_bias: bool = False  # a learned scalar per entity added to the score
+    node_bias: bool = False  # a learned scalar per entity and relation added to the score
 
     @model_validator(mode="after")
     def _relations_name_tables(self):

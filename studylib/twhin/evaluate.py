@@ -55,7 +55,7 @@ MAX_RESAMPLES = 100_000
 
 
 class EmbeddingScorer:
-    """<e_lhs, e_rhs + t_rel> (+ b_lhs + b_rhs with node biases) from tables (numpy)."""
+    """<e_lhs, e_rhs + t_rel> (+ b_rel,lhs + b_rel,rhs with node biases) from tables (numpy)."""
 
     def __init__(self, name: str, tables: dict[str, np.ndarray], translations: np.ndarray, relations,
                  biases: dict[str, np.ndarray] | None = None):
@@ -67,7 +67,7 @@ class EmbeddingScorer:
         r = self.relations[rel]
         scores = self.tables[r.lhs][lhs] @ (self.tables[r.rhs][rhs] + self.translations[rel]).T
         if self.biases is not None:
-            scores += self.biases[r.lhs][lhs][:, None] + self.biases[r.rhs][rhs][None, :]
+            scores += self.biases[r.lhs][rel, lhs][:, None] + self.biases[r.rhs][rel, rhs][None, :]
         return scores
 
 
@@ -248,7 +248,8 @@ def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resam
     bar: (floor, ceiling) ranks of the same pairs (popularity, oracle); adds `share_over_popularity`,
     the share of the ceiling's MRR gain over the floor that these ranks reach (1: the oracle, 0: no
     better than popularity), and `oracle_over_popularity`, that gain itself, each with its interval on
-    the same resamples."""
+    the same resamples, and `mrr_over_popularity`, this MRR minus popularity's on the same pairs (paired
+    interval: whether these ranks are at, above or below the popularity bar)."""
     values = {"mrr": 1.0 / ranks, **{f"hits@{k}": (ranks <= k).astype(float) for k in HITS_AT}}
     if baseline is not None:
         values["mrr_vs_baseline"] = 1.0 / ranks - 1.0 / baseline
@@ -270,6 +271,11 @@ def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resam
                     share_bounds = np.nanquantile((weights @ gained) / (weights @ possible), [0.025, 0.975])
         row["share_over_popularity_low"], row["share_over_popularity_high"] = (float(x) for x in share_bounds)
         row["oracle_over_popularity_low"], row["oracle_over_popularity_high"] = (float(x) for x in gap_bounds)
+        row["mrr_over_popularity"] = float(gained.mean())
+        over_bounds = ((weights @ gained) / weights.sum(1) if weights is not None else None)
+        row["mrr_over_popularity_low"], row["mrr_over_popularity_high"] = (
+            (float(x) for x in np.quantile(over_bounds, [0.025, 0.975])) if over_bounds is not None
+            else (float("nan"),) * 2)
     _, inverse = np.unique(query, return_inverse=True)
     for k in RECALL_AT:
         row[f"recall@{k}"] = float((np.bincount(inverse, weights=ranks <= k) / np.bincount(inverse)).mean())

@@ -9,8 +9,10 @@ and keeps scores exact under a plain dot product:
 - author_embedding[a]   = [e_a, 1]                              (follow relation, author side)
 - user_eng_embedding[u] = [e_u, mean over engagement r of <e_u, t_r>]  (fav, reply, retweet, magic_recs)
 so <user_embedding[u], author_embedding[a]> is exactly the model's follow score. With node biases
-(model.node_bias) each vector gets one more column: user [.., <e_u, t> + b_u, 1] and author
-[e_a, 1, b_a], so the dot product still equals the score (b_u + b_a included).
+(model.node_bias, one per entity and relation) each vector gets one more column: user
+[.., <e_u, t_follow> + b_follow,u, 1] and author [e_a, 1, b_follow,a], so the dot product still
+equals the follow score, biases included; user_eng_embedding adds the user's bias averaged over
+the engagement relations, as it averages their translations.
 These (dim+1)-wide vectors are mapped to the requested width (200 by default) with one
 fixed, seeded random orthonormal map Q (QᵀQ = I), which preserves every dot product.
 
@@ -63,10 +65,12 @@ def ranker_vectors(tables: dict[str, np.ndarray], translations: np.ndarray, rela
             "user_eng_embedding": np.concatenate([user, eng_bias[:, None]], axis=1),
             "author_embedding": np.concatenate([author, ones(author.shape[0])], axis=1),
         }
-    b_user, b_author = biases["user"].astype(np.float64)[:, None], biases["author"].astype(np.float64)[:, None]
+    follow = names.index("follow")
+    b_user, b_author = biases["user"].astype(np.float64), biases["author"].astype(np.float64)[follow, :, None]
+    b_follow, b_eng = b_user[follow, :, None], b_user[engagement].mean(0)[:, None]
     return {
-        "user_embedding": np.concatenate([user, follow_bias[:, None] + b_user, ones(user.shape[0])], axis=1),
-        "user_eng_embedding": np.concatenate([user, eng_bias[:, None] + b_user, 0 * ones(user.shape[0])], axis=1),
+        "user_embedding": np.concatenate([user, follow_bias[:, None] + b_follow, ones(user.shape[0])], axis=1),
+        "user_eng_embedding": np.concatenate([user, eng_bias[:, None] + b_eng, 0 * ones(user.shape[0])], axis=1),
         "author_embedding": np.concatenate([author, ones(author.shape[0]), b_author], axis=1),
     }
 

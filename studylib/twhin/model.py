@@ -21,9 +21,12 @@ Two extensions, off unless a config asks (the published config loads as before):
   (cross-entropy of the true entity among itself and the negatives, once per side) instead
   of BCE. With uniform negatives its optimum is score = log p(x|u) + const(u), the
   generator's own ranking; `global_negatives_weight` then has no role and is refused.
-- `model.node_bias: true` adds a learned scalar per entity: score = <e_lhs, e_rhs + t_rel>
-  + b_lhs + b_rhs. Popularity is then one number per tweet instead of a direction that every
-  user vector must share.
+- `model.node_bias: true` adds a learned scalar per entity and relation: score =
+  <e_lhs, e_rhs + t_rel> + b_rel,lhs + b_rel,rhs. A tweet's popularity in a relation is then one
+  number of its own. The translation operator cannot carry it: t_rel adds <e_lhs, t_rel>, the same
+  for every candidate, so without these biases a user ranks tweets in one order for fav, reply,
+  retweet and magic_recs alike (a bias per entity shared by the relations, measured too, helped no
+  relation: docs/twhin.md).
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ def relation_scores(lhs: torch.Tensor, rhs: torch.Tensor, uniform: int, in_batch
     random order. Each edge is scored against the k candidate rhs (rows 0..k-1 of the result),
     then the k candidate lhs (rows k..2k-1), each side one matmul over the whole block; the U
     columns of the uniform rows are cut from that small result rather than copying the block.
-    With node biases (one per row of the block) every score adds its lhs's and its rhs's bias.
+    With node biases (one per row of the block, the relation's) every score adds its lhs's and its
+    rhs's bias.
     """
     k = uniform + min(in_batch, lhs.shape[0] - uniform)
     positive = (lhs * rhs).sum(1)[uniform:]
@@ -208,17 +212,23 @@ class TwhinModel(nn.Module):
         self.ebc = ebc if ebc is not None else FusedTables(cfg, device)
         # Zero start: every relation begins as the plain dot product and learns its offset.
         self.translations = nn.Parameter(torch.zeros(len(cfg.relations), cfg.dim, device=device))
-        # Node biases (model.node_bias): dense, as they are one float per entity; zero start.
-        self.biases = nn.ParameterDict({t.name: nn.Parameter(torch.zeros(t.num_embeddings, device=device))
-                                        for t in cfg.tables} if cfg.model.node_bias else {})
+        # Node biases (model.node_bias): [relations, entities] per table, dense as they are one float
+        # per entity and relation (rows of relations the table is not part of stay zero); zero start.
+        self.biases = nn.ParameterDict({
+            t.name: nn.Parameter(torch.zeros(len(cfg.relations), t.num_embeddings, device=device))
+            for t in cfg.tables} if cfg.model.node_bias else {})
 
-    def _side_biases(self, kjt: KeyedJaggedTensor, side: str, rows: int) -> torch.Tensor:
-        """Bias of every row's entity on one side (each row has one id in one of the side's features)."""
-        out = torch.zeros(rows, device=self.translations.device)
+    def _side_biases(self, kjt: KeyedJaggedTensor, side: str, blocks: list[int]) -> torch.Tensor:
+        """Bias of every row's entity on one side, in the relation of the row's block (each row has one
+        id in one of the side's features; block r holds relation r's rows)."""
+        device = self.translations.device
+        relation = torch.repeat_interleave(torch.arange(len(blocks), device=device), torch.tensor(blocks, device=device))
+        out = torch.zeros(sum(blocks), device=device)
         for feature, bag in kjt.to_dict().items():
             side_of, table = feature.split("_", 1)
             if side_of == side:
-                out = out.index_put((bag.lengths().bool(),), self.biases[table][bag.values()])
+                present = bag.lengths().bool()
+                out = out.index_put((present,), self.biases[table][relation[present], bag.values()])
         return out
 
     def forward(self, kjt: KeyedJaggedTensor, counts: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -233,8 +243,7 @@ class TwhinModel(nn.Module):
         for side in SIDES:  # a row is empty in all but one feature of a side, so their sum is that one
             parts = [values for feature, values in pooled.items() if feature.startswith(side + "_")]
             sides[side] = sum(parts[1:], parts[0]).split(blocks)
-        rows = sum(blocks)
-        biases = ({side: self._side_biases(kjt, side, rows).split(blocks) for side in SIDES} if self.cfg.model.node_bias
+        biases = ({side: self._side_biases(kjt, side, blocks).split(blocks) for side in SIDES} if self.cfg.model.node_bias
                   else {side: [None] * len(blocks) for side in SIDES})
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
                                   self.cfg.train_data.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])

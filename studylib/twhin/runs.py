@@ -81,7 +81,7 @@ class TrainedRun:
     translations: np.ndarray  # [relations, dim]
     run: dict
     step: int
-    biases: dict[str, np.ndarray] | None = None  # table name -> [rows] (model.node_bias), else None
+    biases: dict[str, np.ndarray] | None = None  # table name -> [relations, rows] (model.node_bias), else None
 
 
 def load_trained(run_dir: str | Path) -> TrainedRun:
@@ -102,6 +102,10 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         step = int(ckpt["step"])
     except (KeyError, TypeError, AttributeError, ValueError):
         raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
+    for name, bias in (biases or {}).items():
+        if bias.shape != (len(cfg.relations), cfg.table(name).num_embeddings):
+            raise StudyError(f"{run_dir / CHECKPOINT}: biases of table {name} have shape {bias.shape}, the config says "
+                             f"({len(cfg.relations)}, {cfg.table(name).num_embeddings}): one per relation and entity")
     for name, table in tables.items():
         if table.shape != (cfg.table(name).num_embeddings, cfg.dim):
             raise StudyError(f"{run_dir / CHECKPOINT}: table {name} has shape {table.shape}, the config says "

@@ -77,14 +77,24 @@ def build_model(cfg: TwhinConfig, runtime: Runtime) -> torch.nn.Module:
     return DistributedModelParallel(model, device=runtime.device, plan=plan)
 
 
-def initial_state(cfg: TwhinConfig, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded initial tables (the same on any number of processes)."""
+def initial_state(cfg: TwhinConfig, seed: int, train_edges: Graph | None = None) -> dict[str, torch.Tensor]:
+    """Seeded initial tables (the same on any number of processes). Node biases start at each
+    entity's popularity in each relation, log(1 + its degree in `train_edges`) on its side, as the
+    ranker's output biases start at the base rates: the sampled softmax's optimum is
+    log p(x | u) + const, whose per-relation popularity part a bias seen only as an occasional
+    uniform negative learns slowly (zeros when no edges are given)."""
     gen = torch.Generator().manual_seed(seed)
     state = {f"ebc.embedding_bags.{t.name}.weight": torch.randn(t.num_embeddings, t.embedding_dim, generator=gen) * INIT_STD
              for t in cfg.tables}
     state["translations"] = torch.zeros(len(cfg.relations), cfg.dim)
     if cfg.model.node_bias:
-        state.update({f"biases.{t.name}": torch.zeros(t.num_embeddings) for t in cfg.tables})
+        biases = {t.name: torch.zeros(len(cfg.relations), t.num_embeddings) for t in cfg.tables}
+        for rel, relation in enumerate(cfg.relations if train_edges is not None else ()):
+            in_relation = train_edges.rel == rel
+            for ids, table in ((train_edges.lhs, relation.lhs), (train_edges.rhs, relation.rhs)):
+                degree = np.bincount(ids[in_relation], minlength=cfg.table(table).num_embeddings)
+                biases[table][rel] += torch.from_numpy(np.log1p(degree)).float()
+        state.update({f"biases.{name}": bias for name, bias in biases.items()})
     return state
 
 
@@ -325,7 +335,7 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
         scatter_full_state(model, checkpoint["state"])
         start_step, history = checkpoint["step"], checkpoint["history"]
     else:
-        scatter_full_state(model, initial_state(cfg, args.seed))
+        scatter_full_state(model, initial_state(cfg, args.seed, edges))
     translations = translation_parameter(model)
     trans_opt = torch.optim.SGD([translations], lr=cfg.model.translation_optimizer.lr)
     bias_opt = bias_optimizer(model, cfg)
