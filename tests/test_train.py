@@ -11,6 +11,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from conftest import REPO
 from studylib.strict import shipped_config_path
@@ -249,3 +250,47 @@ def test_resume_with_other_data_is_refused(small_data, tmp_path):
     tiny_train(small_data, tmp_path / "run", steps=1)
     with pytest.raises(StudyError, match="--resume with --data .*other"):
         tiny_train(other, tmp_path / "run", steps=2, resume=True)
+
+
+def test_an_interrupted_study_run_continues_from_its_checkpoint(small_data, tmp_path, monkeypatch):
+    """`make study` killed in the middle of a long run: the next call continues that run from its last
+    checkpoint (not from step 0) and ends with the weights of a run never stopped, bit for bit."""
+    from studylib.ranker import train as train_module
+    from studylib.ranker.config import STUDY_CONFIG
+    from studylib.ranker.runs import MODEL
+    from studylib.strict import shipped_config_path
+    from studylib.study import ranker_study
+
+    raw = yaml.safe_load(shipped_config_path(STUDY_CONFIG).read_text())
+    raw["training"]["checkpoint_every_n"] = 2
+    config = tmp_path / "study_quick.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run = dict(data=small_data, eval_data=None, steps=4, batch_size=64, seed=0, config=str(config), precision="fp32")
+
+    real_save, real_train, resumed = train_module._save, train_module.train, []
+
+    def killed_after_the_first_checkpoint(out, model, optimizer, cfg, position, precision, at_end, keep):
+        real_save(out, model, optimizer, cfg, position, precision, at_end, keep)
+        if position.step == 2:
+            raise KeyboardInterrupt  # as Ctrl-C or a kill between two steps
+
+    def spy(args):
+        resumed.append(args.resume)
+        return real_train(args)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "_save", killed_after_the_first_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            ranker_study.ensure_run(tmp_path / "run", **run)
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / MODEL).exists()
+    summary = ranker_study.ensure_run(tmp_path / "run", **run)
+    assert resumed == [False, True] and not summary["reused"]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]  # each step logged once
+    ranker_study.ensure_run(tmp_path / "unbroken", **run)
+    interrupted = torch.load(tmp_path / "run" / MODEL, weights_only=True)
+    unbroken = torch.load(tmp_path / "unbroken" / MODEL, weights_only=True)
+    assert interrupted["step"] == unbroken["step"] == 4 and interrupted["model"].keys() == unbroken["model"].keys()
+    assert all(torch.equal(interrupted["model"][k], unbroken["model"][k]) for k in unbroken["model"])
+    assert ranker_study.ensure_run(tmp_path / "run", **run)["reused"]

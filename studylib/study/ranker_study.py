@@ -3,6 +3,7 @@ once and reused while its parameters match (`studylib.study.paths.generated`, `i
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -33,13 +34,14 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                pairing: str = "by_name", config: str | None = None, progress: bool = False,
                precision: str = "auto", val_data: Path | None = None, val_every: int = 0,
                stop_patience: int = 0, stop_min_delta: float = 0.002) -> dict:
-    """Train (or reuse a finished run with the same settings and data); return its summary.
+    """Train (or reuse a finished run with the same settings and data, or continue an interrupted one);
+    return its summary.
     `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve;
     `stop_patience` > 0: `steps` is a maximum and the run stops when that held-out loss stops
     improving (`train.StoppingRule`)."""
     from studylib.strict import shipped_config_path
     from studylib.ranker.config import STUDY_CONFIG
-    from studylib.ranker.runs import MODEL
+    from studylib.ranker.runs import CHECKPOINT, MODEL
     from studylib.ranker.train import TrainArgs, train
 
     config = str(config or shipped_config_path(STUDY_CONFIG))
@@ -60,7 +62,15 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
         settings.update(stop_patience=int(stop_patience), stop_min_delta=float(stop_min_delta))
 
     def build() -> None:
-        train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps),
+        # a run interrupted under these same settings continues from its last checkpoint (every
+        # `training.checkpoint_every_n` steps, bit for bit as if never stopped); one interrupted
+        # before its first checkpoint starts again from a folder holding only the cache's stamp
+        resume = (out / CHECKPOINT).exists()
+        if not resume and out.exists():
+            for path in out.iterdir():
+                if path.name != RUN_MARKER:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+        train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), resume=resume,
                         eval_data=eval_data and str(eval_data), batch_size=int(batch_size), device="auto",
                         seed=int(seed), label_pairing=pairing, precision=precision,
                         log_every=max(1, int(steps) // 40), progress=progress,
@@ -68,7 +78,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
                         val_every=int(val_every), stop_patience=int(stop_patience),
                         stop_min_delta=float(stop_min_delta)))
 
-    reused, _ = cached(out / RUN_MARKER, settings, [out / MODEL], build, clear=out)
+    reused, _ = cached(out / RUN_MARKER, settings, [out / MODEL], build, clear=out, resumable=True)
     return {"reused": reused, **settings}
 
 
