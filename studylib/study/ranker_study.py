@@ -68,8 +68,10 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
         resume = (out / CHECKPOINT).exists()
         if not resume and out.exists():
             for path in out.iterdir():
-                if path.name != RUN_MARKER:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.name != RUN_MARKER:
+                    path.unlink()
         train(TrainArgs(data=str(data), out=str(out), config=config, steps=int(steps), resume=resume,
                         eval_data=eval_data and str(eval_data), batch_size=int(batch_size), device="auto",
                         seed=int(seed), label_pairing=pairing, precision=precision,
