@@ -353,15 +353,14 @@ def test_node_biases_are_per_relation_so_one_user_can_rank_tweets_differently_pe
 
 
 def test_node_biases_start_at_each_relations_popularity():
-    from types import SimpleNamespace
-
+    from studylib.twhin.graph import Graph
     from studylib.twhin.train import initial_state
 
     cfg = load_twhin_config().with_changes({("model", "node_bias"): True})
     names = [r.name for r in cfg.relations]
     fav, follow = names.index("fav"), names.index("follow")
-    edges = SimpleNamespace(lhs=np.array([0, 0, 1, 2, 2]), rel=np.array([fav, fav, fav, follow, follow]),
-                            rhs=np.array([5, 5, 7, 3, 3]))
+    edges = Graph({t.name: t.num_embeddings for t in cfg.tables}, tuple(cfg.relations), np.array([0, 0, 1, 2, 2]),
+                  np.array([fav, fav, fav, follow, follow]), np.array([5, 5, 7, 3, 3]), np.zeros(5, np.int64), "test")
     state = initial_state(cfg, 0, edges)
     tweet, user, author = state["biases.tweet"], state["biases.user"], state["biases.author"]
     assert tweet.shape == (len(names), cfg.table("tweet").num_embeddings)

@@ -294,10 +294,6 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                  f"{len(above)} of {len(reverse)} relations on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
                  "pairs that were drawn more than once (the generator resamples a finite pool), which no "
                  "model of the probabilities can know.")
-    if bias_bar is not None:  # the variant that can carry per-relation popularity, beside the published operator
-        verdict_bias = f"; with relation biases below on {len(bias_bar[1])}/{len(share)}"
-    else:
-        verdict_bias = ""
     if "popularity" not in versus:
         verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
     elif not below_popularity:  # an interval holding zero is no evidence of parity: count the relations shown above
@@ -308,8 +304,8 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
         verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
                    + (f", above the popularity a translation score can carry on {len(pooled_behind)} and below it on "
                       f"{len(pooled_ahead)}" if "pooled_popularity" in versus else ""))
-    if "popularity" in versus:
-        verdict += verdict_bias
+    if "popularity" in versus and bias_bar is not None:  # the variant that can carry per-relation popularity
+        verdict += f"; with relation biases below on {len(bias_bar[1])}/{len(share)}"
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
 
 

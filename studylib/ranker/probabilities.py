@@ -25,6 +25,10 @@ from studylib.runtime import resolve_device, resolve_precision
 from studylib.ranker.config import load_config
 from studylib.ranker.runs import CHECKPOINT, CONFIG_COPY, MODEL, PREDICT_BATCH, RUN_INFO, load_run, predict
 
+PROBABILITIES_DIR = "probabilities"
+KEY = b"studylib.probabilities"  # the schema-metadata entry holding the table's key
+
+
 def probability_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, truth: np.ndarray | None,
                       labels: np.ndarray | None, heads: tuple[str, ...]) -> pa.Table:
     """What the model says about each candidate, independent of the weights: ids, cohort and per-head
@@ -41,11 +45,6 @@ def probability_table(ids: dict[str, np.ndarray], cohort, probs: np.ndarray, tru
         for i, head in enumerate(heads):
             columns[f"label.{short_name(head)}"] = labels[:, i].astype(np.int8)
     return pa.table(columns)
-
-
-
-PROBABILITIES_DIR = "probabilities"
-KEY = b"studylib.probabilities"
 
 
 def stored_probabilities(run_dir: str, data_dir: str, device: str = "auto", precision: str = "auto",
@@ -147,7 +146,6 @@ def _checked_probabilities(path: Path, heads: tuple[str, ...], rows: int) -> pa.
         if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
             raise refuse(f"column {name} holds values outside [0, 1] (NaN or tampered)")
     return table
-
 
 
 __all__ = ["PROBABILITIES_DIR", "prediction_table", "probability_table", "store_prediction", "stored_probabilities"]

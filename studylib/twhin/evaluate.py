@@ -95,11 +95,7 @@ class PopularityScorer:
     name = "popularity"
 
     def __init__(self, train: Graph):
-        self.degree = {}
-        for rel, relation in enumerate(train.relations):
-            mask = train.rel == rel
-            self.degree[rel] = tuple(np.log1p(np.bincount(getattr(train, side)[mask], minlength=train.tables[table]))
-                                     for side, table in (("lhs", relation.lhs), ("rhs", relation.rhs)))
+        self.degree = {rel: train.log_degrees(rel) for rel in range(len(train.relations))}
 
     def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         left, right = self.degree[rel]
@@ -263,19 +259,17 @@ def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resam
         gained, possible = 1.0 / ranks - 1.0 / bar[0], 1.0 / bar[1] - 1.0 / bar[0]
         row["share_over_popularity"] = float(gained.sum() / possible.sum()) if possible.sum() > 0 else float("nan")
         row["oracle_over_popularity"] = float(possible.mean())  # the personal signal there is to learn
-        share_bounds, gap_bounds = (float("nan"),) * 2, (float("nan"),) * 2
+        share_bounds, gap_bounds, over_bounds = (float("nan"),) * 2, (float("nan"),) * 2, (float("nan"),) * 2
         if weights is not None:
             gap_bounds = np.quantile((weights @ possible) / weights.sum(1), [0.025, 0.975])
+            over_bounds = np.quantile((weights @ gained) / weights.sum(1), [0.025, 0.975])
             if possible.sum() > 0:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     share_bounds = np.nanquantile((weights @ gained) / (weights @ possible), [0.025, 0.975])
         row["share_over_popularity_low"], row["share_over_popularity_high"] = (float(x) for x in share_bounds)
         row["oracle_over_popularity_low"], row["oracle_over_popularity_high"] = (float(x) for x in gap_bounds)
         row["mrr_over_popularity"] = float(gained.mean())
-        over_bounds = ((weights @ gained) / weights.sum(1) if weights is not None else None)
-        row["mrr_over_popularity_low"], row["mrr_over_popularity_high"] = (
-            (float(x) for x in np.quantile(over_bounds, [0.025, 0.975])) if over_bounds is not None
-            else (float("nan"),) * 2)
+        row["mrr_over_popularity_low"], row["mrr_over_popularity_high"] = (float(x) for x in over_bounds)
     _, inverse = np.unique(query, return_inverse=True)
     for k in RECALL_AT:
         row[f"recall@{k}"] = float((np.bincount(inverse, weights=ranks <= k) / np.bincount(inverse)).mean())

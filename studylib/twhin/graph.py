@@ -63,6 +63,13 @@ class Graph:
         return Graph(self.tables, self.relations, pick(self.lhs), pick(self.rel), pick(self.rhs),
                      pick(self.time_chunk), self.source, self.world)
 
+    def log_degrees(self, rel: int) -> tuple[np.ndarray, np.ndarray]:
+        """log(1 + degree) of every entity of the relation's lhs and rhs tables in relation `rel`:
+        its popularity there (the popularity baseline's scores, the node biases' start)."""
+        relation, in_relation = self.relations[rel], self.rel == rel
+        return tuple(np.log1p(np.bincount(ids[in_relation], minlength=self.tables[table]))
+                     for ids, table in ((self.lhs, relation.lhs), (self.rhs, relation.rhs)))
+
 
 def _read_table(path: Path) -> pa.Table:
     """A Parquet, CSV or zipped CSV file as an Arrow table."""

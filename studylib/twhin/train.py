@@ -90,10 +90,8 @@ def initial_state(cfg: TwhinConfig, seed: int, train_edges: Graph | None = None)
     if cfg.model.node_bias:
         biases = {t.name: torch.zeros(len(cfg.relations), t.num_embeddings) for t in cfg.tables}
         for rel, relation in enumerate(cfg.relations if train_edges is not None else ()):
-            in_relation = train_edges.rel == rel
-            for ids, table in ((train_edges.lhs, relation.lhs), (train_edges.rhs, relation.rhs)):
-                degree = np.bincount(ids[in_relation], minlength=cfg.table(table).num_embeddings)
-                biases[table][rel] += torch.from_numpy(np.log1p(degree)).float()
+            for table, popularity in zip((relation.lhs, relation.rhs), train_edges.log_degrees(rel)):
+                biases[table][rel, :popularity.size] += torch.from_numpy(popularity).float()  # ids the graph has
         state.update({f"biases.{name}": bias for name, bias in biases.items()})
     return state
 
