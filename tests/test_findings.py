@@ -374,6 +374,20 @@ def test_twhin_relation_biases_are_judged_against_popularity_pair_by_pair():
     assert f.numbers["reply_node_bias_over_popularity"] == pytest.approx(-0.003)
     assert "ahead in 1 relation (follow), behind in 1 relation (reply)" in f.text
     assert f.verdict.endswith("; with relation biases below on 1/3")
+    # With the oracle's gain over popularity beside them: reply's personal signal (+0.001 on 0.016, 6 %)
+    # is under a quarter of popularity's MRR, so its shortfall is put beside that bound.
+    with_signal = [{**r, "oracle_over_popularity": by_relation[r["relation"]]["oracle"] - by_relation[r["relation"]]["popularity"],
+                    "oracle_over_popularity_low": 0.0, "oracle_over_popularity_high": 0.002} for r in rows]
+    g = findings.twhin_link_prediction(pd.DataFrame(with_signal), 1000)
+    assert g.numbers["node_bias_below_little_signal"] == 1
+    assert "the oracle itself gains only reply +0.0010 (+0.0000 to +0.0020) on popularity's 0.0160" in g.text
+    assert g.verdict.endswith("; with relation biases below on 1/3 (the oracle 25 % or less above popularity there)")
+    reply["oracle"] = 0.030  # a large personal signal: the shortfall is the embeddings', with no such excuse
+    strong = [{**r, "oracle_over_popularity": by_relation[r["relation"]]["oracle"] - by_relation[r["relation"]]["popularity"]}
+              for r in with_signal]
+    h = findings.twhin_link_prediction(pd.DataFrame(strong), 1000)
+    assert h.numbers["node_bias_below_little_signal"] == 0 and "itself gains only" not in h.text
+    assert h.verdict.endswith("; with relation biases below on 1/3")
     plain = findings.twhin_link_prediction(pd.DataFrame([r for r in rows if r["scorer"] != "trained_node_bias"]), 1000)
     assert "relation biases" not in plain.verdict and "node_bias_above_popularity" not in plain.numbers
 
