@@ -82,6 +82,7 @@ def temporary_name(path: Path) -> Path:
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` to fill a temporary beside `path`, then rename it to `path`."""
     path = Path(path)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
@@ -94,12 +95,31 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise os_error(exc, path) from None
+        raise _write_error(exc, path, tmp) from None
     except RuntimeError as exc:  # torch.save reports a failed write (a full disk, say) as RuntimeError
         if not _is_write_failure(exc):
             raise
         raise StudyError(f"{path}: could not be written ({_write_failure_cause(path, exc)})") from None
     return path
+
+
+def _write_error(exc: OSError, path: Path, tmp: Path | None) -> StudyError:
+    """An OSError met while writing `path` as one line that names `path`, the file the user asked
+    for: never the hidden temporary (this module's detail, which pyarrow and shutil name), and for
+    a full or read-only disk never the source a copy reads from (shutil names it first)."""
+    hidden = {str(tmp)} if tmp is not None else set()
+    filenames = {str(name) for name in (exc.filename, exc.filename2) if name is not None}
+    if exc.filename is not None and not filenames & hidden and exc.errno not in _OUTPUT_ERRORS:
+        return os_error(exc)  # about another file (a source that cannot be read, say)
+    cause = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        cause = "no space left on the device"
+    elif tmp is not None and tmp.name in cause:  # pyarrow: "Failed to open local file '<tmp>'. Detail: [errno 30] ..."
+        cause = os.strerror(exc.errno) if exc.errno else cause.replace(str(tmp), str(path))
+    return StudyError(f"{path}: {cause}")
+
+
+_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def _is_write_failure(exc: RuntimeError) -> bool:
@@ -198,10 +218,35 @@ def remove_stale_temporaries(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def lock_holder(folder: str | Path) -> int | None:
+    """The process id recorded in `folder`'s lock file by its last holder (None when none is)."""
+    try:
+        text = (Path(folder) / LOCK_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def exclusive(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
-    """Hold an advisory lock on `folder` (created if missing) while writing into it."""
+def held_lock(folder: str | Path, what: str = "output folder", name: str | Path | None = None):
+    """Hold an advisory lock on `folder` (created if missing); yields the lock file's open handle.
+
+    The lock is the kernel's (`flock`), so it ends with the last process holding the handle, a
+    killed one included: a lock file left by a dead process is stale and simply taken over. The
+    holder writes its process id into the file, which a refused second writer names. `name` is
+    what messages call the folder (default: `folder`)."""
     folder = Path(folder)
+    shown = folder if name is None else name
     try:
         if folder.exists() and not folder.is_dir():
             raise StudyError(f"{folder}: is a file, not a folder")
@@ -213,11 +258,33 @@ def exclusive(folder: str | Path, what: str = "output folder") -> Iterator[Path]
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StudyError(f"{folder}: another process is writing this {what}; wait for it or choose another") from None
-        yield folder
+            pid = lock_holder(folder)
+            by = "" if pid is None else f" (process {pid})" if process_alive(pid) else \
+                f" (process {pid}, which has ended; a process it started still holds it: try again in a moment)"
+            raise StudyError(f"{shown}: another process is writing this {what}{by}; "
+                             "wait for it or choose another") from None
+        try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError:
+            pass  # the lock holds without the note (a full disk, say): a refusal then names no process
+        try:
+            yield handle
+        finally:
+            with contextlib.suppress(OSError):
+                handle.truncate(0)  # released in order: no process named as holder any more
     finally:
-        handle.close()  # releases the lock; the empty lock file stays (removing it would race)
+        handle.close()  # releases the lock; the lock file stays (removing it would race)
 
 
-__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "exclusive", "os_error", "read_json", "read_torch_file", "remove_stale_temporaries",
+@contextlib.contextmanager
+def exclusive(folder: str | Path, what: str = "output folder", name: str | Path | None = None) -> Iterator[Path]:
+    """Hold an advisory lock on `folder` (created if missing) while writing into it (see `held_lock`)."""
+    with held_lock(folder, what, name):
+        yield Path(folder)
+
+
+__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "exclusive", "held_lock", "lock_holder", "os_error",
+           "process_alive", "read_json", "read_torch_file", "remove_stale_temporaries",
            "require_regular_file", "temporary_name", "write_json", "write_text"]

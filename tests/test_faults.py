@@ -869,3 +869,115 @@ def test_paths_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path
     from studylib.study import pipeline
     code = pipeline.main(["--workdir", out, "--no-report"])
     clean_refusal(code, capsys.readouterr().err, r"--workdir: not UTF-8 text")
+
+
+# ---------------------------------------------------------------- round three: one study folder, one writer
+
+
+def _pipeline(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "studylib.study.pipeline", "--profile", "tiny", "--workdir", str(workdir), *args]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes (the lock file, which each holder rewrites, aside)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".studylib.lock"}
+
+
+def _state(workdir: Path) -> dict:
+    return json.loads((workdir / "_build" / "executed" / "tiny" / "state.json").read_text())
+
+
+def _progress_free(stderr: str) -> str:
+    """stderr without papermill's progress bar (its lines are redrawn with carriage returns)."""
+    return "\n".join(line for line in stderr.replace("\r", "\n").splitlines() if not line.startswith("Executing"))
+
+
+def test_a_second_pipeline_on_a_held_study_folder_is_refused_and_a_dead_holders_lock_taken_over(tmp_path):
+    """Real processes: one holds the study folder's lock (as a running pipeline does, asleep here);
+    a pipeline on the same folder exits 2 at once naming it and writes nothing. Once the holder is
+    killed (-9), its lock is stale: the next pipeline takes it over and records the notebook the
+    dead one left "running" as interrupted."""
+    import signal
+    work = tmp_path / "study"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from studylib.study.pipeline import study_lock\n"
+        f"with study_lock(Path({str(work)!r})):\n    print('held', flush=True); time.sleep(300)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        executed = work / "_build" / "executed" / "tiny"
+        executed.mkdir(parents=True)
+        (executed / "state.json").write_text(json.dumps({"01_generate.ipynb": {"status": "running", "parameters": {}}}))
+        before = _files(work)
+        second = subprocess.run(_pipeline(work), capture_output=True, text=True, timeout=300)
+        clean_refusal(second.returncode, second.stderr,
+                      rf"study: another process is writing this study folder \(process {holder.pid}\)")
+        assert _files(work) == before  # nothing written, the holder's state untouched
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (work / "_build" / ".studylib.lock").read_text().strip() == str(holder.pid)  # stale: its holder is dead
+    third = subprocess.run(_pipeline(work, "--weights", "april_2023", "--no-report"), capture_output=True, text=True,
+                           timeout=300)
+    clean_refusal(third.returncode, third.stderr, r"--weights needs a trained model")  # past the lock
+    assert f"the lock of process {holder.pid}, which is gone, is taken over" in third.stdout
+    assert _state(work)["01_generate.ipynb"]["status"] == "interrupted"
+
+
+def _start_tiny_pipeline(work: Path) -> subprocess.Popen:
+    """A tiny pipeline in its own session (as a terminal's foreground job is), waited for until its
+    first notebook has been running for a few seconds."""
+    import time
+    process = subprocess.Popen(_pipeline(work, "--no-report"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    state = work / "_build" / "executed" / "tiny" / "state.json"
+    _wait_for(lambda: state.exists() and "running" in state.read_text(), process)
+    time.sleep(4)  # the kernel is up and the first cells run
+    assert process.poll() is None
+    return process
+
+
+def test_ctrl_c_in_a_notebook_exits_130_with_one_line_and_records_it_interrupted(tmp_path):
+    import os
+    import signal
+    from studylib.study.pipeline import study_lock
+    work = tmp_path / "study"
+    process = _start_tiny_pipeline(work)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+    out, err = process.communicate(timeout=120)
+    lines = [line for line in _progress_free(err).splitlines() if line.strip()]
+    assert process.returncode == 130, err[-2000:]
+    assert lines == ["pipeline: interrupted; the report was not built"], lines  # no kernel's traceback
+    assert _state(work)["01_generate.ipynb"]["status"] == "interrupted"
+    with study_lock(work):  # free at once: no kernel of the interrupted run holds the folder
+        pass
+
+
+def test_kill_9_of_a_pipeline_leaves_no_kernel_writing_once_its_lock_is_free(tmp_path):
+    """The kernel holds the study folder's lock with its pipeline (it inherits the lock): after a
+    kill -9 of the pipeline the folder stays locked until the kernel has gone too, and nothing in it
+    changes once the lock is free; the next holder records the notebook as interrupted."""
+    import signal
+    import time
+    from studylib.errors import StudyError
+    from studylib.study.pipeline import study_lock
+    work = tmp_path / "study"
+    process = _start_tiny_pipeline(work)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with study_lock(work):
+                before = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+                time.sleep(3)
+                after = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+            break
+        except StudyError as exc:
+            assert f"process {process.pid}" in str(exc)  # still held, in the killed pipeline's name
+            assert time.monotonic() < deadline, "the killed pipeline's kernel never let the folder go"
+            time.sleep(0.2)
+    changed = sorted(str(p) for p in after if before.get(p) != after[p] and p.name != ".studylib.lock")
+    assert not changed, changed
+    assert _state(work)["01_generate.ipynb"]["status"] == "interrupted"

@@ -18,8 +18,10 @@ notebook and the parameter; a failed notebook's executed copy is kept and its pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,7 +31,7 @@ from studylib import yamlio
 from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.ranker.runs import MODEL
-from studylib.io import os_error, read_json, write_json
+from studylib.io import LOCK_FILE, held_lock, lock_holder, os_error, read_json, write_json
 from studylib.study.report import REPO, build_report
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
@@ -142,9 +144,12 @@ def _check_weight_parameters(steps, specs: dict[str, str | list]) -> None:
 
 def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, workdir: Path,
         source: Path = REPO / "notebooks", build: bool = True, quiet: bool = False) -> Path | None:
-    """The whole pipeline; returns the report's index.html (None when build=False)."""
-    from studylib.study.paths import PIPELINE_ENV, Paths
+    """The whole pipeline; returns the report's index.html (None when build=False).
 
+    Everything the arguments decide (profile, parameters, weight files and presets) is checked
+    before anything is written; then the work folder is locked (`study_lock`) until the report is
+    built, so a second pipeline on the same folder is refused instead of mixing its notebooks'
+    outputs with this one's."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     started = time.perf_counter()
     profile_path, params = load_profile(source / "profiles", profile)
@@ -154,24 +159,35 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         params[name] = parse_override(name, text)
         origin[name] = f"-p {name}"
     steps = plan(source, params, origin)
-    # The notebooks' kernels inherit this: their `Paths.of` then knows the pipeline runs them.
-    os.environ[PIPELINE_ENV] = "1"
-    out_of_step = Paths.of(workdir, profile).out_of_step
     rescore = weights is not None
-    if out_of_step.exists():
-        say(f"[pipeline] {out_of_step.read_text().strip()}: running every chapter")
-        rescore_only = False
-    else:
-        rescore_only = rescore
-    executed = workdir / "_build" / "executed" / profile
-    executed.mkdir(parents=True, exist_ok=True)
-    state = _load_state(executed)
     if rescore:
         weights = str(Path(weights).resolve()) if Path(weights).exists() else weights
         _check_weight_parameters(steps, {"weights": [weights]})
         for nb, values in steps:
             if "weights" in declared_parameters(nb):
                 values["weights"] = weights
+    _check_weight_parameters(steps, {name: [] if name == "weights" and rescore else params.get(name, [])
+                                     for name in ("weights", "presets")})
+    if workdir.exists() and not workdir.is_dir():
+        raise StudyError(f"--workdir {workdir}: is a file, not a folder")
+    created = not workdir.exists()
+    try:
+        with study_lock(workdir, say) as lock:
+            return _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quiet, started)
+    except StudyError:
+        if created and _holds_only_the_lock(workdir):  # refused: leave no folder behind that this call made
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quiet, started) -> Path | None:
+    from studylib.study.paths import PIPELINE_ENV, Paths
+
+    # The notebooks' kernels inherit this: their `Paths.of` then knows the pipeline runs them.
+    os.environ[PIPELINE_ENV] = "1"
+    executed = workdir / "_build" / "executed" / profile
+    state = _load_state(executed)
+    if rescore:
         paths = Paths.of(workdir, profile)
         first = next((nb.name for nb, _ in steps if is_rescore_step(nb)), "pipeline")
         if not (paths.main_run / MODEL).exists():
@@ -181,10 +197,16 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
             if not is_rescore_step(nb) and state.get(nb.name, {}).get("status") != "ok":
                 raise StudyError(f"{nb.name}: has no successful run for profile {profile}; "
                                     f"run the pipeline once without --weights")
-    _check_weight_parameters(steps, {name: [] if name == "weights" and rescore else params.get(name, [])
-                                     for name in ("weights", "presets")})
+    out_of_step = Paths.of(workdir, profile).out_of_step
+    if out_of_step.exists():
+        say(f"[pipeline] {out_of_step.read_text().strip()}: running every chapter")
+        rescore_only = False
+    else:
+        rescore_only = rescore
+    executed.mkdir(parents=True, exist_ok=True)
 
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     for i, (nb, values) in enumerate(steps):
@@ -195,26 +217,39 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
         declared = declared_parameters(nb)
         values = {k: v for k, v in values.items() if k in declared}
         out = executed / nb.name
+        log = executed / f"{nb.stem}.kernel.log"
         say(f"[{nb.stem}] running ...")
         t0 = time.perf_counter()
-        state[nb.name] = {"status": "running", "parameters": values}
+        state[nb.name] = {"status": "running", "parameters": values, "pid": os.getpid()}
         _save_state(executed, state)
+
+        def stopped(status: str) -> None:
+            state[nb.name] = {"status": status, "parameters": values, "seconds": round(time.perf_counter() - t0, 1)}
+            for later, _ in steps[i + 1:]:
+                if later.name in state:
+                    state[later.name]["status"] = "stale"
+            _save_state(executed, state)
+
         try:
             # progress bar: cells done / total, elapsed. The kernel's log stays at ERROR: its
             # "running over TCP without encryption" warning is about a local loopback socket.
             pm.execute_notebook(str(nb), str(out), parameters=values, kernel_name="python3", cwd=str(nb.parent),
                                 progress_bar=not quiet, log_output=False, report_mode=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                kernel_manager_class=_kernel_manager_class(lock, log))
         except PapermillExecutionError as exc:
-            seconds = time.perf_counter() - t0
-            state[nb.name] = {"status": "failed", "parameters": values, "seconds": seconds}
-            for later, _ in steps[i + 1:]:
-                if later.name in state:
-                    state[later.name]["status"] = "stale"
-            _save_state(executed, state)
+            stopped("failed")
             evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else exc.ename
             kind = "" if exc.ename == "StudyError" else f"{exc.ename}: "
             raise StudyError(f"{nb.name}: {kind}{evalue} [executed copy: {out}; report not built]") from None
+        except DeadKernelError:
+            stopped("failed")
+            raise StudyError(f"{nb.name}: its kernel died (out of memory?) [kernel log: {log}; report not built]") from None
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) and anything else that stops the run here
+            with _no_second_interrupt():  # a second Ctrl-C must not cut the record short
+                _stop_kernels()
+                stopped("interrupted")
+            raise
         seconds = time.perf_counter() - t0
         state[nb.name] = {"status": "ok", "parameters": values, "seconds": round(seconds, 1),
                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -233,6 +268,99 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     say(f"[report] done in {time.perf_counter() - t0:.0f} s")
     say(f"report: {index}")
     return index
+
+
+# ---------------------------------------------------------------- one pipeline per work folder
+
+
+LOCKED = "_build"  # the lock file lives here (ignored by git), not in the work folder itself
+
+
+@contextlib.contextmanager
+def study_lock(workdir: Path, say=lambda *a: None):
+    """Hold the work folder's lock (`studylib.io.held_lock` on `workdir/_build`) for the whole run;
+    yields the lock file's handle. A second pipeline on the same folder is refused in one line
+    naming this process; a lock left by a killed pipeline is taken over (the kernel releases a
+    dead process's lock), and a notebook that pipeline left "running" in state.json is recorded
+    as interrupted."""
+    before = lock_holder(workdir / LOCKED)
+    with held_lock(workdir / LOCKED, "study folder", name=workdir) as handle:
+        if before is not None and before != os.getpid():
+            say(f"[pipeline] {workdir}: the lock of process {before}, which is gone, is taken over")
+        for state_file in (workdir / LOCKED / "executed").glob(f"*/{STATE}"):
+            _mark_interrupted(state_file)
+        yield handle
+
+
+def _mark_interrupted(state_file: Path) -> None:
+    """A notebook recorded as running while no pipeline holds the lock was interrupted (kill -9, power loss)."""
+    try:
+        state = read_json(state_file)
+    except StudyError:
+        return  # an unreadable state is rebuilt by the run that reads it
+    changed = False
+    for record in state.values():
+        if isinstance(record, dict) and record.get("status") == "running":
+            record["status"], changed = "interrupted", True
+    if changed:
+        write_json(state_file, state)
+
+
+def _holds_only_the_lock(workdir: Path) -> bool:
+    return all(p.is_dir() or (p.name == LOCK_FILE and p.parent == workdir / LOCKED) for p in workdir.rglob("*"))
+
+
+# The kernels this process started and has not seen end: stopped at once on an interrupt, so that
+# none writes into the work folder after the pipeline has gone.
+_KERNELS: list = []
+
+
+def _kernel_manager_class(lock, log: Path):
+    """A jupyter_client kernel manager that starts the notebook's kernel (a) holding the work
+    folder's lock too (its file descriptor is inherited: the lock ends only when the pipeline and
+    its kernel both have), and (b) with its stdout and stderr in `log` beside the executed copy,
+    not on the terminal (a kernel torn down by Ctrl-C prints tracebacks there)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StudyKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log, "wb") as sink:
+                kw = {**kw, "stdout": sink, "stderr": sink,
+                      "pass_fds": tuple(kw.get("pass_fds", ())) + (lock.fileno(),)}
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            _KERNELS.append(self)
+
+    return StudyKernelManager
+
+
+def _stop_kernels() -> None:
+    """Kill the kernels still running (their whole process group: a kernel starts its own session)."""
+    import signal
+
+    while _KERNELS:
+        manager = _KERNELS.pop()
+        process = getattr(getattr(manager, "provisioner", None), "process", None)
+        if process is None or process.poll() is not None:
+            continue
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _no_second_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _load_state(executed: Path) -> dict:
@@ -265,7 +393,6 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir).resolve()
         if workdir.exists() and not workdir.is_dir():
             raise StudyError(f"--workdir {workdir}: is a file, not a folder")
-        workdir.mkdir(parents=True, exist_ok=True)
         run(args.profile, [tuple(p) for p in args.parameter], args.weights, workdir, build=not args.no_report)
     except StudyError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
@@ -280,4 +407,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:  # interrupted: the one line is printed; skip the interpreter's teardown, where
+        sys.stdout.flush()  # the kernel client's threads, stopped mid-message, could still print
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
