@@ -604,7 +604,7 @@ def test_weights_that_cannot_give_a_finite_score_are_refused(run, small_data, tm
     alternating = tmp_path / "alt.yaml"
     alternating.write_text("".join(f"{k}: {'-' if i % 2 else ''}1.7e+308\n" for i, k in enumerate(published)))
     refused(capsys, ["score", "--run", run, "--data", small_data, "--out", tmp_path / "s.parquet", "--weights",
-                     alternating], r"too large for a finite score")
+                     alternating], r"must be within ±1,000,000")  # finite, but its squares are not
 
 
 def test_a_refused_train_leaves_no_folder_or_records(small_data, tmp_path, capsys):
@@ -981,3 +981,54 @@ def test_kill_9_of_a_pipeline_leaves_no_kernel_writing_once_its_lock_is_free(tmp
     changed = sorted(str(p) for p in after if before.get(p) != after[p] and p.name != ".studylib.lock")
     assert not changed, changed
     assert _state(work)["01_generate.ipynb"]["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------- round three: weights checked before anything is written
+
+
+def _weight_file(path: Path, values) -> Path:
+    from studylib.ranker.weights import load_weights
+    keys = list(load_weights("april_2023").as_published())
+    values = values if isinstance(values, list) else [values] * len(keys)
+    path.write_text("".join(f"{k}: {v}\n" for k, v in zip(keys, values)))
+    return path
+
+
+@pytest.mark.parametrize("values, pattern", [
+    (["1e3"] + [0.5] * 9, r"scored_tweets_model_weight_fav: YAML reads 1e3 as text.*; write 1\.0e3 or 1000$"),
+    (0, r"every weight is 0, so every candidate scores 0"),
+    (["1.0e+200"] + [0.5] * 9, r"scored_tweets_model_weight_fav must be within ±1,000,000 .*got 1e\+200"),
+    ([0.5] * 9 + ["-1000000.5"], r"scored_tweets_model_weight_\w+ must be within ±1,000,000"),
+])
+def test_weights_that_would_break_the_study_are_refused_before_anything_is_written(values, pattern, tmp_path, capsys):
+    """A previous study's every byte is kept, and a new work folder is not made."""
+    from studylib.study.pipeline import main as pipeline_main
+    weights = _weight_file(tmp_path / "w.yaml", values)
+    previous = tmp_path / "previous"
+    for name, content in {"_build/executed/tiny/state.json": "{}", "_build/results/tiny/findings.json": "{}",
+                          "figures/03_regret.png": "png", "runs/tiny/scores/planted.parquet": "parquet"}.items():
+        (previous / name).parent.mkdir(parents=True, exist_ok=True)
+        (previous / name).write_text(content)
+    before = _files(previous)
+    for work in (previous, tmp_path / "new"):
+        code = pipeline_main(["--profile", "tiny", "--workdir", str(work), "--weights", str(weights), "--no-report"])
+        clean_refusal(code, capsys.readouterr().err, r"03_score\.ipynb: parameter weights: .*w\.yaml: " + pattern)
+    assert _files(previous) == before and not (tmp_path / "new").exists()
+
+
+def test_weights_at_the_bound_give_finite_scores_and_squares(run, small_data, tmp_path, capsys):
+    """At ±B (WEIGHT_BOUND) every score and the sums of squares the analysis takes stay finite, in
+    float32 as in float64; one past B is refused (above)."""
+    import numpy as np
+    from studylib.ranker.weights import WEIGHT_BOUND
+    signs = [1, -1] * 5
+    weights = _weight_file(tmp_path / "bound.yaml", [f"{s * WEIGHT_BOUND:.1f}" for s in signs])
+    out = tmp_path / "s.parquet"
+    assert main(["score", "--run", str(run), "--data", str(small_data), "--out", str(out), "--weights", str(weights),
+                 "--quiet"]) == 0
+    scores = pq.read_table(out).column("score.bound").to_numpy()
+    many = np.tile(scores, 10_000)  # as many scores as a large study's candidates times seeds
+    for dtype in (np.float64, np.float32):
+        values = many.astype(dtype)
+        assert np.isfinite(values).all() and np.isfinite((values.astype(np.float64) ** 2).sum())
+        assert np.isfinite(np.square(values).sum(dtype=dtype)) and np.isfinite(values.std(dtype=dtype))

@@ -12,6 +12,7 @@ loading a model.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,8 +42,37 @@ class WeightSet:
         return {WEIGHT_PREFIX + WEIGHT_SUFFIX[h]: self.weights[h] for h in HEADS}
 
 
+# The largest weight, in absolute value, that a weight set may hold. The published weights are at
+# most 369 in absolute value (report, April 2023) and serving clamps them to [-20000, 0]; 1e6 is
+# fifty times that bound. It keeps every number the study derives from weights finite, in float32
+# as in float64: a score (ten weights times probabilities in [0, 1]) is at most 1e7 in absolute
+# value, its square 1e14, a sum of squares over a billion candidates, seeds or resamples 1e23, and a
+# weight's square times any count below 1e20 stays under float32's largest value (3.4e38). Without
+# a bound, weights of 1e200 pass as finite, and the analysis' squares and variances turn into inf
+# and NaN ("seed SD inf", "intraclass correlation nan") in a run that exits 0.
+WEIGHT_BOUND = 1e6
+
+
+def _text_number(value: str) -> str | None:
+    """How to write `value`, a number YAML read as text (`1e3`, a quoted "0.5"), as a number."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    text = value.strip()
+    match = re.fullmatch(r"([+-]?\d+)[eE]([+-]?\d+)", text)
+    if match:  # YAML 1.1 (PyYAML) needs a dot in the mantissa to read an exponent as a number
+        plain = int(number) if number.is_integer() and abs(number) < 1e16 else number
+        return (f"YAML reads {text} as text, not a number (an exponent needs a dot in YAML 1.1); "
+                f"write {match.group(1)}.0e{match.group(2)} or {plain}")
+    return f"YAML reads {value!r} as text, not a number (quoted?); write {text} without quotes"
+
+
 def parse_weights(raw, source: str, name: str) -> WeightSet:
-    """Validate a mapping of published weight names; refuse unknown, missing or non-finite values."""
+    """Validate a mapping of published weight names; refuse unknown, missing, non-finite or
+    out-of-bound values (|w| <= WEIGHT_BOUND), and a set whose weights are all zero."""
     if not isinstance(raw, dict):
         raise StudyError(f"{source}: must be a mapping of scored_tweets_model_weight_* to numbers")
     by_key = {WEIGHT_PREFIX + suffix: head for head, suffix in WEIGHT_SUFFIX.items()}
@@ -50,20 +80,24 @@ def parse_weights(raw, source: str, name: str) -> WeightSet:
     for key, value in raw.items():
         if key not in by_key:
             raise StudyError(f"{source}: unknown head weight {yamlio.shorten(key, quote=False)}")
+        if isinstance(value, str) and _text_number(value):
+            raise StudyError(f"{source}: {key}: {_text_number(value)}")
         try:
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
         except OverflowError:  # an integer beyond any float
             number = math.inf
         if not math.isfinite(number):
             raise StudyError(f"{source}: {key} must be a finite number, got {yamlio.shorten(value)}")
+        if abs(number) > WEIGHT_BOUND:
+            raise StudyError(f"{source}: {key} must be within ±{WEIGHT_BOUND:,.0f} (the published weights are at "
+                             f"most 369 in absolute value), got {yamlio.shorten(value)}")
         weights[by_key[key]] = number
     missing = [key for key, head in by_key.items() if head not in weights]
     if missing:
         raise StudyError(f"{source}: missing head weight {missing[0]}")
-    # a score is a sum of weight x probability (each in [0, 1]): it is finite for every candidate
-    # exactly when the weights' absolute sum is
-    if not math.isfinite(sum(abs(w) for w in weights.values())):
-        raise StudyError(f"{source}: the weights are too large for a finite score (their absolute sum overflows)")
+    if not any(weights.values()):
+        raise StudyError(f"{source}: every weight is 0, so every candidate scores 0 and nothing is ranked; "
+                         "give at least one head a weight")
     return WeightSet(name, weights)
 
 
@@ -110,5 +144,5 @@ def save_weights(weights: dict[str, float], path: str | Path, name: str = "my_we
     return write_text(path, text)
 
 
-__all__ = ["DEFAULT_PRESET", "HEADS", "PRESETS", "WeightSet", "equal_contribution", "load_weights", "parse_weights",
+__all__ = ["DEFAULT_PRESET", "HEADS", "PRESETS", "WEIGHT_BOUND", "WeightSet", "equal_contribution", "load_weights", "parse_weights",
            "save_weights"]
