@@ -1032,3 +1032,49 @@ def test_weights_at_the_bound_give_finite_scores_and_squares(run, small_data, tm
         values = many.astype(dtype)
         assert np.isfinite(values).all() and np.isfinite((values.astype(np.float64) ** 2).sum())
         assert np.isfinite(np.square(values).sum(dtype=dtype)) and np.isfinite(values.std(dtype=dtype))
+
+
+# ---------------------------------------------------------------- round three: TwHIN's last tracebacks
+
+
+def test_a_twhin_batch_larger_than_the_graph_or_the_memory_is_refused_before_the_run_folder(graph, tmp_path, capsys,
+                                                                                             monkeypatch):
+    out = tmp_path / "run"
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", out, "--steps", "2", "--batch-size", "1000000000000",
+                     "--device", "cpu", "--quiet"],
+            r"--batch-size 1,000,000,000,000 is more than the [\d,]+ training edges of .*g; give at most [\d,]+$")
+    assert not out.exists()
+    monkeypatch.setattr("studylib.twhin.train._batch_bytes", lambda cfg: 1 << 40)  # a terabyte per edge
+    refused(capsys, ["twhin-train", "--graph", graph, "--out", out, "--steps", "2", "--batch-size", "512",
+                     "--device", "cpu", "--quiet"],
+            r"--batch-size 512: a batch needs about [\d,.]+ GiB, more than this machine's [\d,.]+ GiB of memory")
+    assert not out.exists()
+
+
+def test_a_twhin_run_that_fails_before_its_first_checkpoint_is_one_line_and_can_be_rerun(graph, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A full disk at the first checkpoint (a real process: torch's is_fx_tracing notice, logged once
+    per process at the first forward pass, must not become a second line) and at run.json: the
+    same command then starts the run again in the same folder, without --resume or deleting it."""
+    out = tmp_path / "run"
+    argv = ["twhin-train", "--graph", str(graph), "--out", str(out), "--steps", "2", "--batch-size", "512",
+            "--device", "cpu", "--quiet"]
+    script = ("import errno, sys, torch; from studylib.cli import main\n"
+              "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+              f"torch.save = full\nsys.exit(main({argv!r}))")
+    failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    clean_refusal(failed.returncode, failed.stderr, r"run/checkpoint\.pt: no space left on the device$")
+    assert not (out / "checkpoint.pt").exists() and (out / "run.json").exists()
+    assert main(argv) == 0 and (out / "checkpoint.pt").exists()
+    capsys.readouterr()
+
+    import errno
+    out2 = tmp_path / "run2"
+    monkeypatch.setattr("studylib.twhin.train.write_json", lambda *a, **k: (_ for _ in ()).throw(
+        __import__("studylib.io", fromlist=["os_error"]).os_error(OSError(errno.ENOSPC, "No space left on device"),
+                                                                 out2 / "run.json")))
+    argv2 = [a if a != str(out) else str(out2) for a in argv]
+    refused(capsys, argv2, r"run2/run\.json: no space left on the device$")
+    assert sorted(p.name for p in out2.iterdir()) == [".studylib.lock", "config.yaml"]  # no run.json, no checkpoint
+    monkeypatch.undo()
+    assert main(argv2) == 0 and (out2 / "checkpoint.pt").exists()

@@ -19,6 +19,8 @@ pure function of (seed, step), so a resumed run sees the same edges as an uninte
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
 import shutil
 import time
@@ -253,8 +255,10 @@ def _prepare_run_dir(args: TwhinTrainArgs, cfg: TwhinConfig, identity: dict) -> 
             raise StudyError(f"{ckpt_path}: holds no {missing[0]}, so training cannot continue from it")
         return checkpoint
     started = {LOCK_FILE, CONFIG_COPY, RUN_FILE, HISTORY}  # what a run writes before its first checkpoint
-    if not ckpt_path.exists() and (out / RUN_FILE).exists() and all(p.name in started for p in out.iterdir()):
-        for name in started - {LOCK_FILE}:  # a start that never reached a checkpoint: begin again
+    if not ckpt_path.exists() and all(p.name in started for p in out.iterdir()):
+        # a start that never reached a checkpoint (killed, or a full disk while writing config.yaml,
+        # run.json or the first checkpoint): begin again in the same folder
+        for name in started - {LOCK_FILE}:
             (out / name).unlink(missing_ok=True)
     if any(p.name != LOCK_FILE for p in out.iterdir()):
         raise StudyError(f"{out}: is not empty; pass --resume to continue that run or choose another --out")
@@ -269,12 +273,17 @@ def with_node_bias(cfg: TwhinConfig, node_bias: bool | None) -> TwhinConfig:
 
 
 def train(args: TwhinTrainArgs) -> dict:
+    # torch.fx logs a notice about is_fx_tracing on the first forward pass through torchrec's
+    # modules: a line on stderr in every run, and a second line under any later refusal
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     cfg = with_node_bias(load_twhin_config(args.config), args.node_bias)
     split = SplitSpec(kind=args.split, seed=args.seed)
-    splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
     batch_size = _count(args.batch_size, "--batch-size", cfg.train_data.per_replica_batch_size, "train_data.per_replica_batch_size")
     steps = _count(args.steps, "--steps", cfg.training.num_train_steps, "training.num_train_steps")
     every = _count(args.checkpoint_every, "--checkpoint-every", cfg.training.checkpoint_every_n, "training.checkpoint_every_n")
+    splits = load_splits(args.graph, cfg, split, args.relation)  # validate everything before writing
+    _check_batch_size(batch_size, "--batch-size" if args.batch_size is not None else
+                      f"{Path(cfg.source).name} train_data.per_replica_batch_size", splits["train"], cfg, args.graph)
     graph = Path(args.graph)
     identity = {"graph": str(graph.resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
                 "graph_sha256": file_sha256(graph / MANIFEST if graph.is_dir() else graph)[:16],
@@ -285,6 +294,31 @@ def train(args: TwhinTrainArgs) -> dict:
             return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every, held)
     finally:
         runtime.close()
+
+
+def _batch_bytes(cfg: TwhinConfig) -> int:
+    """Memory a batch takes per edge, roughly and on the high side: per side its pooled embedding,
+    translated copy and their gradients (4 bytes per value), its 2k negative scores with their loss
+    terms and gradients, and the edge's ids and KJT entries."""
+    k = cfg.train_data.uniform_negatives + cfg.train_data.in_batch_negatives
+    return 4 * (2 * 4 * cfg.dim + 2 * 3 * k) + 128
+
+
+def _check_batch_size(batch_size: int, flag: str, train_edges: Graph, cfg: TwhinConfig, graph: str) -> None:
+    """The batch against the graph and the memory, before the run folder is made (as the ranker's
+    train checks its batch against the data): a batch can hold each training edge once, and must fit."""
+    n = len(train_edges)
+    if batch_size > n:
+        raise StudyError(f"{flag} {batch_size:,} is more than the {n:,} training edges of {graph}; "
+                         f"give at most {n:,}")
+    need = batch_size * _batch_bytes(cfg)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return
+    if need > memory:
+        raise StudyError(f"{flag} {batch_size:,}: a batch needs about {need / 2**30:,.1f} GiB, more than this "
+                         f"machine's {memory / 2**30:,.1f} GiB of memory; give at most {memory // _batch_bytes(cfg):,}")
 
 
 def _count(value: int | None, flag: str, default: int, field: str) -> int:
