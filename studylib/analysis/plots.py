@@ -107,6 +107,22 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
 # ---------------------------------------------------------------- 02 training
 
 
+def personal_shares(shares: pd.DataFrame, k: int) -> plt.Figure:
+    """Personal share of the top-k value per weight set (first row: the study's weights) with 95 % intervals."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(shares) + 1.4))
+    y = np.arange(len(shares))
+    share = 100 * shares["personal_share"].to_numpy()
+    err = np.vstack([share - 100 * shares["personal_share_low"], 100 * shares["personal_share_high"] - share])
+    colors = ["C0"] + ["C7"] * (len(shares) - 1)
+    ax.barh(y, share, xerr=err, color=colors, capsize=2)
+    ax.set_yticks(y, [f"{w} (all heads)" if i == 0 else w for i, w in enumerate(shares["weights"])])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"share of the top {k}'s gain over a random order that needs knowing the user (%)")
+    return _finish(fig, f"How personal the feed is: (oracle − popularity oracle) / (oracle − random), top {k} "
+                        "(95 % user-level CI)")
+
+
 def training_curves(history: pd.DataFrame, heads: list[str], window: int = 10,
                     held_out: pd.DataFrame | None = None) -> plt.Figure:
     """history: step and loss.<head> columns (head = full label name); one panel per head.

@@ -13,7 +13,7 @@ from `studylib.analysis.stats`. Loops run over weight sets or heads, never over 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -154,6 +154,8 @@ def random_scores(mask: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 RANDOM_RANKING = "random"  # a ranking of this name is read at its exact expectation over shuffles (`random_expectation`)
+POPULARITY = "popularity"  # the popularity oracle: the best ranking that ignores the user
+POPULARITY_RANKINGS = (POPULARITY, "learned_popularity")
 
 
 def random_expectation(value: np.ndarray, mask: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -172,7 +174,10 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     Returns (summary, paired): `summary` has per ranking and metric the mean over requests with
     a 95 % interval from a user-level cluster bootstrap (requests of one user move together);
     `paired` has every ranking minus `reference` on the same requests and resamples. The
-    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`. The random
+    oracle's gain over a random ranking that each ranking captures is `oracle_gain_share`; where a
+    ranking named `POPULARITY` is present, `popularity_gain_share` is the share of the oracle's gain
+    over *that* ranking each one captures (negative: below popularity), and the popularity ranking's
+    own `oracle_gain_share` is 1 − the personal share of the ranking's value. The random
     floor is the exact expectation over shuffles, not one shuffle: a ranking named `RANDOM_RANKING`
     has its utility and regret at that expectation and its Kendall's τ at 0 (NDCG@k stays its shuffle's).
     """
@@ -185,12 +190,15 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     if RANDOM_RANKING in per:
         per[RANDOM_RANKING] = {**per[RANDOM_RANKING], "utility": floor, "regret": best - floor,
                                "kendall_tau_oracle": np.where(mask.sum(axis=-1) > 1, 0.0, np.nan)}
+    bases = {"oracle_gain_share": floor}
+    if POPULARITY in per:
+        bases["popularity_gain_share"] = per[POPULARITY]["utility"]
     rows, paired = [], []
     for name, metrics in per.items():
-        metrics = {**metrics, "oracle_gain_share": None}
+        metrics = {**metrics, **dict.fromkeys(bases)}
         for metric, values in metrics.items():
-            if metric == "oracle_gain_share":
-                gained, possible = per[name]["utility"] - floor, best - floor
+            if metric in bases:
+                gained, possible = per[name]["utility"] - bases[metric], best - bases[metric]
                 est = gained.sum() / possible.sum()
                 boot = (W @ gained) / (W @ possible)
             else:
@@ -201,7 +209,7 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
             rows.append({"ranking": name, "metric": metric, "mean": float(est), "low": low, "high": high})
         if reference is not None and name != reference:
             for metric, values in metrics.items():
-                if metric == "oracle_gain_share":
+                if metric in bases:
                     continue
                 diff = values - per[reference][metric]
                 ok = np.isfinite(diff)
@@ -212,13 +220,39 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     return pd.DataFrame(rows), pd.DataFrame(paired)
 
 
+def personal_shares(scored: ScoredSet, weight_sets: dict[str, np.ndarray], k: int = TOP_K, n_resamples: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """How much of a feed's value depends on knowing the user, per weight set (name -> [H] weights):
+    the personal share (oracle − popularity oracle) / (oracle − random) of the top k's true value,
+    with a user-level 95 % interval, beside the three rankings' mean top-k values.
+
+    It is 0 when the best ranking that ignores the user is as good as the oracle, 1 when such a
+    ranking is no better than a random order."""
+    if POPULARITY not in scored.baselines:
+        raise StudyError("personal_shares: the scored set has no popularity oracle (popularity_prob.* columns)")
+    mask, users = scored.requests.mask, scored.request_users()
+    rows = []
+    for name, weights in weight_sets.items():
+        value = scored.true_value(weights)
+        rankings = {"oracle": value, POPULARITY: scored.baseline_scores(weights)[POPULARITY],
+                    RANDOM_RANKING: random_scores(mask, seed)}
+        summary, _ = feed_comparison(rankings, value, mask, users, k, n_resamples, seed)
+        at = summary.set_index(["ranking", "metric"])
+        kept = at.loc[(POPULARITY, "oracle_gain_share")]
+        rows.append({"weights": name, "personal_share": 1.0 - kept["mean"], "personal_share_low": 1.0 - kept["high"],
+                     "personal_share_high": 1.0 - kept["low"],
+                     **{f"{r}_utility": float(at.loc[(r, "utility"), "mean"]) for r in rankings}})
+    return pd.DataFrame(rows)
+
+
 def models_beside_oracle(sets: dict[str, "ScoredSet"], weights: np.ndarray, k: int = TOP_K, n_resamples: int = 1000,
                          seed: int = 0, reference: str | None = None
                          ) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataFrame]:
     """Models scored on the same requests (name -> ScoredSet), each ranked by `weights`, beside the
     oracle (the same weights on the true probabilities) and a seeded random ranking.
 
-    Returns (rankings, summary, paired): the rankings in order oracle, the models, random; the
+    Returns (rankings, summary, paired): the rankings in order oracle, the models, the rankings that
+    ignore the user (where the first set has them), random; the
     `feed_comparison` summary; every ranking minus `reference` (default: the first model) and
     minus the random ranking, on the same requests and resamples."""
     reference = reference or next(iter(sets))
@@ -226,7 +260,7 @@ def models_beside_oracle(sets: dict[str, "ScoredSet"], weights: np.ndarray, k: i
     value = first.true_value(weights)
     mask, users = first.requests.mask, first.request_users()
     rankings = {"oracle": value, **{name: scored.scores(weights) for name, scored in sets.items()},
-                "random": random_scores(mask, seed)}
+                **first.baseline_scores(weights), "random": random_scores(mask, seed)}
     summary, paired = feed_comparison(rankings, value, mask, users, k, n_resamples, seed, reference=reference)
     _, vs_random = feed_comparison(rankings, value, mask, users, k, n_resamples, seed, reference="random")
     return rankings, summary, pd.concat([paired, vs_random], ignore_index=True)
@@ -293,6 +327,9 @@ class ScoredSet:
     cohort: np.ndarray | None  # [N] cohort per row (flat)
     user: np.ndarray | None = None  # [N] user id per row (flat)
     labels: np.ndarray | None = None  # [R, n, H] drawn labels (0 in padding), where the table has them
+    # [R, n, H] probabilities of the rankings that ignore the user (`studylib.data.popularity`):
+    # name ("popularity": the popularity oracle, "learned_popularity") -> values, where the table has them
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, heads: tuple[str, ...]) -> "ScoredSet":
@@ -309,7 +346,18 @@ class ScoredSet:
         labels = None
         if all(f"label.{h}" in frame for h in heads):
             labels = requests.gather(frame[[f"label.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
-        return cls(tuple(heads), requests, prob, truth, cohort, user, labels)
+        baselines = {name: requests.gather(frame[[f"{name}_prob.{h}" for h in heads]].to_numpy(np.float64), fill=0.0)
+                     for name in POPULARITY_RANKINGS if all(f"{name}_prob.{h}" in frame for h in heads)}
+        return cls(tuple(heads), requests, prob, truth, cohort, user, labels, baselines)
+
+    @classmethod
+    def truth_only(cls, frame: pd.DataFrame, heads: tuple[str, ...]) -> "ScoredSet":
+        """A data set's candidates with their planted truth (`true_prob.<head>`) and no model: scored by
+        the truth itself, i.e. the oracle (chapter 1 describes the world before any model is trained)."""
+        missing = [f"true_prob.{h}" for h in heads if f"true_prob.{h}" not in frame]
+        if missing:
+            raise StudyError(f"data table: missing column {missing[0]}")
+        return cls.from_frame(frame.assign(**{f"prob.{h}": frame[f"true_prob.{h}"] for h in heads}), heads)
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """weights [H] or [K, H] -> scores [R, n] or [K, R, n]."""
@@ -329,7 +377,13 @@ class ScoredSet:
         """The same candidates scored by their true probabilities: the best any model could rank."""
         if self.truth is None:
             raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
-        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user, self.labels)
+        return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user, self.labels,
+                         self.baselines)
+
+    def baseline_scores(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> [R, n]: each ranking that ignores the user, scored by the same weights."""
+        weights = np.asarray(weights, dtype=np.float64)
+        return {name: np.einsum("rnh,h->rn", values, weights) for name, values in self.baselines.items()}
 
     def request_users(self) -> np.ndarray:
         """[R]: the user of each request (the cluster for user-level resampling); the request id

@@ -42,7 +42,8 @@ from studylib.data.layout import (
     arrow_schema,
     stored_names,
 )
-from studylib.data.world import COHORTS, NEGATIVE, NESTED, POSITIVE, ROOTS, World, WorldParams
+from studylib.data.world import (COHORTS, NEGATIVE, NESTED, POSITIVE, ROOTS, SUPPRESSION, World, WorldParams,
+                                 cohort_scale)
 from studylib.errors import StudyError
 from studylib.io import (LOCK_FILE, atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
                          write_json)
@@ -50,8 +51,6 @@ from studylib.schema import COHORT_COLUMN, GROUP_WIDTHS, LABELS, REQUEST_COLUMN,
 
 SCENARIOS = ("random", "planted", "cohorts")
 PROGRESS = ".progress.json"
-# Cohort suppression factors on root labels' probabilities (nested labels follow their parents).
-SUPPRESSION = {"negatives_suppressed": (NEGATIVE, 0.1), "positives_suppressed": (POSITIVE, 0.25)}
 HISTORY_WIDTH = 8  # user-history columns at the end of the model-visible continuous block
 HISTORY_GROUPS = (POSITIVE, NEGATIVE)  # first half: positive propensity, second half: negative
 
@@ -311,7 +310,7 @@ def _chunk_table(params: GeneratorParams, world: World, features: FeatureModel, 
     n = user.size
 
     cohort = world.cohort_of_user[user] if params.scenario == "cohorts" else np.zeros(n, dtype=np.int8)
-    scale = _cohort_scale(cohort) if params.scenario == "cohorts" else None
+    scale = cohort_scale(cohort) if params.scenario == "cohorts" else None
     if params.scenario == "random":
         # Every label at its planted mean rate, whatever the features say.
         probs = {label: np.full(n, rate, dtype=np.float32) for label, rate in world.mean_rates().items()}
@@ -382,15 +381,6 @@ def _user_history(features: FeatureModel, user: np.ndarray, cohort: np.ndarray,
     log_count = np.repeat(features.history_propensity[user] + log_factor, per_group, axis=1)
     log_count += features.history_level + 0.3 * rng.standard_normal(log_count.shape, dtype=np.float32)
     return np.floor(np.exp(log_count))
-
-
-def _cohort_scale(cohort: np.ndarray) -> np.ndarray:
-    scale = np.ones((cohort.size, len(LABELS)), dtype=np.float32)
-    for name, (labels, factor) in SUPPRESSION.items():
-        rows = cohort == COHORTS.index(name)
-        for label in labels:
-            scale[rows, LABELS.index(label)] = factor
-    return scale
 
 
 def _draw_labels(rng: np.random.Generator, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

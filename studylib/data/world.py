@@ -32,8 +32,19 @@ NESTED = {
 ROOTS = POSITIVE + NEGATIVE
 assert set(ROOTS) | set(NESTED) == set(LABELS)
 
-INTERACTION_SHARE = np.float32(0.35)  # weight of the user⊙tweet block in the label logits
 COHORTS = ("baseline", "negatives_suppressed", "positives_suppressed")
+# Cohort suppression factors on root labels' probabilities (nested labels follow their parents).
+SUPPRESSION = {"negatives_suppressed": (NEGATIVE, 0.1), "positives_suppressed": (POSITIVE, 0.25)}
+
+
+def cohort_scale(cohort: np.ndarray) -> np.ndarray:
+    """[n, labels] float32: each row's suppression factor per label (1 for the baseline cohort)."""
+    scale = np.ones((cohort.size, len(LABELS)), dtype=np.float32)
+    for name, (labels, factor) in SUPPRESSION.items():
+        rows = cohort == COHORTS.index(name)
+        for label in labels:
+            scale[rows, LABELS.index(label)] = factor
+    return scale
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,11 @@ class WorldParams:
     n_tweets: int = 20000
     latent_dim: int = 16
     signal: float = 1.5  # std of the latent part of each label's logit
+    # Share of that latent part's variance carried by the user×tweet affinity (u⊙t): the part of a
+    # label that depends on who the user is *for this tweet*. Within a request the user's own and
+    # the tweet's own terms rank candidates the same way for every user, so this sets how much a
+    # feed can gain by knowing the user (chapter 1 measures the resulting share of the top-k value).
+    pair_variance: float = 0.5
     rate_scale: float = 1.0  # multiplies every base rate (CPU-sized data needs more positives)
     seed: int = 0
 
@@ -76,6 +92,8 @@ class WorldParams:
                 raise StudyError(f"world parameter {name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.rate_scale <= 100:
             raise StudyError(f"world parameter rate_scale must be in (0, 100], got {self.rate_scale}")
+        if not 0 <= self.pair_variance <= 1:  # also NaN
+            raise StudyError(f"world parameter pair_variance must be in [0, 1], got {self.pair_variance}")
         if not 0 <= self.signal <= MAX_SIGNAL:  # also NaN; beyond it no intercept reaches the base rates
             raise StudyError(f"world parameter signal must be in [0, {MAX_SIGNAL:g}], got {self.signal}")
         if self.latent_dim > MAX_LATENT_DIM:
@@ -126,20 +144,18 @@ class World:
                 w = -0.6 * interest + 0.8 * own_w
             else:
                 w = 0.7 * interest + 0.7 * own_w
-            self.label_weights[label] = (w / np.linalg.norm(w)).astype(np.float32)
+            self.label_weights[label] = _split_variance(w, k, params.pair_variance)
         self.label_bias = self._fit_biases(rng)
 
     # -- the label model -------------------------------------------------------------------
 
     def _interactions(self, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
-        """[n, 4k]: the tweet's, user's and author's latents and the user⊙tweet affinity.
-
-        Most of each label's signal is in the entities' own latents (how engaging a tweet is,
-        how active a user is), a smaller part in the pairwise affinity, as in real feeds.
-        """
+        """[n, 4k]: the tweet's, user's and author's latents and the user⊙tweet affinity
+        (how engaging a tweet is, how active a user is, and how much this user likes this tweet;
+        the label weights set each part's share, `WorldParams.pair_variance`)."""
         u, t = self.user_latent[user], self.tweet_latent[tweet]
         a = self.author_latent[self.author_of_tweet[tweet]]
-        return np.concatenate([t, u, a, INTERACTION_SHARE * (u * t)], axis=1)
+        return np.concatenate([t, u, a, u * t], axis=1)
 
     def _scores(self, inter: np.ndarray) -> np.ndarray:
         """[n, labels]: the latent part of every label's logit (std ≈ signal)."""
@@ -170,22 +186,55 @@ class World:
 
     def root_probability_grid(self, label: str, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
         """[len(user), len(tweet)] float32: `true_probabilities(...)[label]` of every user with every
-        tweet, for a root label (its probability needs no parents).
+        tweet, for a root label (its probability needs no parents)."""
+        if label not in ROOTS:
+            raise StudyError(f"root_probability_grid: {label} is not a root label (it has parent labels)")
+        return _sigmoid(self._logit_grid(label, user, tweet) + self.label_bias[label]).astype(np.float32)
+
+    def _logit_grid(self, label: str, user: np.ndarray, tweet: np.ndarray) -> np.ndarray:
+        """[len(user), len(tweet)]: the latent part of `label`'s logit for every user with every tweet.
 
         The logit is linear in the tweet's, user's and author's latents plus one bilinear
         user⊙tweet term, so the grid is two vectors and one matmul instead of a [pairs, 4k]
         interaction row per pair (the same sums, added in another order: equal to float32 rounding)."""
-        if label not in ROOTS:
-            raise StudyError(f"root_probability_grid: {label} is not a root label (it has parent labels)")
         k = self.params.latent_dim
         w_tweet, w_user, w_author, w_pair = self.label_weights[label].reshape(4, k)
         u, t = self.user_latent[user], self.tweet_latent[tweet]
         tweet_part = t @ w_tweet + self.author_latent[self.author_of_tweet[tweet]] @ w_author
-        grid = (u * (INTERACTION_SHARE * w_pair)) @ t.T
+        grid = (u * w_pair) @ t.T
         grid += (u @ w_user)[:, None]
         grid += tweet_part[None, :]
         grid *= np.float32(self.params.signal)
-        return _sigmoid(grid + self.label_bias[label]).astype(np.float32)
+        return grid
+
+    def popularity_probabilities(self, tweet: np.ndarray, cohorts: bool = False,
+                                 chunk: int = 512) -> dict[str, np.ndarray]:
+        """The popularity oracle: each tweet's true probability of every label averaged over the
+        users who make requests (weighted by their activity), exactly, as one matrix per label.
+
+        It is the best ranking that ignores who asks: within a request every candidate is scored
+        for the same average user. cohorts=True averages the `cohorts` scenario's truth (each
+        user's cohort suppression applied before averaging). With pair_variance 0 it orders every
+        request as the oracle does."""
+        users = np.arange(self.params.n_users)
+        activity = self.user_activity.astype(np.float64)
+        scale = cohort_scale(self.cohort_of_user) if cohorts else None
+        col = {label: i for i, label in enumerate(LABELS)}
+        tweet = np.asarray(tweet)
+        out = {label: np.empty(tweet.size, dtype=np.float64) for label in LABELS}
+        for start in range(0, tweet.size, chunk):
+            part = tweet[start:start + chunk]
+            grids = {}
+            for label in ROOTS:
+                p = _sigmoid(self._logit_grid(label, users, part).astype(np.float64) + self.label_bias[label])
+                grids[label] = p if scale is None else p * scale[:, col[label], None]
+            for label, parents in NESTED.items():
+                parent = 1.0 - np.prod([1.0 - grids[q] for q in parents], axis=0)
+                grids[label] = parent * _sigmoid(self._logit_grid(label, users, part).astype(np.float64)
+                                                 + self.label_bias[label])
+            for label in LABELS:
+                out[label][start:start + chunk] = activity @ grids[label]
+        return out
 
     def _fit_biases(self, rng: np.random.Generator) -> dict[str, float]:
         """Pick each label's bias so the mean true probability over candidate pairs hits its target rate."""
@@ -220,6 +269,19 @@ class World:
 
     def describe(self) -> dict:
         return {"params": asdict(self.params), "label_bias": {k: float(v) for k, v in self.label_bias.items()}}
+
+
+def _split_variance(w: np.ndarray, k: int, pair_variance: float) -> np.ndarray:
+    """Scale a label's weights over [t, u, a, u⊙t] so the latent logit has variance 1 (times
+    `signal` later) with `pair_variance` of it in the u⊙t block.
+
+    The blocks' variances are exact: every latent coordinate has variance 1, t = 0.6·a + 0.8·own
+    gives cov(t, a) = 0.6 per coordinate, and u⊙t (u independent of t) is uncorrelated with the rest."""
+    w_t, w_u, w_a, w_p = (w[i * k:(i + 1) * k] for i in range(4))
+    entity_var = w_t @ w_t + w_u @ w_u + w_a @ w_a + 2 * 0.6 * (w_t @ w_a)
+    entity = np.sqrt((1.0 - pair_variance) / entity_var)
+    pair = np.sqrt(pair_variance / (w_p @ w_p))
+    return np.concatenate([entity * w[:3 * k], pair * w_p]).astype(np.float32)
 
 
 def _sigmoid(x):

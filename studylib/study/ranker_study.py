@@ -18,14 +18,23 @@ DATA_SETS = {"train": (None, 0), "planted": ("planted", 1), "random": ("random",
              "fork_train": ("random", 4), "validation": (None, 5)}
 
 
-def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
-                candidates: int, progress: bool = False) -> dict:
-    """Generate a data set (or reuse it when its manifest has the same parameters); return the manifest."""
-    from studylib.data.generate import GeneratorParams, generate
+def world_params(seed: int, rate_scale: float, pair_variance: float):
+    """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale and
+    the personal part of every logit."""
     from studylib.data.world import WorldParams
 
+    world = WorldParams(seed=int(seed), rate_scale=float(rate_scale), pair_variance=float(pair_variance))
+    world.validate()
+    return world
+
+
+def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
+                pair_variance: float, candidates: int, progress: bool = False) -> dict:
+    """Generate a data set (or reuse it when its manifest has the same parameters); return the manifest."""
+    from studylib.data.generate import GeneratorParams, generate
+
     params = GeneratorParams(scenario=scenario, examples=int(examples), seed=int(seed), candidates=int(candidates),
-                             world=WorldParams(seed=int(world_seed), rate_scale=float(rate_scale)))
+                             world=world_params(world_seed, rate_scale, pair_variance))
     params.validate()
     return generated(out, params.as_dict(), lambda: generate(params, out, progress=progress))
 
@@ -156,3 +165,35 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
                                 "embeddings": None if embeddings is None else str(embeddings), **changes})
     params.validate()
     return generated(out, {**settings, "params": params.as_dict()}, lambda: generate(params, out, progress=progress))
+
+
+def with_popularity(frame: pd.DataFrame, data_dir: Path, train_dir: Path) -> pd.DataFrame:
+    """A scored table with the two rankings that ignore the user beside the model's probabilities:
+    `popularity_prob.<head>` (the popularity oracle of `data_dir`'s world) and
+    `learned_popularity_prob.<head>` (smoothed engagement rates of `train_dir`'s examples)."""
+    from studylib.data.popularity import learned_rates, oracle_probabilities
+    from studylib.ranker.weights import HEADS
+    from studylib.schema import short_name
+
+    tweets, authors = frame["meta__tweet_id"].to_numpy(), frame["meta__author_id"].to_numpy()
+    columns = {}
+    for name, probs in (("popularity", oracle_probabilities(data_dir, tweets)),
+                        ("learned_popularity", learned_rates(train_dir, tweets, authors))):
+        columns.update({f"{name}_prob.{short_name(h)}": probs[h] for h in HEADS})
+    return frame.assign(**columns)
+
+
+def truth_frame(data_dir: Path, train_dir: Path) -> pd.DataFrame:
+    """A data set's candidates with their planted truth per head (`true_prob.<head>`, short names as in
+    scored tables) and the two rankings that ignore the user (`with_popularity`)."""
+    from studylib.data.layout import stored_names
+    from studylib.data.reader import load_table
+    from studylib.ranker.weights import HEADS
+    from studylib.schema import META_GROUPS, REQUEST_COLUMN, short_name, true_prob_column
+
+    stored = stored_names()
+    ids = [REQUEST_COLUMN, *(stored[m] for m in META_GROUPS)]
+    table = load_table(data_dir, columns=ids + [true_prob_column(h) for h in HEADS]).to_pandas()
+    table = table.rename(columns={**{true_prob_column(h): f"true_prob.{short_name(h)}" for h in HEADS},
+                                  **{stored[m]: m for m in META_GROUPS}})
+    return with_popularity(table, data_dir, train_dir)

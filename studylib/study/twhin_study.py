@@ -11,6 +11,7 @@ import pandas as pd
 from studylib.errors import StudyError
 from studylib.io import cached, file_sha256
 from studylib.study.paths import RUN_MARKER, Paths, generated, stamp_beside
+from studylib.study.ranker_study import world_params
 
 
 # Where the TwHIN side lives: data/<profile>/twhin/ holds the graph and the ablation's random
@@ -21,18 +22,12 @@ TWHIN_BIAS_RUN = "twhin_node_bias"  # the same training with a learned scalar pe
 TWHIN_EXPORT = "ranker_embeddings.parquet"
 
 
-def world_params(seed: int, rate_scale: float):
-    """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale."""
-    from studylib.data.world import WorldParams
-
-    return WorldParams(seed=int(seed), rate_scale=float(rate_scale))
-
-
 def twhin_graph_dir(paths: Paths) -> Path:
     return paths.data.joinpath(*TWHIN_GRAPH)
 
 
-def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, progress: bool = False) -> dict:
+def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, pair_variance: float,
+                       progress: bool = False) -> dict:
     """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
     from dataclasses import asdict
 
@@ -40,7 +35,7 @@ def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, prog
 
     if edges < 1:
         raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
-    params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale))
+    params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale, pair_variance))
     return generated(out, asdict(params), lambda: generate_graph(params, out, progress=progress))
 
 

@@ -5,8 +5,11 @@ same users, tweets, authors), so trained embeddings can be compared with the tru
 - fav / reply / retweet: (user, tweet) pairs with probability proportional to
   activity(user) · popularity(tweet) · P(label | user, tweet), the world's true probability
   of is_favorited / is_replied / is_retweeted;
-- magic_recs: popularity-driven (activity · popularity) with half the latent affinity;
-- follow: user -> author with activity(user) · size(author) · exp(signal · affinity).
+- magic_recs: popularity-driven (activity · popularity) times exp(signal · √pair_variance · affinity);
+- follow: user -> author with activity(user) · size(author) · exp(signal · √pair_variance · affinity).
+The world's `pair_variance` thus sets the personal part of every relation: through the labels'
+u⊙t block for fav / reply / retweet, through the user–tweet and user–author affinity (each of
+variance 1) for magic_recs and follow.
 `planted_log_intensity` gives each relation's exact log sampling weight (up to a per-lhs
 constant): the oracle scorer of the evaluation.
 """
@@ -42,6 +45,11 @@ ENGAGEMENT_LABEL = {
     "retweet": LABEL_PREFIX + "is_retweeted",
 }
 ENGAGEMENT_RELATIONS = ("fav", "reply", "retweet", "magic_recs")
+# Relations that are states, not events: a user follows an author, likes or retweets a tweet, and is
+# notified of a tweet (magic_recs sends one push per tweet) at most once. A reply is an event: a
+# user may reply to one tweet again. The generator draws each state pair at most once in the graph.
+ONCE_PER_PAIR = frozenset({"fav", "retweet", "magic_recs", "follow"})
+MAX_REDRAWS = 50  # rounds of drawing a relation's missing edges again after repeats are removed
 # Share of the edges per relation (roughly the order of magnitude of real engagement counts).
 RELATION_SHARE = {"fav": 0.4, "reply": 0.08, "retweet": 0.12, "magic_recs": 0.2, "follow": 0.2}
 PROPOSALS_PER_EDGE = 8  # sampling-importance-resampling pool size
@@ -83,7 +91,8 @@ def planted_log_intensity(world: World, relation: str, lhs: np.ndarray, rhs: np.
     Engagement relations go through the world's public `true_probabilities` (pairs) or
     `root_probability_grid` (a matrix).
     """
-    k, s = world.params.latent_dim, world.params.signal
+    k = world.params.latent_dim
+    s = world.params.signal * math.sqrt(world.params.pair_variance)  # the affinity's std in the log intensity
     u = world.user_latent[lhs].astype(np.float64)
     # Pairs: row-wise dot products; a grid: the same terms as matmuls, per-rhs terms broadcast.
     dot = (lambda x: (u * x).sum(1)) if pairwise else (lambda x: u @ x.T)
@@ -92,7 +101,7 @@ def planted_log_intensity(world: World, relation: str, lhs: np.ndarray, rhs: np.
         return s * dot(world.author_latent[rhs].astype(np.float64)) / np.sqrt(k) + per_rhs(np.log(author_size(world)[rhs]))
     log_pop = per_rhs(np.log(world.tweet_popularity[rhs]))
     if relation == "magic_recs":
-        return 0.5 * s * dot(world.tweet_latent[rhs].astype(np.float64)) / np.sqrt(k) + log_pop
+        return s * dot(world.tweet_latent[rhs].astype(np.float64)) / np.sqrt(k) + log_pop
     label = ENGAGEMENT_LABEL.get(relation)
     if label is None:
         raise StudyError(f"relation {relation!r} has no planted model")
@@ -116,14 +125,47 @@ def _draw_relation(rng: np.random.Generator, world: World, relation: str, n: int
     return users[pick], rhs[pick]
 
 
-def _chunk_table(params: GraphParams, world: World, chunk: int) -> pa.Table:
+def _draw_new_pairs(rng: np.random.Generator, world: World, relation: str, n: int,
+                    seen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n pairs of a once-per-pair relation that are not in `seen` (sorted pair keys) nor repeated
+    among themselves: drawn from the planted intensity, repeats dropped and drawn again.
+
+    Keeping the first draw of each pair makes a pair's presence a monotone function of its
+    intensity, so `planted_log_intensity` still orders every lhs's candidates as well as any
+    scorer can (the oracle stays exact as a ranking). Returns (lhs, rhs, the new sorted keys)."""
+    n_rhs = world.params.n_authors if relation == "follow" else world.params.n_tweets
+    lhs, rhs = np.empty(0, np.int64), np.empty(0, np.int64)
+    for _ in range(MAX_REDRAWS):
+        missing = n - lhs.size
+        if missing == 0:
+            break
+        left, right = _draw_relation(rng, world, relation, missing)
+        lhs, rhs = np.concatenate([lhs, left]), np.concatenate([rhs, right])
+        keys = lhs * n_rhs + rhs
+        _, first = np.unique(keys, return_index=True)
+        keep = np.zeros(keys.size, bool)
+        keep[first] = True
+        keep &= ~np.isin(keys, seen, assume_unique=False)
+        lhs, rhs = lhs[keep], rhs[keep]
+    if lhs.size < n:
+        raise StudyError(f"planted graph: cannot draw {n:,} distinct {relation} pairs (each may occur once); "
+                         f"ask for fewer --edges or a larger world")
+    return lhs, rhs, np.union1d(seen, lhs * n_rhs + rhs)
+
+
+def _chunk_table(params: GraphParams, world: World, chunk: int, seen: dict[str, np.ndarray]) -> pa.Table:
+    """One chunk of edges; `seen` (relation -> sorted pair keys drawn so far) is updated in place for
+    the relations in ONCE_PER_PAIR."""
     rng = np.random.default_rng([params.seed, 0x7A1F, chunk])
     n = min(params.chunk_edges, params.edges - chunk * params.chunk_edges)
     names = [r.name for r in PLANTED_RELATIONS]
     counts = rng.multinomial(n, [RELATION_SHARE[name] for name in names])
     lhs, rel, rhs = [], [], []
     for rel_id, (name, count) in enumerate(zip(names, counts)):
-        left, right = _draw_relation(rng, world, name, int(count))
+        if name in ONCE_PER_PAIR:
+            left, right, seen[name] = _draw_new_pairs(rng, world, name, int(count), seen[name])
+        else:
+            left, right = _draw_relation(rng, world, name, int(count))
         lhs.append(left)
         rhs.append(right)
         rel.append(np.full(count, rel_id, dtype=np.int32))
@@ -157,9 +199,10 @@ def generate_graph(params: GraphParams, out_dir: str | Path, progress: bool = Tr
         bar = tqdm(total=params.edges, unit="edge", unit_scale=True, desc="twhin-generate", disable=not progress)
 
         def write(tmp: Path) -> None:
+            seen = {name: np.empty(0, np.int64) for name in ONCE_PER_PAIR}
             with pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd", write_statistics=False) as writer:
                 for chunk in range(params.n_chunks):
-                    table = _chunk_table(params, world, chunk)
+                    table = _chunk_table(params, world, chunk, seen)
                     writer.write_table(table, row_group_size=table.num_rows)
                     per_relation[:] += np.bincount(table.column("rel").to_numpy(), minlength=len(PLANTED_RELATIONS))
                     bar.update(table.num_rows)
@@ -167,7 +210,7 @@ def generate_graph(params: GraphParams, out_dir: str | Path, progress: bool = Tr
         atomic_write(out / EDGES_FILE, write)  # the edge file under its final name is always complete
         bar.close()
         manifest = {
-            "format": "studylib-twhin-edges-v1",
+            "format": "studylib-twhin-edges-v2",  # v2: state relations drawn at most once per pair
             "params": settings,
             "tables": planted_tables(params.world),
             "relations": [dict(asdict(r), id=i, edges=int(per_relation[i])) for i, r in enumerate(PLANTED_RELATIONS)],
@@ -192,5 +235,5 @@ def _finished_graph(out: Path, settings: dict) -> dict | None:
     return None
 
 
-__all__ = ["ENGAGEMENT_LABEL", "ENGAGEMENT_RELATIONS", "GraphParams", "PLANTED_RELATIONS", "generate_graph",
+__all__ = ["ENGAGEMENT_LABEL", "ENGAGEMENT_RELATIONS", "GraphParams", "ONCE_PER_PAIR", "PLANTED_RELATIONS", "generate_graph",
            "planted_log_intensity", "planted_tables"]
