@@ -1078,3 +1078,49 @@ def test_a_twhin_run_that_fails_before_its_first_checkpoint_is_one_line_and_can_
     assert sorted(p.name for p in out2.iterdir()) == [".studylib.lock", "config.yaml"]  # no run.json, no checkpoint
     monkeypatch.undo()
     assert main(argv2) == 0 and (out2 / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------- round three: messages that name what the user passed
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only file system (a tmpfs mounted ro, so that root too is refused); skipped where
+    mounting needs a privilege this run lacks (the simulated case below still runs there)."""
+    where = tmp_path / "ro"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k,ro", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    yield where
+    subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def test_a_read_only_score_out_names_out_not_its_temporary(run, small_data, read_only_folder, capsys):
+    out = read_only_folder / "s.parquet"
+    line = refused(capsys, ["score", "--run", run, "--data", small_data, "--out", out, "--quiet"],
+                   rf"--out {re.escape(str(out))}: Read-only file system$")
+    assert ".tmp" not in line
+
+
+def test_write_failures_name_the_output_not_a_temporary_or_a_copied_source(run, small_data, tmp_path, monkeypatch,
+                                                                           capsys):
+    import errno
+    import os
+    import shutil as shutil_module
+
+    def as_pyarrow(table, where, *args, **kwargs):  # pyarrow's own wording, naming the path it opened
+        raise OSError(errno.EACCES, f"Failed to open local file '{where}'. Detail: [errno 13] Permission denied")
+    monkeypatch.setattr(pq, "write_table", as_pyarrow)
+    out = tmp_path / "s.parquet"
+    line = refused(capsys, ["score", "--run", run, "--data", small_data, "--out", out, "--quiet"],
+                   rf"--out {re.escape(str(out))}: Permission denied$")
+    assert ".tmp" not in line
+    monkeypatch.undo()
+
+    def full_copy(source, target, *args, **kwargs):  # as shutil reports it: the source first, then the target
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None, str(target))
+    monkeypatch.setattr(shutil_module, "copyfile", full_copy)
+    run_dir = tmp_path / "r"
+    refused(capsys, ["train", "--data", small_data, "--out", run_dir, "--config", STUDY, "--steps", "1",
+                     "--batch-size", "32", "--quiet"], rf"{re.escape(str(run_dir))}/config\.yaml: no space left on the device$")

@@ -74,7 +74,10 @@ def score_run(run_dir: str, data_dir: str, weight_specs: list[str], out_file: st
     heads = tuple(by_short[c.removeprefix("prob.")] for c in probabilities.column_names if c.startswith("prob."))
     table = add_scores(probabilities.replace_schema_metadata(None), heads, weight_sets)
     table = table.replace_schema_metadata({**table.schema.metadata, b"studylib.reused": b"yes" if reused else b"no"})
-    _write_atomically(table, out)
+    try:
+        _write_atomically(table, out)
+    except StudyError as exc:  # e.g. a read-only folder: name the option, and the file the user gave
+        raise StudyError(f"--out {exc}") from None
     return table
 
 
