@@ -28,14 +28,14 @@ from studylib.data.embeddings import load_ranker_embeddings
 from studylib.twhin.export import orthonormal_map
 from studylib.twhin.config import load_twhin_config
 from studylib.twhin.graph import load_graph
-from studylib.twhin.planted import ENGAGEMENT_LABEL, GraphParams, generate_graph, planted_log_intensity
+from studylib.twhin.planted import ENGAGEMENT_LABEL, ONCE_PER_PAIR, GraphParams, generate_graph, planted_log_intensity
 from studylib.twhin.splits import SplitSpec, split_graph
 from studylib.twhin.model import (TwhinModel, batch_loss, edges_to_kjt, negative_weights,
                                   relation_scores, softmax_loss, twhin_loss)
 from studylib.twhin.runs import load_splits, load_trained
 from studylib.twhin.train import TwhinTrainArgs, train
 
-SMALL_WORLD = WorldParams(n_users=300, n_authors=60, n_tweets=1500)
+SMALL_WORLD = WorldParams(n_users=300, n_authors=200, n_tweets=1500)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -115,7 +115,7 @@ def test_generator_is_deterministic_and_described(tmp_path, planted):
     again = tmp_path / "again"
     manifest = generate_graph(GraphParams(edges=40_000, chunk_edges=10_000, world=SMALL_WORLD), again, progress=False)
     assert (again / "edges.parquet").read_bytes() == (planted / "edges.parquet").read_bytes()
-    assert manifest["tables"] == {"user": 300, "tweet": 1500, "author": 60}
+    assert manifest["tables"] == {"user": 300, "tweet": 1500, "author": 200}
     assert [r["name"] for r in manifest["relations"]] == ["fav", "reply", "retweet", "magic_recs", "follow"]
     assert sum(r["edges"] for r in manifest["relations"]) == manifest["rows"] == 40_000
     assert not list(again.glob("*.tmp"))
@@ -142,6 +142,39 @@ def test_planted_edges_follow_the_world(planted):
         np.testing.assert_allclose(matrix, pairs.reshape(matrix.shape), rtol=0, atol=1e-5)  # float32 rounding
     with pytest.raises(StudyError, match="is_good_clicked_convo_desc_v2 is not a root label"):
         world.root_probability_grid("recap.engagement.is_good_clicked_convo_desc_v2", lhs, rhs)
+
+
+def test_states_occur_once_per_pair_and_replies_may_repeat(planted):
+    graph = load_graph(planted)
+    names = [r.name for r in graph.relations]
+    for rel, name in enumerate(names):
+        pairs = np.unique(np.stack([graph.lhs[graph.rel == rel], graph.rhs[graph.rel == rel]]), axis=1).shape[1]
+        edges = int((graph.rel == rel).sum())
+        if name in ONCE_PER_PAIR:
+            assert pairs == edges, name  # a follow, like, retweet or notification happens once
+        else:
+            assert pairs < edges  # replies to one tweet by one user repeat
+    assert ONCE_PER_PAIR == {"fav", "retweet", "magic_recs", "follow"}
+
+
+def test_drawn_once_pairs_still_follow_the_planted_intensity(planted):
+    """Removing repeats keeps a pair's presence monotone in its intensity: per user, the follows
+    drawn are the authors the oracle ranks high (its mean rank far above a random author's)."""
+    graph = load_graph(planted)
+    world = World(graph.world)
+    follow = [r.name for r in graph.relations].index("follow")
+    users, authors = graph.lhs[graph.rel == follow], graph.rhs[graph.rel == follow]
+    grid = planted_log_intensity(world, "follow", np.arange(300), np.arange(200))
+    rank = (grid[users][:, None, :] > grid[users, authors][:, None, None]).sum(-1).ravel()
+    assert rank.mean() < 0.6 * 100  # a random author's mean rank among 200 is 99.5
+
+
+def test_unseen_pairs_leave_out_held_out_pairs_that_repeat_a_training_pair():
+    held_out = (np.array([0, 0, 1, 1]), np.array([1, 2, 3, 3]))
+    known = (np.array([0, 0, 1]), np.array([1, 2, 3]))
+    train = (np.array([0, 1]), np.array([2, 0]))  # (0, 2) repeats a training pair
+    q = _queries(held_out, known, train, "rhs", (2, 4))
+    assert q.seen.tolist() == [False, True, False, False]  # only (0, 2) occurs in training
 
 
 def _hf_table(kind, n=500, seed=0):
@@ -453,7 +486,7 @@ def test_training_beats_random_below_oracle(trained_run, planted):
     frame = evaluate_run(trained_run, n_resamples=50)
     main = frame[(frame["direction"] == "rhs") & (frame["ranking"] == "filtered") & (frame["pairs"] == "unseen")]
     mrr = main.set_index(["relation", "scorer"])["mrr"]
-    for rel, margin in (("fav", 3), ("follow", 1.5), ("magic_recs", 2)):  # 60 authors: follow's floor is high
+    for rel, margin in (("fav", 3), ("follow", 1.5), ("magic_recs", 2)):  # 200 authors: follow's floor is high
         assert mrr[(rel, "trained")] > margin * mrr[(rel, "random")], rel
         assert mrr[(rel, "oracle")] > mrr[(rel, "trained")], rel
     # Every (relation, direction, scorer) has raw and filtered rows for all and unseen pairs, with intervals.
@@ -596,8 +629,12 @@ def test_export_for_the_ranker(trained_run, tmp_path):
 
 def test_cli_generate_and_evaluate(tmp_path, trained_run, capsys):
     assert _cli(["twhin-generate", "--out", str(tmp_path / "g"), "--edges", "3000", "--users", "50", "--tweets",
-                 "200", "--authors", "20", "--quiet"]) == 0
+                 "200", "--authors", "100", "--quiet"]) == 0
     assert "3,000 edges" in capsys.readouterr().out
+    with pytest.raises(StudyError, match="cannot draw [0-9,]+ distinct [a-z_]+ pairs .each may occur once.; ask for fewer"):
+        _cli(["twhin-generate", "--out", str(tmp_path / "full"), "--edges", "3000", "--users", "5", "--tweets",
+              "200", "--authors", "5", "--quiet"])  # 25 possible follows for ~600 follow edges, 1,000 likes for ~1,200
+    assert not (tmp_path / "full" / "edges.parquet").exists()
     assert _cli(["twhin-evaluate", "--run", str(trained_run), "--max-edges", "50", "--resamples", "20", "--quiet"]) == 0
     assert "oracle" in capsys.readouterr().out
     assert set(pd.read_csv(trained_run / "evaluation.csv")["n_pairs"]) <= set(range(51))

@@ -199,8 +199,9 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
         for metric, values in metrics.items():
             if metric in bases:
                 gained, possible = per[name]["utility"] - bases[metric], best - bases[metric]
-                est = gained.sum() / possible.sum()
-                boot = (W @ gained) / (W @ possible)
+                with np.errstate(invalid="ignore", divide="ignore"):  # NaN where the base is the oracle already
+                    est = gained.sum() / possible.sum()
+                    boot = (W @ gained) / (W @ possible)
             else:
                 ok = np.isfinite(values)
                 est = float(values[ok].mean())
