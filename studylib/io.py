@@ -218,6 +218,21 @@ def remove_stale_temporaries(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def dangling_link(path: str | Path) -> str | None:
+    """What is wrong with `path` when it is a symbolic link that leads nowhere (a loop, or a missing
+    target), which `Path.exists` reports as plain absence and `mkdir` as "File exists"; else None."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path}: is a symbolic link loop (it leads back to itself)"
+        return f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist"
+    return None
+
+
 def lock_holder(folder: str | Path) -> int | None:
     """The process id recorded in `folder`'s lock file by its last holder (None when none is)."""
     try:
@@ -247,6 +262,8 @@ def held_lock(folder: str | Path, what: str = "output folder", name: str | Path 
     what messages call the folder (default: `folder`)."""
     folder = Path(folder)
     shown = folder if name is None else name
+    if dangling_link(folder):
+        raise StudyError(dangling_link(folder))
     try:
         if folder.exists() and not folder.is_dir():
             raise StudyError(f"{folder}: is a file, not a folder")
@@ -285,6 +302,6 @@ def exclusive(folder: str | Path, what: str = "output folder", name: str | Path 
         yield Path(folder)
 
 
-__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "exclusive", "held_lock", "lock_holder", "os_error",
+__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "dangling_link", "exclusive", "held_lock", "lock_holder", "os_error",
            "process_alive", "read_json", "read_torch_file", "remove_stale_temporaries",
            "require_regular_file", "temporary_name", "write_json", "write_text"]

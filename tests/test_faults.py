@@ -1124,3 +1124,19 @@ def test_write_failures_name_the_output_not_a_temporary_or_a_copied_source(run, 
     run_dir = tmp_path / "r"
     refused(capsys, ["train", "--data", small_data, "--out", run_dir, "--config", STUDY, "--steps", "1",
                      "--batch-size", "32", "--quiet"], rf"{re.escape(str(run_dir))}/config\.yaml: no space left on the device$")
+
+
+def test_symbolic_link_loops_and_dangling_links_are_named_as_such(tmp_path, capsys):
+    from studylib.study.pipeline import main as pipeline_main
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    refused(capsys, ["generate", "--out", loop, "--examples", "100", "--quiet"], r"loop: is a symbolic link loop")
+    refused(capsys, ["twhin-generate", "--out", dangling, "--edges", "100", "--quiet"],
+            r"dangling: is a symbolic link to .*nowhere, which does not exist")
+    refused(capsys, ["score", "--run", tmp_path, "--data", tmp_path, "--out", tmp_path / "s.parquet", "--weights", loop],
+            r"--weights .*loop: is a symbolic link loop")
+    clean_refusal(pipeline_main(["--profile", "tiny", "--workdir", str(loop), "--no-report"]), capsys.readouterr().err,
+                  r"--workdir .*loop: is a symbolic link loop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]

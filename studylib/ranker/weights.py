@@ -22,7 +22,7 @@ import yaml
 
 from studylib import yamlio
 from studylib.errors import StudyError
-from studylib.io import write_text
+from studylib.io import dangling_link, write_text
 from studylib.schema import BASE_RATES, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 
 HEADS = tuple(WEIGHT_SUFFIX)  # the ten weighted heads, in the published config's order
@@ -123,6 +123,8 @@ def load_weights(spec: str) -> WeightSet:
         path = Path(str(resources.files("studylib") / "weights" / f"{spec}.yaml"))
     else:
         path = Path(spec)
+        if dangling_link(path):
+            raise StudyError(f"--weights {dangling_link(path)}")
         if not path.exists():
             raise StudyError(f"--weights {spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
     raw = yamlio.read(path, "weights file")

@@ -31,7 +31,7 @@ from studylib import yamlio
 from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.ranker.runs import MODEL
-from studylib.io import LOCK_FILE, held_lock, lock_holder, os_error, read_json, write_json
+from studylib.io import LOCK_FILE, dangling_link, held_lock, lock_holder, os_error, read_json, write_json
 from studylib.study.report import REPO, build_report
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
@@ -328,9 +328,15 @@ def _kernel_manager_class(lock, log: Path):
                 kw = {**kw, "stdout": sink, "stderr": sink,
                       "pass_fds": tuple(kw.get("pass_fds", ())) + (lock.fileno(),)}
                 await super()._async_launch_kernel(kernel_cmd, **kw)
-            _KERNELS.append(self)
+            _KERNELS[:] = [k for k in _KERNELS if _running(k)] + [self]
 
     return StudyKernelManager
+
+
+def _running(manager):
+    """The kernel's process while it runs, else None."""
+    process = getattr(getattr(manager, "provisioner", None), "process", None)
+    return process if process is not None and process.poll() is None else None
 
 
 def _stop_kernels() -> None:
@@ -338,9 +344,8 @@ def _stop_kernels() -> None:
     import signal
 
     while _KERNELS:
-        manager = _KERNELS.pop()
-        process = getattr(getattr(manager, "provisioner", None), "process", None)
-        if process is None or process.poll() is not None:
+        process = _running(_KERNELS.pop())
+        if process is None:
             continue
         with contextlib.suppress(OSError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -390,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         from studylib.cli import check_text_arguments
 
         check_text_arguments(args)
-        workdir = Path(args.workdir).resolve()
+        if dangling_link(args.workdir):
+            raise StudyError(f"--workdir {dangling_link(args.workdir)}")
+        try:
+            workdir = Path(args.workdir).resolve()
+        except RuntimeError as exc:  # a symbolic link loop further up the path
+            raise StudyError(f"--workdir {args.workdir}: {exc}") from None
         if workdir.exists() and not workdir.is_dir():
             raise StudyError(f"--workdir {workdir}: is a file, not a folder")
         run(args.profile, [tuple(p) for p in args.parameter], args.weights, workdir, build=not args.no_report)
