@@ -328,9 +328,28 @@ def test_twhin_finding_states_the_oracle_share_and_the_memorised_pairs():
     f = findings.twhin_link_prediction(pd.DataFrame(rows + raw), 1000)
     assert "With raw ranks (other true entities counted as negatives) it is 30–42 %." in f.text
     assert f.numbers["raw_min_trained_of_oracle"] == pytest.approx(0.3)
-    rows[2]["mrr"] = 0.008  # fav trained, rhs, all pairs: 40 % of the oracle
+    fav_unseen = next(r for r in rows if (r["relation"], r["scorer"], r["pairs"], r["direction"])
+                      == ("fav", "trained", "unseen", "rhs"))
+    fav_unseen["mrr"] = 0.008  # the test is on unseen pairs: 40 % of the oracle there
     f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
     assert "(1 of 2 relations at 50 % or more)" in f.text
+    assert f.numbers["fav_all_pairs_trained_of_oracle"] == pytest.approx(0.6)  # all pairs: a secondary number
+
+
+def test_twhin_finding_is_on_unseen_pairs_and_counts_the_repeats():
+    fav = {"random": 0.001, "popularity": 0.02, "trained": 0.012, "oracle": 0.02}
+    reply = {"random": 0.001, "popularity": 0.01, "trained": 0.03, "oracle": 0.02}  # recalls repeated replies
+    seen = _link_rows({"fav": fav, "reply": reply})
+    unseen = _link_rows({"fav": fav, "reply": {**reply, "trained": 0.005}}, "unseen")
+    for r in unseen:
+        r["n_pairs"] = 100 if r["relation"] == "fav" else 75  # a quarter of held-out replies repeat training
+    f = findings.twhin_link_prediction(pd.DataFrame(seen + unseen + _link_rows({"fav": fav, "reply": reply}, "all", "lhs")
+                                                    + _link_rows({"fav": fav, "reply": reply}, "unseen", "lhs")), 1000)
+    assert f.numbers["reply_repeated_share"] == pytest.approx(0.25) and f.numbers["fav_repeated_share"] == 0
+    assert f.text.startswith("Of the held-out pairs, fav 0 %, reply 25 % repeat a training pair")
+    assert f.numbers["reply_trained_mrr"] == pytest.approx(0.005)  # the unseen pairs' number, not the recall's
+    assert f.numbers["reply_all_pairs_trained_of_oracle"] == pytest.approx(1.5)
+    assert f.numbers["reply_oracle_to_popularity"] == pytest.approx(2.0)
 
 
 def test_twhin_headline_is_the_share_of_the_oracles_gain_over_popularity():

@@ -1514,13 +1514,42 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     and the limits the run's own settings put on them. Questions without their finding are left out."""
     found = page_plan(found) if found and "adjusted_verdict" not in next(iter(found.values())) else found
     answers = []
+    world = found.get("personal_signal")
+    if world is not None:
+        n = world["numbers"]
+        answers.append(f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
+                       f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}) of what ranking a "
+                       f"top {n['k']} is worth needs knowing the user: the rest a ranking by each tweet's average "
+                       f"engagement (the popularity oracle) already gets.")
+    reg = found.get("model_vs_oracle_regret")
+    if reg is not None:
+        n = reg["numbers"]
+        sentence = (f"Ranked by its scores with the `{n['weights']}` weights, the Heavy Ranker's feed carries a regret of "
+                    f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}"
+                    + (f"; the oracle's top {params.get('top_k', 10)} carries {n['oracle_utility']:.3g}"
+                       if _is_number(n.get("oracle_utility")) else "") + "), "
+                    f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
+                    f"of what the oracle gains over a random order")
+        if _is_number(n.get("model_minus_popularity")):
+            sentence += (f"; against the popularity oracle it gains {n['model_minus_popularity']:+.3g} per request "
+                         f"({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
+                         f"{100 * n['popularity_gain_share']:.0f} % of the oracle's gain over popularity")
+        answers.append(sentence + f"{_page_wide(reg)}.")
+    pos = found.get("positional_feed")
+    if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
+        n = pos["numbers"]
+        answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
+                       f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
+                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')})"
+                       f"{_page_wide(pos)}.")
     rel = found.get("twhin_link_prediction")
     if rel is not None:
         n = rel["numbers"]
         if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison with popularity
             above = [r for r in n["trained_above_popularity"].split(", ") if r]
             below = [r for r in n["trained_below_popularity"].split(", ") if r]
-            answers.append(f"TwHIN's trained embeddings rank held-out engagements better than popularity on {_named(above)} "
+            answers.append(f"TwHIN's trained embeddings rank held-out engagements they have not seen in training better "
+                           f"than popularity on {_named(above)} "
                            f"and worse on {_named(below)} of {n['relations']}, by the paired 95 % intervals of the MRR "
                            f"difference over users{_page_wide(rel)}.")
         if "node_bias_behind_popularity" in n:  # the variant that can carry each relation's own popularity
@@ -1532,20 +1561,6 @@ def abstract(found: dict[str, dict], params: dict) -> str:
                            f"{_named(ahead)} and worse on {_named(behind)}"
                            + (f" (on {', '.join(lapsed)} the shortfall does not survive page-wide {PAGE_ADJUSTMENT})"
                               if lapsed else "") + ".")
-    pos = found.get("positional_feed")
-    if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
-        n = pos["numbers"]
-        answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
-                       f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
-                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')})"
-                       f"{_page_wide(pos)}.")
-    reg = found.get("model_vs_oracle_regret")
-    if reg is not None:
-        n = reg["numbers"]
-        answers.append(f"Ranked by its scores with the `{n['weights']}` weights, the model's feed carries a regret of "
-                       f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}), "
-                       f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
-                       f"of what the oracle gains over a random order{_page_wide(reg)}.")
     for i in PRIMARY_ENDPOINTS:
         if i in found and i not in ("twhin_link_prediction", "positional_feed", "model_vs_oracle_regret"):
             answers.append(_endpoint_sentence(found[i]))
