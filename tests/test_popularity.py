@@ -1,5 +1,7 @@
 """The personal part of the world, and the two rankings that ignore the user beside the oracle."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,3 +142,10 @@ def test_learned_popularity_shrinks_each_tweet_to_its_author(tmp_path):
     world = World(small_params().world)
     direct = world.popularity_probabilities(ask_t)
     np.testing.assert_allclose(pop[label], direct[label])
+
+
+def test_the_worlds_default_is_the_studys():
+    import yaml
+
+    quick = yaml.safe_load((Path(__file__).resolve().parents[1] / "notebooks/profiles/quick.yaml").read_text())
+    assert WorldParams().pair_variance == quick["pair_variance"]  # the command line's world is the study's

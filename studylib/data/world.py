@@ -58,7 +58,7 @@ class WorldParams:
     # label that depends on who the user is *for this tweet*. Within a request the user's own and
     # the tweet's own terms rank candidates the same way for every user, so this sets how much a
     # feed can gain by knowing the user (chapter 1 measures the resulting share of the top-k value).
-    pair_variance: float = 0.5
+    pair_variance: float = 0.6
     rate_scale: float = 1.0  # multiplies every base rate (CPU-sized data needs more positives)
     seed: int = 0
 
