@@ -34,7 +34,8 @@ def _generate(args) -> int:
             raise StudyError(f"--downsample {args.downsample}: use TASK or TASK:POS_RATE:NEG_RATE")
         downsample["downsample_task"] = task
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
-                        latent_dim=args.latent_dim, signal=args.signal, rate_scale=args.rate_scale, seed=args.world_seed)
+                        latent_dim=args.latent_dim, signal=args.signal,
+                        pair_variance=args.pair_variance, rate_scale=args.rate_scale, seed=args.world_seed)
     params = GeneratorParams(scenario=args.scenario, examples=args.examples, seed=args.seed,
                              candidates=args.candidates, compression=args.compression, world=world,
                              embeddings=args.embeddings, **downsample)
@@ -145,6 +146,8 @@ def register(subparsers) -> None:
     g.add_argument("--rate-scale", type=float, default=1.0,
                    help="multiply every base rate (CPU-sized data sets need more positives; default 1)")
     g.add_argument("--signal", type=float, default=WORLD.signal, help="std of the latent part of each label's logit")
+    g.add_argument("--pair-variance", type=float, default=WORLD.pair_variance,
+                   help="share of each logit's latent variance in the user×tweet affinity (the personal part)")
     g.add_argument("--users", type=int, default=WORLD.n_users)
     g.add_argument("--authors", type=int, default=WORLD.n_authors)
     g.add_argument("--tweets", type=int, default=WORLD.n_tweets)

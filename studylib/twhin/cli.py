@@ -13,7 +13,8 @@ def _generate(args) -> int:
     from studylib.twhin.planted import GraphParams, generate_graph
 
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
-                        latent_dim=args.latent_dim, signal=args.signal, seed=args.seed)
+                        latent_dim=args.latent_dim, signal=args.signal,
+                        pair_variance=args.pair_variance, seed=args.seed)
     params = GraphParams(edges=args.edges, seed=args.seed, time_chunks=args.time_chunks, world=world)
     manifest = generate_graph(params, args.out, progress=not args.quiet)
     counts = ", ".join(f"{r['name']} {r['edges']:,}" for r in manifest["relations"])
@@ -72,6 +73,8 @@ def register(subparsers) -> None:
     g.add_argument("--tweets", type=int, default=WORLD.n_tweets)
     g.add_argument("--latent-dim", type=int, default=WORLD.latent_dim)
     g.add_argument("--signal", type=float, default=WORLD.signal)
+    g.add_argument("--pair-variance", type=float, default=WORLD.pair_variance,
+                   help="share of each logit's latent variance in the user×tweet affinity (the personal part)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)
 
