@@ -547,5 +547,13 @@ def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_
     page = report.findings_markdown(tmp_path, "quick", chapters, reference)
     assert "*Verdict: captures most.* With the `paper` profile this verdict is *captures nearly all* instead." in page
     assert report.converged_findings(tmp_path, "paper") is None  # the converged study compares with nothing
+    # a converged study of another planted world is named but not compared
+    findings.record(tmp_path / "_build" / "results" / "quick",
+                    findings.Finding("personal_signal", "01_generate", "40 %.", {"pair_variance": 0.6}, "partly personal"))
+    elsewhere = report.converged_findings(tmp_path, "quick")
+    assert elsewhere == ("this folder's `paper` study", None)
+    note = report.budget_markdown(tmp_path, "quick", params, elsewhere)
+    assert "was made in another planted world, so its verdicts are not compared" in note
+    assert "instead." not in report.findings_markdown(tmp_path, "quick", chapters, elsewhere)
     stopped = report.budget_markdown(tmp_path, "paper", {**params, "stop_patience": 2}, None)
     assert "at most 300 steps" in stopped and "reach another verdict" not in stopped

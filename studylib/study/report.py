@@ -200,9 +200,11 @@ def _toc_files(toc: dict) -> list[str]:
     return files
 
 
-def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict]] | None:
+def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict] | None] | None:
     """(where from, findings) of the converged study to compare this build with: the workdir's own
-    finished `paper` study, else the committed reference; None when this build is that study."""
+    finished `paper` study, else the committed reference; None when this build is that study. The
+    findings are None when that study was made in another planted world (`reference_world`): it
+    decided other questions, so nothing is compared."""
     from studylib.analysis.findings import FINDINGS_FILE, load
     from studylib.study.paths import Paths
 
@@ -210,14 +212,27 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
         return None
     own = Paths(Path(workdir).resolve(), CONVERGED_PROFILE).results
     if (own / FINDINGS_FILE).exists():
-        return f"this folder's `{CONVERGED_PROFILE}` study", load(own)
-    if REFERENCE_FINDINGS.exists():
-        found = json.loads(REFERENCE_FINDINGS.read_text())
-        return f"the committed reference `{REFERENCE_FINDINGS.relative_to(REPO)}`", {f["id"]: f for f in found}
-    return None
+        source, found = f"this folder's `{CONVERGED_PROFILE}` study", load(own)
+    elif REFERENCE_FINDINGS.exists():
+        source = f"the committed reference `{REFERENCE_FINDINGS.relative_to(REPO)}`"
+        found = {f["id"]: f for f in json.loads(REFERENCE_FINDINGS.read_text())}
+    else:
+        return None
+    here = Paths.of(workdir, profile).results
+    if (here / FINDINGS_FILE).exists() and reference_world(load(here)) != reference_world(found):
+        return source, None
+    return source, found
 
 
-def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict] | None) -> str:
+def reference_world(found: dict[str, dict]) -> dict:
+    """The planted world a study's findings were made in, as far as they record it: the share of the
+    logit variance that is personal (findings before `personal_signal` existed: the world of 2026-11,
+    recorded as unknown) and the base-rate scale."""
+    return {"pair_variance": found.get("personal_signal", {}).get("numbers", {}).get("pair_variance"),
+            "rate_scale": found.get("base_rates", {}).get("numbers", {}).get("rate_scale")}
+
+
+def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict | None] | None) -> str:
     """The first page's note: which profile and budget made this report, whether its model converged
     by the study's rule, and how many findings the converged study decides otherwise."""
     from studylib.analysis.findings import compare, load
@@ -235,7 +250,11 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
              f"`{get('precision', 'auto')}`."]
     if "convergence" in found:
         lines.append(f"Convergence (finding `convergence`): *{found['convergence']['verdict']}*.")
-    if reference is not None:
+    if reference is not None and reference[1] is None:
+        lines.append(f"The converged `{CONVERGED_PROFILE}` study at hand ({reference[0]}) was made in another planted "
+                     "world, so its verdicts are not compared with this report's. "
+                     f"`make study PROFILE={CONVERGED_PROFILE}` makes one in this world.")
+    elif reference is not None:
         source, other = reference
         changed = [r["id"] for r in compare(found, other) if r["changed"] and r["id"] in found and r["id"] in other]
         lines.append(f"Compared with the converged `{CONVERGED_PROFILE}` study ({source}), {len(changed)} of "
@@ -262,7 +281,7 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
     from studylib.study.paths import Paths
 
     found = page_plan(load(Paths.of(workdir, profile).results))
-    other = reference[1] if reference is not None else {}
+    other = reference[1] if reference is not None and reference[1] is not None else {}
     lines = plan_markdown(found)
     for notebook in chapters:
         here = [f for f in found.values() if f["chapter"] == notebook.stem]
