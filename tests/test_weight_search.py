@@ -143,3 +143,22 @@ def test_the_fitted_frontier_is_cross_fitted_and_cached(tmp_path, monkeypatch):
     assert model(points) >= model(plain) - 1e-12  # the better of two families is at least as far out
     front = weight_search.frontier(scored, 5, fitted=(scales, pos, neg))
     assert set(front["scorer"]) == {"model", "oracle", "model_fitted"}
+
+
+def test_the_search_runs_on_the_popularity_oracle_when_the_set_has_it():
+    """Beside the model and the oracle: the same search on a ranking that ignores the user. Here it is
+    each candidate slot's truth averaged over all requests, the same for every request, so it ranks
+    below the oracle."""
+    truth, ids, user = world()
+    scored = scored_set(noisy_model(truth), truth, ids, user)
+    requests = scored.requests
+    average = np.broadcast_to(truth.mean(axis=0, keepdims=True), truth.shape)  # one value per slot: no personal part
+    scored.baselines["popularity"] = requests.gather(average.reshape(-1, len(HEADS)))
+    gain, heads = weight_search.best_weights(scored, WEIGHTS, k=5, n_resamples=200, maxiter=15)
+    rows = gain.set_index("scorer")
+    assert list(rows.index) == ["model", "oracle", "popularity"]
+    assert rows.loc["popularity", "published_value"] < rows.loc["oracle", "published_value"]
+    assert {"fitted_popularity", "log2_change_popularity"} <= set(heads)
+    f = findings.optimal_weights_gain(gain, heads, weight_search.noise_relation(heads), "april_2023", 5)
+    assert f.numbers["popularity_published_value"] == pytest.approx(rows.loc["popularity", "published_value"])
+    assert "Ranked by the popularity oracle (no personal signal) the `april_2023` weights carry" in f.text

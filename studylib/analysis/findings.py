@@ -452,6 +452,15 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
             f"clearly above zero (paired user-level interval). The closest head is {closest['head']} (gap "
             f"{closest['auroc_gap']:.3f}), the farthest {farthest['head']} (gap {farthest['auroc_gap']:.3f}, "
             f"{_ci(farthest['auroc_gap_low'], farthest['auroc_gap_high'])}).")
+    if "popularity_gauc" in ok:  # within requests: the model against the best ranking that ignores the user
+        above = ok[ok["gauc"] > ok["popularity_gauc"]]
+        numbers.update(heads_above_popularity_gauc=len(above),
+                       median_gauc_minus_popularity=float((ok["gauc"] - ok["popularity_gauc"]).median()),
+                       median_oracle_gauc_minus_popularity=float((ok["oracle_gauc"] - ok["popularity_gauc"]).median()))
+        text += (f" Within requests (GAUC, the ranking a feed uses) the model is above the popularity oracle on "
+                 f"{len(above)} of {len(ok)} evaluable heads (median GAUC difference "
+                 f"{numbers['median_gauc_minus_popularity']:+.3f}, where the oracle's own is "
+                 f"{numbers['median_oracle_gauc_minus_popularity']:+.3f}): point estimates, one per head.")
     if not out.empty:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
                  + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
@@ -776,6 +785,23 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
              f"than a test), so the study's top {k} of {pool} ({100 * numbers.get('study_share', math.nan):.0f} %) "
              "is one point of a curve, not the model's single quality." if apart else "; their intervals overlap: at this evaluation size the share does "
              "not measurably depend on the feed's size.")
+    personal = grid[grid["metric"] == "personal_share"].reset_index(drop=True)
+    if len(personal):  # how personal each budget is, and what the model gets of the personal part
+        over = grid[grid["metric"] == "popularity_gain_share"]
+        at = lambda frame: frame[(frame["k"] == k) & (frame["pool"] == pool)]  # noqa: E731
+        numbers.update(min_personal_share=float(personal["mean"].min()), max_personal_share=float(personal["mean"].max()))
+        text += (f" The personal part of the gain (what a ranking that ignores the user cannot get) runs from "
+                 f"{100 * numbers['min_personal_share']:.0f} % to {100 * numbers['max_personal_share']:.0f} % over "
+                 "these budgets")
+        if len(at(personal)) and len(at(over)):
+            row = at(over).iloc[0]
+            numbers.update(study_personal_share=float(at(personal)["mean"].iloc[0]),
+                           study_popularity_gain_share=float(row["mean"]),
+                           study_popularity_gain_share_low=float(row["low"]),
+                           study_popularity_gain_share_high=float(row["high"]))
+            text += (f"; at the study's top {k} of {pool} the model gets {100 * row['mean']:.0f} % "
+                     f"({_ci(100 * row['low'], 100 * row['high'], '.0f')}) of the oracle's gain over popularity")
+        text += "."
     return Finding("feed_by_budget", "03_score", text, numbers, "depends on the feed's size" if apart else
                    "no measurable dependence", "03_budget.csv")
 
@@ -1172,6 +1198,10 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
                "noise_spearman": relation["spearman"], "noise_p": relation["p_value"], "noise_heads": relation["heads"]}
     check = "holds" if o["low"] <= 0 <= o["high"] else "fails"
     numbers["oracle_check"] = check
+    if "popularity" in g.index:  # the same search for the best ranking that ignores the user
+        p = g.loc["popularity"]
+        numbers.update(popularity_published_value=float(p["published_value"]), popularity_gain=float(p["gain"]),
+                       popularity_gain_low=float(p["low"]), popularity_gain_high=float(p["high"]))
     text = (f"Searching the weights (differential evolution; the model's per-head probabilities rank, the "
             f"`{base}` weights on the true probabilities judge) on {numbers['fit_users']:,} users and judging on the other "
             f"{numbers['report_users']:,}: the fitted weights change the true value of the top {k} by "
@@ -1180,6 +1210,11 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
             f"{numbers['oracle_value']:.3g}). On the users it was fitted on the search gained {numbers['fit_gain']:+.3g}. "
             f"The same search on the oracle's probabilities changes the value by {numbers['oracle_gain']:+.3g} "
             f"({_ci(numbers['oracle_gain_low'], numbers['oracle_gain_high'], '+.3g')}): the built-in check {check}. ")
+    if "popularity_gain" in numbers:
+        text += (f"Ranked by the popularity oracle (no personal signal) the `{base}` weights carry "
+                 f"{numbers['popularity_published_value']:.3g} per request, and the same search changes that by "
+                 f"{numbers['popularity_gain']:+.3g} "
+                 f"({_ci(numbers['popularity_gain_low'], numbers['popularity_gain_high'], '+.3g')}). ")
     anchor = heads.loc[heads["anchor"], "head"].iloc[0]
     text += (f"Relative to {anchor} (held at its `{base}` weight) the search cut {cut['head']} most "
              f"(×{numbers['most_cut_factor']:.2g}) and raised {raised['head']} most (×{numbers['most_raised_factor']:.2g}); "

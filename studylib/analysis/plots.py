@@ -240,13 +240,18 @@ def regret_by_head(heads: pd.DataFrame, shifted_set: str) -> plt.Figure:
 
 def gain_share_by_budget(grid: pd.DataFrame, k: int, pool: int) -> plt.Figure:
     """grid (regret.by_budget): the model's share of the oracle's gain over a random order against
-    top-k size, one line per candidate-pool size (95 % user-level CI); the study's (k, pool) marked."""
+    top-k size, one line per candidate-pool size (95 % user-level CI), the popularity oracle's dashed
+    beside it where the grid has it; the study's (k, pool) marked."""
     share = grid[grid["metric"] == "oracle_gain_share"]
+    personal = grid[grid["metric"] == "personal_share"]
     fig, ax = plt.subplots(figsize=(WIDTH * 0.6, 3.6))
-    for n, sub in share.groupby("pool"):
+    for i, (n, sub) in enumerate(share.groupby("pool")):
         sub = sub.sort_values("k")
         ax.errorbar(sub["k"], sub["mean"], yerr=[sub["mean"] - sub["low"], sub["high"] - sub["mean"]],
-                    marker="o", capsize=3, label=f"{n} candidates")
+                    marker="o", capsize=3, color=f"C{i}", label=f"model, {n} candidates")
+        pop = personal[personal["pool"] == n].sort_values("k")
+        if len(pop):  # the popularity oracle keeps 1 − the personal share of the oracle's gain
+            ax.plot(pop["k"], 1.0 - pop["mean"], ls="--", color=f"C{i}", label=f"popularity oracle, {n} candidates")
     mark = share[(share["k"] == k) & (share["pool"] == pool)]
     ax.scatter(mark["k"], mark["mean"], s=160, facecolors="none", edgecolors="black", zorder=3,
                label=f"the study's top {k} of {pool}")
@@ -254,8 +259,8 @@ def gain_share_by_budget(grid: pd.DataFrame, k: int, pool: int) -> plt.Figure:
     ax.set_xticks(sorted(share["k"].unique()), [str(v) for v in sorted(share["k"].unique())])
     ax.set_xlabel("top k shown")
     ax.set_ylabel("share of the oracle's gain\nover a random order")
-    ax.legend(fontsize="small")
-    return _finish(fig, "The model's feed against the feed's size")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: no line hidden
+    return _finish(fig, "The model's feed and the popularity oracle's against the feed's size")
 
 
 def reliability(curves: pd.DataFrame) -> plt.Figure:
@@ -531,12 +536,16 @@ def frontier(front: pd.DataFrame, points: pd.DataFrame, k: int) -> plt.Figure:
 
 def fitted_weights(heads: pd.DataFrame) -> plt.Figure:
     """heads: weight_search.best_weights heads table. Left: log2 of fitted over published weight per head
-    (model and oracle); right: the model's change against the head's prediction–truth correlation."""
+    (model, popularity oracle where searched, oracle); right: the model's change against the head's prediction–truth correlation."""
     frame = heads.assign(label=heads["head"].map(lambda h: _wrap(short_name(h))))
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 0.42 * len(frame) + 1.8), gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(frame))
-    left.barh(y - 0.2, frame["log2_change_model"], height=0.4, label="model")
-    left.barh(y + 0.2, frame["log2_change_oracle"], height=0.4, label="oracle (check: 0)")
+    bars = [(name, label) for name, label in (("model", "model"), ("popularity", "popularity oracle"),
+                                              ("oracle", "oracle (a check: bars near 0)"))
+            if f"log2_change_{name}" in frame]
+    height = 0.8 / len(bars)
+    for i, (name, label) in enumerate(bars):
+        left.barh(y + (i - (len(bars) - 1) / 2) * height, frame[f"log2_change_{name}"], height=height, label=label)
     left.axvline(0, color="k", lw=1)
     left.set_yticks(y, frame["label"])
     left.invert_yaxis()

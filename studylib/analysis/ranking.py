@@ -268,12 +268,17 @@ def models_beside_oracle(sets: dict[str, "ScoredSet"], weights: np.ndarray, k: i
 
 
 def head_gaucs(frame: pd.DataFrame, heads: tuple[str, ...]) -> pd.DataFrame:
-    """Per head, the GAUC (mean AUROC within requests) of the model (`prob.*`) and of the oracle
-    (`true_prob.*`) against the labels: columns head, gauc, oracle_gauc."""
+    """Per head, the GAUC (mean AUROC within requests) of the model (`prob.*`), of the oracle
+    (`true_prob.*`) and, where the table has them, of the rankings that ignore the user
+    (`popularity_prob.*`, `learned_popularity_prob.*`) against the labels: columns head, gauc,
+    oracle_gauc[, popularity_gauc, learned_popularity_gauc]. Within a request only the user's own
+    preferences separate the model from popularity."""
     grouped = Requests.from_ids(frame["request_id"].to_numpy())
+    scorers = {"gauc": "prob", "oracle_gauc": "true_prob",
+               **{f"{name}_gauc": f"{name}_prob" for name in POPULARITY_RANKINGS if f"{name}_prob.{heads[0]}" in frame}}
     rows = [{"head": h, **{who: gauc(grouped.gather(frame[f"{prefix}.{h}"]), grouped.gather(frame[f"label.{h}"], 0),
                                      grouped.mask)[0]
-                           for who, prefix in (("gauc", "prob"), ("oracle_gauc", "true_prob"))}}
+                           for who, prefix in scorers.items()}}
             for h in heads]
     return pd.DataFrame(rows)
 
@@ -380,6 +385,13 @@ class ScoredSet:
             raise StudyError("analysis: this scored set has no planted truth (true_prob.* columns)")
         return ScoredSet(self.heads, self.requests, self.truth, self.truth, self.cohort, self.user, self.labels,
                          self.baselines)
+
+    def ranked_by(self, name: str) -> "ScoredSet":
+        """The same candidates scored by one of the rankings that ignore the user (`baselines`)."""
+        if name not in self.baselines:
+            raise StudyError(f"analysis: this scored set has no {name} probabilities ({name}_prob.* columns)")
+        return ScoredSet(self.heads, self.requests, self.baselines[name], self.truth, self.cohort, self.user,
+                         self.labels, self.baselines)
 
     def baseline_scores(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """name -> [R, n]: each ranking that ignores the user, scored by the same weights."""

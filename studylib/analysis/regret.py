@@ -26,7 +26,8 @@ from scipy.special import expit, logit
 
 from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import ScoredSet, feed_comparison, random_expectation, random_scores, top_k_value
+from studylib.analysis.ranking import (POPULARITY, ScoredSet, feed_comparison, random_expectation, random_scores,
+                                      top_k_value)
 from studylib.data.requests import Requests
 
 CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
@@ -70,7 +71,7 @@ def _subset(scored: ScoredSet, rows: np.ndarray) -> ScoredSet:
     requests = Requests(scored.requests.ids[rows], scored.requests.index[rows], scored.requests.mask[rows])
     pick = lambda a: None if a is None else a[rows]  # noqa: E731
     return ScoredSet(scored.heads, requests, scored.prob[rows], pick(scored.truth), scored.cohort, scored.user,
-                     pick(scored.labels))
+                     pick(scored.labels), {name: values[rows] for name, values in scored.baselines.items()})
 
 
 subset = _subset  # public name for the modules that split requests the same way (weight_search)
@@ -168,19 +169,28 @@ def calibration_ratios(scored: ScoredSet, n_resamples: int = 1000, seed: int = 0
 def by_budget(scored: ScoredSet, weights: np.ndarray, ks: list[int], pools: list[int], n_resamples: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """The model's regret and share of the oracle's gain over a random order, for every top-k size
-    `ks` and candidate-pool size `pools` (the first n candidates of each request) with k < n."""
+    `ks` and candidate-pool size `pools` (the first n candidates of each request) with k < n. Where the
+    scored set has the popularity oracle, also the model's share of the oracle's gain over it
+    (`popularity_gain_share`) and the personal share of the budget (`personal_share`: 1 − popularity's
+    share of the oracle's gain over random)."""
     width = scored.requests.mask.shape[1]
     if any(n < 2 or n > width for n in pools):
         raise StudyError(f"regret by budget: pool sizes must be in [2, {width}], got {pools}")
     rows, value = [], scored.true_value(np.asarray(weights, np.float64))
     model, users = scored.scores(weights), scored.request_users()
+    popularity = {POPULARITY: scored.baseline_scores(weights)[POPULARITY]} if POPULARITY in scored.baselines else {}
     for n in pools:
         mask = scored.requests.mask & (np.arange(width) < n)
-        rankings = {"model": model, "random": random_scores(mask, seed)}
+        rankings = {"model": model, **popularity, "random": random_scores(mask, seed)}
         for k in (k for k in ks if 1 <= k < n):
             summary, _ = feed_comparison(rankings, value, mask, users, k, n_resamples, seed)
-            keep = summary[(summary["ranking"] == "model") & summary["metric"].isin(["regret", "oracle_gain_share"])]
+            keep = summary[(summary["ranking"] == "model")
+                           & summary["metric"].isin(["regret", "oracle_gain_share", "popularity_gain_share"])]
             rows += [{"pool": n, "k": k, **row} for row in keep.drop(columns="ranking").to_dict("records")]
+            if popularity:
+                kept = summary.set_index(["ranking", "metric"]).loc[(POPULARITY, "oracle_gain_share")]
+                rows.append({"pool": n, "k": k, "metric": "personal_share", "mean": 1.0 - kept["mean"],
+                             "low": 1.0 - kept["high"], "high": 1.0 - kept["low"]})
     return pd.DataFrame(rows)
 
 

@@ -63,7 +63,7 @@ from scipy.optimize import differential_evolution
 
 from studylib.analysis import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import TOP_K, ScoredSet, top_k_value
+from studylib.analysis.ranking import POPULARITY, TOP_K, ScoredSet, top_k_value
 from studylib.analysis.regret import subset, user_halves
 
 NEGATIVE_HEADS = ("negative_feedback_v2", "report_tweet_clicked")  # short names; every other head is positive
@@ -163,7 +163,10 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
         raise StudyError("weight search: needs at least two users to split into halves")
     fitting, report = subset(scored, fit_rows), subset(scored, ~fit_rows)
     rows, fitted = [], {}
-    for scorer, fit_set, report_set in (("model", fitting, report), ("oracle", fitting.oracle(), report.oracle())):
+    scorers = [("model", fitting, report), ("oracle", fitting.oracle(), report.oracle())]
+    if POPULARITY in scored.baselines:  # does a gain need the personal signal, or would popularity get it too?
+        scorers.append((POPULARITY, fitting.ranked_by(POPULARITY), report.ranked_by(POPULARITY)))
+    for scorer, fit_set, report_set in scorers:
         w, info = fit_weights(fit_set.prob, fit_set.truth, fit_set.requests.mask, base, k, anchor, bound, seed, maxiter,
                               popsize)
         fitted[scorer] = w
@@ -184,10 +187,9 @@ def best_weights(scored: ScoredSet, base: np.ndarray, k: int = TOP_K, n_resample
                      "report_requests": int((~fit_rows).sum()), "fit_users": int(np.unique(users[fit_rows]).size),
                      "report_users": int(np.unique(users[~fit_rows]).size), "k": k, "bound": bound})
     noise = head_noise(fitting.prob, fitting.truth, fitting.requests.mask)
-    heads = pd.DataFrame({"head": list(scored.heads), "published": base, "fitted_model": fitted["model"],
-                          "fitted_oracle": fitted["oracle"],
-                          "log2_change_model": _log2_ratio(fitted["model"], base),
-                          "log2_change_oracle": _log2_ratio(fitted["oracle"], base),
+    heads = pd.DataFrame({"head": list(scored.heads), "published": base,
+                          **{f"fitted_{name}": w for name, w in fitted.items()},
+                          **{f"log2_change_{name}": _log2_ratio(w, base) for name, w in fitted.items()},
                           "prediction_truth_correlation": noise, "anchor": [h == anchor for h in range(base.size)]})
     return pd.DataFrame(rows), heads
 
