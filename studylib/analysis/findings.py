@@ -497,7 +497,8 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
 
 def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.DataFrame, weights: str,
                     k: int) -> Finding:
-    """summary: ranking.feed_comparison with rankings oracle, by_name, positional, random; `paired` its
+    """summary: ranking.feed_comparison with rankings oracle, by_name, positional, random (and popularity where
+    the by-name set has it); `paired` its
     differences against by_name and `vs_random` against random (same resamples, user-level)."""
     m = summary.set_index(["ranking", "metric"])
     get = lambda r, metric: float(m.loc[(r, metric), "mean"])  # noqa: E731
@@ -526,6 +527,14 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
             f"{rand['difference']:+.3g} ({_ci(rand['low'], rand['high'], '+.3g')}; paired, user-level). Kendall's τ "
             f"with the oracle's order: by name {numbers['by_name_kendall_tau_oracle']:.2f}, positional "
             f"{numbers['positional_kendall_tau_oracle']:.2f}. ")
+    if ("popularity", "utility") in m.index:  # the bar a personalised ranking must clear
+        numbers.update(popularity_utility=get("popularity", "utility"),
+                       by_name_popularity_gain_share=get("by_name", "popularity_gain_share"),
+                       positional_popularity_gain_share=get("positional", "popularity_gain_share"))
+        text += (f"The popularity oracle (each tweet's true probabilities averaged over users) carries "
+                 f"{numbers['popularity_utility']:.3g}: of the oracle's gain over it the by-name model gets "
+                 f"{100 * numbers['by_name_popularity_gain_share']:.0f} %, the positional one "
+                 f"{100 * numbers['positional_popularity_gain_share']:.0f} %. ")
     text += {"positional worse than random": "The positional pairing ranks the feed worse than a random order: its "
              "weights multiply models of other labels, so it promotes some of what it means to demote.",
              "positional no better than random": "The positional pairing throws away what the model learned: its "
