@@ -13,6 +13,12 @@ Executed copies go to `_build/executed/<profile>/`; the report (Jupyter Book 1, 
 off, warnings as errors) is built into `_build/html/` only when every notebook of the
 profile has run successfully. Bad input stops the run with one line that names the
 notebook and the parameter; a failed notebook's executed copy is kept and its path printed.
+
+One pipeline per work folder: after its arguments are checked (weights included, so a refused
+run writes nothing), the pipeline locks the folder (`_build/.studylib.lock`) until the report is
+built, and a second one is refused naming the holder's process id. A notebook stopped by Ctrl-C
+or a killed pipeline is recorded as "interrupted" in state.json; a kernel's own output goes to
+`<notebook>.kernel.log` beside the executed copy (kept when not empty), not to the terminal.
 """
 
 from __future__ import annotations
@@ -250,6 +256,9 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
                 _stop_kernels()
                 stopped("interrupted")
             raise
+        with contextlib.suppress(OSError):
+            if log.stat().st_size == 0:
+                log.unlink()  # the kernel had nothing to say
         seconds = time.perf_counter() - t0
         state[nb.name] = {"status": "ok", "parameters": values, "seconds": round(seconds, 1),
                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
