@@ -251,10 +251,10 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
         except DeadKernelError:
             stopped("failed")
             raise StudyError(f"{nb.name}: its kernel died (out of memory?) [kernel log: {log}; report not built]") from None
-        except BaseException:  # Ctrl-C (KeyboardInterrupt) and anything else that stops the run here
+        except BaseException as exc:  # Ctrl-C (KeyboardInterrupt), or a failure of papermill or the kernel's start
             with _no_second_interrupt():  # a second Ctrl-C must not cut the record short
                 _stop_kernels()
-                stopped("interrupted")
+                stopped("failed" if isinstance(exc, Exception) else "interrupted")
             raise
         with contextlib.suppress(OSError):
             if log.stat().st_size == 0:
