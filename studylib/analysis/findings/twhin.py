@@ -1,0 +1,253 @@
+"""Chapters 1b and 2b's findings: TwHIN's link prediction and the ranker's embedding ablation."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy.stats import t as t_dist
+
+from studylib.analysis.stats import MIN_POSITIVES, POWER_BAR, tost
+from studylib.analysis.findings.core import Finding, _named
+
+
+TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's (secondary: popularity is the bar)
+PERSONAL_SIGNAL = 0.25  # the oracle must beat popularity's MRR by this share for a share of that gain to mean much
+
+
+# TwHIN is judged on held-out pairs that never occur in training (a model that memorises pairs is
+# rewarded on repeats, as FB15k-237 and WN18RR were rebuilt to avoid); all pairs stay a secondary row.
+TWHIN_PAIRS = "unseen"
+
+
+def _paired_versus_trained(evaluation: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """scorer -> (relations where its MRR is above the trained one's, where it is below), by the paired
+    interval of the difference (`mrr_vs_baseline` with baseline trained): filtered ranks of the
+    right-hand side, held-out pairs not seen in training."""
+    if "mrr_vs_baseline_low" not in evaluation:
+        return {}
+    sub = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                     & (evaluation["pairs"] == TWHIN_PAIRS) & (evaluation["baseline"] == "trained")]
+    return {scorer: (list(rows.loc[rows["mrr_vs_baseline_low"] > 0, "relation"]),
+                     list(rows.loc[rows["mrr_vs_baseline_high"] < 0, "relation"]))
+            for scorer, rows in sub.groupby("scorer", sort=False) if scorer != "trained"}
+
+
+def _against_popularity(evaluation: pd.DataFrame, scorer: str) -> tuple[list[str], list[str], pd.DataFrame] | None:
+    """(relations where `scorer` is above popularity, where below, its rows by relation) by the paired
+    interval of `mrr_over_popularity`: filtered ranks of the right-hand side, unseen held-out pairs. None
+    when the evaluation has no such rows."""
+    if "mrr_over_popularity_low" not in evaluation:
+        return None
+    rows = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                      & (evaluation["pairs"] == TWHIN_PAIRS) & (evaluation["scorer"] == scorer)].set_index("relation")
+    if rows.empty:
+        return None
+    return (list(rows.index[rows["mrr_over_popularity_low"] > 0]), list(rows.index[rows["mrr_over_popularity_high"] < 0]),
+            rows)
+
+
+def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
+    """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, n_pairs, mrr, mrr_low,
+    mrr_high, ...). Reads the filtered ranks of the rhs given the lhs on the held-out pairs that never
+    occur in training (the chapter's test), all held-out pairs (secondary), and the reverse direction."""
+    from studylib.analysis.tables import link_prediction_table  # tables reads twhin.evaluate: only chapter 1b needs it
+
+    main = link_prediction_table(evaluation, "rhs", "filtered", TWHIN_PAIRS)
+    every = link_prediction_table(evaluation, "rhs", "filtered", "all")
+    reverse = link_prediction_table(evaluation, "lhs", "filtered", "all")
+    reverse_unseen = link_prediction_table(evaluation, "lhs", "filtered", "unseen")
+    share = main["trained_of_oracle"]
+    met = list(share[share >= TWHIN_GOAL].index)
+    numbers = {"steps": steps, "relations": len(share), "goal_met": len(met),
+               "min_trained_of_oracle": float(share.min()), "max_trained_of_oracle": float(share.max()),
+               **{f"{r}_trained_mrr": float(main.loc[r, "trained"]) for r in main.index},
+               **{f"{r}_oracle_mrr": float(main.loc[r, "oracle"]) for r in main.index},
+               **{f"{r}_trained_of_oracle": float(share[r]) for r in share.index},
+               **{f"{r}_all_pairs_trained_of_oracle": float(every.loc[r, "trained_of_oracle"]) for r in every.index}}
+    counted = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                         & (evaluation["scorer"] == "trained")].pivot_table(index="relation", columns="pairs",
+                                                                             values="n_pairs", sort=False)
+    repeated = 1.0 - counted[TWHIN_PAIRS] / counted["all"]
+    numbers.update({f"{r}_repeated_share": float(repeated[r]) for r in repeated.index})
+    if "popularity" in main:  # the world's personal signal per relation: the oracle's MRR over popularity's
+        numbers.update({f"{r}_oracle_to_popularity": float(main.loc[r, "oracle"] / main.loc[r, "popularity"])
+                        for r in main.index})
+    text = ("Of the held-out pairs, " + ", ".join(f"{r} {100 * repeated[r]:.0f} %" for r in repeated.index)
+            + " repeat a training pair (the generator draws a follow, like, retweet or notification at most once per "
+            "pair; a reply may repeat); every number below is on the pairs that do not. After "
+            f"{steps} steps")
+    if "trained_over_popularity" in main:  # the headline: the bar is popularity, the ceiling the oracle
+        gap = evaluation[(evaluation["direction"] == "rhs") & (evaluation["ranking"] == "filtered")
+                         & (evaluation["pairs"] == TWHIN_PAIRS) & (evaluation["scorer"] == "trained")].set_index("relation")
+        signal = [r for r in main.index if gap.loc[r, "oracle_over_popularity_low"] > 0
+                  and gap.loc[r, "oracle_over_popularity"] >= PERSONAL_SIGNAL * main.loc[r, "popularity"]]
+        numbers.update({f"{r}_{name}{suffix}": float(v) for r in main.index
+                        for name, frame, column in (("trained_over_popularity", main, "trained_over_popularity"),
+                                                    ("oracle_over_popularity", gap, "oracle_over_popularity"))
+                        for suffix in ("", "_low", "_high") for v in [frame.loc[r, column + suffix]]})
+        numbers["relations_with_personal_signal"] = len(signal)
+        if signal:
+            text += (", of what the oracle gains over ranking by popularity (training degree) the trained embeddings "
+                     "reach " + ", ".join(f"{r} {100 * main.loc[r, 'trained_over_popularity']:+.0f} % "
+                                          f"({100 * main.loc[r, 'trained_over_popularity_low']:+.0f} to "
+                                          f"{100 * main.loc[r, 'trained_over_popularity_high']:+.0f})" for r in signal)
+                     + " (MRR, filtered ranks of the right-hand side, unseen held-out pairs; 95 % intervals over users; "
+                     "0 % is popularity, 100 % the oracle)")
+        flat = [r for r in main.index if r not in signal]
+        if flat:
+            text += ("; in " + _named(flat) + " the oracle's MRR is within "
+                     f"{100 * PERSONAL_SIGNAL:.0f} % of popularity's or its gain's interval holds 0 (" +
+                     ", ".join(f"{r} {gap.loc[r, 'oracle_over_popularity']:+.4f} on {main.loc[r, 'popularity']:.4f}"
+                               for r in flat) +
+                     "): at this size the world leaves too little personal signal there for a share of it to be "
+                     "measured")
+        text += "."
+    versus = _paired_versus_trained(evaluation)
+    below_popularity = versus.get("popularity", ([], []))[0]
+    if "popularity" in versus:
+        higher, lower = versus["popularity"]
+        numbers.update(popularity_higher=len(higher), popularity_lower=len(lower),
+                       trained_above_popularity=", ".join(lower), trained_below_popularity=", ".join(higher))
+        text += (f" Compared pair by pair (paired interval over users), popularity is ahead of the trained embeddings "
+                 f"in {_named(higher)} and behind in {_named(lower)}.")
+    plain_bar = _against_popularity(evaluation, "trained")
+    if plain_bar is not None:  # the chapter's test: the trained MRR minus popularity's, paired over users
+        numbers.update({f"{r}_trained_minus_popularity{suffix}": float(plain_bar[2].loc[r, "mrr_over_popularity" + suffix])
+                        for r in plain_bar[2].index for suffix in ("", "_low", "_high")})
+    if "pooled_popularity" in versus and below_popularity:
+        higher, lower = versus["pooled_popularity"]
+        numbers.update(pooled_popularity_higher=len(higher), pooled_popularity_lower=len(lower))
+        text += (" A translation score <user, tweet + t_rel> ranks a user's tweets in the same order for every "
+                 "relation, so the popularity it can learn is one order over all relations: the training degree "
+                 f"summed over them is ahead of the trained embeddings in {_named(higher)}, behind in "
+                 f"{_named(lower)}, and within its interval elsewhere.")
+    text += (f" As a share of the oracle's MRR the trained embeddings reach {100 * share.min():.0f}–"
+             f"{100 * share.max():.0f} %, popularity included")
+    text += (f" ({len(met)} of {len(share)} relations at {100 * TWHIN_GOAL:.0f} % or more)." if len(met) < len(share)
+             else ".")
+    if (evaluation["ranking"] == "raw").any():
+        raw = link_prediction_table(evaluation, "rhs", "raw", "all")["trained_of_oracle"]
+        numbers.update(raw_min_trained_of_oracle=float(raw.min()), raw_max_trained_of_oracle=float(raw.max()))
+        text += f" With raw ranks (other true entities counted as negatives) it is {100 * raw.min():.0f}–{100 * raw.max():.0f} %."
+    text += (f" On all held-out pairs, repeats included, the share is "
+             f"{100 * every['trained_of_oracle'].min():.0f}–{100 * every['trained_of_oracle'].max():.0f} % (a model that "
+             "recalls training pairs gains there what it has not learned).")
+    if "trained_node_bias" in versus:
+        higher, lower = versus["trained_node_bias"]
+        gain = main["trained_node_bias"] - main["trained"]
+        numbers.update(node_bias_gain_min=float(gain.min()), node_bias_gain_max=float(gain.max()),
+                       node_bias_higher=len(higher), node_bias_lower=len(lower))
+        text += (f" A learned bias per entity and relation, started at popularity (`model.node_bias`), changes the MRR "
+                 f"by {gain.min():+.4f} to {gain.max():+.4f}; the change is beyond its paired interval upward in "
+                 f"{_named(higher)} and downward in {_named(lower)}.")
+    bias_bar = _against_popularity(evaluation, "trained_node_bias")
+    if bias_bar is not None:
+        above_bar, below_bar, rows = bias_bar
+        numbers.update(node_bias_above_popularity=len(above_bar), node_bias_below_popularity=len(below_bar),
+                       node_bias_ahead_of_popularity=", ".join(above_bar), node_bias_behind_popularity=", ".join(below_bar),
+                       **{f"{r}_node_bias_over_popularity{suffix}": float(rows.loc[r, "mrr_over_popularity" + suffix])
+                          for r in rows.index for suffix in ("", "_low", "_high")})
+        text += (" With those biases the embeddings carry each relation's own popularity: against ranking by it, "
+                 f"pair by pair, they are ahead in {_named(above_bar)}, behind in {_named(below_bar)} and within the "
+                 "interval elsewhere (MRR minus popularity's: " +
+                 ", ".join(f"{r} {rows.loc[r, 'mrr_over_popularity']:+.4f} ({rows.loc[r, 'mrr_over_popularity_low']:+.4f} "
+                           f"to {rows.loc[r, 'mrr_over_popularity_high']:+.4f})" for r in rows.index) + ").")
+        # Behind popularity where the world holds little personal signal: the oracle's own gain over
+        # popularity bounds what any score can add there, so a personal term fitted from training
+        # pairs (shared with the other relations) is mostly noise for that relation.
+        popularity_mrr = rows["mrr"] - rows["mrr_over_popularity"]
+        little = [r for r in below_bar if "oracle_over_popularity" in rows
+                  and rows.loc[r, "oracle_over_popularity"] < PERSONAL_SIGNAL * popularity_mrr[r]]
+        numbers["node_bias_below_little_signal"] = len(little)
+        if little:
+            text += (" Where they are behind, the world leaves almost nothing personal to learn: the oracle itself "
+                     "gains only " + ", ".join(
+                         f"{r} {rows.loc[r, 'oracle_over_popularity']:+.4f} ({rows.loc[r, 'oracle_over_popularity_low']:+.4f} "
+                         f"to {rows.loc[r, 'oracle_over_popularity_high']:+.4f}) on popularity's {popularity_mrr[r]:.4f}"
+                         for r in little) +
+                     f" (under {100 * PERSONAL_SIGNAL:.0f} %), so no score can gain much over popularity there, and the "
+                     "personal part these embeddings fit from training pairs costs more there than it gains.")
+    above = list(reverse.index[reverse["trained"] > reverse["oracle"]])
+    above_unseen = list(reverse_unseen.index[reverse_unseen["trained"] > reverse_unseen["oracle"]])
+    numbers.update(reverse_trained_above_oracle=len(above), reverse_unseen_trained_above_oracle=len(above_unseen))
+    if above:
+        text += (f" Ranking users for a tweet (the other direction), the trained scores exceed the oracle's in "
+                 f"{len(above)} of {len(reverse)} relations on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
+                 "pairs that were drawn more than once (replies may repeat), which no "
+                 "model of the probabilities can know.")
+    if "popularity" not in versus:
+        verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
+    elif not below_popularity:  # an interval holding zero is no evidence of parity: count the relations shown above
+        verdict = f"above popularity on {len(versus['popularity'][1])}/{len(share)} relations, below on none"
+    else:
+        pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
+        pooled_behind = versus.get("pooled_popularity", ([], []))[1]
+        verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
+                   + (f", above the popularity a translation score can carry on {len(pooled_behind)} and below it on "
+                      f"{len(pooled_ahead)}" if "pooled_popularity" in versus else ""))
+    if "popularity" in versus and bias_bar is not None:  # the variant that can carry per-relation popularity
+        verdict += f"; with relation biases below on {len(bias_bar[1])}/{len(share)}"
+        if bias_bar[1] and numbers["node_bias_below_little_signal"] == len(bias_bar[1]):
+            verdict += f" (the oracle {100 * PERSONAL_SIGNAL:.0f} % or less above popularity there)"
+    return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
+
+
+
+
+EMBEDDING_MARGIN = 0.01  # median AUROC: a gain smaller than this over random vectors is no gain (profile: ablation_margin)
+
+
+def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBEDDING_MARGIN,
+                       alpha: float = 0.05) -> Finding:
+    """per_seed: rows (variant, seed, head, auroc, positives) of the ablation runs.
+
+    The variants of one seed share everything but the embeddings, so gains over `random` are
+    paired by seed: a paired t-test says whether they help or hurt, and only a TOST against
+    ±`margin` (with its power at this many seeds) may say they make no difference; otherwise
+    the verdict is "unresolved".
+    """
+    ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
+    med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
+    seeds = len(med)
+    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique())}
+    parts, verdicts = [], []
+    for v in [c for c in ("planted", "trained") if c in med and "random" in med]:
+        gain = med[v] - med["random"]
+        mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
+        numbers.update({f"{v}_gain": mean, f"{v}_gain_sd": sd, f"{v}_gain_min": float(gain.min()),
+                        f"{v}_gain_max": float(gain.max())})
+        se = sd / math.sqrt(seeds) if seeds > 1 else math.nan
+        p = (float(2 * t_dist.sf(abs(mean) / se, seeds - 1)) if se > 0 else
+             math.nan if seeds < 2 else float(mean == 0))  # identical gains over seeds: no noise to test against
+        eq = tost(mean, se, margin, seeds - 1, alpha) if seeds > 1 else {"p": math.nan, "power": math.nan}
+        numbers.update({f"{v}_gain_p": p, f"{v}_tost": eq["p"], f"{v}_power": eq["power"], "margin": margin,
+                        "power_bar": POWER_BAR})
+        if seeds < 3:
+            verdict = "too few seeds"
+        elif p < alpha:
+            verdict = "helps" if mean > 0 else "hurts"
+        elif eq["p"] < alpha:
+            verdict = f"no difference (within ±{margin:g})"
+        else:
+            verdict = "unresolved"
+        verdicts.append(f"{v}: {verdict}")
+        said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
+                f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
+        if verdict == "unresolved" and eq["power"] < POWER_BAR:
+            said += f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
+        parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
+                     f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {verdict}")
+    text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
+            f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
+    if seeds < 3:
+        text += " With fewer than three seeds no claim about noise is made."
+    if "random" in med:
+        floor = med["random"]
+        numbers.update({"random_auroc": float(floor.median()), "random_auroc_min": float(floor.min())})
+        if floor.min() > 0.5:  # every seed: random vectors still carry something the ranker uses
+            text += (f" Random vectors are not pure noise to the ranker: with them the median AUROC is "
+                     f"{floor.median():.3f} (lowest seed {floor.min():.3f}; 0.5 is chance), since each user and "
+                     "author keeps one fixed, distinct vector, an identifier from which per-user and per-author "
+                     "effects can be memorised.")
+    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), "02b_ablation_seeds.csv")

@@ -1,0 +1,361 @@
+"""Chapter 5's findings: the weights' sensitivity, the best weights and the frontier."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+
+from studylib.errors import StudyError
+from studylib.analysis.stats import MIN_POSITIVES
+from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+
+
+def _left_out(not_evaluable, present) -> tuple[list[str], str]:
+    """The heads that cannot be evaluated among `present`, and the sentence that says they are left out."""
+    out = [h for h in (not_evaluable or ()) if h in set(present)]
+    if not out:
+        return out, ""
+    return out, (f" Left out of every sentence here: {', '.join(out)} (fewer than {MIN_POSITIVES} held-out positives, "
+                 f"so what the model predicts for {'it' if len(out) == 1 else 'them'} is not evaluated).")
+
+
+TOP_SHARE_BAR = 0.95  # a head is "the" top of the tornado when it leads in this share of user resamples
+
+
+def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
+                     oracle: pd.DataFrame | None = None, not_evaluable: list[str] | None = None,
+                     top_share: dict[str, float] | None = None) -> Finding:
+    """tornado: sensitivity.tornado_table (head, low, high, departure), largest departure first; `oracle`
+    the same table on the oracle's probabilities; `not_evaluable`: heads kept out of the ranking;
+    `top_share`: sensitivity.tornado_top_share, each head's share of resamples in which it leads:
+    below TOP_SHARE_BAR the verdict names no head ("unresolved")."""
+    out, note = _left_out(not_evaluable, tornado["head"])
+    tornado = tornado[~tornado["head"].isin(out)].reset_index(drop=True)
+    if oracle is not None:
+        oracle = oracle[~oracle["head"].isin(out)].reset_index(drop=True)
+    top, last = tornado.iloc[0], tornado.iloc[-1]
+    numbers = {"top_head": top["head"], "top_low": float(top["low"]), "top_high": float(top["high"]),
+               "top_departure": float(top["departure"]), "last_head": last["head"],
+               "last_departure": float(last["departure"]), "low_factor": low, "high_factor": high}
+    text = (f"Scaling one weight at a time, {top['head']} moves the feed most: {metric_label} {top['low']:.2f} at "
+            f"×{low:g} and {top['high']:.2f} at ×{high:g} (largest departure from the base feed "
+            f"{top['departure']:.2f}); {last['head']} moves it least (departure {last['departure']:.2f}).")
+    verdict = str(top["head"])
+    if top_share is not None:
+        share = float(top_share.get(top["head"], 0.0))
+        rival = max((h for h in top_share if h != top["head"]), key=lambda h: top_share[h], default=None)
+        numbers.update(top_share=share, top_share_bar=TOP_SHARE_BAR)
+        text += (f" It leads in {100 * share:.0f} % of user-level bootstrap resamples"
+                 + (f" ({rival} in {100 * top_share[rival]:.0f} %)" if rival is not None and top_share[rival] > 0 else "")
+                 + ("." if share >= TOP_SHARE_BAR else f": below {100 * TOP_SHARE_BAR:.0f} %, so which weight moves the "
+                    "feed most is unresolved."))
+        if share < TOP_SHARE_BAR:
+            verdict = "unresolved"
+    if oracle is not None:
+        o = oracle.iloc[0]
+        numbers.update({"oracle_top_head": o["head"], "oracle_top_departure": float(o["departure"])})
+        text += (f" On the oracle's probabilities the same weight leads ({o['head']}, departure {o['departure']:.2f})."
+                 if o["head"] == top["head"] else
+                 f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
+                 "model's errors change which weight matters most.")
+    text += note
+    return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
+
+
+def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: list[str] | None = None) -> Finding | None:
+    """sweep (model and oracle rows, feeds of top `k`): the change in expected negative feedback when a
+    negative weight's sign flips; heads in `not_evaluable` are left out."""
+    out, note = _left_out(not_evaluable, heads)
+    heads = [h for h in heads if h not in out]
+    flip = sweep[np.isclose(sweep["factor"], -1.0) & sweep["head"].isin(heads)]
+    if flip.empty or "expected_negative_feedback_change_pct" not in flip:
+        return None
+    numbers, parts = {}, []
+    for _, r in flip[flip["probabilities"] == "model"].iterrows():
+        o = flip[(flip["probabilities"] == "oracle") & (flip["head"] == r["head"])]
+        change, oracle_change = float(r["expected_negative_feedback_change_pct"]), float(o["expected_negative_feedback_change_pct"].iloc[0])
+        numbers.update({f"{r['head']}_model_pct": change, f"{r['head']}_oracle_pct": oracle_change})
+        parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
+    text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
+            f"feedback in the top {k} by " + "; ".join(parts) + "." + note)
+    return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
+
+
+SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
+
+
+def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
+    """rep: sensitivity.seed_replicates (train_seed, quantity, name, value). What training the main
+    model again changes in chapter 5's answers: the presets' own-objective shares and their order,
+    each preset's utility against the base weights, the tornado's and Sobol's leading heads."""
+    seeds = sorted(rep["train_seed"].unique())
+    n = len(seeds)
+    numbers: dict = {"seeds": n, "sobol_n": sobol_n, "base": base}
+    if n < 2:
+        return Finding("seed_replication", "05_sensitivity", "One training seed of the main model: the chapter's "
+                       "answers carry no seed-to-seed variance (the profile's `seeds` is 1).", numbers, "one seed",
+                       "05_seed_replicates.csv")
+    parts, unstable = [], []
+    own = rep[rep["quantity"] == "own_share"]
+    if len(own):
+        spans = own.groupby("name")["value"].agg(["min", "max"])
+        for name, r in spans.iterrows():
+            numbers[f"{name}_own_share_min"], numbers[f"{name}_own_share_max"] = float(r["min"]), float(r["max"])
+        orders = own.sort_values(["train_seed", "value"], ascending=[True, False]).groupby("train_seed")["name"].apply(tuple)
+        same_order = int((orders == orders.iloc[0]).sum())
+        numbers["own_order_agreeing_seeds"] = same_order
+        parts.append("own-objective shares " + ", ".join(f"{name} {100 * r['min']:.1f}–{100 * r['max']:.1f} %"
+                                                          for name, r in spans.iterrows())
+                     + f", in the same order in {same_order} of {n} seeds")
+        if same_order < n:
+            unstable.append("the presets' order")
+    versus = rep[(rep["quantity"] == "utility_vs_base") & (rep["name"] != base)]
+    if len(versus):
+        signs = versus.groupby("name")["value"].agg(lambda v: len(set(np.sign(v.round(12)))) == 1)
+        flips = [name for name, same in signs.items() if not same]
+        numbers["presets_whose_utility_sign_flips"] = len(flips)
+        parts.append(f"each preset's utility against `{base}` keeps its sign in every seed" if not flips else
+                     f"the sign of the utility against `{base}` changes between seeds for {', '.join(flips)}")
+        if flips:
+            unstable.append("a preset's gain or loss")
+    for quantity, label in (("tornado_top_head", "the tornado's top head"),
+                            ("sobol_utility_top", f"the input with the largest Sobol total index for utility (n = {sobol_n})")):
+        leads = rep[rep["quantity"] == quantity]
+        if not len(leads):
+            continue
+        counts = leads["name"].value_counts()
+        numbers[f"{quantity}"], numbers[f"{quantity}_seeds"] = str(counts.index[0]), int(counts.iloc[0])
+        parts.append(f"{label} is {counts.index[0]} in {counts.iloc[0]} of {n} seeds"
+                     + ("" if counts.iloc[0] == n else f" (else {', '.join(counts.index[1:])})"))
+        if counts.iloc[0] < n:
+            unstable.append(label.split(" (")[0])
+    numbers["unstable"] = len(unstable)
+    text = (f"Trained again with {n} seeds (the same data and requests), the chapter's answers read: " + "; ".join(parts)
+            + ". " + ("None of them depends on the training seed." if not unstable else
+                      f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
+                      f"{'it' if len(unstable) == 1 else 'them'}."))
+    verdict = "stable across seeds" if not unstable else f"seed-dependent: {len(unstable)}"
+    return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, "05_seed_replicates.csv")
+
+
+def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
+                  min_st: float = SOBOL_MIN_ST, not_evaluable: list[str] | None = None) -> Finding:
+    """sobol: rows (probabilities ∈ model/oracle, output, input, ST, ST_conf) — wording from the intervals;
+    inputs in `not_evaluable` are left out of the sentences."""
+    out, note = _left_out(not_evaluable, sobol["input"])
+    sobol = sobol[~sobol["input"].isin(out)]
+    numbers, parts = {"sobol_n": n_base}, []
+    for source in ("model", "oracle"):
+        sub = sobol[(sobol["probabilities"] == source) & (sobol["output"] == output)].sort_values("ST", ascending=False)
+        if sub.empty:
+            continue
+        top = sub.iloc[0]
+        clear = sub[(sub["ST"] - sub["ST_conf"] > 0) & (sub["ST"] >= min_st)]
+        numbers["min_ST"] = min_st
+        numbers.update({f"{source}_top_input": top["input"], f"{source}_top_ST": float(top["ST"]),
+                        f"{source}_top_ST_conf": float(top["ST_conf"]), f"{source}_clear_inputs": len(clear),
+                        f"{source}_max_conf": float(sub["ST_conf"].max())})
+        parts.append(f"on the {source}'s probabilities {top['input']} has the largest total index "
+                     f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
+                     f"whose interval excludes zero and that reaches {min_st:g} of the variance")
+    same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
+    text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
+            + ("The model and the oracle agree on the most influential weight, so which weight matters most is not "
+               "an artefact of the model's errors." if same else "The model and the oracle disagree on the most influential weight: part of "
+               "what the weights seem to do on the model comes from its errors.")
+            + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
+            f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it." + note)
+    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
+
+
+def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str],
+                   own: pd.DataFrame | None = None) -> Finding:
+    """paired: rows (weights, metric, difference, low, high): each preset minus the base weights per request;
+    own: sensitivity.own_objective_shares, every preset judged by its own weights on the truth."""
+    numbers, parts = {"base": base}, []
+    clear_count = 0
+    for preset in [w for w in paired["weights"].unique() if w != base]:
+        sub = paired[(paired["weights"] == preset) & paired["metric"].isin(metric_labels)]
+        if {"utility", "regret"} <= set(sub["metric"]):  # the same oracle: regret moves by exactly −utility, one decision
+            sub = sub[sub["metric"] != "regret"]
+            numbers["regret_counted_as_utility"] = True
+        bits = []
+        for _, r in sub.iterrows():
+            numbers[f"{preset}_{r['metric']}"] = float(r["difference"])
+            numbers[f"{preset}_{r['metric']}_low"] = float(r["low"])
+            numbers[f"{preset}_{r['metric']}_high"] = float(r["high"])
+            if excludes_zero(r["low"], r["high"]):
+                clear_count += 1
+                bits.append(f"{metric_labels[r['metric']]} {r['difference']:+.3g} ({_ci(r['low'], r['high'], '+.3g')})")
+        parts.append(f"{preset}: " + (", ".join(bits) if bits else "no difference whose interval excludes zero"))
+    numbers["clear_differences"] = clear_count
+    text = (f"Against the base `{base}` weights, per request on the same candidates (paired differences, user-level "
+            "intervals): " + "; ".join(parts) + ".")
+    if numbers.get("regret_counted_as_utility"):
+        text += (" A preset's regret moves by exactly minus its utility (both against the same oracle), so it is "
+                 "counted once, as utility.")
+    if "utility" in set(paired["metric"]):
+        text += (f" Utility is the `{base}` weights' own objective, which the other presets do not optimise: a loss there "
+                 "measures distance from that objective, not a preset's failure at its own.")
+    if own is not None and len(own):
+        bits = []
+        for _, r in own.iterrows():
+            for key in ("own_share", "own_share_low", "own_share_high"):
+                numbers[f"{r['weights']}_{key}"] = float(r[key])
+            bits.append(f"{r['weights']} {100 * r['own_share']:.1f} % "
+                        f"({_ci(100 * r['own_share_low'], 100 * r['own_share_high'], '.1f')} %)")
+        weakest = own.loc[own["own_share"].idxmin()]
+        numbers["weakest_own_objective"] = str(weakest["weights"])
+        text += (" Judged each by its own objective (its weights on the true probabilities), the model's feed reaches "
+                 "this share of the oracle's gain over a random order: " + ", ".join(bits) + "; the model serves "
+                 f"`{weakest['weights']}`'s objective least well. Where each preset sits on the engagement/negative "
+                 "frontier is `frontier_distance`.")
+    return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
+                   "05_presets_paired.csv")
+
+
+def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict, base: str, k: int) -> Finding:
+    """gain, heads: weight_search.best_weights; relation: weight_search.noise_relation."""
+    g = gain.set_index("scorer")
+    m, o = g.loc["model"], g.loc["oracle"]
+    free = heads[~heads["anchor"]].dropna(subset=["log2_change_model"])
+    if free.empty:
+        raise StudyError("optimal_weights_gain: no head besides the anchor was searched (all other weights are 0)")
+    cut, raised = free.loc[free["log2_change_model"].idxmin()], free.loc[free["log2_change_model"].idxmax()]
+    numbers = {"base": base, "k": k, "model_gain": float(m["gain"]), "model_gain_low": float(m["low"]),
+               "model_gain_high": float(m["high"]), "model_gain_pct": float(m["gain_pct"]),
+               "published_value": float(m["published_value"]), "fitted_value": float(m["fitted_value"]),
+               "oracle_value": float(m["oracle_value"]), "regret_closed": float(m["regret_closed"]),
+               "fit_gain": float(m["fit_gain"]), "oracle_gain": float(o["gain"]), "oracle_gain_low": float(o["low"]),
+               "oracle_gain_high": float(o["high"]), "fit_users": int(m["fit_users"]),
+               "report_users": int(m["report_users"]), "report_requests": int(m["report_requests"]),
+               "most_cut_head": cut["head"], "most_cut_factor": float(2 ** cut["log2_change_model"]),
+               "most_raised_head": raised["head"], "most_raised_factor": float(2 ** raised["log2_change_model"]),
+               "noise_spearman": relation["spearman"], "noise_p": relation["p_value"], "noise_heads": relation["heads"]}
+    check = "holds" if o["low"] <= 0 <= o["high"] else "fails"
+    numbers["oracle_check"] = check
+    if "popularity" in g.index:  # the same search for the best ranking that ignores the user
+        p = g.loc["popularity"]
+        numbers.update(popularity_published_value=float(p["published_value"]), popularity_gain=float(p["gain"]),
+                       popularity_gain_low=float(p["low"]), popularity_gain_high=float(p["high"]))
+    text = (f"Searching the weights (differential evolution; the model's per-head probabilities rank, the "
+            f"`{base}` weights on the true probabilities judge) on {numbers['fit_users']:,} users and judging on the other "
+            f"{numbers['report_users']:,}: the fitted weights change the true value of the top {k} by "
+            f"{numbers['model_gain']:+.3g} per request ({_ci(numbers['model_gain_low'], numbers['model_gain_high'], '+.3g')}), "
+            f"{numbers['model_gain_pct']:+.1f} % of the `{base}` weights' {numbers['published_value']:.3g} (oracle: "
+            f"{numbers['oracle_value']:.3g}). On the users it was fitted on the search gained {numbers['fit_gain']:+.3g}. "
+            f"The same search on the oracle's probabilities changes the value by {numbers['oracle_gain']:+.3g} "
+            f"({_ci(numbers['oracle_gain_low'], numbers['oracle_gain_high'], '+.3g')}): the built-in check {check}. ")
+    if "popularity_gain" in numbers:
+        text += (f"Ranked by the popularity oracle (no personal signal) the `{base}` weights carry "
+                 f"{numbers['popularity_published_value']:.3g} per request, and the same search changes that by "
+                 f"{numbers['popularity_gain']:+.3g} "
+                 f"({_ci(numbers['popularity_gain_low'], numbers['popularity_gain_high'], '+.3g')}). ")
+    anchor = heads.loc[heads["anchor"], "head"].iloc[0]
+    text += (f"Relative to {anchor} (held at its `{base}` weight) the search cut {cut['head']} most "
+             f"(×{numbers['most_cut_factor']:.2g}) and raised {raised['head']} most (×{numbers['most_raised_factor']:.2g}); "
+             + (f"across {relation['heads']} heads a head's change and how well it is predicted (correlation of "
+                f"predicted with true probability, {free['prediction_truth_correlation'].min():.2f} to "
+                f"{free['prediction_truth_correlation'].max():.2f}) have Spearman ρ {relation['spearman']:.2f} "
+                f"(p {relation['p_value']:.2g})." if np.isfinite(relation["spearman"]) else
+                f"{relation['heads']} searched heads are too few to relate their changes to their noise."))
+    if excludes_zero(m["low"], m["high"]) and m["low"] > 0:
+        verdict = "better weights exist"
+        text += (" Weight moved toward the better predicted heads, as Milli, Pierson and Garg argue it should."
+                 if np.isfinite(relation["spearman"]) and relation["spearman"] > 0 and relation["p_value"] < 0.05 else
+                 " The changes are not ordered by how noisily each head is predicted at this size.")
+    elif m["high"] < 0:
+        verdict = "fitted weights worse"
+        text += " The fitted weights lose on unseen users: what the search found is the fitting half's noise."
+    else:
+        verdict = "base weights not beaten"
+        text += (" No gain is measurable on unseen users, so the fitted changes are mostly the fitting half's noise "
+                 "and say little about which heads deserve more weight.")
+    if check == "fails":
+        verdict += "; oracle check fails"
+    return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, "05_best_weights.csv")
+
+
+def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = False) -> Finding:
+    """points: weight_search.frontier_points rows (weights, probabilities, positive, negative, to_*_frontier[_low/_high]);
+    fitted: whether the model's frontier includes the weights fitted per point (`weight_search.fitted_frontier`)."""
+    numbers = {"base": base, "k": k}
+    for r in points.itertuples():
+        key = f"{r.weights}_{r.probabilities}"
+        numbers.update({f"{key}_positive": float(r.positive), f"{key}_negative": float(r.negative)})
+        for front in ("oracle", "model"):
+            for suffix in ("", "_low", "_high"):
+                numbers[f"{key}_to_{front}_frontier{suffix}"] = float(getattr(r, f"to_{front}_frontier{suffix}"))
+    model = points[points["probabilities"] == "model"].set_index("weights")
+    b = model.loc[base]
+    def more(row, front: str) -> str:
+        if not np.isfinite(row[f"to_{front}_frontier"]):
+            return "nothing to compare (the set has fewer negative engagements than any point of that frontier)"
+        return (f"{row[f'to_{front}_frontier']:.3g} more "
+                f"({_ci(row[f'to_{front}_frontier_low'], row[f'to_{front}_frontier_high'], '.3g')})")
+
+    text = (f"Counting true expected engagements in the top {k} (positive: the eight positive heads; negative: reports "
+            f"+ negative feedback): ranked by the model with the `{base}` weights a request's top {k} holds "
+            f"{b['positive']:.3g} positive and {b['negative']:.3g} negative engagements. At that negative count the oracle's "
+            f"frontier holds {more(b, 'oracle')} positive engagements and the model's own frontier ("
+            + ("the better of every positive head weighted 1 with both negative heads −s, and weights fitted per s on the "
+               "other half of the users" if fitted else "every positive head weighted 1, both negative heads −s")
+            + f") {more(b, 'model')}.")
+    others = [w for w in model.index if w != base]
+    if others:
+        text += " The other weight sets' distances to the model's frontier: " + "; ".join(
+            f"{w} {model.loc[w, 'to_model_frontier']:.3g} "
+            f"({_ci(model.loc[w, 'to_model_frontier_low'], model.loc[w, 'to_model_frontier_high'], '.3g')})"
+            if np.isfinite(model.loc[w, "to_model_frontier"]) else f"{w} below the frontier's smallest negative count"
+            for w in others) + "."
+    oracle = points[points["probabilities"] == "oracle"].set_index("weights")
+    if base in oracle.index:
+        text += (f" Even on the true probabilities the `{base}` weights sit {oracle.loc[base, 'to_oracle_frontier']:.3g} "
+                 "positive engagements below the frontier: they value some engagements above others, the count does not.")
+    off = bool(b["to_model_frontier_low"] > 0)
+    return Finding("frontier_distance", "05_sensitivity", text, numbers,
+                   "off the model's frontier" if off else "on the model's frontier", "05_frontier_points.csv")
+
+
+def equal_contribution_claim(published_rates: dict, world_rates: dict, points: pd.DataFrame, gain_vs_base: dict | None,
+                             base: str, preset: str = "equal_contribution", score_shares: dict | None = None
+                             ) -> Finding:
+    """published_rates, world_rates: weight_search.contribution_balance summaries of the `base` weights
+    under the published base rates and under this world's; points: frontier_points; gain_vs_base: the
+    preset's true-value difference from the base weights (difference, low, high) on the model's
+    probabilities; score_shares: the recorded `score_shares` finding's numbers (chapter 3)."""
+    p, w = published_rates, world_rates
+    numbers = {"base": base, **{f"published_rates_{k}": v for k, v in p.items()},
+               **{f"world_rates_{k}": v for k, v in w.items()}}
+    zero_note = f"; {p['zero_heads']} weighted 0" if p.get("zero_heads") else ""
+    text = (f"Twitter's README says the weights were first set so that every head contributes about equally on "
+            f"average. Under the published base rates the `{base}` weights are far from that: {p['largest_head']} "
+            f"contributes {100 * p['largest_share']:.0f} % of the average score and {p['smallest_head']} "
+            f"{100 * p['smallest_share']:.2g} %, {p['max_over_min']:.3g} times less ({p['heads_within_2x']} of the heads "
+            f"within a factor 2 of an equal share{zero_note}); under this world's rates the largest share is "
+            f"{100 * w['largest_share']:.0f} % ({w['largest_head']}), {w['max_over_min']:.3g} times the smallest.")
+    if score_shares:
+        numbers.update({"score_shares_top_head": score_shares.get("top_head"),
+                        "score_shares_top_share": score_shares.get("top_share")})
+        text += (f" On the model's probabilities chapter 3 measured {score_shares.get('top_head')} at "
+                 f"{100 * float(score_shares.get('top_share')):.0f} % of a candidate's score (`score_shares`).")
+    model = points[points["probabilities"] == "model"].set_index("weights")
+    if preset in model.index and base in model.index:
+        e, b = model.loc[preset], model.loc[base]
+        numbers.update({"preset_positive": float(e["positive"]), "preset_negative": float(e["negative"]),
+                        "preset_to_model_frontier": float(e["to_model_frontier"]),
+                        "preset_to_model_frontier_low": float(e["to_model_frontier_low"]),
+                        "preset_to_model_frontier_high": float(e["to_model_frontier_high"])})
+        text += (f" Ranked by the model, the `{preset}` preset's top 10 holds {e['positive']:.3g} positive and "
+                 f"{e['negative']:.3g} negative engagements (`{base}`: {b['positive']:.3g} and {b['negative']:.3g}), "
+                 f"{e['to_model_frontier']:.3g} positive engagements from the model's frontier "
+                 f"({_ci(e['to_model_frontier_low'], e['to_model_frontier_high'], '.3g')}).")
+    if gain_vs_base is not None:
+        numbers.update({"preset_value_difference": float(gain_vs_base["difference"]),
+                        "preset_value_difference_low": float(gain_vs_base["low"]),
+                        "preset_value_difference_high": float(gain_vs_base["high"])})
+        text += (f" Judged by the `{base}` objective it changes the true value of the top 10 by "
+                 f"{gain_vs_base['difference']:+.3g} per request ({_ci(gain_vs_base['low'], gain_vs_base['high'], '+.3g')}).")
+    verdict = "roughly equal" if p["max_over_min"] <= 2 else "far from equal"
+    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, "05_contributions.csv")

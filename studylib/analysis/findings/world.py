@@ -1,0 +1,78 @@
+"""Chapter 1's findings: the planted data and how personal its world is."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from studylib.analysis.stats import MIN_POSITIVES
+from studylib.analysis.findings.core import Finding, _ci
+
+
+def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int) -> Finding:
+    """rates: per label base_rate, target, target_note, world_rate (the world's mean true probability),
+    planted (this data set's mean true probability), realised (share of positive draws), positives."""
+    off = (rates["world_rate"] - rates["target"]).abs() / rates["target"]
+    enough = rates[rates["positives"] >= MIN_POSITIVES]
+    drawn = ((enough["realised"] - enough["planted"]).abs() / enough["planted"]) if len(enough) else pd.Series(dtype=float)
+    shift = rates["planted"] / rates["world_rate"]
+    notes = rates[rates["target_note"] != ""]
+    few = rates[rates["positives"] < MIN_POSITIVES]
+    numbers = {"rate_scale": rate_scale, "max_target_error": float(off.max()),
+               "max_draw_error": float(drawn.max()) if len(drawn) else math.nan,
+               "labels_with_enough_positives": len(enough), "min_planted_over_world": float(shift.min()),
+               "max_planted_over_world": float(shift.max()), "rows": rows}
+    text = (f"The world's mean true rate of every label matches its stated target to within "
+            f"{100 * numbers['max_target_error']:.2g} % (relative); the target is the published rate × {rate_scale:g}")
+    if len(notes):
+        text += (", except " + ", ".join(f"{r.label} ({r.target_note}: {100 * r.target:.1f} % instead of "
+                                         f"{100 * r.base_rate * rate_scale:.1f} %)" for r in notes.itertuples()))
+    text += (f". In the {rows:,}-example training set (scenario `{scenario}`) the realised rates are within "
+             f"{100 * numbers['max_draw_error']:.0f} % of the set's own true rates for the {len(enough)} labels with at "
+             f"least {MIN_POSITIVES} positives")
+    if scenario == "cohorts":
+        text += (f"; the cohorts' suppression puts the set's true rates at {numbers['min_planted_over_world']:.2f}–"
+                 f"{numbers['max_planted_over_world']:.2f}× the world's")
+    few_labels = "1 label has" if len(few) == 1 else f"{len(few)} labels have"
+    text += "." + (f" {few_labels} fewer than {MIN_POSITIVES} positives: "
+                   + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
+    verdict = "targets met" if numbers["max_target_error"] < 0.05 else "targets missed"
+    return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
+
+
+PERSONAL_TARGET = 0.3  # the default world's aim: at least this share of a top-k's value needs knowing the user
+
+
+def personal_signal(shares: pd.DataFrame, weights: str, pair_variance: float, k: int, requests: int) -> Finding:
+    """shares: `ranking.personal_shares` rows, the first for the `weights` set, then one per head
+    (weights named by the head: its probability alone)."""
+    main, heads = shares.iloc[0], shares.iloc[1:]
+    numbers = {"weights": weights, "pair_variance": pair_variance, "k": k, "requests": requests,
+               "personal_share": float(main["personal_share"]), "personal_share_low": float(main["personal_share_low"]),
+               "personal_share_high": float(main["personal_share_high"]),
+               "popularity_oracle_utility": float(main["popularity_utility"]),
+               "oracle_utility": float(main["oracle_utility"]), "random_utility": float(main["random_utility"])}
+    if len(heads):
+        lo, hi = heads.loc[heads["personal_share"].idxmin()], heads.loc[heads["personal_share"].idxmax()]
+        numbers.update(least_personal_head=lo["weights"], least_personal_share=float(lo["personal_share"]),
+                       most_personal_head=hi["weights"], most_personal_share=float(hi["personal_share"]))
+    share, low, high = numbers["personal_share"], numbers["personal_share_low"], numbers["personal_share_high"]
+    verdict = ("mostly personal" if low > 0.5 else "partly personal" if low >= PERSONAL_TARGET - 0.05
+               else "mostly popularity" if high < PERSONAL_TARGET - 0.05 else "unresolved")
+    text = (f"In this world {100 * pair_variance:.0f} % of each label's latent logit variance is the user×tweet "
+            f"affinity (`pair_variance`). On {requests:,} held-out requests ranked with the `{weights}` weights, the "
+            f"oracle's top {k} carries {numbers['oracle_utility']:.3g} per request, the best ranking that ignores who "
+            f"asks (each tweet's true probabilities averaged over users, the popularity oracle) "
+            f"{numbers['popularity_oracle_utility']:.3g} and a random order {numbers['random_utility']:.3g}: "
+            f"{100 * share:.0f} % ({_ci(100 * low, 100 * high, '.0f')}) of what ranking is worth needs knowing the user")
+    if len(heads):
+        text += (f"; per head from {100 * numbers['least_personal_share']:.0f} % ({numbers['least_personal_head']}) to "
+                 f"{100 * numbers['most_personal_share']:.0f} % ({numbers['most_personal_head']})")
+    text += {"mostly personal": ". Most of a feed's value is personal.",
+             "partly personal": (f". A ranker that ignores the user leaves a measurable part of the value behind, "
+                                 f"at or above the study's aim of {100 * PERSONAL_TARGET:.0f} %."),
+             "mostly popularity": (f". Below the study's aim of {100 * PERSONAL_TARGET:.0f} %: a feed here is mostly "
+                                   "item popularity, and a personalised model has little to show."),
+             "unresolved": f". The interval reaches both sides of the study's aim ({100 * PERSONAL_TARGET:.0f} %)."}[verdict]
+    return Finding("personal_signal", "01_generate", text, numbers, verdict, "01_personal_share.csv")
