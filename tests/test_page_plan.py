@@ -36,6 +36,11 @@ def test_a_difference_declared_by_its_own_interval_lapses_under_the_page_wide_pl
     assert f["adjusted_verdict"].startswith("1 of 1 declared differences lapse") and "positional_minus_random" in f["adjusted_verdict"]
     assert f["endpoint"] == "primary" and planned["other_0"]["endpoint"] == "secondary"
     assert "Holm over the page's 11 decisions" in f["adjustment"]
+    # the profile's α (`-p alpha 0.2`) reaches the page plan, and later readings of the page keep it
+    relaxed = findings.page_plan(page, alpha=0.2)
+    assert relaxed["positional_feed"]["adjusted_verdict"].startswith("holds") and "α = 0.2" in \
+        relaxed["positional_feed"]["adjustment"]
+    assert findings.page_plan(list(relaxed.values()))["positional_feed"]["alpha"] == 0.2
 
 
 def test_tests_p_values_are_used_where_a_finding_has_them_and_threshold_rules_say_they_have_none():

@@ -61,10 +61,11 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
     page = stage / "report" / "reproducibility.md"
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
-    from studylib.analysis.findings import apply_page_plan
+    from studylib.analysis.findings import PAGE_ALPHA, apply_page_plan
     from studylib.study.paths import Paths
 
-    apply_page_plan(Paths.of(workdir, profile).results)  # every finding's p, adjusted p and adjusted verdict
+    # every finding's p, adjusted p and adjusted verdict, at the profile's α (recorded: later readings keep it)
+    apply_page_plan(Paths.of(workdir, profile).results, params.get("alpha", PAGE_ALPHA))
     reference = converged_findings(workdir, profile)
     page = stage / "report" / "findings.md"
     text = page.read_text().replace("@MIN_POSITIVES@", str(MIN_POSITIVES))  # the rule's constant, not a copy
@@ -315,12 +316,13 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
     """The findings page's opening: the primary endpoints and the one multiplicity plan."""
     from studylib.analysis.findings import PAGE_ADJUSTMENT, PAGE_ALPHA, PRIMARY_ENDPOINTS
 
+    alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
     primary = [i for i in PRIMARY_ENDPOINTS if i in found]
     n = sum(len(f["decisions"]) for f in found.values())
     return ["", "## How the verdicts are read", "",
             f"Primary endpoints (the study's questions): {', '.join(f'`{i}`' for i in primary) or 'none in this run'}; "
             f"every other finding is secondary. One multiplicity plan covers the page: {PAGE_ADJUSTMENT} over all "
-            f"{n} decisions the findings rest on (α = {PAGE_ALPHA:g}; a decision's p-value is its test's, or, where "
+            f"{n} decisions the findings rest on (α = {alpha:g}; a decision's p-value is its test's, or, where "
             "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "
             "approximation). Each finding says beside its verdict which of its declared differences survive.", ""]
 

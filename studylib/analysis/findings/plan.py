@@ -18,13 +18,17 @@ PAGE_ALPHA = 0.05
 # as a claim of its own, so the family-wise error is the rate that matters. One family: every
 # decision on the page.
 PAGE_ADJUSTMENT = "Holm"
-def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -> dict[str, dict]:
     """Every finding of a run with the page-wide plan applied: its decisions (`decisions`), all of the
     page's in one Holm family, each with its adjusted p; the finding's `endpoint` (primary or
     secondary), `p_value` and `p_how` (its smallest decision p, and how it was had), `p_adjusted`,
     `adjustment` and `adjusted_verdict` (which of its declared differences, p < alpha before the
-    adjustment, lapse after it). Findings without a test keep `p_value` None and say so."""
+    adjustment, lapse after it). Findings without a test keep `p_value` None and say so. `alpha`: the
+    profile's (parameter `alpha`); None keeps the one the findings were last planned with, else PAGE_ALPHA.
+    Each finding records it (`alpha`), so every later reading of the page uses the same."""
     found = {f["id"]: f for f in (found.values() if isinstance(found, dict) else found)}
+    if alpha is None:
+        alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
     tests = {i: decisions(f) for i, f in found.items()}
     flat = [d for i in sorted(tests) for d in tests[i]]
     adjusted = holm(np.array([d["p"] for d in flat])) if flat else np.array([])
@@ -35,7 +39,7 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) ->
         ds = tests[i]
         for d in ds:
             d["primary"] = _primary(i, d["name"])
-        f = {**f, "decisions": ds, "endpoint": "primary" if i in PRIMARY_ENDPOINTS else "secondary",
+        f = {**f, "decisions": ds, "alpha": alpha, "endpoint": "primary" if i in PRIMARY_ENDPOINTS else "secondary",
              "adjustment": f"{PAGE_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
         if not ds:
             f.update(p_value=None, p_how="no test: a threshold rule", p_adjusted=None,
@@ -59,7 +63,7 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float = PAGE_ALPHA) ->
     return out
 
 
-def apply_page_plan(results: str | Path, alpha: float = PAGE_ALPHA) -> dict[str, dict]:
+def apply_page_plan(results: str | Path, alpha: float | None = None) -> dict[str, dict]:
     """`page_plan` over results/findings.json, written back (so the file carries every finding's p-value,
     adjusted p and adjusted verdict); returns the findings by id."""
     planned = page_plan(load(results), alpha)
@@ -74,10 +78,11 @@ ORIGINAL_CANDIDATES = 1500  # candidates the original ranks per timeline request
 
 def _page_wide(f: dict) -> str:
     """Whether a primary finding's endpoint differences survive the page-wide plan."""
-    declared = [d for d in f.get("decisions", []) if d.get("primary") and d["p"] < PAGE_ALPHA]
+    alpha = f.get("alpha", PAGE_ALPHA)
+    declared = [d for d in f.get("decisions", []) if d.get("primary") and d["p"] < alpha]
     if not declared:
         return ""
-    lapsed = [d["name"] for d in declared if d["p_adjusted"] >= PAGE_ALPHA]
+    lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
     if not lapsed:
         return f" (each declared difference survives page-wide {PAGE_ADJUSTMENT})"
     return f" ({len(lapsed)} of {len(declared)} lapse under page-wide {PAGE_ADJUSTMENT}: {', '.join(lapsed)})"
@@ -138,7 +143,7 @@ def abstract(found: dict[str, dict], params: dict) -> str:
             ahead = [r for r in n["node_bias_ahead_of_popularity"].split(", ") if r]
             behind = [r for r in n["node_bias_behind_popularity"].split(", ") if r]
             tests = {d["name"]: d for d in rel.get("decisions", [])}
-            lapsed = [r for r in behind if tests.get(f"{r}_node_bias_over_popularity", {}).get("p_adjusted", 0) >= PAGE_ALPHA]
+            lapsed = [r for r in behind if tests.get(f"{r}_node_bias_over_popularity", {}).get("p_adjusted", 0) >= rel.get("alpha", PAGE_ALPHA)]
             answers.append(f"With a learned bias per entity and relation, started at popularity, they are better on "
                            f"{_named(ahead)} and worse on {_named(behind)}"
                            + (f" (on {', '.join(lapsed)} the shortfall does not survive page-wide {PAGE_ADJUSTMENT})"
