@@ -149,3 +149,43 @@ def test_the_worlds_default_is_the_studys():
 
     quick = yaml.safe_load((Path(__file__).resolve().parents[1] / "notebooks/profiles/quick.yaml").read_text())
     assert WorldParams().pair_variance == quick["pair_variance"]  # the command line's world is the study's
+
+
+def _share_rows(low, share, high):
+    return pd.DataFrame([{"weights": "april_2023", "personal_share": share, "personal_share_low": low,
+                          "personal_share_high": high, "oracle_utility": 100.0, "popularity_utility": 60.0,
+                          "random_utility": 0.0},
+                         {"weights": "favorited", "personal_share": 0.5, "personal_share_low": 0.4,
+                          "personal_share_high": 0.6, "oracle_utility": 4.0, "popularity_utility": 3.0,
+                          "random_utility": 2.0}])
+
+
+@pytest.mark.parametrize("interval, verdict", [((0.45, 0.48, 0.52), "partly personal"),
+                                               ((0.55, 0.6, 0.65), "mostly personal"),
+                                               ((0.05, 0.06, 0.07), "mostly popularity"),
+                                               ((0.2, 0.27, 0.34), "unresolved")])
+def test_the_personal_signal_finding_reads_its_interval_against_the_aim(interval, verdict):
+    from studylib.analysis import findings
+
+    f = findings.personal_signal(_share_rows(*interval), "april_2023", 0.6, 10, 200)
+    assert f.verdict == verdict and f.chapter == "01_generate"
+    assert f.numbers["personal_share"] == interval[1] and f.numbers["most_personal_head"] == "favorited"
+    assert f"{100 * interval[1]:.0f} % (95 % CI {100 * interval[0]:.0f} to {100 * interval[2]:.0f})" in f.text
+    # the share is >= 0 by construction: it is no test of the page plan
+    assert findings.decisions({"id": "personal_signal", "numbers": f.numbers}) == []
+
+
+def test_the_world_table_marks_verdicts_that_differ_from_the_default_world():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "world_effect", Path(__file__).resolve().parents[1] / "benchmarks" / "world_effect.py")
+    world_effect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(world_effect)
+    found = lambda verdict, share: {"personal_signal": {"verdict": verdict, "numbers": {"personal_share": share}}}  # noqa: E731
+    worlds = {"default": {"minutes": 7.0, "findings": found("partly personal", 0.48)},
+              "pair_0.04": {"minutes": 6.5, "findings": found("mostly popularity", 0.06)}}
+    text = world_effect.table(worlds)
+    assert "| personal share of the top-k value (chapter 1) | 0.48 | 0.06 |" in text
+    assert "| `personal_signal` | partly personal | **mostly popularity** |" in text
+    assert "| minutes (this machine) | 7.0 | 6.5 |" in text
