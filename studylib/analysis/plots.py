@@ -115,7 +115,7 @@ def personal_shares(shares: pd.DataFrame, k: int) -> plt.Figure:
     err = np.vstack([share - 100 * shares["personal_share_low"], 100 * shares["personal_share_high"] - share])
     colors = ["C0"] + ["C7"] * (len(shares) - 1)
     ax.barh(y, share, xerr=err, color=colors, capsize=2)
-    ax.set_yticks(y, [f"{w} (all heads)" if i == 0 else w for i, w in enumerate(shares["weights"])])
+    ax.set_yticks(y, [f"{w} (all heads)" if i == 0 else _wrap(w) for i, w in enumerate(shares["weights"])])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"share of the top {k}'s gain over a random order that needs knowing the user (%)")
