@@ -244,7 +244,7 @@ def gain_share_by_budget(grid: pd.DataFrame, k: int, pool: int) -> plt.Figure:
     beside it where the grid has it; the study's (k, pool) marked."""
     share = grid[grid["metric"] == "oracle_gain_share"]
     personal = grid[grid["metric"] == "personal_share"]
-    fig, ax = plt.subplots(figsize=(WIDTH * 0.6, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for i, (n, sub) in enumerate(share.groupby("pool")):
         sub = sub.sort_values("k")
         ax.errorbar(sub["k"], sub["mean"], yerr=[sub["mean"] - sub["low"], sub["high"] - sub["mean"]],
@@ -259,7 +259,7 @@ def gain_share_by_budget(grid: pd.DataFrame, k: int, pool: int) -> plt.Figure:
     ax.set_xticks(sorted(share["k"].unique()), [str(v) for v in sorted(share["k"].unique())])
     ax.set_xlabel("top k shown")
     ax.set_ylabel("share of the oracle's gain\nover a random order")
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: no line hidden
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the axes: no line hidden
     return _finish(fig, "The model's feed and the popularity oracle's against the feed's size")
 
 
