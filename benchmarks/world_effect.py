@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
+import yaml
+
+from studylib import yamlio
 from studylib.analysis.findings import FINDINGS_FILE
 from studylib.errors import StudyError
-from studylib.study.pipeline import run
+from studylib.study.pipeline import declared_parameters, run
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = ("01_generate", "01b_twhin", "02_train", "03_score", "05_sensitivity")
@@ -64,7 +66,10 @@ def chapter_folder(out: Path) -> Path:
         link = source / f"{stem}.ipynb"
         if not link.exists():
             link.symlink_to(REPO / "notebooks" / f"{stem}.ipynb")
-    shutil.copyfile(REPO / "notebooks" / "profiles" / "quick.yaml", source / "profiles" / "quick.yaml")
+    # the quick profile, less the parameters of chapters the table does not run (the pipeline refuses those)
+    quick = yamlio.read(REPO / "notebooks" / "profiles" / "quick.yaml", "profile")
+    declared = set().union(*(declared_parameters(source / f"{stem}.ipynb") for stem in CHAPTERS))
+    (source / "profiles" / "quick.yaml").write_text(yaml.safe_dump({k: v for k, v in quick.items() if k in declared}))
     return source
 
 
