@@ -189,3 +189,10 @@ def test_the_world_table_marks_verdicts_that_differ_from_the_default_world():
     assert "| personal share of the top-k value (chapter 1) | 0.48 | 0.06 |" in text
     assert "| `personal_signal` | partly personal | **mostly popularity** |" in text
     assert "| minutes (this machine) | 7.0 | 6.5 |" in text
+
+
+def test_a_finding_without_tests_does_not_point_to_the_page_plan():
+    from studylib.analysis import findings
+
+    f = findings.personal_signal(_share_rows(0.45, 0.48, 0.52), "april_2023", 0.6, 10, 200)
+    assert "before the page-wide multiplicity plan" not in f.markdown()  # its interval is no test (NOT_INTERVALS)

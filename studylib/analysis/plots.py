@@ -109,7 +109,7 @@ def base_rates(rates: pd.DataFrame) -> plt.Figure:
 
 def personal_shares(shares: pd.DataFrame, k: int) -> plt.Figure:
     """Personal share of the top-k value per weight set (first row: the study's weights) with 95 % intervals."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(shares) + 1.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(shares) + 1.4))  # room for two-line head names
     y = np.arange(len(shares))
     share = 100 * shares["personal_share"].to_numpy()
     err = np.vstack([share - 100 * shares["personal_share_low"], 100 * shares["personal_share_high"] - share])

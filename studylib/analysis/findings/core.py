@@ -30,7 +30,7 @@ class Finding:
         """The chapter's sentence. Where it rests on tests or intervals, it says that its verdict is
         the chapter's: the Findings page applies one multiplicity plan over the whole page."""
         tail = ""
-        if decisions({"numbers": self.numbers}):
+        if decisions({"id": self.id, "numbers": self.numbers}):
             tail = (" *This is the chapter's verdict, before the page-wide multiplicity plan; the Findings page "
                     "says which of its differences hold under it.*")
         return f"**Finding.** {self.text}{tail}"
