@@ -35,7 +35,7 @@ snap("base");
 var select = root.querySelector("select.preset");
 select.value = "equal_contribution"; select.dispatchEvent(new Event("change")); snap("preset");
 var slider = root.querySelector('input[type=range][data-head="report_tweet_clicked"]');
-slider.value = -40; slider.dispatchEvent(new Event("input")); snap("slider");
+slider.value = 800; slider.dispatchEvent(new Event("input")); snap("slider");  // reports rewarded: the feed must move
 var pre = document.createElement("pre"); pre.id = "test-out"; pre.textContent = JSON.stringify(out);
 document.body.appendChild(pre);
 })();
