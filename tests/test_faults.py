@@ -929,8 +929,13 @@ def _start_tiny_pipeline(work: Path) -> subprocess.Popen:
     """A tiny pipeline in its own session (as a terminal's foreground job is), waited for until its
     first notebook has been running for a few seconds."""
     import time
+    import signal
+
+    # A terminal's foreground job takes Ctrl-C; a shell's background job (`pytest ... &`) ignores SIGINT,
+    # and its children inherit that: reset it, so the test does not depend on how pytest was started.
     process = subprocess.Popen(_pipeline(work, "--no-report"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = work / "_build" / "executed" / "tiny" / "state.json"
     _wait_for(lambda: state.exists() and "running" in state.read_text(), process)
     time.sleep(4)  # the kernel is up and the first cells run
