@@ -19,7 +19,6 @@ Prints, from one run each:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import tempfile

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from studylib.analysis.stats import MIN_POSITIVES
+from studylib.stats import MIN_POSITIVES
 
 # The chapters that run the Heavy Ranker (training, its evaluation, scoring): the only ones bf16 can speed up.
 RANKER_NOTEBOOKS = ("02_train.ipynb", "02b_twhin_ablation.ipynb", "03_score.ipynb")

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from studylib.analysis import findings, ranking, stats
+from studylib.analysis import findings, ranking
+from studylib import stats
 from studylib.analysis.ranking import ScoredSet
 from studylib.data.requests import Requests
 from studylib.schema import LABELS, label_named, short_name

@@ -11,7 +11,9 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from studylib.analysis import findings, ranking, sensitivity, stats
+from studylib.analysis import findings, ranking, sensitivity
+from studylib import stats
+from studylib.outputs import FINDINGS, Result
 from studylib.ranker.metrics import relative_cross_entropy
 
 # ---------------------------------------------------------------- inference
@@ -271,7 +273,7 @@ def test_findings_are_recorded_by_id(tmp_path):
     a = findings.Finding("x", "02_train", "text", {"n": np.int64(3), "v": np.float64("nan")}, "ok", "x.csv")
     findings.record(tmp_path, a)
     findings.record(tmp_path, findings.Finding("x", "02_train", "new", {"n": 4}))
-    stored = json.loads((tmp_path / findings.FINDINGS_FILE).read_text())
+    stored = json.loads((tmp_path / FINDINGS).read_text())
     assert len(stored) == 1 and stored[0]["text"] == "new" and stored[0]["numbers"] == {"n": 4}
     findings.record(tmp_path, a)
     assert findings.load(tmp_path)["x"]["numbers"] == {"n": 3, "v": None}
@@ -414,7 +416,7 @@ def test_twhin_relation_biases_are_judged_against_popularity_pair_by_pair():
 def test_interval_columns_merge_for_reading():
     import pandas as pd
 
-    from studylib.analysis.stats import with_intervals
+    from studylib.stats import with_intervals
 
     table = pd.DataFrame({"head": ["a", "b"], "auroc": [0.75, float("nan")], "auroc_low": [0.7, 0.1],
                           "auroc_high": [0.8, 0.2], "positives": [10, 3]})
@@ -532,7 +534,7 @@ def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_
         results = tmp_path / "_build" / "results" / profile
         results.mkdir(parents=True)
         findings.record(results, findings.Finding("model_vs_oracle_regret", "03_score", "The regret is 13.", {},
-                                                  verdict, "03_feed.csv"),
+                                                  verdict, Result.FEED),
                         findings.Finding("convergence", "02_train", "Still falling.", {}, "still learning"))
     params = {"train_examples": 40000, "steps": 300, "batch_size": 128, "seeds": 3, "eval_examples": 10000,
               "candidates": 50, "precision": "auto", "stop_patience": 0}

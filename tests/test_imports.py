@@ -10,23 +10,45 @@ from pathlib import Path
 
 STUDYLIB = Path(__file__).resolve().parents[1] / "studylib"
 
-# Lowest first. A module may import from its own layer or a lower one.
+# Folders as layers, lowest first: a module may import from its own folder's layer or a lower one.
+# The package's top-level modules (errors, io, schema, stats, outputs, ...) are the base; the two models
+# (ranker/, twhin/) share a layer; analysis/ reads what they wrote; study/ and the command lines
+# orchestrate. Nothing runs back up.
+FOLDERS = {
+    "base": ("studylib",),
+    "data": ("studylib.data",),
+    "models": ("studylib.ranker", "studylib.twhin"),
+    "analysis": ("studylib.analysis",),
+    "orchestration": ("studylib.study", "studylib.cli"),
+}
+
+# Within those, finer layers: a module may import from its own layer or a lower one.
 LAYERS = {
     "base": ("studylib", "studylib.errors", "studylib.schema", "studylib.io", "studylib.yamlio", "studylib.strict",
-             "studylib.runtime"),
+             "studylib.runtime", "studylib.outputs", "studylib.stats"),
     "data": ("studylib.data",),
     "models": ("studylib.ranker", "studylib.ranker.config", "studylib.ranker.model", "studylib.ranker.bf16",
-               "studylib.ranker.metrics", "studylib.ranker.runs",
+               "studylib.ranker.metrics", "studylib.ranker.runs", "studylib.ranker.args",
                "studylib.twhin", "studylib.twhin.graph", "studylib.twhin.planted", "studylib.twhin.splits",
                "studylib.twhin.config", "studylib.twhin.model", "studylib.twhin.runs"),
     "training": ("studylib.ranker.train", "studylib.twhin.train"),
-    "statistics": ("studylib.analysis", "studylib.analysis.stats"),
     "scoring and evaluation": ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export"),
-    "analysis": ("studylib.analysis.ranking", "studylib.analysis.regret", "studylib.analysis.sensitivity",
-                 "studylib.analysis.tables", "studylib.analysis.weight_search"),
-    "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.sliders"),
+    "analysis": ("studylib.analysis", "studylib.analysis.ranking", "studylib.analysis.regret",
+                 "studylib.analysis.sensitivity", "studylib.analysis.tables", "studylib.analysis.weight_search"),
+    "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.twhin_plots",
+               "studylib.analysis.sliders", "studylib.analysis.weight_widgets"),
     "orchestration": ("studylib.study", "studylib.cli", "studylib.ranker.cli", "studylib.twhin.cli"),
 }
+
+
+def folder_of(module: str) -> int:
+    """The folder layer of a module: studylib.ranker.cli is in ranker/ (models), studylib.stats in the base."""
+    parts = module.split(".")
+    name = ".".join(parts[:2]) if len(parts) > 2 or module in {p for ps in FOLDERS.values() for p in ps} else "studylib"
+    for index, prefixes in enumerate(FOLDERS.values()):
+        if name in prefixes:
+            return index
+    return 0
 
 
 def module_name(path: Path) -> str:
@@ -69,6 +91,17 @@ def test_imports_flow_one_way():
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
+def test_folders_are_layers_and_nothing_imports_upward():
+    """The folder view of the same rule (the command lines inside ranker/ and twhin/ aside: they are
+    the models' own entry points, in the orchestration layer above)."""
+    names = list(FOLDERS)
+    entry_points = {"studylib.ranker.cli", "studylib.twhin.cli"}
+    wrong = [f"{module} ({names[folder_of(module)]}/) imports {target} ({names[folder_of(target)]}/)"
+             for module, targets in import_graph().items() if module not in entry_points for target in targets
+             if folder_of(target) > folder_of(module)]
+    assert not wrong, "imports against the folder layers:\n" + "\n".join(wrong)
+
+
 def test_no_import_cycles():
     graph = {m: {t for t in ts if t != m and t != "studylib"} for m, ts in import_graph().items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -109,7 +142,8 @@ def test_the_analysis_chapters_read_weights_and_results_without_loading_torch():
     import subprocess
     import sys
     code = ("import sys\n"
-            "from studylib.analysis import findings, plots, ranking, regret, sensitivity, sliders, stats, tables, "
+            "from studylib import stats\n"
+            "from studylib.analysis import findings, plots, ranking, regret, sensitivity, sliders, tables, "
             "weight_search\n"
             "from studylib.study import notebook, parameters, ranker_study\n"
             "from studylib.ranker.weights import HEADS, load_weights, save_weights\n"

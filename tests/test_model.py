@@ -107,7 +107,6 @@ def test_set_downsampling_changes_only_that_head(published):
 
 def test_serial_masknet_builds_and_runs(published):
     cfg = published.model.backbone.mask_net_config
-    from dataclasses import replace
     serial = MaskNet(2776, cfg.model_copy(update={"use_parallel": False}))
     assert serial(torch.randn(3, 2776)).shape == (3, 2048)
     # serial: block 2..4 take the 1024-wide output, the mask still reads the 2776-wide input

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studylib.analysis import findings, stats
+from studylib.analysis import findings
+from studylib import stats
+from studylib.outputs import FINDINGS, Result
 
 
 def _interval(estimate, p):
@@ -70,9 +72,9 @@ def test_the_plan_is_written_into_findings_json_and_shown_on_the_findings_page(t
     low, high = _interval(5.0, 1e-6)
     findings.record(results, findings.Finding("model_vs_oracle_regret", "03_score", "The regret is 5.",
                                               {"regret": 5.0, "regret_low": low, "regret_high": high},
-                                              "captures most", "03_feed.csv"))
+                                              "captures most", Result.FEED))
     planned = findings.apply_page_plan(results)
-    stored = json.loads((results / findings.FINDINGS_FILE).read_text())[0]
+    stored = json.loads((results / FINDINGS).read_text())[0]
     for key in ("p_value", "p_how", "p_adjusted", "adjustment", "adjusted_verdict", "endpoint", "decisions"):
         assert key in stored
     assert planned["model_vs_oracle_regret"]["adjusted_verdict"].startswith("holds")
@@ -101,7 +103,7 @@ def test_embedding_ablation_calls_an_underpowered_null_unresolved_not_within_noi
 
 
 def test_tost_power_grows_with_precision_and_equivalence_needs_the_interval_inside_the_margin():
-    from studylib.analysis.stats import tost, tost_from_interval
+    from studylib.stats import tost, tost_from_interval
 
     assert tost(0.0, 0.01, 0.01)["power"] < 0.1 < tost(0.0, 0.002, 0.01)["power"]
     assert tost_from_interval(0.0, -0.005, 0.005, 0.01)["p"] < 0.05  # 95 % interval well inside ±0.01
@@ -227,19 +229,6 @@ def test_heads_that_cannot_be_evaluated_are_kept_out_of_tornado_flip_and_sobol_s
     assert s.numbers["model_top_input"] == "favorited" and "Left out" in s.text
 
 
-def test_the_margins_are_stated_in_every_profile_and_the_defaults_are_the_findings_constants():
-    import yaml
-
-    from studylib.study.report import REPO
-
-    for profile in ("tiny", "quick", "paper", "full"):
-        p = yaml.safe_load((REPO / "notebooks" / "profiles" / f"{profile}.yaml").read_text())
-        assert p["ablation_margin"] > 0 and p["calibration_margin"] > 0 and p["cohort_margin"] > 0
-    quick = yaml.safe_load((REPO / "notebooks" / "profiles" / "quick.yaml").read_text())
-    assert quick["ablation_margin"] == findings.EMBEDDING_MARGIN
-    assert quick["calibration_margin"] == findings.CALIBRATION_MARGIN and quick["cohort_margin"] == findings.COHORT_MARGIN
-
-
 def test_a_finding_is_judged_by_what_it_declared_an_asymmetric_interval_holding_zero_is_not_a_difference():
     page = [{"id": "cohort_model_vs_truth", "chapter": "03_score", "text": "", "verdict": "",
              "numbers": {"x_model_diff": 1.07, "x_model_low": -0.013, "x_model_high": 2.11}}]
@@ -346,10 +335,10 @@ def test_a_lapsed_difference_is_read_page_wide_first_and_the_chapter_text_is_mar
     results = tmp_path / "_build" / "results" / "quick"
     low, high = _interval(0.2, 0.012)  # declared by its own interval, not after Holm over 11 decisions
     weak = findings.Finding("fork_scores", "04_distributions", "The scores differ by +0.2.",
-                            {"difference": 0.2, "difference_low": low, "difference_high": high}, "differs", "04_fork.csv")
+                            {"difference": 0.2, "difference_low": low, "difference_high": high}, "differs", Result.FORK)
     lo, hi = _interval(0.1, 0.6)
     many = [findings.Finding(f"other_{i}", "04_distributions", "A null one.",
-                             {"gap": 0.1, "gap_low": lo, "gap_high": hi}, None, "04_tests.csv") for i in range(10)]
+                             {"gap": 0.1, "gap_low": lo, "gap_high": hi}, None, Result.TESTS) for i in range(10)]
     findings.record(results, weak, *many)
     planned = findings.apply_page_plan(results)
     assert planned["fork_scores"]["lapsed"] == ["difference"]

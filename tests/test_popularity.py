@@ -144,13 +144,6 @@ def test_learned_popularity_shrinks_each_tweet_to_its_author(tmp_path):
     np.testing.assert_allclose(pop[label], direct[label])
 
 
-def test_the_worlds_default_is_the_studys():
-    import yaml
-
-    quick = yaml.safe_load((Path(__file__).resolve().parents[1] / "notebooks/profiles/quick.yaml").read_text())
-    assert WorldParams().pair_variance == quick["pair_variance"]  # the command line's world is the study's
-
-
 def _share_rows(low, share, high):
     return pd.DataFrame([{"weights": "april_2023", "personal_share": share, "personal_share_low": low,
                           "personal_share_high": high, "oracle_utility": 100.0, "popularity_utility": 60.0,

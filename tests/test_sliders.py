@@ -4,81 +4,17 @@ exports are a file `make study WEIGHTS=` reads."""
 
 from __future__ import annotations
 
-import html
-import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from studylib.analysis import sliders
+from studylib.outputs import Result
 from studylib.ranker.weights import HEADS, load_weights
-from test_study import _browser, _chromium  # the report test's headless Chromium
+from browser import check_page
 
 PRESETS = ("april_2023", "march_2023", "equal_contribution", "x_2026_mapped")
-
-# Appended to a page: the base weights on load, then a preset chosen and a slider moved through their
-# DOM events, as a reader would; each state's weights, numbers and exported YAML go into <pre id=test-out>.
-HARNESS = """<script>
-(function () {
-var root = document.getElementById("weight-sliders"), out = [];
-function snap(label) {
-  var href = root.querySelector("a.export").href;
-  out.push({label: label, weights: root.sliders.weights(), metrics: root.sliders.metrics(),
-            shown: root.querySelector('td[data-metric="utility"]').textContent, showing: root.sliders.showing(),
-            yaml: decodeURIComponent(href.slice(href.indexOf(",") + 1)),
-            frontier: root.querySelectorAll("polyline.frontier").length});
-}
-snap("base");
-var select = root.querySelector("select.preset");
-select.value = "equal_contribution"; select.dispatchEvent(new Event("change")); snap("preset");
-var slider = root.querySelector('input[type=range][data-head="report_tweet_clicked"]');
-slider.value = 800; slider.dispatchEvent(new Event("input")); snap("slider");  // reports rewarded: the feed must move
-var pre = document.createElement("pre"); pre.id = "test-out"; pre.textContent = JSON.stringify(out);
-document.body.appendChild(pre);
-})();
-</script>"""
-
-
-def page_states(page: Path, profile_dir: Path) -> dict[str, dict]:
-    """Open `page` (a copy with the harness, beside it so its assets resolve) in headless Chromium with
-    the network off (every request goes to a dead proxy); the harness's states by label."""
-    text = page.read_text()
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), f"{page.name}: loads something from the network"
-    probe = page.with_name(page.stem + ".slider-test.html")
-    probe.write_text(text.replace("</body>", HARNESS + "</body>") if "</body>" in text else text + HARNESS)
-    try:
-        dom = _browser(_chromium(), profile_dir, "--proxy-server=http://127.0.0.1:9", "--virtual-time-budget=5000",
-                       "--dump-dom", probe.as_uri()).stdout
-    finally:
-        probe.unlink()
-    found = re.search(r'<pre id="test-out"[^>]*>(.*?)</pre>', dom, re.S)
-    assert found, f"{page.name}: the sliders' script did not run"
-    return {state["label"]: state for state in json.loads(html.unescape(found.group(1)))}
-
-
-def check_page(page: Path, tmp_path: Path) -> dict[str, dict]:
-    """The numbers the page shows for three weight sets equal `sliders.reference` on the sample it
-    embeds, they move, and each exported YAML reads back as exactly the weights shown."""
-    sample, presets, base_name, k = sliders.embedded(page.read_text())
-    states = page_states(page, tmp_path / "browser-profile")
-    assert states["base"]["weights"] == list(presets[base_name])
-    assert states["preset"]["weights"] == list(presets["equal_contribution"])
-    report = sliders.SHORT_HEADS.index("report_tweet_clicked")
-    assert states["slider"]["weights"][report] != states["preset"]["weights"][report]
-    assert [states[s]["showing"] for s in ("base", "preset", "slider")] == [base_name, "equal_contribution", ""]
-    assert len({state["shown"] for state in states.values()}) == 3, "the numbers on the page did not move"
-    for label, state in states.items():
-        expected = sliders.reference(sample, np.array(state["weights"]), presets[base_name], k)
-        for metric, value in expected.items():
-            assert state["metrics"][metric] == pytest.approx(value, rel=1e-9, abs=1e-12), (label, metric)
-        path = tmp_path / f"{label}.yaml"  # the export is a weight file: it reads back as these weights
-        path.write_text(state["yaml"])
-        assert list(load_weights(str(path)).vector(HEADS)) == state["weights"], label
-    return states
-
 
 def _frame(requests: int = 40, seed: int = 1) -> pd.DataFrame:
     """A scored table's columns: true probabilities and noisy predictions, uneven request sizes."""
@@ -126,6 +62,6 @@ def test_page_computes_what_python_computes_offline(tmp_path):
 def test_frontier_is_read_when_present(tmp_path):
     assert sliders.frontier(tmp_path)[0] is None
     pd.DataFrame({"scorer": ["model", "model", "oracle"], "negative_scale": [2.0, 1.0, 1.0],
-                  "positive": [0.1, 0.2, 0.3], "negative": [0.01, 0.02, 0.03]}).to_csv(tmp_path / sliders.FRONTIER_FILE)
+                  "positive": [0.1, 0.2, 0.3], "negative": [0.01, 0.02, 0.03]}).to_csv(tmp_path / Result.FRONTIER)
     lines, _ = sliders.frontier(tmp_path)
     assert lines == {"model": [[0.2, 0.02], [0.1, 0.01]], "oracle": [[0.3, 0.03]]}

@@ -1,7 +1,6 @@
 """TwHIN: graph formats, model maths, training, evaluation, export, torchrun with 2 processes."""
 
 import argparse
-import csv
 import json
 import os
 import subprocess

@@ -7,7 +7,7 @@ of a top k (sum of the planted true probabilities of the k chosen candidates), N
 per-request AUROC. Every ranking is judged beside the oracle (the same weights applied to the
 planted true probabilities): true weighted utility of its top k, regret against the oracle's top
 k, Kendall's τ with the oracle's order and NDCG@k (`feed_comparison`), with user-level intervals
-from `studylib.analysis.stats`. Loops run over weight sets or heads, never over examples.
+from `studylib.stats`. Loops run over weight sets or heads, never over examples.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import stats
+from studylib import stats
 from studylib.data.requests import Requests
 from studylib.errors import StudyError
 

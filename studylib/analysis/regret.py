@@ -2,7 +2,7 @@
 
 The feed chapter measures one number, the regret of the model's top k against the oracle's
 (the same weights applied to the true probabilities). This module takes it apart on the stored
-per-head probabilities, with user-level intervals (`studylib.analysis.stats`):
+per-head probabilities, with user-level intervals (`studylib.stats`):
 
 - **Shift against error.** The main model trains on one scenario and is judged on another. Each
   head's intercept is re-fitted on the labels of half of the evaluation set's users
@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
-from studylib.analysis import stats
+from studylib import stats
 from studylib.errors import StudyError
 from studylib.analysis.ranking import (POPULARITY, ScoredSet, feed_comparison, random_expectation, random_scores,
                                       top_k_value)

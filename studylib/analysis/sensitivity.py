@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import stats
+from studylib import stats
 from studylib.errors import StudyError
 from studylib.analysis.ranking import (TOP_K, VALUE_HEADS, ScoredSet, random_expectation, ranking_metrics, summarize,
                                        top_k_value)

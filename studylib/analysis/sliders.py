@@ -13,7 +13,7 @@ top k,
   probabilities of the eight positive heads, and of report plus negative feedback, and the
   negative share of all engagement;
 - the point (positive, negative) on the plane, beside every preset's point and, where chapter 5's
-  results hold `05_frontier.csv` (columns scorer, negative_scale, positive, negative), the
+  results hold `Result.FRONTIER` (columns scorer, negative_scale, positive, negative), the
   frontier traced there for the model and the oracle.
 
 Means are over the sample's requests (τ over those where it is defined). `reference` computes the
@@ -38,9 +38,9 @@ from studylib.analysis.ranking import TOP_K, kendall_tau, top_k_value
 from studylib.data.requests import Requests
 from studylib.schema import REQUEST_COLUMN, WEIGHT_PREFIX, WEIGHT_SUFFIX, short_name
 from studylib.ranker.weights import HEADS
+from studylib.outputs import Result
 
 MAX_REQUESTS = 400  # 400 requests of 50 candidates: about 2.1 MB of base64 in the page
-FRONTIER_FILE = "05_frontier.csv"
 NEGATIVE_HEADS = ("negative_feedback_v2", "report_tweet_clicked")  # short names
 SHORT_HEADS = tuple(short_name(h) for h in HEADS)  # the published order, as in the weight files
 ROOT_ID = "weight-sliders"
@@ -119,17 +119,17 @@ def reference(s: Sample, weights, base, k: int = TOP_K) -> dict[str, float]:
 
 
 def frontier(results: Path) -> tuple[dict[str, list[list[float]]] | None, str]:
-    """(scorer -> [[positive, negative], ...] by negative_scale, a note) from `05_frontier.csv`."""
-    path = Path(results) / FRONTIER_FILE
+    """(scorer -> [[positive, negative], ...] by negative_scale, a note) from `Result.FRONTIER`."""
+    path = Path(results) / Result.FRONTIER
     if not path.exists():
-        return None, f"No {FRONTIER_FILE} in this study's results: the plane shows the points alone."
+        return None, f"No {Result.FRONTIER} in this study's results: the plane shows the points alone."
     table = pd.read_csv(path)
     need = {"scorer", "negative_scale", "positive", "negative"}
     if not need <= set(table.columns):
-        return None, f"{FRONTIER_FILE} lacks the columns {sorted(need - set(table.columns))}: frontier not drawn."
+        return None, f"{Result.FRONTIER} lacks the columns {sorted(need - set(table.columns))}: frontier not drawn."
     lines = {str(scorer): group.sort_values("negative_scale")[["positive", "negative"]].astype(float).values.tolist()
              for scorer, group in table.groupby("scorer", sort=True)}
-    return lines, (f"Frontier: {FRONTIER_FILE}, traced on every request of the held-out set (the points: this page's "
+    return lines, (f"Frontier: {Result.FRONTIER}, traced on every request of the held-out set (the points: this page's "
                    "sample, so a point may sit a little off it).")
 
 
@@ -365,5 +365,5 @@ _SCRIPT = r"""
 """
 
 
-__all__ = ["FRONTIER_FILE", "MAX_REQUESTS", "NEGATIVE_HEADS", "POSITIVE_HEADS", "ROOT_ID", "SHORT_HEADS", "Sample",
+__all__ = ["MAX_REQUESTS", "NEGATIVE_HEADS", "POSITIVE_HEADS", "ROOT_ID", "SHORT_HEADS", "Sample",
            "embedded", "frontier", "page_html", "reference", "sample"]

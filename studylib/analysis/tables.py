@@ -1,7 +1,7 @@
 """Summary tables for the report: model quality from a scored table (reliability bins with
 Wilson intervals), each head's contribution to the score, and the TwHIN chapters' link-prediction
 and embedding-ablation tables. Rankings live in `studylib.analysis.ranking`, weight sensitivity in
-`studylib.analysis.sensitivity`, intervals and tests in `studylib.analysis.stats`."""
+`studylib.analysis.sensitivity`, intervals and tests in `studylib.stats`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from studylib.analysis import stats
+from studylib import stats
 from studylib.data.embeddings import EMBEDDING_VARIANTS
 from studylib.errors import StudyError
 from studylib.twhin.evaluate import SCORERS

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import differential_evolution
 
-from studylib.analysis import stats
+from studylib import stats
 from studylib.errors import StudyError
 from studylib.analysis.ranking import POPULARITY, TOP_K, ScoredSet, top_k_value
 from studylib.analysis.regret import subset, user_halves

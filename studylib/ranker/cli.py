@@ -10,6 +10,7 @@ import json
 from studylib.data.world import WorldParams
 from studylib.errors import StudyError
 from studylib.ranker.weights import DEFAULT_PRESET, PRESETS
+from studylib.ranker.args import TrainArgs
 from studylib.ranker.train import PAIRINGS
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
@@ -172,20 +173,20 @@ def register(subparsers) -> None:
     t.add_argument("--eval-data", help="evaluation data folder")
     t.add_argument("--batch-size", type=int, help="global batch size (default: the config's, 128)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    t.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    t.add_argument("--precision", default=TrainArgs.precision, help=PRECISION_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--keep-checkpoint", action="store_true",
                    help="keep the optimizer checkpoint when the run finishes (to continue it later; 3x the model's size)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: at the end)")
+    t.add_argument("--seed", type=int, default=TrainArgs.seed)
+    t.add_argument("--eval-every", type=int, default=TrainArgs.eval_every, help="evaluate every N steps (default: at the end)")
     t.add_argument("--val-data", help="held-out data drawn like the training data: its metrics during training "
                                       "go to validation.csv (the loss curve's held-out points)")
-    t.add_argument("--val-every", type=int, default=0, help="evaluate --val-data every N steps and at the end")
-    t.add_argument("--stop-patience", type=int, default=0,
+    t.add_argument("--val-every", type=int, default=TrainArgs.val_every, help="evaluate --val-data every N steps and at the end")
+    t.add_argument("--stop-patience", type=int, default=TrainArgs.stop_patience,
                    help="stop once this many --val-every validations in a row improve the held-out loss by at most "
                         "--stop-min-delta (--steps is then the maximum; default 0: train every step)")
-    t.add_argument("--stop-min-delta", type=float, default=0.002,
-                   help="relative gain in held-out loss that counts as an improvement (default 0.002)")
+    t.add_argument("--stop-min-delta", type=float, default=TrainArgs.stop_min_delta,
+                   help="relative gain in held-out loss that counts as an improvement (default %(default)s)")
     t.add_argument("--checkpoint-every", type=int, help="default: the config's training.checkpoint_every_n")
     t.add_argument("--log-every", type=int, help="history row every N steps (default: the config's train_log_every_n)")
     t.add_argument("--label-pairing", default="by_name", choices=PAIRINGS,

@@ -26,6 +26,7 @@ from studylib.ranker.bf16 import Bf16WorkingCopies
 from studylib.ranker.config import LearningRate, RecapConfig, load_config
 from studylib.data.reader import Reader, open_dataset
 from studylib.errors import StudyError
+from studylib.ranker.args import TrainArgs  # noqa: F401 (train.TrainArgs, as before)
 from studylib.ranker.stopping import StoppingRule  # noqa: F401 (train.StoppingRule, as before)
 from studylib import yamlio
 from studylib.io import (atomic_write, exclusive, file_sha256, read_json, remove_stale_temporaries,
@@ -37,6 +38,7 @@ from studylib.ranker.runs import (CHECKPOINT, CONFIG_COPY, EVAL, HISTORY, MODEL,
                                   save_model)
 from studylib.runtime import Runtime, precision_reason, start_runtime
 from studylib.schema import LABELS, short_name
+from studylib.data.layout import MANIFEST
 
 PAIRINGS = ("by_name", "positional")
 
@@ -165,31 +167,6 @@ def held_out_losses(validation: pd.DataFrame) -> dict[int, float]:
 
 
 # ---------------------------------------------------------------- the training loop
-
-
-@dataclass
-class TrainArgs:
-    data: str
-    out: str
-    config: str | None = None
-    steps: int | None = None
-    eval_data: str | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    resume: bool = False
-    seed: int = 0
-    eval_every: int = 0  # 0: only at the end
-    checkpoint_every: int | None = None
-    log_every: int | None = None
-    label_pairing: str = "by_name"
-    output_bias: str = "base_rate"  # or "zero", as in the original
-    progress: bool = True
-    precision: str = "auto"  # auto (bf16 where the hardware has it), fp32 or bf16
-    keep_checkpoint: bool = False  # keep the optimizer checkpoint of a finished run (to continue it later)
-    val_data: str | None = None  # held-out data from the training distribution: the loss curve's held-out points
-    val_every: int = 0  # evaluate on val_data every N steps (and at the end) into validation.csv; 0: never
-    stop_patience: int = 0  # stop once this many validations in a row bring no gain (StoppingRule); 0: never
-    stop_min_delta: float = 0.002  # the relative gain in held-out loss that counts as an improvement
 
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
@@ -412,7 +389,7 @@ def _write_run_info(out: Path, args: TrainArgs, cfg: RecapConfig, model: HeavyRa
     atomic_write(out / CONFIG_COPY, lambda tmp: shutil.copyfile(cfg.source, tmp))
     write_json(out / RUN_INFO, {
         "data": str(Path(args.data).resolve()), "eval_data": args.eval_data and str(Path(args.eval_data).resolve()),
-        "data_manifest_sha256": file_sha256(Path(args.data) / "manifest.json"),
+        "data_manifest_sha256": file_sha256(Path(args.data) / MANIFEST),
         "config": Path(cfg.source).name, "heads": list(model.heads), "label_pairing": args.label_pairing,
         "labels_per_head": dict(zip(model.heads, label_names)), "batch_size": batch_size, "seed": args.seed,
         "parameters": count_parameters(model), "forward_flops_per_example": forward_flops(model),
@@ -491,7 +468,7 @@ def _check_resume_settings(out: Path, args: TrainArgs, cfg: RecapConfig, batch_s
         if then[flag] != value:
             raise StudyError(f"{out}: --resume with {flag} {value!r}, but the run was started with {then[flag]!r}")
     # the inputs by content: other data written at the same path, or a config edited since, is another run
-    if file_sha256(Path(args.data) / "manifest.json") != info.get("data_manifest_sha256"):
+    if file_sha256(Path(args.data) / MANIFEST) != info.get("data_manifest_sha256"):
         raise StudyError(f"{out}: --resume with other data at {args.data} (its manifest.json changed since the run "
                          "started); train a new run instead")
     if settings_sha256(cfg.raw) != settings_sha256(yamlio.read(out / CONFIG_COPY, "config")):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from studylib.errors import StudyError
 from studylib.io import cached, read_json
+from studylib.data.layout import MANIFEST
 
 RUN_MARKER = "study.json"
 MAIN_RUN = "by_name"  # runs/<profile>/ names of the runs that chapters pass to each other
@@ -115,5 +116,5 @@ def generated(out: Path, settings: dict, build) -> dict:
     def build_folder() -> None:
         build()  # the manifest stays in the folder; the stamp records only the settings
 
-    cached(stamp_beside(out), settings, [out / "manifest.json"], build_folder, clear=out, resumable=True)
-    return read_json(out / "manifest.json")
+    cached(stamp_beside(out), settings, [out / MANIFEST], build_folder, clear=out, resumable=True)
+    return read_json(out / MANIFEST)

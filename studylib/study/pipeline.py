@@ -40,7 +40,7 @@ from studylib.ranker.runs import MODEL
 from studylib.io import LOCK_FILE, dangling_link, held_lock, lock_holder, os_error, read_json, write_json
 from studylib.study.report import REPO, build_report
 
-INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
+INJECTED = parameters.INJECTED  # set by the pipeline, never by a profile
 TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
 STATE = "state.json"
 
@@ -158,9 +158,9 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     outputs with this one's."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     started = time.perf_counter()
-    profile_path, params = load_profile(source / "profiles", profile)
-    origin = {name: str(profile_path.relative_to(source.parent)) if profile_path.is_relative_to(source.parent)
-              else str(profile_path) for name in params}
+    profile_path, overlay = load_profile(source / "profiles", profile)
+    shown = (profile_path.relative_to(source.parent) if profile_path.is_relative_to(source.parent) else profile_path)
+    params, origin = parameters.resolve(overlay, str(shown))  # the profile laid over the schema's defaults
     for name, text in overrides:
         params[name] = parse_override(name, text)
         origin[name] = f"-p {name}"

@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from studylib.data.layout import MANIFEST
 from studylib.errors import StudyError
 from studylib.io import cached, file_sha256, read_json
+from studylib.ranker.args import TrainArgs
 from studylib.study.paths import RUN_MARKER, generated, stamp_beside
 
 
 # The data sets the study uses: name -> scenario (None: the `scenario` parameter) and seed offset.
 DATA_SETS = {"train": (None, 0), "planted": ("planted", 1), "random": ("random", 2), "cohorts": ("cohorts", 3),
              "fork_train": ("random", 4), "validation": (None, 5)}
+
+
+def validation_every(steps: int, val_every: int) -> int:
+    """Steps between the main run's held-out validations: `val_every`, or six points over the run
+    when it is 0 (the loss curve's held-out points, and the stopping rule's cadence)."""
+    return val_every or max(1, steps // 6)
 
 
 def world_params(seed: int, rate_scale: float, pair_variance: float):
@@ -41,8 +49,9 @@ def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: 
 
 def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_size: int, seed: int,
                pairing: str = "by_name", config: str | None = None, progress: bool = False,
-               precision: str = "auto", val_data: Path | None = None, val_every: int = 0,
-               stop_patience: int = 0, stop_min_delta: float = 0.002) -> dict:
+               precision: str = TrainArgs.precision, val_data: Path | None = None,
+               val_every: int = TrainArgs.val_every, stop_patience: int = TrainArgs.stop_patience,
+               stop_min_delta: float = TrainArgs.stop_min_delta) -> dict:
     """Train (or reuse a finished run with the same settings and data, or continue an interrupted one);
     return its summary.
     `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve;
@@ -51,7 +60,7 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     from studylib.strict import shipped_config_path
     from studylib.ranker.config import STUDY_CONFIG
     from studylib.ranker.runs import CHECKPOINT, MODEL
-    from studylib.ranker.train import TrainArgs, train
+    from studylib.ranker.train import train
 
     config = str(config or shipped_config_path(STUDY_CONFIG))
     if steps < 1:
@@ -59,14 +68,14 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     if batch_size < 1:
         raise StudyError(f"parameter batch_size must be >= 1, got {batch_size}")
     for folder in (data, eval_data, val_data if val_every else None):
-        if folder is not None and not (folder / "manifest.json").exists():
+        if folder is not None and not (folder / MANIFEST).exists():
             raise StudyError(f"{folder}: no data set here; run 01_generate.ipynb first")
-    settings = {"data_manifest": file_sha256(data / "manifest.json"),
-                "eval_manifest": file_sha256(eval_data / "manifest.json") if eval_data else None,
+    settings = {"data_manifest": file_sha256(data / MANIFEST),
+                "eval_manifest": file_sha256(eval_data / MANIFEST) if eval_data else None,
                 "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed), "pairing": pairing,
                 "config": Path(config).name, "precision": precision}
     if val_data is not None and val_every:  # only then: other runs' stamps stay as they were
-        settings.update(val_manifest=file_sha256(val_data / "manifest.json"), val_every=int(val_every))
+        settings.update(val_manifest=file_sha256(val_data / MANIFEST), val_every=int(val_every))
     if stop_patience:  # only then: runs without a stopping rule keep their stamps
         settings.update(stop_patience=int(stop_patience), stop_min_delta=float(stop_min_delta))
 
@@ -153,15 +162,15 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
     from studylib.data.generate import GeneratorParams, embedding_view, generate
     from studylib.data.world import WorldParams
 
-    if not (like / "manifest.json").exists():
+    if not (like / MANIFEST).exists():
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
     # The files read, by checksum: a changed base data set or embedding file rebuilds the result.
-    settings = {"like": file_sha256(like / "manifest.json"),
+    settings = {"like": file_sha256(like / MANIFEST),
                 "embeddings": None if embeddings is None else file_sha256(embeddings)}
     if embeddings is not None and not changes:
         return generated(out, {**settings, "view": True}, lambda: embedding_view(like, embeddings, out))
-    base = read_json(like / "manifest.json")["params"]
-    params = GeneratorParams(**{**base, "world": WorldParams.from_record(base["world"], str(like / "manifest.json")),
+    base = read_json(like / MANIFEST)["params"]
+    params = GeneratorParams(**{**base, "world": WorldParams.from_record(base["world"], str(like / MANIFEST)),
                                 "embeddings": None if embeddings is None else str(embeddings), **changes})
     params.validate()
     return generated(out, {**settings, "params": params.as_dict()}, lambda: generate(params, out, progress=progress))

@@ -22,8 +22,10 @@ from pathlib import Path
 import yaml
 
 from studylib import yamlio
-from studylib.analysis.stats import MIN_POSITIVES
+from studylib.stats import MIN_POSITIVES
 from studylib.errors import StudyError
+from studylib.outputs import FINDINGS, figure_named
+from studylib.data.layout import MANIFEST
 
 REPO = Path(__file__).resolve().parents[2]
 CONVERGED_PROFILE = "paper"  # the study every smaller one is compared with
@@ -92,7 +94,7 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     return html / "index.html"
 
 
-_SAVED_FIGURE = re.compile(r"""plots\.save\(\s*\w+\s*,\s*f?["']([\w.-]+)["']""")
+_SAVED_FIGURE = re.compile(r"""plots\.save\(\s*\w+\s*,\s*Figure\.(\w+)""")  # notebooks name figures by registry
 
 
 def figure_alt_text(figures: Path, name: str) -> str:
@@ -122,7 +124,7 @@ def _stage_notebook(src: Path, dst: Path, figures: Path, workdir: Path) -> None:
             tags.append("remove-cell")
         if cell.cell_type != "code":
             continue
-        names = _SAVED_FIGURE.findall(cell.source)
+        names = [figure_named(constant) for constant in _SAVED_FIGURE.findall(cell.source)]
         if names and any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
             cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = figure_alt_text(figures, names[0])
     nbformat.write(nb, dst)
@@ -206,13 +208,13 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
     finished `paper` study, else the committed reference; None when this build is that study. The
     findings are None when that study was made in another planted world (`reference_world`): it
     decided other questions, so nothing is compared."""
-    from studylib.analysis.findings import FINDINGS_FILE, load
+    from studylib.analysis.findings import load
     from studylib.study.paths import Paths
 
     if profile == CONVERGED_PROFILE:
         return None
     own = Paths(Path(workdir).resolve(), CONVERGED_PROFILE).results
-    if (own / FINDINGS_FILE).exists():
+    if (own / FINDINGS).exists():
         source, found = f"this folder's `{CONVERGED_PROFILE}` study", load(own)
     elif REFERENCE_FINDINGS.exists():
         source = f"the committed reference `{REFERENCE_FINDINGS.relative_to(REPO)}`"
@@ -220,7 +222,7 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
     else:
         return None
     here = Paths.of(workdir, profile).results
-    if (here / FINDINGS_FILE).exists() and reference_world(load(here)) != reference_world(found):
+    if (here / FINDINGS).exists() and reference_world(load(here)) != reference_world(found):
         return source, None
     return source, found
 
@@ -333,7 +335,7 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
 
     import torch
 
-    lines = ["", f"## This build", "",
+    lines = ["", "## This build", "",
              f"- profile: `{profile}`; built {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
              f"- commit: `{_git_commit()}`",
              f"- Python {platform.python_version()} on {platform.platform()}",
@@ -352,7 +354,7 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
     data = workdir / "data" / profile
     # Ranker data sets list `shards` under a `scenario`; the TwHIN graph (data/<profile>/twhin/graph)
     # lists `files` under its `format`.
-    for manifest in sorted(data.rglob("manifest.json")):
+    for manifest in sorted(data.rglob(MANIFEST)):
         m = json.loads(manifest.read_text())
         name, kind = manifest.parent.relative_to(data).as_posix(), m.get("scenario", m.get("format"))
         for part in m.get("shards", m.get("files", [])):

@@ -12,6 +12,7 @@ from studylib.errors import StudyError
 from studylib.io import cached, file_sha256
 from studylib.study.paths import RUN_MARKER, Paths, generated, stamp_beside
 from studylib.study.ranker_study import world_params
+from studylib.data.layout import MANIFEST
 
 
 # Where the TwHIN side lives: data/<profile>/twhin/ holds the graph and the ablation's random
@@ -61,12 +62,12 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
 
     if steps < 1:
         raise StudyError(f"parameter twhin_steps must be >= 1, got {steps}")
-    if not (graph / "manifest.json").exists():
+    if not (graph / MANIFEST).exists():
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
     from studylib.strict import shipped_config_path
     from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
 
-    settings = {"graph_manifest": file_sha256(graph / "manifest.json"), "steps": int(steps), "seed": int(seed),
+    settings = {"graph_manifest": file_sha256(graph / MANIFEST), "steps": int(steps), "seed": int(seed),
                 "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias)}
 
     def build() -> dict:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from studylib.data.world import World
 from studylib.errors import StudyError
-from studylib.analysis.stats import bootstrap_weights
+from studylib.stats import bootstrap_weights
 from studylib.io import atomic_write
 from studylib.twhin.graph import Graph
 from studylib.twhin.planted import planted_log_intensity

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from studylib.data.world import WorldParams
 from studylib.errors import StudyError
 from studylib.io import file_sha256, read_json
+from studylib.data.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 EDGES_FILE = "edges.parquet"
 EDGE_COLUMNS = ("lhs", "rel", "rhs", "time_chunk")
 EDGE_SCHEMA = pa.schema([("lhs", pa.int64()), ("rel", pa.int32()), ("rhs", pa.int64()), ("time_chunk", pa.int32())])

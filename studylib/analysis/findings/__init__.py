@@ -17,7 +17,7 @@ absence ("no difference", "tracks", "survives") are TOST tests against a margin 
 with their power; without equivalence shown they read "unresolved".
 """
 
-from studylib.analysis.findings.core import (FINDINGS_FILE, NULL_RATE_RANGE, Finding, _plain, budget_note, compare,
+from studylib.analysis.findings.core import (NULL_RATE_RANGE, Finding, _plain, budget_note, compare,
                                              excludes_zero, load, record)
 from studylib.analysis.findings.decisions import NOT_INTERVALS, NOT_TESTED, PRIMARY_ENDPOINTS, Z95, decisions
 from studylib.analysis.findings.distributions import distribution_tests, fork_scores, null_split_false_positive_rate
@@ -35,7 +35,7 @@ from studylib.analysis.findings.weights import (SOBOL_MIN_ST, TOP_SHARE_BAR, equ
 from studylib.analysis.findings.world import PERSONAL_TARGET, base_rates, personal_signal
 
 __all__ = [
-    "CALIBRATION_MARGIN", "COHORT_MARGIN", "EMBEDDING_MARGIN", "FINDINGS_FILE", "Finding", "NOT_INTERVALS", "NOT_TESTED",
+    "CALIBRATION_MARGIN", "COHORT_MARGIN", "EMBEDDING_MARGIN", "Finding", "NOT_INTERVALS", "NOT_TESTED",
     "NULL_RATE_RANGE", "ORIGINAL_CANDIDATES", "PAGE_ADJUSTMENT", "PAGE_ALPHA", "PERSONAL_SIGNAL", "PERSONAL_TARGET",
     "PRIMARY_ENDPOINTS", "SOBOL_MIN_ST", "TOP_SHARE_BAR", "TWHIN_GOAL", "TWHIN_PAIRS", "Z95", "_plain", "abstract",
     "apply_page_plan", "base_rates", "budget_note", "cohort_model_vs_truth", "compare", "convergence", "decisions",

@@ -11,9 +11,9 @@ import numpy as np
 from studylib.errors import StudyError
 from studylib.io import read_json, write_json
 from studylib.analysis.findings.decisions import _is_number, decisions
+from studylib.outputs import FINDINGS
 
 
-FINDINGS_FILE = "findings.json"
 NULL_RATE_RANGE = (0.02, 0.08)  # a valid test at α = 0.05 rejects the null split about this often
 
 
@@ -41,7 +41,7 @@ class Finding:
 
 def record(results: str | Path, *findings: Finding) -> Path:
     """Merge findings (by id) into results/findings.json, atomically; returns the file."""
-    path = Path(results) / FINDINGS_FILE
+    path = Path(results) / FINDINGS
     path.parent.mkdir(parents=True, exist_ok=True)
     current = read_json(path, list) if path.exists() else []
     by_id = {f["id"]: f for f in current}
@@ -52,7 +52,7 @@ def record(results: str | Path, *findings: Finding) -> Path:
 
 
 def load(results: str | Path) -> dict[str, dict]:
-    path = Path(results) / FINDINGS_FILE
+    path = Path(results) / FINDINGS
     if not path.exists():
         raise StudyError(f"{path}: no findings recorded yet")
     return {f["id"]: f for f in read_json(path, list)}

@@ -8,6 +8,7 @@ import pandas as pd
 
 from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, _ci, excludes_zero
 from studylib.analysis.findings.decisions import Z95
+from studylib.outputs import Result
 
 
 def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", unit: str = "user") -> Finding:
@@ -48,7 +49,7 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", 
                  f"{100 * rates['naive_welch_rate']:.0f} %, {100 * rates['naive_mwu_rate']:.0f} % and "
                  f"{100 * rates['naive_ks_rate']:.0f} % of {rates['naive_splits']} splits")
     text += ". " + said
-    return Finding("null_split_false_positive_rate", "04_distributions", text, numbers, verdict, "04_null_splits.csv")
+    return Finding("null_split_false_positive_rate", "04_distributions", text, numbers, verdict, Result.NULL_SPLITS)
 
 
 def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
@@ -73,7 +74,7 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
             + (f" A user found in both groups of a comparison (at most {shared} in one) counts on one side only, "
                "chosen at random, so the groups' users are disjoint as the tests assume." if shared else ""))
     return Finding("distribution_tests", "04_distributions", text, numbers, f"{len(rejected)} of {len(tests)}",
-                   "04_tests.csv")
+                   Result.TESTS)
 
 
 def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha: float) -> Finding:
@@ -92,4 +93,4 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
             + " A score distribution of a model trained on random labels describes the weights and the base rates, "
               "not what a ranker learns; only planted (or real) labels make the comparison meaningful.")
     return Finding("fork_scores", "04_distributions", text, numbers, "differs" if differs else "no difference",
-                   "04_fork.csv")
+                   Result.FORK)

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from studylib.analysis.stats import tost_from_interval
+from studylib.stats import tost_from_interval
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+from studylib.outputs import Result
 
 
 def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
@@ -23,7 +24,7 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
             f"score on average and the three largest heads {100 * top3:.0f} %, against {100 * even:.0f} % per head for "
             f"an equal mix; the smallest contributor is {low['head']} ({100 * low['mean_share']:.1f} %). These shares "
             "are measured at the study's scaled base rates (`rate_scale`).")
-    return Finding("score_shares", "03_score", text, numbers, verdict, "03_shares.csv")
+    return Finding("score_shares", "03_score", text, numbers, verdict, Result.SHARES)
 
 
 def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: pd.DataFrame | None = None,
@@ -66,7 +67,7 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
                  f"{r['seed_sd']:.2g}; 95 % t-interval over seeds {r['low']:.3g} to {r['high']:.3g}) and the share "
                  f"{100 * g['mean']:.0f} % ({100 * g['low']:.0f} to {100 * g['high']:.0f} %): the interval above is "
                  "about sampling users for one trained model, this one about training it again.")
-    return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, "03_feed.csv")
+    return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, Result.FEED)
 
 
 def _beside_popularity(m: pd.DataFrame, numbers: dict, paired: pd.DataFrame | None, k: int) -> tuple[str, str]:
@@ -155,7 +156,7 @@ def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.D
         text += f" On `{shifted_set}` every head's mean prediction is within its interval of the true mean."
     verdict = ("shift dominates" if share["low"] > 0.5 else "model error dominates" if share["high"] < 0.5
                else "shift and error both matter")
-    return Finding("regret_decomposition", "03_score", text, numbers, verdict, "03_regret_parts.csv")
+    return Finding("regret_decomposition", "03_score", text, numbers, verdict, Result.REGRET_PARTS)
 
 
 def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
@@ -195,7 +196,7 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
                      f"({_ci(100 * row['low'], 100 * row['high'], '.0f')}) of the oracle's gain over popularity")
         text += "."
     return Finding("feed_by_budget", "03_score", text, numbers, "depends on the feed's size" if apart else
-                   "no measurable dependence", "03_budget.csv")
+                   "no measurable dependence", Result.BUDGET)
 
 
 COHORT_MARGIN = 0.25  # the model "tracks" a cohort's true difference when its bias is within this share of it (TOST)
@@ -270,4 +271,4 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                      f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}){bias_note}: {said}")
     text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
     verdict = ", ".join(f"{c}: {v}" for c, v in zip(others, verdicts))
-    return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, "03_cohorts.csv")
+    return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, Result.COHORTS)

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from studylib.io import write_json
-from studylib.analysis.stats import MIN_POSITIVES, holm
-from studylib.analysis.findings.core import FINDINGS_FILE, _ci, _named, _plain, excludes_zero, load
+from studylib.stats import MIN_POSITIVES, holm
+from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load
 from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, _primary, decisions
+from studylib.outputs import FINDINGS
 
 
 PAGE_ALPHA = 0.05
@@ -67,7 +68,7 @@ def apply_page_plan(results: str | Path, alpha: float | None = None) -> dict[str
     """`page_plan` over results/findings.json, written back (so the file carries every finding's p-value,
     adjusted p and adjusted verdict); returns the findings by id."""
     planned = page_plan(load(results), alpha)
-    write_json(Path(results) / FINDINGS_FILE, sorted(planned.values(), key=lambda f: (f["chapter"], f["id"])))
+    write_json(Path(results) / FINDINGS, sorted(planned.values(), key=lambda f: (f["chapter"], f["id"])))
     return planned
 
 

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from studylib.analysis.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
+from studylib.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
 from studylib.ranker.stopping import StoppingRule
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+from studylib.outputs import Result
 
 
 def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: float, max_steps: int,
@@ -32,7 +33,7 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
     runs = "the run" if len(judged) == 1 else f"{len(judged)} runs"
     if not judged:
         return Finding("convergence", "02_train", "No held-out loss was measured during training, so whether the "
-                       "model converged is unknown.", numbers, "unknown", "02_convergence.csv")
+                       "model converged is unknown.", numbers, "unknown", Result.CONVERGENCE)
     if applied:
         where = (f"step {numbers['first_stop']:,}" if numbers["first_stop"] == numbers["last_stop"] else
                  f"steps {numbers['first_stop']:,}–{numbers['last_stop']:,}")
@@ -48,7 +49,7 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
         if len(flat) < len(judged):
             text += " The findings below describe a model that stopped while still learning, not a converged one."
     verdict = "converged" if len(flat) == len(judged) else "still learning"
-    return Finding("convergence", "02_train", text, numbers, verdict, "02_convergence.csv")
+    return Finding("convergence", "02_train", text, numbers, verdict, Result.CONVERGENCE)
 
 
 def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
@@ -59,7 +60,7 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     if ok.empty:
         text = (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
                 "the metrics below are listed for the record only.")
-        return Finding("head_quality", "02_train", text, numbers, "none evaluable", "02_metrics.csv")
+        return Finding("head_quality", "02_train", text, numbers, "none evaluable", Result.METRICS)
     clear = ok[ok["auroc_low"] > 0.5]
     closest, farthest = ok.loc[ok["auroc_gap"].idxmin()], ok.loc[ok["auroc_gap"].idxmax()]
     gap_clear = ok[ok["auroc_gap_low"] > 0]
@@ -87,7 +88,7 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
                  + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
     return Finding("head_quality", "02_train", text, numbers, f"{len(clear)}/{len(ok)} better than chance",
-                   "02_metrics.csv")
+                   Result.METRICS)
 
 
 def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
@@ -100,7 +101,7 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
     if len(seeds) < 2 or spread.empty:
         text = (f"Only {len(seeds)} training seed ran, so nothing here says how much the per-head AUROC moves "
                 "between training runs; no difference between runs below should be read as real.")
-        return Finding("seed_spread", "02_train", text, numbers, "unknown", "02_seeds.csv")
+        return Finding("seed_spread", "02_train", text, numbers, "unknown", Result.SEEDS)
     widest = spread.idxmax()
     numbers.update({"median_range": float(spread.median()), "widest_head": widest, "widest_range": float(spread.max()),
                     "median_gap": float(gap.median())})
@@ -114,7 +115,7 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
             + ("gap is a property of the model and run length, not of one lucky or unlucky seed."
                if ratio > 2 else "gap is of the size of the seed-to-seed noise, so single-run differences of this "
                                  "size between heads mean little."))
-    return Finding("seed_spread", "02_train", text, numbers, verdict, "02_seeds.csv")
+    return Finding("seed_spread", "02_train", text, numbers, verdict, Result.SEEDS)
 
 
 def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.DataFrame, weights: str,
@@ -165,7 +166,7 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
              "a random order.",
              "no clear difference": "At this run length the difference between the pairings is not distinguishable "
              "from resampling noise."}[verdict]
-    return Finding("positional_feed", "02_train", text, numbers, verdict, "02_positional_feed.csv")
+    return Finding("positional_feed", "02_train", text, numbers, verdict, Result.POSITIONAL_FEED)
 
 
 CALIBRATION_MARGIN = 0.1  # calibration "survives" when its bias is shown within this share of the mean true rate (TOST)
@@ -224,7 +225,7 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
         "unresolved": f"the bias is neither shown nor shown within ±{100 * margin:.0f} % of the true mean (TOST p = "
                       f"{eq['p']:.2g}, power {eq['power']:.2f}): unresolved."}[verdict]
              + f" (The calibration removes {100 * removed:.0f} % of the bias in the raw output, as any calibration would remove most of it.)")
-    return Finding("downsampling_calibration", "02_train", text, numbers, verdict, "02_downsampling.csv")
+    return Finding("downsampling_calibration", "02_train", text, numbers, verdict, Result.DOWNSAMPLING)
 
 
 def positional_heads(pairing: pd.DataFrame) -> Finding:
@@ -242,4 +243,4 @@ def positional_heads(pairing: pd.DataFrame) -> Finding:
             + f"; the median head loses {numbers['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
             "comes from correlated labels: engagements share an 'interest' direction, so a head trained on a "
             "neighbour's label still ranks its own somewhat — or, for a negative label, in reverse.")
-    return Finding("positional_heads", "02_train", text, numbers, f"{len(below)} below chance", "02_pairing.csv")
+    return Finding("positional_heads", "02_train", text, numbers, f"{len(below)} below chance", Result.PAIRING)

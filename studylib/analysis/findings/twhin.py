@@ -7,8 +7,9 @@ import math
 import pandas as pd
 from scipy.stats import t as t_dist
 
-from studylib.analysis.stats import MIN_POSITIVES, POWER_BAR, tost
+from studylib.stats import MIN_POSITIVES, POWER_BAR, tost
 from studylib.analysis.findings.core import Finding, _named
+from studylib.outputs import Result
 
 
 TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's (secondary: popularity is the bar)
@@ -190,7 +191,7 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
         verdict += f"; with relation biases below on {len(bias_bar[1])}/{len(share)}"
         if bias_bar[1] and numbers["node_bias_below_little_signal"] == len(bias_bar[1]):
             verdict += f" (the oracle {100 * PERSONAL_SIGNAL:.0f} % or less above popularity there)"
-    return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, "01b_link_prediction.csv")
+    return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, Result.LINK_PREDICTION)
 
 
 
@@ -250,4 +251,4 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
                      f"{floor.median():.3f} (lowest seed {floor.min():.3f}; 0.5 is chance), since each user and "
                      "author keeps one fixed, distinct vector, an identifier from which per-user and per-author "
                      "effects can be memorised.")
-    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), "02b_ablation_seeds.csv")
+    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), Result.ABLATION_SEEDS)

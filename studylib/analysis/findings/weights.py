@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.analysis.stats import MIN_POSITIVES
+from studylib.stats import MIN_POSITIVES
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+from studylib.outputs import Result
 
 
 def _left_out(not_evaluable, present) -> tuple[list[str], str]:
@@ -60,7 +61,7 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
                  f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
                  "model's errors change which weight matters most.")
     text += note
-    return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, "05_sweep.csv")
+    return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, Result.SWEEP)
 
 
 def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: list[str] | None = None) -> Finding | None:
@@ -79,7 +80,7 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: 
         parts.append(f"{change:+.0f} % when {r['head']} is flipped (oracle: {oracle_change:+.0f} %)")
     text = ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
             f"feedback in the top {k} by " + "; ".join(parts) + "." + note)
-    return Finding("negative_flip", "05_sensitivity", text, numbers, None, "05_sweep.csv")
+    return Finding("negative_flip", "05_sensitivity", text, numbers, None, Result.SWEEP)
 
 
 SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
@@ -95,7 +96,7 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
     if n < 2:
         return Finding("seed_replication", "05_sensitivity", "One training seed of the main model: the chapter's "
                        "answers carry no seed-to-seed variance (the profile's `seeds` is 1).", numbers, "one seed",
-                       "05_seed_replicates.csv")
+                       Result.SEED_REPLICATES)
     parts, unstable = [], []
     own = rep[rep["quantity"] == "own_share"]
     if len(own):
@@ -136,7 +137,7 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
                       f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
                       f"{'it' if len(unstable) == 1 else 'them'}."))
     verdict = "stable across seeds" if not unstable else f"seed-dependent: {len(unstable)}"
-    return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, "05_seed_replicates.csv")
+    return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, Result.SEED_REPLICATES)
 
 
 def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
@@ -166,7 +167,7 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
                "what the weights seem to do on the model comes from its errors.")
             + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
             f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it." + note)
-    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", "05_sobol.csv")
+    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", Result.SOBOL)
 
 
 def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str],
@@ -212,7 +213,7 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
                  f"`{weakest['weights']}`'s objective least well. Where each preset sits on the engagement/negative "
                  "frontier is `frontier_distance`.")
     return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
-                   "05_presets_paired.csv")
+                   Result.PRESETS_PAIRED)
 
 
 def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict, base: str, k: int) -> Finding:
@@ -274,7 +275,7 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
                  "and say little about which heads deserve more weight.")
     if check == "fails":
         verdict += "; oracle check fails"
-    return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, "05_best_weights.csv")
+    return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, Result.BEST_WEIGHTS)
 
 
 def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = False) -> Finding:
@@ -315,7 +316,7 @@ def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = Fa
                  "positive engagements below the frontier: they value some engagements above others, the count does not.")
     off = bool(b["to_model_frontier_low"] > 0)
     return Finding("frontier_distance", "05_sensitivity", text, numbers,
-                   "off the model's frontier" if off else "on the model's frontier", "05_frontier_points.csv")
+                   "off the model's frontier" if off else "on the model's frontier", Result.FRONTIER_POINTS)
 
 
 def equal_contribution_claim(published_rates: dict, world_rates: dict, points: pd.DataFrame, gain_vs_base: dict | None,
@@ -358,4 +359,4 @@ def equal_contribution_claim(published_rates: dict, world_rates: dict, points: p
         text += (f" Judged by the `{base}` objective it changes the true value of the top 10 by "
                  f"{gain_vs_base['difference']:+.3g} per request ({_ci(gain_vs_base['low'], gain_vs_base['high'], '+.3g')}).")
     verdict = "roughly equal" if p["max_over_min"] <= 2 else "far from equal"
-    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, "05_contributions.csv")
+    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, Result.CONTRIBUTIONS)

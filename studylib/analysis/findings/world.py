@@ -6,8 +6,9 @@ import math
 
 import pandas as pd
 
-from studylib.analysis.stats import MIN_POSITIVES
+from studylib.stats import MIN_POSITIVES
 from studylib.analysis.findings.core import Finding, _ci
+from studylib.outputs import Result
 
 
 def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int) -> Finding:
@@ -38,7 +39,7 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     text += "." + (f" {few_labels} fewer than {MIN_POSITIVES} positives: "
                    + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
     verdict = "targets met" if numbers["max_target_error"] < 0.05 else "targets missed"
-    return Finding("base_rates", "01_generate", text, numbers, verdict, "01_base_rates.csv")
+    return Finding("base_rates", "01_generate", text, numbers, verdict, Result.BASE_RATES)
 
 
 PERSONAL_TARGET = 0.3  # the default world's aim: at least this share of a top-k's value needs knowing the user
@@ -75,4 +76,4 @@ def personal_signal(shares: pd.DataFrame, weights: str, pair_variance: float, k:
              "mostly popularity": (f". Below the study's aim of {100 * PERSONAL_TARGET:.0f} %: a feed here is mostly "
                                    "item popularity, and a personalised model has little to show."),
              "unresolved": f". The interval reaches both sides of the study's aim ({100 * PERSONAL_TARGET:.0f} %)."}[verdict]
-    return Finding("personal_signal", "01_generate", text, numbers, verdict, "01_personal_share.csv")
+    return Finding("personal_signal", "01_generate", text, numbers, verdict, Result.PERSONAL_SHARE)
