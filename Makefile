@@ -49,7 +49,7 @@ PROFILE ?= quick
 WEIGHTS ?=
 ARGS ?=
 study: setup
-	$(BIN)/python -m studylib.study.pipeline --profile $(PROFILE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(ARGS)
+	$(BIN)/studylib study --profile $(PROFILE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(ARGS)
 
 # JupyterLab on notebooks/ with the project's kernel.
 lab: setup

@@ -2,8 +2,8 @@
 
 Run the study twice back to back on one machine, once per precision, then compare:
 
-    .venv/bin/python -m studylib.study.pipeline --workdir /tmp/fp32 -p precision fp32
-    .venv/bin/python -m studylib.study.pipeline --workdir /tmp/bf16 -p precision bf16   # or auto on a bf16 CPU
+    .venv/bin/studylib study --workdir /tmp/fp32 -p precision fp32
+    .venv/bin/studylib study --workdir /tmp/bf16 -p precision bf16   # or auto on a bf16 CPU
     .venv/bin/python benchmarks/precision_effect.py --fp32 /tmp/fp32 --bf16 /tmp/bf16 [--json out.json]
 
 Prints, from the runs' own records:

@@ -1,4 +1,5 @@
-"""Command line of the Heavy Ranker and TwHIN study: generate data, train, score, summarize.
+"""Command line of the Heavy Ranker and TwHIN study: run the whole study, or one step of it
+(generate data, train, score, summarize; TwHIN's generate, train, evaluate, export).
 
 Bad input ends with one line, `studylib: error: ...`, and exit status 2.
 """
@@ -20,8 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from studylib.ranker.cli import register as register_ranker
+    from studylib.study.pipeline import register as register_study
     from studylib.twhin.cli import register as register_twhin
 
+    register_study(sub)
     register_ranker(sub)
     register_twhin(sub)
     return parser
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_text_arguments(args)
-        return args.func(args)
+        code = args.func(args)
     except StudyError as exc:
         print(f"studylib: error: {exc}", file=sys.stderr)
         return 2
@@ -56,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("studylib: interrupted (completed shards and checkpoints are kept; rerun to resume)", file=sys.stderr)
         return 130
+    if code == 130 and args.command == "study":  # an interrupted pipeline: its one line is printed
+        from studylib.study.pipeline import exit_with
+
+        exit_with(code)
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from studylib.study.pipeline import exit_with
+
+    exit_with(main())

@@ -953,7 +953,7 @@ def test_ctrl_c_in_a_notebook_exits_130_with_one_line_and_records_it_interrupted
     out, err = process.communicate(timeout=120)
     lines = [line for line in _progress_free(err).splitlines() if line.strip()]
     assert process.returncode == 130, err[-2000:]
-    assert lines == ["pipeline: interrupted; the report was not built"], lines  # no kernel's traceback
+    assert lines == ["studylib: interrupted; the report was not built"], lines  # no kernel's traceback
     assert _state(work)["01_generate.ipynb"]["status"] == "interrupted"
     with study_lock(work):  # free at once: no kernel of the interrupted run holds the folder
         pass

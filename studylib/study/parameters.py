@@ -37,6 +37,7 @@ from studylib.strict import Section, describe
 
 INJECTED = ("profile", "workdir", "interactive")  # set by the pipeline, never by a profile
 DEFAULT_PROFILE = "quick"
+DEFAULT_ORIGIN = "the default (studylib/study/parameters.py)"  # where a value no profile or -p set comes from
 
 # the chapters, by notebook
 GENERATE, TWHIN, TRAIN, ABLATION, SCORE, DISTRIBUTIONS, SENSITIVITY = (
@@ -174,7 +175,7 @@ def resolve(overlay: dict, source: str) -> tuple[dict, dict[str, str]]:
         if name in overlay:
             raise StudyError(f"{source}: parameter {name} is set by the pipeline (use --profile / --workdir)")
     values = {**DEFAULTS, **overlay}
-    origin = {name: (source if name in overlay else "the default (studylib/study/parameters.py)") for name in values}
+    origin = {name: (source if name in overlay else DEFAULT_ORIGIN) for name in values}
     return values, origin
 
 

@@ -1,6 +1,8 @@
 """Run the study: every notebook in order through papermill, then build the report (`studylib.study.report`).
 
-    python -m studylib.study.pipeline --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
+    studylib study --profile quick|paper|full|tiny [--weights PATH] [-p NAME VALUE ...]
+
+(`make study` runs it; `python -m studylib.study.pipeline` is the same command.)
 
 Notebooks are the files `notebooks/NN*.ipynb`, run in name order (a new chapter is a new
 file: `01b_twhin.ipynb` runs between `01_generate` and `02_train`; add it to `book.yml`'s
@@ -113,6 +115,8 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
         known.update({name: nb.name for name in declared})
         steps.append((nb, declared))
     for name in params:
+        if origin.get(name) == parameters.DEFAULT_ORIGIN:  # a default of a chapter this folder may not hold
+            continue
         if name in INJECTED:
             raise StudyError(f"{origin[name]}: parameter {name} is set by the pipeline (use --profile / --workdir)")
         if name not in known:
@@ -389,9 +393,9 @@ def _save_state(executed: Path, state: dict) -> None:
 # ---------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studylib.study.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), paper, full")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=parameters.DEFAULT_PROFILE,
+                        help="notebooks/profiles/<NAME>.yaml: tiny, quick (default), paper, full")
     parser.add_argument("--weights", help="re-score with this weight file (YAML) or preset; reuses data and model")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override one parameter (VALUE read as YAML); repeatable")
@@ -399,7 +403,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="where data/, runs/, figures/ and _build/ go (default: the current directory; "
                              "`make study` runs in the repository)")
     parser.add_argument("--no-report", action="store_true", help="run the notebooks only")
-    args = parser.parse_args(argv)
+
+
+def register(sub) -> None:
+    """`studylib study`: the pipeline as a command of the one command line (`studylib.cli`)."""
+    p = sub.add_parser("study", help="run the whole study (every notebook, then the report)",
+                       description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run the pipeline for parsed arguments; bad input is one line, an interrupt 130."""
     try:
         from studylib.cli import check_text_arguments
 
@@ -414,21 +429,33 @@ def main(argv: list[str] | None = None) -> int:
             raise StudyError(f"--workdir {workdir}: is a file, not a folder")
         run(args.profile, [tuple(p) for p in args.parameter], args.weights, workdir, build=not args.no_report)
     except StudyError as exc:
-        print(f"pipeline: error: {exc}", file=sys.stderr)
+        print(f"studylib: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"pipeline: error: {os_error(exc)}", file=sys.stderr)
+        print(f"studylib: error: {os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pipeline: interrupted; the report was not built", file=sys.stderr)
+        print("studylib: interrupted; the report was not built", file=sys.stderr)
         return 130
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
-    if code == 130:  # interrupted: the one line is printed; skip the interpreter's teardown, where
-        sys.stdout.flush()  # the kernel client's threads, stopped mid-message, could still print
+def exit_with(code: int) -> None:
+    """Leave the process with `code`. An interrupted pipeline skips the interpreter's teardown, where
+    the kernel client's threads, stopped mid-message, could still print."""
+    if code == 130:
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m studylib.study.pipeline ...`: the same as `studylib study ...`."""
+    from studylib.cli import main as studylib_main
+
+    return studylib_main(["study", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    exit_with(main())
