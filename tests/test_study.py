@@ -404,6 +404,35 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     assert str(tmp_path) not in cell.source and str(work) not in cell.source
 
 
+def test_weights_at_the_bound_keep_every_finding_and_table_finite(tiny_study, tmp_path):
+    """Issue 40: every weight at ±B (`WEIGHT_BOUND`, signs alternating so that both signs meet in one
+    score) re-scores chapters 3–5 without a non-finite number: no finding loses a number that the
+    study's own weights give (a NaN is stored as null), and no table of those chapters holds ±inf."""
+    import math
+
+    from studylib.ranker.weights import WEIGHT_BOUND, load_weights
+    from studylib.outputs import FINDINGS
+
+    work, _ = tiny_study
+    results = work / "_build" / "results" / "tiny"
+
+    def missing() -> set[tuple[str, str]]:
+        found = json.loads((results / FINDINGS).read_text())
+        return {(f["id"], k) for f in found for k, v in f["numbers"].items()
+                if v is None or (isinstance(v, float) and not math.isfinite(v))}
+
+    before = missing()
+    keys = list(load_weights("april_2023").as_published())
+    bound = tmp_path / "bound.yaml"
+    bound.write_text("".join(f"{k}: {(-1) ** i * WEIGHT_BOUND:.1f}\n" for i, k in enumerate(keys)))
+    run_pipeline("tiny", [], str(bound), work, build=False, quiet=True)
+    assert missing() <= before
+    for table in sorted(results.glob("0[345]_*.csv")):
+        numbers = pd.read_csv(table).select_dtypes("number").to_numpy(float)
+        assert not np.isinf(numbers).any(), table.name
+    assert "score.bound" in pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
+
+
 def test_tiny_study_chapter5_sliders_work_offline(tiny_study, tmp_path):
     """The rendered chapter 5 page recomputes in headless Chromium with the network off, equal to
     Python on the sample it embeds (tests/test_sliders.py), and that sample is the study's own."""
