@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 
 from studylib.errors import StudyError
-from studylib.analysis.findings import FINDINGS_FILE, compare
+from studylib.analysis.findings import compare
+from studylib.outputs import FINDINGS
 
 
 def read_findings(path: Path) -> dict[str, dict]:
-    file = path / FINDINGS_FILE if path.is_dir() else path
+    file = path / FINDINGS if path.is_dir() else path
     if not file.is_file():
-        raise StudyError(f"{path}: no {FINDINGS_FILE} here; run the study first")
+        raise StudyError(f"{path}: no {FINDINGS} here; run the study first")
     try:
         found = json.loads(file.read_text())
         return {f["id"]: f for f in found}

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from studylib import yamlio
-from studylib.analysis.findings import FINDINGS_FILE
+from studylib.outputs import FINDINGS
 from studylib.errors import StudyError
 from studylib.study.pipeline import declared_parameters, run
 
@@ -80,7 +80,7 @@ def run_world(name: str, out: Path, source: Path) -> dict:
     print(f"[world {name}] {', '.join(f'{k}={v}' for k, v in WORLDS[name].items()) or 'the default world'}", flush=True)
     run("quick", overrides, None, out / name, source=source, build=False)
     minutes = (time.perf_counter() - started) / 60
-    found = json.loads((out / name / "_build" / "results" / "quick" / FINDINGS_FILE).read_text())
+    found = json.loads((out / name / "_build" / "results" / "quick" / FINDINGS).read_text())
     return {"minutes": minutes, "findings": {f["id"]: f for f in found}}
 
 

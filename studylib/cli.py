@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from studylib.errors import StudyError
-from studylib.io import os_error
+from studylib.io import check_text_arguments, os_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,20 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_ranker(sub)
     register_twhin(sub)
     return parser
-
-
-def check_text_arguments(args: argparse.Namespace) -> None:
-    """Every string argument must be text that encodes as UTF-8: a path given as undecodable bytes
-    reaches Python as surrogates, which pyarrow and JSON cannot write (a traceback half-way)."""
-    for name, value in vars(args).items():
-        items = value if isinstance(value, list) else [value]
-        for item in [x for i in items for x in (i if isinstance(i, (list, tuple)) else [i])]:
-            if isinstance(item, str):
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise StudyError(f"--{name.replace('_', '-')}: not UTF-8 text "
-                                     f"({item.encode('utf-8', 'backslashreplace').decode()[:60]})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

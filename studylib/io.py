@@ -302,6 +302,20 @@ def exclusive(folder: str | Path, what: str = "output folder", name: str | Path 
         yield Path(folder)
 
 
-__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "dangling_link", "exclusive", "held_lock", "lock_holder", "os_error",
+def check_text_arguments(args) -> None:
+    """Every string argument must be text that encodes as UTF-8: a path given as undecodable bytes
+    reaches Python as surrogates, which pyarrow and JSON cannot write (a traceback half-way)."""
+    for name, value in vars(args).items():
+        items = value if isinstance(value, list) else [value]
+        for item in [x for i in items for x in (i if isinstance(i, (list, tuple)) else [i])]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise StudyError(f"--{name.replace('_', '-')}: not UTF-8 text "
+                                     f"({item.encode('utf-8', 'backslashreplace').decode()[:60]})") from None
+
+
+__all__ = ["LOCK_FILE", "MAX_TEXT_BYTES", "atomic_write", "check_text_arguments", "dangling_link", "exclusive", "held_lock", "lock_holder", "os_error",
            "process_alive", "read_json", "read_torch_file", "remove_stale_temporaries",
            "require_regular_file", "temporary_name", "write_json", "write_text"]

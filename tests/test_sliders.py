@@ -65,3 +65,21 @@ def test_frontier_is_read_when_present(tmp_path):
                   "positive": [0.1, 0.2, 0.3], "negative": [0.01, 0.02, 0.03]}).to_csv(tmp_path / Result.FRONTIER)
     lines, _ = sliders.frontier(tmp_path)
     assert lines == {"model": [[0.2, 0.02], [0.1, 0.01]], "oracle": [[0.3, 0.03]]}
+
+
+def test_the_live_panel_saves_weights_that_make_study_reads_from_any_folder(tmp_path, capsys, monkeypatch):
+    """Chapter 5 in JupyterLab: the panel's save button writes the slider weights, and the command it
+    prints names the file by its absolute path (the notebook runs in notebooks/, `make` in the root)."""
+    from studylib.analysis import ranking
+    from studylib.analysis.weight_widgets import weight_panel
+
+    scored = ranking.ScoredSet.from_frame(_frame(), sliders.SHORT_HEADS)
+    base = load_weights("april_2023").vector(HEADS)
+    monkeypatch.chdir(tmp_path)
+    panel = weight_panel(scored, base, sliders.SHORT_HEADS, "april_2023", 10, "weights/slider_weights.yaml", ".")
+    grid, buttons, _ = panel.children
+    grid.children[0].value = 2.0  # favorited's slider moved
+    buttons.children[0].click()
+    written = tmp_path / "weights" / "slider_weights.yaml"
+    assert f"make study WEIGHTS={written}" in capsys.readouterr().out  # outside a kernel the panel prints here
+    assert list(load_weights(str(written)).vector(HEADS)) == [2.0, *base[1:]]

@@ -225,14 +225,34 @@ def test_bad_weights_file_and_missing_model(tmp_path):
 
 
 def test_failing_notebook_keeps_its_copy_and_builds_no_report(tmp_path):
+    """A chapter that refuses inside its kernel (here a world the notebook builds itself; every study
+    parameter is checked before any notebook starts, so a bad -p never gets this far)."""
+    import nbformat
+
+    source = tmp_path / "notebooks"
+    (source / "profiles").mkdir(parents=True)
+    (source / "profiles" / "p.yaml").write_text("# the defaults\n")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell('profile: str = "quick"\nworkdir: str = ".."', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from studylib.data.world import WorldParams\n"
+                                          "WorldParams(rate_scale=-1.0).validate()")]
+    nbformat.write(nb, source / "01_fails.ipynb")
+    work = tmp_path / "work"
     with pytest.raises(StudyError) as err:
-        run_pipeline("tiny", [("rate_scale", "-1")], None, tmp_path, quiet=True)  # refused inside the notebook
+        run_pipeline("p", [], None, work, source=source, quiet=True)
     text = str(err.value)
-    assert "01_generate.ipynb: world parameter rate_scale must be in (0, 100], got -1.0" in text
+    assert "01_fails.ipynb: world parameter rate_scale must be in (0, 100], got -1.0" in text
     assert "\n" not in text
-    copy = tmp_path / "_build" / "executed" / "tiny" / "01_generate.ipynb"
+    copy = work / "_build" / "executed" / "p" / "01_fails.ipynb"
     assert f"executed copy: {copy}" in text and copy.exists()
-    assert not (tmp_path / "_build" / "html").exists()
+    assert not (work / "_build" / "html").exists()
+
+
+def test_a_bad_parameter_is_refused_by_the_schema_before_any_notebook(tmp_path):
+    with pytest.raises(StudyError, match=r"parameter rate_scale must be <= 100, got 200"):
+        run_pipeline("tiny", [("rate_scale", "200")], None, tmp_path, quiet=True)
+    assert not (tmp_path / "_build" / "executed").exists()
 
 
 # ---------------------------------------------------------------- the whole tiny study, rendered

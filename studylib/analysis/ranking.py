@@ -221,6 +221,15 @@ def feed_comparison(rankings: dict[str, np.ndarray], value: np.ndarray, mask: np
     return pd.DataFrame(rows), pd.DataFrame(paired)
 
 
+def personal_share(summary: pd.DataFrame) -> dict[str, float]:
+    """The personal share of the oracle's gain over a random order, from a `feed_comparison` summary
+    that holds the popularity oracle: 1 − the share that ranking keeps, its interval flipped. The
+    one place this is computed (chapter 1's share, the feed's finding, the budget curve)."""
+    indexed = summary if isinstance(summary.index, pd.MultiIndex) else summary.set_index(["ranking", "metric"])
+    kept = indexed.loc[(POPULARITY, "oracle_gain_share")]
+    return {"mean": 1.0 - float(kept["mean"]), "low": 1.0 - float(kept["high"]), "high": 1.0 - float(kept["low"])}
+
+
 def personal_shares(scored: ScoredSet, weight_sets: dict[str, np.ndarray], k: int = TOP_K, n_resamples: int = 1000,
                     seed: int = 0) -> pd.DataFrame:
     """How much of a feed's value depends on knowing the user, per weight set (name -> [H] weights):
@@ -238,10 +247,9 @@ def personal_shares(scored: ScoredSet, weight_sets: dict[str, np.ndarray], k: in
         rankings = {"oracle": value, POPULARITY: scored.baseline_scores(weights)[POPULARITY],
                     RANDOM_RANKING: random_scores(mask, seed)}
         summary, _ = feed_comparison(rankings, value, mask, users, k, n_resamples, seed)
-        at = summary.set_index(["ranking", "metric"])
-        kept = at.loc[(POPULARITY, "oracle_gain_share")]
-        rows.append({"weights": name, "personal_share": 1.0 - kept["mean"], "personal_share_low": 1.0 - kept["high"],
-                     "personal_share_high": 1.0 - kept["low"],
+        at, share = summary.set_index(["ranking", "metric"]), personal_share(summary)
+        rows.append({"weights": name, "personal_share": share["mean"], "personal_share_low": share["low"],
+                     "personal_share_high": share["high"],
                      **{f"{r}_utility": float(at.loc[(r, "utility"), "mean"]) for r in rankings}})
     return pd.DataFrame(rows)
 

@@ -26,8 +26,8 @@ from scipy.special import expit, logit
 
 from studylib import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import (POPULARITY, ScoredSet, feed_comparison, random_expectation, random_scores,
-                                      top_k_value)
+from studylib.analysis.ranking import (POPULARITY, ScoredSet, feed_comparison, personal_share, random_expectation,
+                                      random_scores, top_k_value)
 from studylib.data.requests import Requests
 
 CLIP = 1e-7  # probabilities are clipped to [CLIP, 1 - CLIP] before the logit
@@ -188,9 +188,7 @@ def by_budget(scored: ScoredSet, weights: np.ndarray, ks: list[int], pools: list
                            & summary["metric"].isin(["regret", "oracle_gain_share", "popularity_gain_share"])]
             rows += [{"pool": n, "k": k, **row} for row in keep.drop(columns="ranking").to_dict("records")]
             if popularity:
-                kept = summary.set_index(["ranking", "metric"]).loc[(POPULARITY, "oracle_gain_share")]
-                rows.append({"pool": n, "k": k, "metric": "personal_share", "mean": 1.0 - kept["mean"],
-                             "low": 1.0 - kept["high"], "high": 1.0 - kept["low"]})
+                rows.append({"pool": n, "k": k, "metric": "personal_share", **personal_share(summary)})
     return pd.DataFrame(rows)
 
 

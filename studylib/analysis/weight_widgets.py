@@ -50,6 +50,8 @@ def weight_panel(scored: ranking.ScoredSet, base: np.ndarray, short_heads: tuple
         plt.show()
 
     out = widgets.interactive_output(redraw, sliders)
+    # absolute: the command printed below then works from any folder (the notebook's is notebooks/)
+    export_path, workdir = Path(export_path).resolve(), Path(workdir).resolve()
     shown = export_path.relative_to(workdir) if export_path.is_relative_to(workdir) else export_path
     export = widgets.Button(description=f"save as {shown}", layout=widgets.Layout(width="420px"))
     saved = widgets.Output()

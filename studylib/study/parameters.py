@@ -78,8 +78,9 @@ class StudyParameters(Section):
     validation_examples: int = param(0, "held-out set of the training scenario that the stopping rule watches "
                                         "(0: none)", GENERATE, ge=0)
     seed: int = param(0, "world seed (data set i is drawn with seed + i); also seeds the bootstraps and the random "
-                         "rankings", GENERATE, TWHIN, TRAIN, ABLATION, SCORE, DISTRIBUTIONS, SENSITIVITY)
-    rate_scale: float = param(20.0, "multiplies every published base rate (capped at 0.5)", GENERATE, TWHIN, gt=0)
+                         "rankings", GENERATE, TWHIN, TRAIN, ABLATION, SCORE, DISTRIBUTIONS, SENSITIVITY, ge=0)
+    rate_scale: float = param(20.0, "multiplies every published base rate (capped at 0.5)", GENERATE, TWHIN,
+                              gt=0, le=100)
     pair_variance: float = param(WorldParams.pair_variance, "share of each logit's latent variance in the user×tweet affinity (the "
                                       "personal part)", GENERATE, TWHIN, ge=0, le=1)
     candidates: int = param(50, "candidates per request (one user's feed request)", GENERATE, ge=1)
@@ -93,7 +94,7 @@ class StudyParameters(Section):
     steps: int = param(300, "training steps (with stop_patience > 0: the most it may take)", TRAIN, ge=1)
     batch_size: int = param(128, "examples per training step", TRAIN, ABLATION, ge=1)
     train_seed: int = param(0, "the main model's training seeds are train_seed, train_seed + 1, ...",
-                            TRAIN, ABLATION, SCORE, SENSITIVITY)
+                            TRAIN, ABLATION, SCORE, SENSITIVITY, ge=0)
     seeds: int = param(3, "training seeds of the main model: the run-to-run spread", TRAIN, SCORE, SENSITIVITY, ge=1)
     precision: Precision = param(TrainArgs.precision, "auto (bf16 where the hardware has it), fp32 or bf16",
                                  TRAIN, ABLATION, SCORE)

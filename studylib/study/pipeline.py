@@ -39,7 +39,8 @@ from studylib import yamlio
 from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.ranker.runs import MODEL
-from studylib.io import LOCK_FILE, dangling_link, held_lock, lock_holder, os_error, read_json, write_json
+from studylib.io import (LOCK_FILE, check_text_arguments, dangling_link, held_lock, lock_holder, os_error,
+                         read_json, write_json)
 from studylib.study.report import REPO, build_report
 
 INJECTED = parameters.INJECTED  # set by the pipeline, never by a profile
@@ -416,8 +417,6 @@ def register(sub) -> None:
 def command(args: argparse.Namespace) -> int:
     """Run the pipeline for parsed arguments; bad input is one line, an interrupt 130."""
     try:
-        from studylib.cli import check_text_arguments
-
         check_text_arguments(args)
         if dangling_link(args.workdir):
             raise StudyError(f"--workdir {dangling_link(args.workdir)}")
@@ -451,10 +450,10 @@ def exit_with(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m studylib.study.pipeline ...`: the same as `studylib study ...`."""
-    from studylib.cli import main as studylib_main
-
-    return studylib_main(["study", *(sys.argv[1:] if argv is None else argv)])
+    """`python -m studylib.study.pipeline ...`: the same command as `studylib study ...`."""
+    parser = argparse.ArgumentParser(prog="studylib study", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

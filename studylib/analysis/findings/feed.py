@@ -9,6 +9,7 @@ import pandas as pd
 
 from studylib.stats import tost_from_interval
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+from studylib.analysis.ranking import personal_share
 from studylib.outputs import Result
 
 
@@ -73,11 +74,11 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
 def _beside_popularity(m: pd.DataFrame, numbers: dict, paired: pd.DataFrame | None, k: int) -> tuple[str, str]:
     """The model against the rankings that ignore the user: numbers added in place; (verdict, text)."""
     pop = lambda ranking, metric: m.loc[(ranking, metric)]  # noqa: E731
-    personal = pop("popularity", "oracle_gain_share")
+    personal = personal_share(m)
     over = pop("model", "popularity_gain_share")
     numbers.update(popularity_utility=float(pop("popularity", "utility")["mean"]),
-                   personal_share=1.0 - float(personal["mean"]), personal_share_low=1.0 - float(personal["high"]),
-                   personal_share_high=1.0 - float(personal["low"]),
+                   personal_share=personal["mean"], personal_share_low=personal["low"],
+                   personal_share_high=personal["high"],
                    popularity_gain_share=float(over["mean"]), popularity_gain_share_low=float(over["low"]),
                    popularity_gain_share_high=float(over["high"]))
     if ("learned_popularity", "utility") in m.index:
