@@ -387,6 +387,20 @@ def test_tiny_study_findings_match_the_tables_they_came_from(tiny_study):
     assert reg["oracle_utility"] - reg["model_utility"] == pytest.approx(reg["regret"])
 
 
+def test_every_verdict_of_the_tiny_study_is_a_declared_value(tiny_study):
+    """Verdicts are values from each finding's declared set (analysis/findings/verdicts.py), so the
+    budget and world tables compare them by value; counts live in the numbers."""
+    from studylib.analysis.findings.verdicts import PARTS, VERDICTS, check_verdict
+    from studylib.outputs import FINDINGS
+
+    work, _ = tiny_study
+    found = json.loads((work / "_build" / "results" / "tiny" / FINDINGS).read_text())
+    for f in found:
+        assert f["id"] in VERDICTS or f["id"] in PARTS, f"{f['id']}: no declared verdicts"
+        check_verdict(f["id"], f["verdict"])
+        assert not re.search(r"\d", f["verdict"] or ""), f"{f['id']}: a count in its verdict: {f['verdict']}"
+
+
 def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     work, _ = tiny_study
     state_file = work / "_build" / "executed" / "tiny" / "state.json"

@@ -11,6 +11,7 @@ import numpy as np
 from studylib.errors import StudyError
 from studylib.io import read_json, write_json
 from studylib.analysis.findings.decisions import _is_number, decisions
+from studylib.analysis.findings.verdicts import check_verdict
 from studylib.outputs import FINDINGS
 
 
@@ -25,6 +26,9 @@ class Finding:
     numbers: dict[str, float | int | str] = field(default_factory=dict)
     verdict: str | None = None
     source: str | None = None  # the results CSV the numbers come from
+
+    def __post_init__(self):
+        check_verdict(self.id, self.verdict)  # a value from the finding's declared set (verdicts.py)
 
     def markdown(self) -> str:
         """The chapter's sentence. Where it rests on tests or intervals, it says that its verdict is

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from studylib.analysis.findings.verdicts import on_extent
 from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, _ci, excludes_zero
 from studylib.analysis.findings.decisions import Z95
 from studylib.outputs import Result
@@ -73,8 +74,8 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
             + (f"No test rejects for: {'; '.join(kept)}." if kept else "")
             + (f" A user found in both groups of a comparison (at most {shared} in one) counts on one side only, "
                "chosen at random, so the groups' users are disjoint as the tests assume." if shared else ""))
-    return Finding("distribution_tests", "04_distributions", text, numbers, f"{len(rejected)} of {len(tests)}",
-                   Result.TESTS)
+    return Finding("distribution_tests", "04_distributions", text, numbers,
+                   "a difference " + on_extent(len(rejected), len(tests), "comparison"), Result.TESTS)
 
 
 def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha: float) -> Finding:

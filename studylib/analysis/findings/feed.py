@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.stats import tost_from_interval
+from studylib.analysis.findings.verdicts import PART_JOIN
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.analysis.ranking import personal_share
 from studylib.outputs import Result
@@ -271,5 +272,5 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                      f"{abs(model['vs_reference']):.3g} {word(model['vs_reference'])} by the model "
                      f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}){bias_note}: {said}")
     text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
-    verdict = ", ".join(f"{c}: {v}" for c, v in zip(others, verdicts))
+    verdict = PART_JOIN.join(f"{c}: {v}" for c, v in zip(others, verdicts))
     return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, Result.COHORTS)

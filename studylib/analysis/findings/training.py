@@ -9,6 +9,7 @@ import pandas as pd
 
 from studylib.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
 from studylib.ranker.stopping import StoppingRule
+from studylib.analysis.findings.verdicts import on_extent
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.outputs import Result
 
@@ -87,8 +88,8 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     if not out.empty:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
                  + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
-    return Finding("head_quality", "02_train", text, numbers, f"{len(clear)}/{len(ok)} better than chance",
-                   Result.METRICS)
+    return Finding("head_quality", "02_train", text, numbers,
+                   "better than chance " + on_extent(len(clear), len(ok), "evaluable head"), Result.METRICS)
 
 
 def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
@@ -243,4 +244,5 @@ def positional_heads(pairing: pd.DataFrame) -> Finding:
             + f"; the median head loses {numbers['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
             "comes from correlated labels: engagements share an 'interest' direction, so a head trained on a "
             "neighbour's label still ranks its own somewhat — or, for a negative label, in reverse.")
-    return Finding("positional_heads", "02_train", text, numbers, f"{len(below)} below chance", Result.PAIRING)
+    return Finding("positional_heads", "02_train", text, numbers,
+                   "below chance " + on_extent(len(below), len(pos), "evaluable head"), Result.PAIRING)

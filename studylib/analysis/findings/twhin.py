@@ -9,6 +9,7 @@ from scipy.stats import t as t_dist
 
 from studylib.stats import MIN_POSITIVES, POWER_BAR, tost
 from studylib.analysis.findings.core import Finding, _named
+from studylib.analysis.findings.verdicts import PART_JOIN, on_extent
 from studylib.outputs import Result
 
 
@@ -178,19 +179,18 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                  "pairs that were drawn more than once (replies may repeat), which no "
                  "model of the probabilities can know.")
     if "popularity" not in versus:
-        verdict = f"{len(met)}/{len(share)} relations at {100 * TWHIN_GOAL:.0f} % of the oracle"
-    elif not below_popularity:  # an interval holding zero is no evidence of parity: count the relations shown above
-        verdict = f"above popularity on {len(versus['popularity'][1])}/{len(share)} relations, below on none"
-    else:
-        pooled_ahead = versus.get("pooled_popularity", ([], []))[0]
-        pooled_behind = versus.get("pooled_popularity", ([], []))[1]
-        verdict = (f"below popularity on {len(below_popularity)}/{len(share)} relations"
-                   + (f", above the popularity a translation score can carry on {len(pooled_behind)} and below it on "
-                      f"{len(pooled_ahead)}" if "pooled_popularity" in versus else ""))
+        verdict = "at the oracle goal " + on_extent(len(met), len(share), "relation")
+    else:  # an interval holding zero is no evidence of parity: the verdict counts the relations shown below
+        verdict = "below popularity " + on_extent(len(below_popularity), len(share), "relation")
+        if "pooled_popularity" in versus:
+            numbers.update(relations_above_pooled_popularity=len(versus["pooled_popularity"][1]),
+                           relations_below_pooled_popularity=len(versus["pooled_popularity"][0]))
+    numbers.update(relations_below_popularity=len(below_popularity) if "popularity" in versus else 0,
+                   relations_at_goal=len(met))
     if "popularity" in versus and bias_bar is not None:  # the variant that can carry per-relation popularity
-        verdict += f"; with relation biases below on {len(bias_bar[1])}/{len(share)}"
-        if bias_bar[1] and numbers["node_bias_below_little_signal"] == len(bias_bar[1]):
-            verdict += f" (the oracle {100 * PERSONAL_SIGNAL:.0f} % or less above popularity there)"
+        verdict += PART_JOIN + "with relation biases below popularity " + on_extent(len(bias_bar[1]), len(share),
+                                                                                      "relation")
+        numbers["relations_with_biases_below_popularity"] = len(bias_bar[1])
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, Result.LINK_PREDICTION)
 
 
@@ -229,16 +229,17 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
         elif p < alpha:
             verdict = "helps" if mean > 0 else "hurts"
         elif eq["p"] < alpha:
-            verdict = f"no difference (within ±{margin:g})"
+            verdict = "no difference"  # within ±margin (numbers: margin)
         else:
             verdict = "unresolved"
         verdicts.append(f"{v}: {verdict}")
+        said_verdict = f"no difference (within ±{margin:g})" if verdict == "no difference" else verdict
         said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
                 f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
         if verdict == "unresolved" and eq["power"] < POWER_BAR:
             said += f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
         parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
-                     f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {verdict}")
+                     f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {said_verdict}")
     text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
     if seeds < 3:
@@ -251,4 +252,5 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
                      f"{floor.median():.3f} (lowest seed {floor.min():.3f}; 0.5 is chance), since each user and "
                      "author keeps one fixed, distinct vector, an identifier from which per-user and per-author "
                      "effects can be memorised.")
-    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, "; ".join(verdicts), Result.ABLATION_SEEDS)
+    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, PART_JOIN.join(verdicts),
+                   Result.ABLATION_SEEDS)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from studylib.errors import StudyError
 from studylib.stats import MIN_POSITIVES
+from studylib.analysis.findings.verdicts import PART_JOIN
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.outputs import Result
 
@@ -136,7 +137,7 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
             + ". " + ("None of them depends on the training seed." if not unstable else
                       f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
                       f"{'it' if len(unstable) == 1 else 'them'}."))
-    verdict = "stable across seeds" if not unstable else f"seed-dependent: {len(unstable)}"
+    verdict = "stable across seeds" if not unstable else "seed-dependent"  # how many: numbers["unstable"]
     return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, Result.SEED_REPLICATES)
 
 
@@ -212,8 +213,8 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
                  "this share of the oracle's gain over a random order: " + ", ".join(bits) + "; the model serves "
                  f"`{weakest['weights']}`'s objective least well. Where each preset sits on the engagement/negative "
                  "frontier is `frontier_distance`.")
-    return Finding("presets_paired", "05_sensitivity", text, numbers, f"{clear_count} clear differences",
-                   Result.PRESETS_PAIRED)
+    return Finding("presets_paired", "05_sensitivity", text, numbers,
+                   "clear differences" if clear_count else "no clear difference", Result.PRESETS_PAIRED)
 
 
 def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict, base: str, k: int) -> Finding:
@@ -274,7 +275,7 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
         text += (" No gain is measurable on unseen users, so the fitted changes are mostly the fitting half's noise "
                  "and say little about which heads deserve more weight.")
     if check == "fails":
-        verdict += "; oracle check fails"
+        verdict += PART_JOIN + "oracle check fails"
     return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, Result.BEST_WEIGHTS)
 
 

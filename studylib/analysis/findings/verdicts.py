@@ -1,0 +1,98 @@
+"""Every finding's verdict is a value from a small set declared here, so that two studies' findings
+compare by value (`core.compare`: the budget and world tables), never by wording. Counts and sizes
+live in a finding's numbers, not in its verdict.
+
+A finding with one verdict per part (a cohort, an ablation variant, TwHIN's relation biases) joins
+its parts as "part: value" with `PART_JOIN`; each part's value comes from its own set.
+"""
+
+from __future__ import annotations
+
+from studylib.schema import LABELS, short_name
+
+PART_JOIN = "; "
+HEAD_NAMES = tuple(short_name(label) for label in LABELS)
+
+
+def extent(count: int, total: int) -> str:
+    """'every', 'some' or 'no': how many of `total` things a verdict is about, as a value."""
+    return "no" if count == 0 else "every" if count == total else "some"
+
+
+def on_extent(count: int, total: int, thing: str) -> str:
+    """'on every relation', 'on some relations', 'on no relation'."""
+    word = extent(count, total)
+    return f"on {word} {thing}{'s' if word == 'some' else ''}"
+
+
+def _on_all(stem: str, thing: str) -> tuple[str, ...]:
+    return tuple(f"{stem} on {word} {thing}{'s' if word == 'some' else ''}" for word in ("every", "some", "no"))
+
+
+VERDICTS: dict[str, tuple[str, ...]] = {
+    "base_rates": ("targets met", "targets missed"),
+    "personal_signal": ("mostly personal", "partly personal", "mostly popularity", "unresolved"),
+    "twhin_link_prediction": (_on_all("below popularity", "relation")
+                              + _on_all("at the oracle goal", "relation")),
+    "convergence": ("converged", "still learning", "unknown"),
+    "head_quality": _on_all("better than chance", "evaluable head") + ("none evaluable",),
+    "seed_spread": ("gap larger than seed noise", "gap comparable to seed noise", "unknown"),
+    "positional_feed": ("positional worse than random", "positional no better than random",
+                        "positional worse than by-name", "no clear difference"),
+    "positional_heads": _on_all("below chance", "evaluable head"),
+    "downsampling_calibration": ("calibration off", "calibration survives", "unresolved"),
+    "score_shares": ("dominated", "balanced"),
+    "model_vs_oracle_regret": ("captures most", "captures some", "no better than random", "above popularity",
+                               "below popularity", "unresolved against popularity"),
+    "regret_decomposition": ("shift dominates", "model error dominates", "shift and error both matter"),
+    "feed_by_budget": ("depends on the feed's size", "no measurable dependence"),
+    "distribution_tests": _on_all("a difference", "comparison"),
+    "fork_scores": ("differs", "no difference"),
+    "null_split_false_positive_rate": ("anti-conservative", "conservative", "valid", "unresolved"),
+    "tornado_top_head": HEAD_NAMES + ("unresolved",),
+    "seed_replication": ("stable across seeds", "seed-dependent", "one seed"),
+    "sobol_kendall_tau": ("agree", "disagree"),
+    "sobol_utility": ("agree", "disagree"),
+    "presets_paired": ("clear differences", "no clear difference"),
+    "optimal_weights_gain": ("better weights exist", "fitted weights worse", "base weights not beaten"),
+    "frontier_distance": ("off the model's frontier", "on the model's frontier"),
+    "equal_contribution_claim": ("roughly equal", "far from equal"),
+    "negative_flip": (),  # a description: no verdict
+}
+# Verdicts made of parts: part -> the values it may take (any part name of a cohort or variant).
+PARTS: dict[str, tuple[str, ...]] = {
+    "cohort_model_vs_truth": ("opposite to the truth", "understates the truth", "overstates the truth",
+                              "tracks the truth", "misses a real difference", "invents a difference",
+                              "no difference in either", "unresolved"),
+    "embedding_ablation": ("helps", "hurts", "no difference", "unresolved", "too few seeds"),
+    # after the main value: the variant with relation biases, and the oracle check of the weight search
+    "twhin_link_prediction": _on_all("with relation biases below popularity", "relation"),
+    "optimal_weights_gain": ("oracle check fails",),
+}
+
+
+NAMED_PARTS = ("cohort_model_vs_truth", "embedding_ablation")  # verdicts that are only "name: value" parts
+
+
+def check_verdict(finding_id: str, verdict: str | None) -> None:
+    """ValueError unless `verdict` is made of `finding_id`'s declared values; findings this module
+    does not declare (a test's own) are not checked."""
+    if finding_id not in VERDICTS and finding_id not in PARTS:
+        return
+    if verdict is None:
+        if VERDICTS.get(finding_id) != ():
+            raise ValueError(f"finding {finding_id}: no verdict")
+        return
+    parts = verdict.split(PART_JOIN)
+    if finding_id in NAMED_PARTS:
+        values = [part.split(": ", 1)[-1] for part in parts]
+    else:
+        main, *values = parts
+        if main not in VERDICTS[finding_id]:
+            raise ValueError(f"finding {finding_id}: verdict {main!r} is not one of {VERDICTS[finding_id]}")
+    for value in values:
+        if value not in PARTS.get(finding_id, ()):
+            raise ValueError(f"finding {finding_id}: verdict part {value!r} is not one of {PARTS.get(finding_id, ())}")
+
+
+__all__ = ["HEAD_NAMES", "NAMED_PARTS", "PARTS", "PART_JOIN", "VERDICTS", "check_verdict", "extent", "on_extent"]
