@@ -67,7 +67,7 @@ def chapter_folder(out: Path) -> Path:
         if not link.exists():
             link.symlink_to(REPO / "notebooks" / f"{stem}.ipynb")
     # the quick profile, less the parameters of chapters the table does not run (the pipeline refuses those)
-    quick = yamlio.read(REPO / "notebooks" / "profiles" / "quick.yaml", "profile")
+    quick = yamlio.read(REPO / "notebooks" / "profiles" / "quick.yaml", "profile") or {}  # an overlay: may be empty
     declared = set().union(*(declared_parameters(source / f"{stem}.ipynb") for stem in CHAPTERS))
     (source / "profiles" / "quick.yaml").write_text(yaml.safe_dump({k: v for k, v in quick.items() if k in declared}))
     return source
