@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 
 from studylib.errors import StudyError
 from studylib.io import check_text_arguments, os_error
+from studylib.twhin.cli import register as register_twhin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from importlib.metadata import version
 
     parser = argparse.ArgumentParser(prog="studylib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"studylib {version('studylib')}")
@@ -22,7 +23,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from studylib.ranker.cli import register as register_ranker
     from studylib.study.pipeline import register as register_study
-    from studylib.twhin.cli import register as register_twhin
 
     register_study(sub)
     register_ranker(sub)

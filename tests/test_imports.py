@@ -151,3 +151,24 @@ def test_the_analysis_chapters_read_weights_and_results_without_loading_torch():
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_imports_inside_functions_are_only_the_declared_lazy_ones():
+    """Imports sit at the top of a module; the exceptions are declared once (`studylib.LAZY_IMPORTS`)."""
+    from studylib import LAZY_IMPORTS
+
+    def lazy(module: str) -> bool:
+        return any(module == m or module.startswith(m + ".") for m in LAZY_IMPORTS)
+
+    inside = []
+    for path in sorted(STUDYLIB.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom) and sub.module and not lazy(sub.module):
+                        inside.append(f"{path.relative_to(STUDYLIB.parent)}:{sub.lineno} {sub.module}")
+                    elif isinstance(sub, ast.Import):
+                        inside += [f"{path.relative_to(STUDYLIB.parent)}:{sub.lineno} {a.name}" for a in sub.names
+                                   if not lazy(a.name)]
+    assert not inside, "imports inside functions that are not in studylib.LAZY_IMPORTS:\n" + "\n".join(inside)
+

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit, logit
+from scipy import stats as scipy_stats
 
 from studylib import stats
 from studylib.errors import StudyError
@@ -211,14 +212,13 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """per_seed: rows (seed, metric, mean) of one feed metric per training seed. Per metric: the
     mean over seeds, the seeds' standard deviation and a 95 % t-interval over seeds (the
     variance a reader would see by training again, which a bootstrap over users does not hold)."""
-    from scipy import stats
 
     rows = []
     for metric, group in per_seed.groupby("metric", sort=False):
         values = group["mean"].to_numpy(np.float64)
         n, mean = values.size, float(values.mean())
         sd = float(values.std(ddof=1)) if n > 1 else float("nan")
-        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+        half = float(scipy_stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
         rows.append({"metric": metric, "seeds": n, "mean": mean, "seed_sd": sd, "low": mean - half,
                      "high": mean + half, "min": float(values.min()), "max": float(values.max())})
     return pd.DataFrame(rows)

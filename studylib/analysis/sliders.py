@@ -29,6 +29,7 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
+import re
 
 import numpy as np
 import pandas as pd
@@ -164,7 +165,6 @@ def page_html(s: Sample, presets: dict[str, np.ndarray], base_name: str, k: int 
 
 def embedded(page: str) -> tuple[Sample, dict[str, np.ndarray], str, int]:
     """(sample, weight sets, base name, k) that a page built by `page_html` embeds (for checks)."""
-    import re
 
     found = re.search(r'<script type="application/json" class="slider-data">(.*?)</script>', page, re.S)
     if not found:

@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import differential_evolution
+from scipy import stats as scipy_stats
 
 from studylib import stats
 from studylib.errors import StudyError
@@ -204,12 +205,11 @@ def noise_relation(heads: pd.DataFrame) -> dict[str, float]:
     """Spearman correlation, over the heads other than the anchor, between a head's fitted change
     (log2_change_model) and how well it is predicted (prediction_truth_correlation): positive means
     the search moved weight away from the noisily predicted heads (Milli–Pierson–Garg)."""
-    from scipy import stats
 
     sub = heads[~heads["anchor"]].dropna(subset=["log2_change_model", "prediction_truth_correlation"])
     if len(sub) < 3 or sub["log2_change_model"].nunique() < 2:
         return {"spearman": np.nan, "p_value": np.nan, "heads": len(sub)}
-    res = stats.spearmanr(sub["prediction_truth_correlation"], sub["log2_change_model"])
+    res = scipy_stats.spearmanr(sub["prediction_truth_correlation"], sub["log2_change_model"])
     return {"spearman": float(res.statistic), "p_value": float(res.pvalue), "heads": len(sub)}
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from studylib.analysis import ranking
+from studylib.ranker.weights import save_weights
 
 
 def _slider(widgets, head: str, weight: float):
@@ -30,7 +31,6 @@ def weight_panel(scored: ranking.ScoredSet, base: np.ndarray, short_heads: tuple
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    from studylib.ranker.weights import save_weights
 
     overlap = f"top{top_k}_overlap"
     base_row = ranking.summarize(ranking.ranking_metrics(scored, base, base[None], top_k)).iloc[0]

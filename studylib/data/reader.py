@@ -38,6 +38,7 @@ from studylib.schema import (
     REQUEST_COLUMN,
     true_prob_column,
 )
+from studylib.data.embeddings import load_world_embeddings
 
 
 @dataclass
@@ -203,7 +204,6 @@ def _open_view(root: Path, manifest: dict, verify: bool, renamed: dict[str, str]
     if file_sha256(emb_file) != expected_emb:
         raise StudyError(f"{emb_file}: checksum differs from {where} (the embeddings changed since the view was made)")
     base = open_dataset(base_root, verify, renamed, truncation)
-    from studylib.data.embeddings import load_world_embeddings
 
     tables = load_world_embeddings(emb_file, n_users, n_authors)
     return Dataset(root, manifest, base.files, base.row_groups, base.has_truth, base.truncation, base.renamed,

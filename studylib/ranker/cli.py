@@ -12,13 +12,15 @@ from studylib.errors import StudyError
 from studylib.ranker.weights import DEFAULT_PRESET, PRESETS
 from studylib.ranker.args import TrainArgs
 from studylib.ranker.train import PAIRINGS
+from studylib.data.generate import GeneratorParams, generate
+from studylib.schema import label_named, short_name
+from studylib.ranker.config import PUBLISHED_CONFIG, load_config
+from studylib.strict import load_yaml, shipped_config_path
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
 
 
 def _generate(args) -> int:
-    from studylib.data.generate import GeneratorParams, generate
-    from studylib.schema import label_named
 
     downsample = {}
     if args.downsample:
@@ -48,8 +50,6 @@ def _generate(args) -> int:
 
 def _published_downsampling(task: str) -> dict:
     """The published validation downsampling rates for `task` (recap_local_prod.yaml)."""
-    from studylib.ranker.config import PUBLISHED_CONFIG
-    from studylib.strict import load_yaml, shipped_config_path
 
     raw = load_yaml(shipped_config_path(PUBLISHED_CONFIG))
     rates = raw["validation_data"].get(task, {}).get("tasks", {}).get(task)
@@ -80,7 +80,6 @@ def _train(args) -> int:
 
 
 def _print_eval(rows: list[dict]) -> None:
-    from studylib.schema import short_name
 
     has_oracle = "oracle_auroc" in rows[0]
     header = f"{'head':45s} {'pos':>6s} {'AUROC':>7s} {'RCE':>7s} {'logloss':>8s} {'ECE':>7s}"
@@ -94,7 +93,6 @@ def _print_eval(rows: list[dict]) -> None:
 
 
 def _score(args) -> int:
-    from studylib.ranker.weights import DEFAULT_PRESET
     from studylib.ranker.scoring import score_run
 
     table = score_run(args.run, args.data, args.weights or [DEFAULT_PRESET], args.out, device=args.device,
@@ -107,7 +105,6 @@ def _score(args) -> int:
 
 
 def _model_summary(args) -> int:
-    from studylib.ranker.config import load_config
     from studylib.ranker.model import HeavyRanker, forward_flops, parameter_breakdown
 
     cfg = load_config(args.config)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from datetime import datetime, timezone
 
 from studylib.errors import StudyError
-from studylib.io import cached, read_json
+from studylib.io import cached, read_json, write_text
 from studylib.data.layout import MANIFEST
 
 RUN_MARKER = "study.json"
@@ -92,9 +93,7 @@ PIPELINE_ENV = "STUDYLIB_PIPELINE"  # set by the pipeline in its notebooks' envi
 
 
 def _mark_out_of_step(paths: Paths) -> None:
-    from datetime import datetime, timezone
 
-    from studylib.io import write_text
 
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_text(paths.out_of_step, f"a notebook ran outside the pipeline at {when} (profile {paths.profile}); "

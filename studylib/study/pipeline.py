@@ -34,6 +34,8 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+import signal
+import threading
 
 from studylib import yamlio
 from studylib.study import parameters
@@ -42,6 +44,8 @@ from studylib.ranker.runs import MODEL
 from studylib.io import (LOCK_FILE, check_text_arguments, dangling_link, held_lock, lock_holder, os_error,
                          read_json, write_json)
 from studylib.study.report import REPO, build_report
+from studylib.study.ranker_study import check_weights
+from studylib.study.paths import PIPELINE_ENV, Paths
 
 INJECTED = parameters.INJECTED  # set by the pipeline, never by a profile
 TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
@@ -142,7 +146,6 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
 def _check_weight_parameters(steps, specs: dict[str, str | list]) -> None:
     """Weight files and presets are read minutes into the run (chapters 3 and 5): check them now,
     each error naming the first chapter that takes the parameter."""
-    from studylib.study.ranker_study import check_weights
 
     for name, values in specs.items():
         for spec in [values] if isinstance(values, str) else values:
@@ -192,7 +195,6 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
 
 
 def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quiet, started) -> Path | None:
-    from studylib.study.paths import PIPELINE_ENV, Paths
 
     # The notebooks' kernels inherit this: their `Paths.of` then knows the pipeline runs them.
     os.environ[PIPELINE_ENV] = "1"
@@ -355,7 +357,6 @@ def _running(manager):
 
 def _stop_kernels() -> None:
     """Kill the kernels still running (their whole process group: a kernel starts its own session)."""
-    import signal
 
     while _KERNELS:
         process = _running(_KERNELS.pop())
@@ -369,8 +370,6 @@ def _stop_kernels() -> None:
 
 @contextlib.contextmanager
 def _no_second_interrupt():
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

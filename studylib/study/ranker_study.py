@@ -7,12 +7,20 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 
-from studylib.data.layout import MANIFEST
+from studylib.data.layout import MANIFEST, stored_names
 from studylib.errors import StudyError
 from studylib.io import cached, file_sha256, read_json
 from studylib.ranker.args import TrainArgs
 from studylib.study.paths import RUN_MARKER, generated, stamp_beside
+from studylib.data.world import WorldParams
+from studylib.data.generate import embedding_view, generate, GeneratorParams
+from studylib.strict import shipped_config_path
+from studylib.ranker.config import STUDY_CONFIG
+from studylib.ranker.weights import HEADS, load_weights
+from studylib.data.embeddings import write_ranker_embeddings
+from studylib.schema import META_GROUPS, REQUEST_COLUMN, short_name, true_prob_column
 
 
 # The data sets the study uses: name -> scenario (None: the `scenario` parameter) and seed offset.
@@ -29,7 +37,6 @@ def validation_every(steps: int, val_every: int) -> int:
 def world_params(seed: int, rate_scale: float, pair_variance: float):
     """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale and
     the personal part of every logit."""
-    from studylib.data.world import WorldParams
 
     world = WorldParams(seed=int(seed), rate_scale=float(rate_scale), pair_variance=float(pair_variance))
     world.validate()
@@ -39,7 +46,6 @@ def world_params(seed: int, rate_scale: float, pair_variance: float):
 def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
                 pair_variance: float, candidates: int, progress: bool = False) -> dict:
     """Generate a data set (or reuse it when its manifest has the same parameters); return the manifest."""
-    from studylib.data.generate import GeneratorParams, generate
 
     params = GeneratorParams(scenario=scenario, examples=int(examples), seed=int(seed), candidates=int(candidates),
                              world=world_params(world_seed, rate_scale, pair_variance))
@@ -57,8 +63,6 @@ def ensure_run(out: Path, data: Path, eval_data: Path | None, steps: int, batch_
     `val_data`/`val_every`: held-out metrics every N steps (validation.csv) for the loss curve;
     `stop_patience` > 0: `steps` is a maximum and the run stops when that held-out loss stops
     improving (`train.StoppingRule`)."""
-    from studylib.strict import shipped_config_path
-    from studylib.ranker.config import STUDY_CONFIG
     from studylib.ranker.runs import CHECKPOINT, MODEL
     from studylib.ranker.train import train
 
@@ -117,7 +121,6 @@ def require_scores(path: Path) -> pd.DataFrame:
 
 def weight_specs(weights: str, presets: list[str]) -> list[str]:
     """The primary weight set first, then the presets to compare (without duplicate names)."""
-    from studylib.ranker.weights import load_weights
 
     primary = load_weights(weights).name
     return [weights] + [p for p in presets if load_weights(p).name != primary]
@@ -125,7 +128,6 @@ def weight_specs(weights: str, presets: list[str]) -> list[str]:
 
 def check_weights(weights: str, parameter: str = "weights") -> str:
     """The name of the weight set `weights` (preset or YAML path); StudyError naming the parameter otherwise."""
-    from studylib.ranker.weights import load_weights
 
     try:
         return load_weights(weights).name
@@ -136,9 +138,7 @@ def check_weights(weights: str, parameter: str = "weights") -> str:
 def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
     """Seeded Gaussian noise in `studylib twhin-export`'s format (the ablation's floor); rewritten
     only when missing, so it keeps its bytes (same seed, same bytes)."""
-    import numpy as np
 
-    from studylib.data.embeddings import write_ranker_embeddings
 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
@@ -159,8 +159,6 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
 
     With only `embeddings` changed the result is an embedding view (`generate.embedding_view`):
     a manifest over `like`'s shards, no copy of its rows."""
-    from studylib.data.generate import GeneratorParams, embedding_view, generate
-    from studylib.data.world import WorldParams
 
     if not (like / MANIFEST).exists():
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
@@ -181,8 +179,6 @@ def with_popularity(frame: pd.DataFrame, data_dir: Path, train_dir: Path) -> pd.
     `popularity_prob.<head>` (the popularity oracle of `data_dir`'s world) and
     `learned_popularity_prob.<head>` (smoothed engagement rates of `train_dir`'s examples)."""
     from studylib.data.popularity import learned_rates, oracle_probabilities
-    from studylib.ranker.weights import HEADS
-    from studylib.schema import short_name
 
     tweets, authors = frame["meta__tweet_id"].to_numpy(), frame["meta__author_id"].to_numpy()
     columns = {}
@@ -195,10 +191,7 @@ def with_popularity(frame: pd.DataFrame, data_dir: Path, train_dir: Path) -> pd.
 def truth_frame(data_dir: Path, train_dir: Path) -> pd.DataFrame:
     """A data set's candidates with their planted truth per head (`true_prob.<head>`, short names as in
     scored tables) and the two rankings that ignore the user (`with_popularity`)."""
-    from studylib.data.layout import stored_names
     from studylib.data.reader import load_table
-    from studylib.ranker.weights import HEADS
-    from studylib.schema import META_GROUPS, REQUEST_COLUMN, short_name, true_prob_column
 
     stored = stored_names()
     ids = [REQUEST_COLUMN, *(stored[m] for m in META_GROUPS)]

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+import ast
+from importlib import metadata
 
 import yaml
 
@@ -26,6 +28,9 @@ from studylib.stats import MIN_POSITIVES
 from studylib.errors import StudyError
 from studylib.outputs import FINDINGS, figure_named
 from studylib.data.layout import MANIFEST
+from studylib.analysis.findings import (PAGE_ADJUSTMENT, PAGE_ALPHA, PRIMARY_ENDPOINTS, abstract, apply_page_plan,
+                                        budget_note, compare, load, page_plan)
+from studylib.study.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
 CONVERGED_PROFILE = "paper"  # the study every smaller one is compared with
@@ -63,8 +68,6 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         {"profile": profile, "notebooks": timings, "pipeline_seconds_before_report": total_seconds}, indent=1))
     page = stage / "report" / "reproducibility.md"
     page.write_text(page.read_text() + reproducibility_markdown(workdir, profile, params, timings, total_seconds))
-    from studylib.analysis.findings import PAGE_ALPHA, apply_page_plan
-    from studylib.study.paths import Paths
 
     # every finding's p, adjusted p and adjusted verdict, at the profile's α (recorded: later readings keep it)
     apply_page_plan(Paths.of(workdir, profile).results, params.get("alpha", PAGE_ALPHA))
@@ -137,7 +140,6 @@ def show_run_parameters(nb, workdir: Path) -> None:
     "april_2023")`, not the default alone).
     `workdir` keeps its default; a file path under `workdir` is shown relative to it, any other
     absolute path by its name (the page never shows this machine's folders)."""
-    import ast
 
     values = nb.metadata.get("papermill", {}).get("parameters", {})
     for cell in nb.cells:
@@ -208,8 +210,6 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
     finished `paper` study, else the committed reference; None when this build is that study. The
     findings are None when that study was made in another planted world (`reference_world`): it
     decided other questions, so nothing is compared."""
-    from studylib.analysis.findings import load
-    from studylib.study.paths import Paths
 
     if profile == CONVERGED_PROFILE:
         return None
@@ -238,8 +238,6 @@ def reference_world(found: dict[str, dict]) -> dict:
 def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict | None] | None) -> str:
     """The first page's note: which profile and budget made this report, whether its model converged
     by the study's rule, and how many findings the converged study decides otherwise."""
-    from studylib.analysis.findings import compare, load
-    from studylib.study.paths import Paths
 
     found = load(Paths.of(workdir, profile).results)
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
@@ -270,8 +268,6 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
 
 def abstract_markdown(workdir: Path, profile: str, params: dict) -> str:
     """The first page's computed abstract (`findings.abstract`) from this build's findings."""
-    from studylib.analysis.findings import abstract, load, page_plan
-    from studylib.study.paths import Paths
 
     return abstract(page_plan(load(Paths.of(workdir, profile).results)), params)
 
@@ -280,8 +276,6 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
     converged study (`reference`) decides a finding otherwise, the finding says so."""
-    from studylib.analysis.findings import budget_note, load, page_plan
-    from studylib.study.paths import Paths
 
     found = page_plan(load(Paths.of(workdir, profile).results))
     other = reference[1] if reference is not None and reference[1] is not None else {}
@@ -316,7 +310,6 @@ def _adjusted(f: dict) -> str:
 
 def plan_markdown(found: dict[str, dict]) -> list[str]:
     """The findings page's opening: the primary endpoints and the one multiplicity plan."""
-    from studylib.analysis.findings import PAGE_ADJUSTMENT, PAGE_ALPHA, PRIMARY_ENDPOINTS
 
     alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
     primary = [i for i in PRIMARY_ENDPOINTS if i in found]
@@ -331,7 +324,6 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
 
 def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings: dict[str, float],
                              total_seconds: float | None) -> str:
-    from importlib import metadata
 
     import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from dataclasses import asdict
 
 import pandas as pd
 
@@ -13,6 +14,12 @@ from studylib.io import cached, file_sha256
 from studylib.study.paths import RUN_MARKER, Paths, generated, stamp_beside
 from studylib.study.ranker_study import world_params
 from studylib.data.layout import MANIFEST
+from studylib.twhin.planted import GraphParams, generate_graph
+from studylib.twhin.runs import CHECKPOINT
+from studylib.strict import shipped_config_path
+from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
+from studylib.twhin.evaluate import RESULTS, evaluate_run
+from studylib.twhin.export import export_embeddings
 
 
 # Where the TwHIN side lives: data/<profile>/twhin/ holds the graph and the ablation's random
@@ -30,9 +37,7 @@ def twhin_graph_dir(paths: Paths) -> Path:
 def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, pair_variance: float,
                        progress: bool = False) -> dict:
     """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
-    from dataclasses import asdict
 
-    from studylib.twhin.planted import GraphParams, generate_graph
 
     if edges < 1:
         raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
@@ -57,15 +62,12 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
                      progress: bool = False, node_bias: bool = False) -> dict:
     """Train TwHIN on `graph` (study config, node biases when asked) or reuse a finished run with
     the same settings."""
-    from studylib.twhin.runs import CHECKPOINT
     from studylib.twhin.train import TwhinTrainArgs, train
 
     if steps < 1:
         raise StudyError(f"parameter twhin_steps must be >= 1, got {steps}")
     if not (graph / MANIFEST).exists():
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
-    from studylib.strict import shipped_config_path
-    from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
 
     settings = {"graph_manifest": file_sha256(graph / MANIFEST), "steps": int(steps), "seed": int(seed),
                 "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias)}
@@ -85,8 +87,6 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
     """Link prediction on the run's held-out test pairs (random, popularity, trained, the runs in
     `beside`, oracle; both directions, raw and filtered, all and unseen pairs); cached in the run.
     max_edges 0: all held-out pairs, else a seeded sample of at most that many per relation."""
-    from studylib.twhin.evaluate import RESULTS, evaluate_run
-    from studylib.twhin.runs import CHECKPOINT
 
     if max_edges < 0:
         raise StudyError(f"parameter twhin_eval_edges must be >= 0 (0: all held-out pairs), got {max_edges}")
@@ -109,8 +109,6 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
 def ensure_twhin_export(run: Path, out: Path) -> dict:
     """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
     (an unchanged file keeps the data sets built from it valid)."""
-    from studylib.twhin.export import export_embeddings
-    from studylib.twhin.runs import CHECKPOINT
 
     settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
     reused, info = cached(stamp_beside(out), settings, [out], lambda: export_embeddings(run, out))

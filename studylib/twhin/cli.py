@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 
 from studylib.data.world import WorldParams
+from studylib.twhin.planted import GraphParams, generate_graph
+from studylib.errors import StudyError
+from studylib.twhin.evaluate import RESULTS, evaluate_run, format_table
+from studylib.twhin.export import export_embeddings
 
 WORLD = WorldParams()  # the planted world's defaults, shown as the options' defaults
 
 
 def _generate(args) -> int:
-    from studylib.twhin.planted import GraphParams, generate_graph
 
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
                         latent_dim=args.latent_dim, signal=args.signal,
@@ -35,8 +38,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from studylib.errors import StudyError
-    from studylib.twhin.evaluate import RESULTS, evaluate_run, format_table
 
     extra = {}
     for item in args.beside or []:
@@ -52,7 +53,6 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    from studylib.twhin.export import export_embeddings
 
     info = export_embeddings(args.run, args.out, dim=args.dim)
     rows = ", ".join(f"{name} {n:,}" for name, n in info["rows"].items())

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from studylib.data.world import World
 from studylib.errors import StudyError
@@ -340,7 +341,6 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
 
     extra_runs: scorer name -> another run folder on the same graph (e.g. one with node biases),
     ranked beside the others."""
-    from tqdm.auto import tqdm
 
     if max_edges is not None and max_edges < 1:
         raise StudyError(f"--max-edges must be >= 1, got {max_edges}")

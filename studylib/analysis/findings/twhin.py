@@ -11,6 +11,7 @@ from studylib.stats import MIN_POSITIVES, POWER_BAR, tost
 from studylib.analysis.findings.core import Finding, _named
 from studylib.analysis.findings.verdicts import PART_JOIN, on_extent
 from studylib.outputs import Result
+from studylib.analysis.tables import link_prediction_table
 
 
 TWHIN_GOAL = 0.5  # trained MRR at least this share of the oracle's (secondary: popularity is the bar)
@@ -53,7 +54,6 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, n_pairs, mrr, mrr_low,
     mrr_high, ...). Reads the filtered ranks of the rhs given the lhs on the held-out pairs that never
     occur in training (the chapter's test), all held-out pairs (secondary), and the reverse direction."""
-    from studylib.analysis.tables import link_prediction_table  # tables reads twhin.evaluate: only chapter 1b needs it
 
     main = link_prediction_table(evaluation, "rhs", "filtered", TWHIN_PAIRS)
     every = link_prediction_table(evaluation, "rhs", "filtered", "all")
