@@ -16,7 +16,6 @@ from studylib.twhin.cli import register as register_twhin
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(prog="studylib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"studylib {version('studylib')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

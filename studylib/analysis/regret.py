@@ -212,7 +212,6 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """per_seed: rows (seed, metric, mean) of one feed metric per training seed. Per metric: the
     mean over seeds, the seeds' standard deviation and a 95 % t-interval over seeds (the
     variance a reader would see by training again, which a bootstrap over users does not hold)."""
-
     rows = []
     for metric, group in per_seed.groupby("metric", sort=False):
         values = group["mean"].to_numpy(np.float64)

@@ -165,7 +165,6 @@ def page_html(s: Sample, presets: dict[str, np.ndarray], base_name: str, k: int 
 
 def embedded(page: str) -> tuple[Sample, dict[str, np.ndarray], str, int]:
     """(sample, weight sets, base name, k) that a page built by `page_html` embeds (for checks)."""
-
     found = re.search(r'<script type="application/json" class="slider-data">(.*?)</script>', page, re.S)
     if not found:
         raise StudyError("sliders: no embedded slider data in this page")

@@ -205,7 +205,6 @@ def noise_relation(heads: pd.DataFrame) -> dict[str, float]:
     """Spearman correlation, over the heads other than the anchor, between a head's fitted change
     (log2_change_model) and how well it is predicted (prediction_truth_correlation): positive means
     the search moved weight away from the noisily predicted heads (Milli–Pierson–Garg)."""
-
     sub = heads[~heads["anchor"]].dropna(subset=["log2_change_model", "prediction_truth_correlation"])
     if len(sub) < 3 or sub["log2_change_model"].nunique() < 2:
         return {"spearman": np.nan, "p_value": np.nan, "heads": len(sub)}

@@ -21,7 +21,6 @@ WORLD = WorldParams()  # the planted world's defaults, shown as the options' def
 
 
 def _generate(args) -> int:
-
     downsample = {}
     if args.downsample:
         parts = args.downsample.split(":")
@@ -50,7 +49,6 @@ def _generate(args) -> int:
 
 def _published_downsampling(task: str) -> dict:
     """The published validation downsampling rates for `task` (recap_local_prod.yaml)."""
-
     raw = load_yaml(shipped_config_path(PUBLISHED_CONFIG))
     rates = raw["validation_data"].get(task, {}).get("tasks", {}).get(task)
     if not rates:
@@ -80,7 +78,6 @@ def _train(args) -> int:
 
 
 def _print_eval(rows: list[dict]) -> None:
-
     has_oracle = "oracle_auroc" in rows[0]
     header = f"{'head':45s} {'pos':>6s} {'AUROC':>7s} {'RCE':>7s} {'logloss':>8s} {'ECE':>7s}"
     print(header + (f" {'oracle AUROC':>12s} {'oracle RCE':>10s}" if has_oracle else ""))

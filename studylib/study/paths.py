@@ -94,7 +94,6 @@ PIPELINE_ENV = "STUDYLIB_PIPELINE"  # set by the pipeline in its notebooks' envi
 
 def _mark_out_of_step(paths: Paths) -> None:
 
-
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_text(paths.out_of_step, f"a notebook ran outside the pipeline at {when} (profile {paths.profile}); "
                                   "the report may not match data/, runs/, figures/ and _build/results/ until "

@@ -146,7 +146,6 @@ def plan(source: Path, params: dict, origin: dict[str, str]) -> list[tuple[Path,
 def _check_weight_parameters(steps, specs: dict[str, str | list]) -> None:
     """Weight files and presets are read minutes into the run (chapters 3 and 5): check them now,
     each error naming the first chapter that takes the parameter."""
-
     for name, values in specs.items():
         for spec in [values] if isinstance(values, str) else values:
             try:
@@ -195,7 +194,6 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
 
 
 def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quiet, started) -> Path | None:
-
     # The notebooks' kernels inherit this: their `Paths.of` then knows the pipeline runs them.
     os.environ[PIPELINE_ENV] = "1"
     executed = workdir / "_build" / "executed" / profile
@@ -357,7 +355,6 @@ def _running(manager):
 
 def _stop_kernels() -> None:
     """Kill the kernels still running (their whole process group: a kernel starts its own session)."""
-
     while _KERNELS:
         process = _running(_KERNELS.pop())
         if process is None:
@@ -370,7 +367,6 @@ def _stop_kernels() -> None:
 
 @contextlib.contextmanager
 def _no_second_interrupt():
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -37,7 +37,6 @@ def validation_every(steps: int, val_every: int) -> int:
 def world_params(seed: int, rate_scale: float, pair_variance: float):
     """The world of the ranker data sets (01_generate): default sizes, world seed, rate scale and
     the personal part of every logit."""
-
     world = WorldParams(seed=int(seed), rate_scale=float(rate_scale), pair_variance=float(pair_variance))
     world.validate()
     return world
@@ -46,7 +45,6 @@ def world_params(seed: int, rate_scale: float, pair_variance: float):
 def ensure_data(out: Path, scenario: str, examples: int, seed: int, world_seed: int, rate_scale: float,
                 pair_variance: float, candidates: int, progress: bool = False) -> dict:
     """Generate a data set (or reuse it when its manifest has the same parameters); return the manifest."""
-
     params = GeneratorParams(scenario=scenario, examples=int(examples), seed=int(seed), candidates=int(candidates),
                              world=world_params(world_seed, rate_scale, pair_variance))
     params.validate()
@@ -121,14 +119,12 @@ def require_scores(path: Path) -> pd.DataFrame:
 
 def weight_specs(weights: str, presets: list[str]) -> list[str]:
     """The primary weight set first, then the presets to compare (without duplicate names)."""
-
     primary = load_weights(weights).name
     return [weights] + [p for p in presets if load_weights(p).name != primary]
 
 
 def check_weights(weights: str, parameter: str = "weights") -> str:
     """The name of the weight set `weights` (preset or YAML path); StudyError naming the parameter otherwise."""
-
     try:
         return load_weights(weights).name
     except StudyError as exc:
@@ -138,7 +134,6 @@ def check_weights(weights: str, parameter: str = "weights") -> str:
 def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, width: int = 200) -> Path:
     """Seeded Gaussian noise in `studylib twhin-export`'s format (the ablation's floor); rewritten
     only when missing, so it keeps its bytes (same seed, same bytes)."""
-
 
     rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
     settings = {"n_users": int(n_users), "n_authors": int(n_authors), "seed": int(seed), "width": int(width)}
@@ -159,7 +154,6 @@ def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, prog
 
     With only `embeddings` changed the result is an embedding view (`generate.embedding_view`):
     a manifest over `like`'s shards, no copy of its rows."""
-
     if not (like / MANIFEST).exists():
         raise StudyError(f"{like}: no data set here; run 01_generate.ipynb first")
     # The files read, by checksum: a changed base data set or embedding file rebuilds the result.

@@ -140,7 +140,6 @@ def show_run_parameters(nb, workdir: Path) -> None:
     "april_2023")`, not the default alone).
     `workdir` keeps its default; a file path under `workdir` is shown relative to it, any other
     absolute path by its name (the page never shows this machine's folders)."""
-
     values = nb.metadata.get("papermill", {}).get("parameters", {})
     for cell in nb.cells:
         if cell.cell_type != "code" or "parameters" not in cell.metadata.get("tags", []):
@@ -210,7 +209,6 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
     finished `paper` study, else the committed reference; None when this build is that study. The
     findings are None when that study was made in another planted world (`reference_world`): it
     decided other questions, so nothing is compared."""
-
     if profile == CONVERGED_PROFILE:
         return None
     own = Paths(Path(workdir).resolve(), CONVERGED_PROFILE).results
@@ -238,7 +236,6 @@ def reference_world(found: dict[str, dict]) -> dict:
 def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[str, dict | None] | None) -> str:
     """The first page's note: which profile and budget made this report, whether its model converged
     by the study's rule, and how many findings the converged study decides otherwise."""
-
     found = load(Paths.of(workdir, profile).results)
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
     stopped = get("stop_patience") > 0
@@ -268,7 +265,6 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
 
 def abstract_markdown(workdir: Path, profile: str, params: dict) -> str:
     """The first page's computed abstract (`findings.abstract`) from this build's findings."""
-
     return abstract(page_plan(load(Paths.of(workdir, profile).results)), params)
 
 
@@ -276,7 +272,6 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
                       reference: tuple[str, dict] | None = None) -> str:
     """The findings of this build (findings.json), grouped by chapter in the book's order; where the
     converged study (`reference`) decides a finding otherwise, the finding says so."""
-
     found = page_plan(load(Paths.of(workdir, profile).results))
     other = reference[1] if reference is not None and reference[1] is not None else {}
     lines = plan_markdown(found)
@@ -310,7 +305,6 @@ def _adjusted(f: dict) -> str:
 
 def plan_markdown(found: dict[str, dict]) -> list[str]:
     """The findings page's opening: the primary endpoints and the one multiplicity plan."""
-
     alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
     primary = [i for i in PRIMARY_ENDPOINTS if i in found]
     n = sum(len(f["decisions"]) for f in found.values())
@@ -324,7 +318,6 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
 
 def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings: dict[str, float],
                              total_seconds: float | None) -> str:
-
     import torch
 
     lines = ["", "## This build", "",

@@ -38,7 +38,6 @@ def ensure_twhin_graph(out: Path, edges: int, seed: int, rate_scale: float, pair
                        progress: bool = False) -> dict:
     """The planted TwHIN graph of the ranker data's world (reused when its parameters match)."""
 
-
     if edges < 1:
         raise StudyError(f"parameter twhin_edges must be >= 1, got {edges}")
     params = GraphParams(edges=int(edges), seed=int(seed), world=world_params(seed, rate_scale, pair_variance))
@@ -87,7 +86,6 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
     """Link prediction on the run's held-out test pairs (random, popularity, trained, the runs in
     `beside`, oracle; both directions, raw and filtered, all and unseen pairs); cached in the run.
     max_edges 0: all held-out pairs, else a seeded sample of at most that many per relation."""
-
     if max_edges < 0:
         raise StudyError(f"parameter twhin_eval_edges must be >= 0 (0: all held-out pairs), got {max_edges}")
     if resamples < 0:
@@ -109,7 +107,6 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
 def ensure_twhin_export(run: Path, out: Path) -> dict:
     """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
     (an unchanged file keeps the data sets built from it valid)."""
-
     settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
     reused, info = cached(stamp_beside(out), settings, [out], lambda: export_embeddings(run, out))
     return {"reused": reused, **settings, **info}

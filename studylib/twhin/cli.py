@@ -14,7 +14,6 @@ WORLD = WorldParams()  # the planted world's defaults, shown as the options' def
 
 
 def _generate(args) -> int:
-
     world = WorldParams(n_users=args.users, n_authors=args.authors, n_tweets=args.tweets,
                         latent_dim=args.latent_dim, signal=args.signal,
                         pair_variance=args.pair_variance, seed=args.seed)
@@ -38,7 +37,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-
     extra = {}
     for item in args.beside or []:
         name, sep, run = item.partition("=")
@@ -53,7 +51,6 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-
     info = export_embeddings(args.run, args.out, dim=args.dim)
     rows = ", ".join(f"{name} {n:,}" for name, n in info["rows"].items())
     print(f"{args.out}: {rows} rows of width {info['width']} (trained dim {info['trained_dim']}; {info['projection']})")

@@ -341,7 +341,6 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
 
     extra_runs: scorer name -> another run folder on the same graph (e.g. one with node biases),
     ranked beside the others."""
-
     if max_edges is not None and max_edges < 1:
         raise StudyError(f"--max-edges must be >= 1, got {max_edges}")
     if n_resamples < 0:

@@ -54,7 +54,6 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, n_pairs, mrr, mrr_low,
     mrr_high, ...). Reads the filtered ranks of the rhs given the lhs on the held-out pairs that never
     occur in training (the chapter's test), all held-out pairs (secondary), and the reverse direction."""
-
     main = link_prediction_table(evaluation, "rhs", "filtered", TWHIN_PAIRS)
     every = link_prediction_table(evaluation, "rhs", "filtered", "all")
     reverse = link_prediction_table(evaluation, "lhs", "filtered", "all")
