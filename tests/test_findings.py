@@ -321,7 +321,7 @@ def test_twhin_finding_states_the_oracle_share_and_the_memorised_pairs():
             + _link_rows({"fav": fav, "follow": follow}, "unseen", "lhs"))
     f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000)
     assert f.verdict == "below popularity on some relations" and f.numbers["fav_trained_of_oracle"] == pytest.approx(0.6)
-    assert f.numbers["relations_below_popularity"] == 1  # the count: a number, the verdict a value
+    assert f.numbers["popularity_higher"] == 1  # the count: a number, the verdict a value
     assert "the trained embeddings reach 60–84 %, popularity included." in f.text
     assert "popularity is ahead of the trained embeddings in 1 relation (fav) and behind in 1 relation (follow)" in f.text
     assert "by +0.0005 to +0.0100; the change is beyond its paired interval upward in 1 relation (follow) and " \
@@ -374,7 +374,7 @@ def test_twhin_headline_is_the_share_of_the_oracles_gain_over_popularity():
     assert f.numbers["relations_with_personal_signal"] == 1 and "fav +0.0010 on 0.0200" in f.text  # fav: 5 % only
     # issue 26: counted where shown (follow above pooled popularity; fav within its interval), not "at or above"
     assert f.verdict == "below popularity on some relations"
-    assert (f.numbers["relations_above_pooled_popularity"], f.numbers["relations_below_pooled_popularity"]) == (1, 0)
+    assert (f.numbers["pooled_popularity_lower"], f.numbers["pooled_popularity_higher"]) == (1, 0)
     assert "summed over them is ahead of the trained embeddings in no relation" in f.text
 
 
@@ -397,7 +397,7 @@ def test_twhin_relation_biases_are_judged_against_popularity_pair_by_pair():
     assert f.numbers["reply_node_bias_over_popularity"] == pytest.approx(-0.003)
     assert "ahead in 1 relation (follow), behind in 1 relation (reply)" in f.text
     assert f.verdict.endswith("; with relation biases below popularity on some relations")
-    assert f.numbers["relations_with_biases_below_popularity"] == 1
+    assert f.numbers["node_bias_below_popularity"] == 1
     # With the oracle's gain over popularity beside them: reply's personal signal (+0.001 on 0.016, 6 %)
     # is under a quarter of popularity's MRR, so its shortfall is put beside that bound.
     with_signal = [{**r, "oracle_over_popularity": by_relation[r["relation"]]["oracle"] - by_relation[r["relation"]]["popularity"],
@@ -406,7 +406,7 @@ def test_twhin_relation_biases_are_judged_against_popularity_pair_by_pair():
     assert g.numbers["node_bias_below_little_signal"] == 1
     assert "the oracle itself gains only reply +0.0010 (+0.0000 to +0.0020) on popularity's 0.0160" in g.text
     assert g.verdict.endswith("; with relation biases below popularity on some relations")
-    assert g.numbers["node_bias_below_little_signal"] == g.numbers["relations_with_biases_below_popularity"] == 1
+    assert g.numbers["node_bias_below_little_signal"] == g.numbers["node_bias_below_popularity"] == 1
     reply["oracle"] = 0.030  # a large personal signal: the shortfall is the embeddings', with no such excuse
     strong = [{**r, "oracle_over_popularity": by_relation[r["relation"]]["oracle"] - by_relation[r["relation"]]["popularity"]}
               for r in with_signal]

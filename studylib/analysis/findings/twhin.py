@@ -180,16 +180,11 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
     if "popularity" not in versus:
         verdict = "at the oracle goal " + on_extent(len(met), len(share), "relation")
     else:  # an interval holding zero is no evidence of parity: the verdict counts the relations shown below
+        # (the counts are the numbers above: popularity_higher, pooled_popularity_*, node_bias_below_popularity)
         verdict = "below popularity " + on_extent(len(below_popularity), len(share), "relation")
-        if "pooled_popularity" in versus:
-            numbers.update(relations_above_pooled_popularity=len(versus["pooled_popularity"][1]),
-                           relations_below_pooled_popularity=len(versus["pooled_popularity"][0]))
-    numbers.update(relations_below_popularity=len(below_popularity) if "popularity" in versus else 0,
-                   relations_at_goal=len(met))
     if "popularity" in versus and bias_bar is not None:  # the variant that can carry per-relation popularity
         verdict += PART_JOIN + "with relation biases below popularity " + on_extent(len(bias_bar[1]), len(share),
                                                                                       "relation")
-        numbers["relations_with_biases_below_popularity"] = len(bias_bar[1])
     return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, Result.LINK_PREDICTION)
 
 
