@@ -800,6 +800,14 @@ def _written_since(path: Path, since_ns: int) -> bool:
         return False
 
 
+def _larger_than(path: Path, size: int) -> bool:
+    """The run renames its temporary at any moment: one that vanished between listing and stat is not it."""
+    try:
+        return path.stat().st_size > size
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_9_at_several_points_of_a_checkpoint_write_then_resume(small_data, tmp_path):
     """A real SIGKILL as a checkpoint's temporary appears, half-way through its write and between
     two writes: the checkpoint under its real name is always whole, the next start removes the
@@ -819,7 +827,7 @@ def test_kill_9_at_several_points_of_a_checkpoint_write_then_resume(small_data, 
     half = whole.stat().st_size // 2
     points = [
         ("as the temporary appears", lambda: bool(temporaries())),
-        ("half-way through the write", lambda: any(p.exists() and p.stat().st_size > half for p in temporaries())),
+        ("half-way through the write", lambda: any(_larger_than(p, half) for p in temporaries())),
         ("between two writes", lambda: _written_since(out / "checkpoint.pt", started) and not temporaries()),
     ]
     for name, point in points:
