@@ -1,0 +1,127 @@
+"""The README's headline results, written from a committed findings file so they cannot go stale.
+
+The README holds a block between two markers that names its source; `python -m studylib.study.headlines`
+rewrites the block from that file, and a test fails when the README's block differs from what this
+module writes. Each sentence reads its direction from the finding's numbers, never from fixed prose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from studylib.errors import StudyError
+
+BEGIN = "<!-- headlines from {source}: `python -m studylib.study.headlines` writes this block -->"
+END = "<!-- end of headlines -->"
+BLOCK = re.compile(r"<!-- headlines from (?P<source>\S+): .*?-->\n(?P<body>.*?)<!-- end of headlines -->", re.S)
+NEEDED = ("personal_signal", "model_vs_oracle_regret", "optimal_weights_gain", "twhin_link_prediction")
+
+
+def _interval(low: float, high: float, fmt: str) -> str:
+    return f"95 % CI {low:{fmt}} to {high:{fmt}}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _excludes_zero(low: float, high: float) -> bool:
+    return low > 0 or high < 0
+
+
+def _relations(names: str) -> list[str]:
+    return [r for r in names.split(", ") if r]
+
+
+def headlines(found: dict[str, dict]) -> list[str]:
+    """Three results and the world they hold in, one markdown bullet each, from a findings file's contents."""
+    missing = [i for i in NEEDED if i not in found]
+    if missing:
+        raise StudyError(f"findings: no finding {missing[0]!r}; the headlines need {', '.join(NEEDED)}")
+    world = found["personal_signal"]["numbers"]
+    reg = found["model_vs_oracle_regret"]["numbers"]
+    best = found["optimal_weights_gain"]["numbers"]
+    twhin = found["twhin_link_prediction"]["numbers"]
+    k = world["k"]
+    lines = [
+        f"- **The world.** {_pct(world['personal_share'])} "
+        f"({_interval(100 * world['personal_share_low'], 100 * world['personal_share_high'], '.0f')} %) of what "
+        f"ranking a top {k} is worth needs knowing the user; the rest a ranking by each tweet's average engagement "
+        f"(the *popularity oracle*) already gets ({world['requests']:,} held-out requests, `{world['weights']}` weights).",
+    ]
+    above = reg["model_minus_popularity"] > 0
+    clear = _excludes_zero(reg["model_minus_popularity_low"], reg["model_minus_popularity_high"])
+    relation = ("above" if above else "below") if clear else "not distinguishable from"
+    lines.append(
+        f"- **The Heavy Ranker** captures {_pct(reg['gain_share'])} "
+        f"({_interval(100 * reg['gain_share_low'], 100 * reg['gain_share_high'], '.0f')} %) of what the oracle gains "
+        f"over a random order, and its top {k} is {relation} the popularity oracle's: "
+        f"{reg['model_minus_popularity']:+.3g} in the top {k}'s true weighted value per request "
+        f"({_interval(reg['model_minus_popularity_low'], reg['model_minus_popularity_high'], '+.3g')}, paired by request), "
+        f"{_pct(reg['popularity_gain_share'])} "
+        f"({_interval(100 * reg['popularity_gain_share_low'], 100 * reg['popularity_gain_share_high'], '.0f')} %) "
+        f"of the oracle's gain over popularity.")
+    gain_clear = _excludes_zero(best["model_gain_low"], best["model_gain_high"])
+    if gain_clear and best["model_gain"] > 0:
+        verdict = f"weights that beat the `{best['base']}` ones exist for this model"
+    elif gain_clear:
+        verdict = f"the fitted weights do worse than the `{best['base']}` ones"
+    else:
+        verdict = f"no weights measurably better than the `{best['base']}` ones were found for this model"
+    lines.append(
+        f"- **The weights.** Searched on {best['fit_users']} users and judged on {best['report_users']} others, "
+        f"the ten weights change the true value of the top {best['k']} by {best['model_gain']:+.3g} per request "
+        f"({_interval(best['model_gain_low'], best['model_gain_high'], '+.3g')}; "
+        f"{best['fit_gain']:+.3g} on the users they were fitted on): {verdict}.")
+    ahead, behind = _relations(twhin["trained_above_popularity"]), _relations(twhin["trained_below_popularity"])
+    lines.append(
+        f"- **TwHIN**, judged on held-out pairs it has not seen in training, ranks better than popularity on "
+        f"{len(ahead)} and worse on {len(behind)} of {twhin['relations']} relations"
+        + (f" ({', '.join(behind)} worse)" if behind else "")
+        + f" after {twhin['steps']:,} steps (paired 95 % intervals over users).")
+    return lines
+
+
+def block(source: str, found: dict[str, dict]) -> str:
+    return BEGIN.format(source=source) + "\n" + "\n".join(headlines(found)) + "\n" + END
+
+
+def read_findings(path: Path) -> dict[str, dict]:
+    try:
+        return {f["id"]: f for f in json.loads(path.read_text())}
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such findings file") from None
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise StudyError(f"{path}: not a findings file ({exc})") from None
+
+
+def rewrite(readme: Path, repo: Path) -> tuple[str, str]:
+    """The README's text and the same text with its headline block written from the file it names."""
+    text = readme.read_text()
+    match = BLOCK.search(text)
+    if match is None:
+        raise StudyError(f"{readme}: no headline block (a line {BEGIN.format(source='FILE')!r})")
+    source = match["source"]
+    new = text[:match.start()] + block(source, read_findings(repo / source)) + text[match.end():]
+    return text, new
+
+
+def main(argv: list[str] | None = None) -> int:
+    repo = Path(__file__).resolve().parents[2]
+    readme = Path(argv[0]) if argv else repo / "README.md"
+    try:
+        old, new = rewrite(readme, repo)
+    except StudyError as exc:
+        print(f"headlines: error: {exc}", file=sys.stderr)
+        return 2
+    if new != old:
+        readme.write_text(new)
+    print(f"{readme}: headlines {'rewritten' if new != old else 'already current'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""The README is the front door: short, every page it points to exists, and every result in it is
+written from a committed findings file by a tested function, so it cannot go stale."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from studylib.errors import StudyError
+from studylib.ranker.weights import load_weights
+from studylib.schema import WEIGHT_SUFFIX
+from studylib.study import headlines
+from studylib.study.pipeline import REPO
+
+README = REPO / "README.md"
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_readme_is_short_and_reaches_every_docs_page():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    linked = {m for m in LINK.findall(text)}
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in linked, f"docs/{page.name} is not linked from the README"
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))])
+def test_every_relative_link_in_the_documents_reaches_a_file(doc):
+    path = REPO / doc
+    for target in LINK.findall(path.read_text()):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        assert (path.parent / target).exists(), f"{doc}: link to {target}, which does not exist"
+
+
+def test_readme_headlines_are_written_from_the_committed_findings():
+    text, rewritten = headlines.rewrite(README, REPO)
+    assert text == rewritten, "README headlines are stale: run `python -m studylib.study.headlines`"
+    block = headlines.BLOCK.search(text)
+    assert (REPO / block["source"]).exists()
+    assert block["body"].count("\n- ") + block["body"].startswith("- ") == 4
+
+
+def test_readme_heads_table_holds_both_published_weight_versions():
+    march, april = load_weights("march_2023").weights, load_weights("april_2023").weights
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| (−?[\d.]+) \| (−?[\d.]+) \|$", README.read_text(), re.M)
+    by_short = {WEIGHT_SUFFIX[h]: h for h in april}
+    assert {name for name, _, _ in rows} == set(by_short)
+    for name, m, a in rows:
+        assert float(m.replace("−", "-")) == march[by_short[name]], name
+        assert float(a.replace("−", "-")) == april[by_short[name]], name
+
+
+def _reference() -> dict[str, dict]:
+    block = headlines.BLOCK.search(README.read_text())
+    return headlines.read_findings(REPO / block["source"])
+
+
+def test_headlines_read_their_direction_from_the_numbers():
+    found = copy.deepcopy(_reference())
+    reg = found["model_vs_oracle_regret"]["numbers"]
+    reg.update(model_minus_popularity=-4.0, model_minus_popularity_low=-6.0, model_minus_popularity_high=-2.0)
+    assert "is below the popularity oracle's" in headlines.headlines(found)[1]
+    reg.update(model_minus_popularity=1.0, model_minus_popularity_low=-1.0, model_minus_popularity_high=3.0)
+    assert "is not distinguishable from the popularity oracle's" in headlines.headlines(found)[1]
+    reg.update(model_minus_popularity=5.0, model_minus_popularity_low=2.0, model_minus_popularity_high=8.0)
+    assert "is above the popularity oracle's" in headlines.headlines(found)[1]
+    best = found["optimal_weights_gain"]["numbers"]
+    best.update(model_gain=0.6, model_gain_low=0.2, model_gain_high=1.0)
+    assert "better than" not in headlines.headlines(found)[2] and "exist for this model" in headlines.headlines(found)[2]
+    best.update(model_gain=0.1, model_gain_low=-0.3, model_gain_high=0.5)
+    assert "no weights measurably better" in headlines.headlines(found)[2]
+    twhin = found["twhin_link_prediction"]["numbers"]
+    twhin.update(trained_above_popularity="fav, follow", trained_below_popularity="")
+    assert "better than popularity on 2 and worse on 0 of 5 relations after" in headlines.headlines(found)[3]
+
+
+def test_headlines_refuse_findings_without_what_they_state(tmp_path):
+    found = _reference()
+    del found["optimal_weights_gain"]
+    with pytest.raises(StudyError, match="no finding 'optimal_weights_gain'"):
+        headlines.headlines(found)
+    broken = tmp_path / "findings.json"
+    broken.write_text("{not json")
+    with pytest.raises(StudyError, match=r"findings\.json: not a findings file"):
+        headlines.read_findings(broken)
