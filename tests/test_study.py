@@ -4,6 +4,8 @@ and rendered in headless Chromium)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 
@@ -261,8 +263,30 @@ def test_a_bad_parameter_is_refused_by_the_schema_before_any_notebook(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     work = tmp_path_factory.mktemp("study")
-    index = run_pipeline("tiny", [], None, work, quiet=True)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # what `make study` prints: the plan, the progress, the summary
+        index = run_pipeline("tiny", [], None, work)
+    (work / "said.txt").write_text(said.getvalue())
     return work, index
+
+
+def test_a_study_says_its_plan_its_progress_and_its_summary(tiny_study):
+    work, index = tiny_study
+    said = (work / "said.txt").read_text().splitlines()
+    stems = [nb.stem for nb in notebooks(REPO / "notebooks")]
+    plan = [line for line in said if line.startswith("[plan]")]
+    head = re.fullmatch(r"\[plan\] profile tiny: (\d+) chapters, at most about \d+ (s|min); this machine multiplies at "
+                        r"\d+ GFLOP/s in (fp32|bf16), [\d.]+× the reference", plan[0])
+    assert head and int(head[1]) == len(stems), plan[0]
+    assert [line.split()[1] for line in plan[1:]] == stems and all(" runs " in line for line in plan[1:])
+    assert said.index(plan[-1]) < next(i for i, line in enumerate(said) if line.startswith("[01_generate] running"))
+    progress = [line for line in said if line.startswith("[study]")]
+    assert len(progress) == len(stems) and progress[-1].startswith(f"[study] {len(stems)}/{len(stems)} chapters in ")
+    summary = [line for line in said if line.startswith("[summary]")]
+    assert summary[0].startswith("[summary] the study took ") and f"open the report: {index}" in "\n".join(summary)
+    found = {f["id"]: f for f in json.loads((work / "_build" / "results" / "tiny" / "findings.json").read_text())}
+    assert f"[summary]   model_vs_oracle_regret: {found['model_vs_oracle_regret']['verdict']}" in "\n".join(summary)
+    assert "make study WEIGHTS=" in summary[-2] and "PROFILE=paper" in summary[-1]
 
 
 def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
@@ -415,7 +439,13 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     states = page_states(work / "_build" / "html" / "notebooks" / "05_sensitivity.html", tmp_path / "browser")
     weights.write_text(states["slider"]["yaml"])
     assert yaml.safe_load(weights.read_text()) != yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
-    run_pipeline("tiny", [], str(weights), work, build=False, quiet=True)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        run_pipeline("tiny", [], str(weights), work, build=False)
+    plan = {line.split()[1]: line for line in said.getvalue().splitlines() if line.startswith("[plan]   ")}
+    assert all("kept" in plan[stem] for stem in ("01_generate", "01b_twhin", "02_train", "02b_twhin_ablation"))
+    assert all(" runs " in plan[stem] for stem in ("03_score", "04_distributions", "05_sensitivity"))
+    assert "multiplies at" not in said.getvalue()  # nothing to train: the machine's speed is not measured
     after = json.loads(state_file.read_text())
     assert after["01_generate.ipynb"] == before["01_generate.ipynb"]
     assert after["02_train.ipynb"] == before["02_train.ipynb"]

@@ -45,6 +45,7 @@ from studylib.io import (LOCK_FILE, check_text_arguments, dangling_link, held_lo
                          read_json, write_json)
 from studylib.study.report import REPO, build_report
 from studylib.study.ranker_study import check_weights
+from studylib.study import estimate
 from studylib.study.paths import PIPELINE_ENV, Paths
 
 INJECTED = parameters.INJECTED  # set by the pipeline, never by a profile
@@ -220,13 +221,17 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    for i, (nb, values) in enumerate(steps):
-        if rescore_only and not is_rescore_step(nb):
+    given = [{k: v for k, v in {**values, "profile": profile, "workdir": str(workdir), "interactive": False}.items()
+              if k in declared_parameters(nb)} for nb, values in steps]
+    kinds = ["kept" if rescore_only and not is_rescore_step(nb)
+             else "cached" if state.get(nb.name, {}).get("status") == "ok" and state[nb.name].get("parameters") == json.loads(json.dumps(values))
+             else "fresh" for (nb, _), values in zip(steps, given)]
+    expected = _say_plan(say, profile, params, [nb.stem for nb, _ in steps], kinds, build)
+    for i, (nb, _) in enumerate(steps):
+        if kinds[i] == "kept":
             say(f"[{nb.stem}] reused (data and model are kept when re-scoring)")
             continue
-        values = {**values, "profile": profile, "workdir": str(workdir), "interactive": False}
-        declared = declared_parameters(nb)
-        values = {k: v for k, v in values.items() if k in declared}
+        values = given[i]
         out = executed / nb.name
         log = executed / f"{nb.stem}.kernel.log"
         say(f"[{nb.stem}] running ...")
@@ -269,6 +274,7 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _save_state(executed, state)
         say(f"[{nb.stem}] done in {seconds:.0f} s -> {out}")
+        _say_progress(say, started, expected, i, [nb.stem for nb, _ in steps], kinds)
     missing = [nb.name for nb, _ in steps if state.get(nb.name, {}).get("status") != "ok"]
     if missing:
         raise StudyError(f"{missing[0]}: has no successful run; the report was not built")
@@ -281,7 +287,65 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
     out_of_step.unlink(missing_ok=True)  # every chapter ran and the report matches the folders again
     say(f"[report] done in {time.perf_counter() - t0:.0f} s")
     say(f"report: {index}")
+    _say_summary(say, workdir, profile, index, time.perf_counter() - started, rescore)
     return index
+
+
+# ---------------------------------------------------------------- what the run says it does
+
+
+def _say_plan(say, profile: str, params: dict, stems: list[str], kinds: list[str], build: bool) -> list[float]:
+    """Print the chapters, what each reuses and the estimated time; returns each chapter's estimate."""
+    fresh_training = any(k == "fresh" and estimate.trains(s, params) for s, k in zip(stems, kinds))
+    speed, measured = 1.0, ""
+    if fresh_training:  # only then does the machine's speed matter, and is worth the quarter second
+        from studylib.runtime import cpu_has_bf16
+        precision = params["precision"] if params["precision"] != "auto" else ("bf16" if cpu_has_bf16() else "fp32")
+        rate = estimate.matmul_rate(precision)
+        speed = rate / estimate.REFERENCE["matmul_flops"]
+        measured = f"; this machine multiplies at {rate / 1e9:.0f} GFLOP/s in {precision}, {speed:.2f}× the reference"
+    expected = [0.0 if k == "kept" else estimate.reuse_seconds(s) if k == "cached" else estimate.fresh_seconds(s, params, speed)
+                for s, k in zip(stems, kinds)]
+    total = sum(expected) + (estimate.REPORT_SECONDS if build else 0.0)
+    bound = "at most " if params.get("stop_patience") else ""  # the stopping rule may end runs early
+    say(f"[plan] profile {profile}: {len(stems)} chapters, {bound}about {estimate.minutes(total)}{measured}")
+    words = {"kept": "kept (weights only change chapters 3-5)", "cached": "same parameters as last time: reuses its data and models",
+             "fresh": "runs"}
+    for stem, kind, seconds in zip(stems, kinds, expected):
+        say(f"[plan]   {stem:<20} {words[kind]:<58} ~{estimate.minutes(seconds)}")
+    return expected
+
+
+def _say_progress(say, started: float, expected: list[float], i: int, stems: list[str], kinds: list[str]) -> None:
+    """The whole study's progress after chapter i, with the time left scaled by how the estimate has held so far."""
+    elapsed = time.perf_counter() - started
+    done = sum(expected[:i + 1])
+    left = sum(expected[i + 1:]) * (min(3.0, max(0.33, elapsed / done)) if done > 0 else 1.0)
+    chapters = sum(k != "kept" for k in kinds)
+    finished = sum(k != "kept" for k in kinds[:i + 1])
+    say(f"[study] {finished}/{chapters} chapters in {estimate.minutes(elapsed)}; about {estimate.minutes(left)} left")
+
+
+def _say_summary(say, workdir: Path, profile: str, index: Path, seconds: float, rescore: bool) -> None:
+    """The total time, the primary findings' verdicts and what to run next."""
+    from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS
+    from studylib.outputs import FINDINGS
+
+    say(f"[summary] the study took {estimate.minutes(seconds)} (profile {profile})")
+    path = Paths.of(workdir, profile).results / FINDINGS
+    with contextlib.suppress(OSError, ValueError):
+        found = {f["id"]: f for f in json.loads(path.read_text())}
+        for name in PRIMARY_ENDPOINTS:
+            if name in found:
+                f = found[name]
+                adjusted = f" ({f['adjusted_verdict']})" if f.get("adjusted_verdict") else ""
+                say(f"[summary]   {name}: {f.get('verdict') or 'no verdict'}{adjusted}")
+    say(f"[summary] open the report: {index}")
+    if not rescore:
+        say("[summary] next: try other weights without retraining: make study WEIGHTS=my_weights.yaml "
+            "(or the sliders in chapter 5 of the report)")
+    if profile != "paper":
+        say("[summary] next: the converged study: make study PROFILE=paper")
 
 
 # ---------------------------------------------------------------- one pipeline per work folder
