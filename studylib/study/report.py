@@ -28,7 +28,8 @@ from studylib.stats import MIN_POSITIVES
 from studylib.errors import StudyError
 from studylib.outputs import FINDINGS, figure_named
 from studylib.data.layout import MANIFEST
-from studylib.analysis.findings import (PAGE_ADJUSTMENT, PAGE_ALPHA, PRIMARY_ENDPOINTS, abstract, apply_page_plan,
+from studylib.analysis.findings import (PAGE_ADJUSTMENT, PAGE_ALPHA, SECONDARY_ADJUSTMENT, abstract,
+                                        apply_page_plan,
                                         budget_note, compare, load, page_plan)
 from studylib.study.paths import Paths
 
@@ -304,16 +305,30 @@ def _adjusted(f: dict) -> str:
 
 
 def plan_markdown(found: dict[str, dict]) -> list[str]:
-    """The findings page's opening: the primary endpoints and the one multiplicity plan."""
+    """The findings page's opening: the pre-registered primary family, its decisions, and the secondary plan."""
     alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
-    primary = [i for i in PRIMARY_ENDPOINTS if i in found]
+    hypotheses = [h for f in found.values() for h in f.get("hypotheses", [])]
     n = sum(len(f["decisions"]) for f in found.values())
-    return ["", "## How the verdicts are read", "",
-            f"Primary endpoints (the study's questions): {', '.join(f'`{i}`' for i in primary) or 'none in this run'}; "
-            f"every other finding is secondary. One multiplicity plan covers the page: {PAGE_ADJUSTMENT} over all "
-            f"{n} decisions the findings rest on (α = {alpha:g}; a decision's p-value is its test's, or, where "
-            "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "
-            "approximation). Each finding says beside its verdict which of its declared differences survive.", ""]
+    lines = ["", "## How the verdicts are read", "",
+             f"**Primary hypotheses**, declared in `studylib/analysis/findings/hypotheses.py` before the converged "
+             f"study on this world was run: one per question of the study, each null the rule its finding's verdict "
+             f"applies, one-sided, tested with {PAGE_ADJUSTMENT}'s procedure within the family (α = {alpha:g}). A "
+             f"verdict that claims what a hypothesis tests stands only if that hypothesis is rejected.", "",
+             "| hypothesis | finding | null | estimate | one-sided p | adjusted p | decision |",
+             "|---|---|---|---:|---:|---:|---|"]
+    p = lambda v: "–" if v is None else f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
+    for h in hypotheses:
+        estimate = f"{h['estimate']:.3g}" if h.get("estimate") is not None else "–"
+        decision = ("not tested (numbers missing)" if h["p"] is None else "rejected" if h["rejected"]
+                    else "not rejected")
+        lines.append(f"| `{h['name']}` | `{h['finding']}` | {h['statement']} | {estimate} | {p(h['p'])} | "
+                     f"{p(h['p_adjusted'])} | {decision} |")
+    lines += ["", f"**Secondary decisions**: every other test, interval and equivalence test (TOST) the findings "
+              f"rest on, {n} in all, under {SECONDARY_ADJUSTMENT} (a decision's p-value is its test's, or, where "
+              "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "
+              "approximation; nulls true or false by construction, such as a regret of zero, are not tested). Each "
+              "finding says beside its verdict which of its declared differences survive.", ""]
+    return lines
 
 
 def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings: dict[str, float],

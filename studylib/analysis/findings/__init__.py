@@ -23,8 +23,9 @@ from studylib.analysis.findings.decisions import NOT_INTERVALS, NOT_TESTED, PRIM
 from studylib.analysis.findings.distributions import distribution_tests, fork_scores, null_split_false_positive_rate
 from studylib.analysis.findings.feed import (COHORT_MARGIN, cohort_model_vs_truth, feed_by_budget,
                                              model_vs_oracle_regret, regret_decomposition, score_shares)
-from studylib.analysis.findings.plan import (ORIGINAL_CANDIDATES, PAGE_ADJUSTMENT, PAGE_ALPHA, abstract,
-                                             apply_page_plan, page_plan)
+from studylib.analysis.findings.hypotheses import FAMILY, TWHIN_MARGIN, decided_verdict, run_family
+from studylib.analysis.findings.plan import (ORIGINAL_CANDIDATES, PAGE_ADJUSTMENT, PAGE_ALPHA, SECONDARY_ADJUSTMENT,
+                                             abstract, apply_page_plan, page_plan)
 from studylib.analysis.findings.training import (CALIBRATION_MARGIN, convergence, downsampling_calibration,
                                                  head_quality, positional_feed, positional_heads, seed_spread)
 from studylib.analysis.findings.twhin import (EMBEDDING_MARGIN, PERSONAL_SIGNAL, TWHIN_GOAL, TWHIN_PAIRS,
@@ -35,13 +36,14 @@ from studylib.analysis.findings.weights import (SOBOL_MIN_ST, TOP_SHARE_BAR, equ
 from studylib.analysis.findings.world import PERSONAL_TARGET, base_rates, personal_signal
 
 __all__ = [
-    "CALIBRATION_MARGIN", "COHORT_MARGIN", "EMBEDDING_MARGIN", "Finding", "NOT_INTERVALS", "NOT_TESTED",
+    "CALIBRATION_MARGIN", "COHORT_MARGIN", "EMBEDDING_MARGIN", "FAMILY", "Finding", "NOT_INTERVALS", "NOT_TESTED",
     "NULL_RATE_RANGE", "ORIGINAL_CANDIDATES", "PAGE_ADJUSTMENT", "PAGE_ALPHA", "PERSONAL_SIGNAL", "PERSONAL_TARGET",
-    "PRIMARY_ENDPOINTS", "SOBOL_MIN_ST", "TOP_SHARE_BAR", "TWHIN_GOAL", "TWHIN_PAIRS", "Z95", "_plain", "abstract",
-    "apply_page_plan", "base_rates", "budget_note", "cohort_model_vs_truth", "compare", "convergence", "decisions",
+    "PRIMARY_ENDPOINTS", "SECONDARY_ADJUSTMENT", "SOBOL_MIN_ST", "TOP_SHARE_BAR", "TWHIN_GOAL", "TWHIN_MARGIN",
+    "TWHIN_PAIRS", "Z95", "_plain", "abstract",
+    "apply_page_plan", "base_rates", "budget_note", "cohort_model_vs_truth", "compare", "convergence", "decided_verdict", "decisions",
     "distribution_tests", "downsampling_calibration", "embedding_ablation", "equal_contribution_claim",
     "excludes_zero", "feed_by_budget", "fork_scores", "frontier_distance", "head_quality", "load",
     "model_vs_oracle_regret", "negative_flip", "null_split_false_positive_rate", "optimal_weights_gain", "page_plan",
     "personal_signal", "positional_feed", "positional_heads", "presets_paired", "record", "regret_decomposition",
-    "score_shares", "seed_replication", "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction",
+    "run_family", "score_shares", "seed_replication", "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction",
 ]

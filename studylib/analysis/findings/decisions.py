@@ -8,17 +8,16 @@ from fnmatch import fnmatch
 
 from scipy.stats import norm
 
+from studylib.analysis.findings.hypotheses import FINDINGS_WITH_HYPOTHESES
+
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# The study's questions, answered by these findings (id -> the numbers' stems that are its endpoints,
-# shell patterns; empty: all of its decisions). Every other finding is secondary.
-# The model's feed against the popularity oracle (paired by request) where the scored set has it: regret
-# alone is >= 0 by construction, and beating a random order says nothing about personalization.
-PRIMARY_ENDPOINTS = {"model_vs_oracle_regret": ("model_minus_popularity",), "positional_feed": ("positional_minus_by_name",),
-                     "twhin_link_prediction": ("*_trained_minus_popularity",), "optimal_weights_gain": ()}
+# The findings that answer the study's questions: those holding a hypothesis of the pre-registered
+# primary family (`hypotheses.FAMILY`). Every other finding is secondary.
+PRIMARY_ENDPOINTS = {i: () for i in FINDINGS_WITH_HYPOTHESES}
 Z95 = 1.959963984540054  # the normal quantile behind a two-sided 95 % interval
 # (finding id, stem) pairs whose _low/_high are not a 95 % interval of a difference from zero
 NOT_INTERVALS = {("tornado_top_head", "top"), ("personal_signal", "personal_share"), *(("null_split_false_positive_rate", f"{t}_rate") for t in ("welch", "mwu", "ks"))}
@@ -27,6 +26,17 @@ NOT_INTERVALS = {("tornado_top_head", "top"), ("personal_signal", "personal_shar
 # personal signal, so its interval is lopsided and hundreds of percent wide. Its test is the paired
 # MRR difference beside it (`*_trained_minus_popularity`).
 NOT_TESTED = {("twhin_link_prediction", "*_trained_over_popularity")}
+# (finding id, stem pattern) whose null is true or false by construction, so a test of it would say
+# nothing: a regret is >= 0 and a share of the oracle's gain over a random order > 0 for any ranking
+# that uses the scores at all; a downsampled set's raw rates differ from the truth because it was
+# downsampled. Their intervals stay on the page; they are not decisions.
+BY_CONSTRUCTION = {("model_vs_oracle_regret", "regret"), ("model_vs_oracle_regret", "seed_regret"),
+                   ("regret_decomposition", "matched_regret"), ("regret_decomposition", "shifted_regret"),
+                   ("model_vs_oracle_regret", "gain_share"), ("model_vs_oracle_regret", "seed_gain_share"),
+                   ("model_vs_oracle_regret", "personal_share"),
+                   ("regret_decomposition", "matched_oracle_gain_share"),
+                   ("regret_decomposition", "shifted_oracle_gain_share"), ("presets_paired", "*_own_share"),
+                   ("downsampling_calibration", "raw_bias")}
 _NOT_ESTIMATES = ("_low", "_high", "_sd", "_conf", "_min", "_max", "_p")
 
 
@@ -45,16 +55,18 @@ def decisions(finding: dict) -> list[dict]:
     a difference from zero under the normal approximation (standard error = width / 3.92)."""
 
     numbers = finding.get("numbers", {})
+    equivalence = [{"name": k, "p": float(v), "how": "equivalence test (TOST) within the finding's margin",
+                    "equivalence": True} for k, v in numbers.items() if k.endswith("_tost") and _is_number(v)]
     tested = [k for k, v in numbers.items() if k.endswith("_p") and _is_number(v)]
     if tested:
-        return [{"name": k[:-2], "p": float(numbers[k]), "how": "from its test"} for k in tested]
+        return [{"name": k[:-2], "p": float(numbers[k]), "how": "from its test"} for k in tested] + equivalence
     out = []
     for key, low in numbers.items():
         stem = key[:-4]
         high = numbers.get(stem + "_high")
         if (not key.endswith("_low") or not _is_number(low) or not _is_number(high)
                 or (finding.get("id"), stem) in NOT_INTERVALS
-                or any(i == finding.get("id") and fnmatch(stem, pattern) for i, pattern in NOT_TESTED)):
+                or any(i == finding.get("id") and fnmatch(stem, pattern) for i, pattern in NOT_TESTED | BY_CONSTRUCTION)):
             continue
         se = (high - low) / (2 * Z95)
         if not se > 0:
@@ -63,9 +75,4 @@ def decisions(finding: dict) -> list[dict]:
         out.append({"name": stem, "estimate": estimate, "low": float(low), "high": float(high),
                     "p": float(2 * norm.sf(abs(estimate) / se)),
                     "how": "from its 95 % interval (normal approximation, standard error = width / 3.92)"})
-    return out
-
-
-def _primary(finding_id: str, name: str) -> bool:
-    patterns = PRIMARY_ENDPOINTS.get(finding_id)
-    return patterns is not None and (not patterns or any(fnmatch(name, p) for p in patterns))
+    return out + equivalence

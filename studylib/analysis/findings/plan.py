@@ -7,41 +7,61 @@ from pathlib import Path
 import numpy as np
 
 from studylib.io import write_json
-from studylib.stats import MIN_POSITIVES, holm
+from studylib.stats import MIN_POSITIVES
 from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load
-from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, _primary, decisions
+from scipy.stats import false_discovery_control
+
+from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, decisions
+from studylib.analysis.findings.hypotheses import decided_verdict, run_family
 from studylib.outputs import FINDINGS
 
 
 PAGE_ALPHA = 0.05
-# Holm, not Benjamini–Hochberg: the page's decisions share users, seeds and models (dependence BH's
-# positive-dependence condition is not shown to cover), and a reader takes each declared difference
-# as a claim of its own, so the family-wise error is the rate that matters. One family: every
-# decision on the page.
+# Two families. The primary one is the pre-registered hypotheses (`hypotheses.FAMILY`, one per question,
+# directional, their nulls the verdicts' rules), under Holm: a reader takes each as a claim of its own,
+# so the family-wise error is what matters there. Every other decision on the page (each interval's
+# difference from zero, each test, each TOST) is secondary, under Benjamini–Hochberg: many of them
+# describe one result from several sides, and what a reader needs is that few of the differences the
+# page declares are false. A secondary result never changes a primary decision.
 PAGE_ADJUSTMENT = "Holm"
+SECONDARY_ADJUSTMENT = "Benjamini–Hochberg"
+
+
 def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -> dict[str, dict]:
-    """Every finding of a run with the page-wide plan applied: its decisions (`decisions`), all of the
-    page's in one Holm family, each with its adjusted p; the finding's `endpoint` (primary or
-    secondary), `p_value` and `p_how` (its smallest decision p, and how it was had), `p_adjusted`,
+    """Every finding of a run with the page's plan applied. Each finding holding a primary hypothesis
+    gets `hypotheses` (statement, estimate, one-sided p, Holm-adjusted p, rejected) and its verdict read
+    through `hypotheses.decided_verdict` (`verdict_before_plan` keeps the chapter's; the text says when
+    they differ). Every finding gets its secondary decisions (`decisions`, each with its BH-adjusted p),
+    `endpoint` (primary or secondary), `p_value` and `p_how` (its smallest decision p), `p_adjusted`,
     `adjustment` and `adjusted_verdict` (which of its declared differences, p < alpha before the
-    adjustment, lapse after it). Findings without a test keep `p_value` None and say so. `alpha`: the
-    profile's (parameter `alpha`); None keeps the one the findings were last planned with, else PAGE_ALPHA.
-    Each finding records it (`alpha`), so every later reading of the page uses the same."""
+    adjustment, lapse after it). `alpha`: the profile's (parameter `alpha`); None keeps the one the
+    findings were last planned with, else PAGE_ALPHA. Each finding records it (`alpha`)."""
     found = {f["id"]: f for f in (found.values() if isinstance(found, dict) else found)}
     if alpha is None:
         alpha = next((f["alpha"] for f in found.values() if "alpha" in f), PAGE_ALPHA)
-    tests = {i: decisions(f) for i, f in found.items()}
+    as_computed = {i: {**f, "verdict": f.get("verdict_before_plan", f.get("verdict"))} for i, f in found.items()}
+    family = run_family(as_computed, alpha)
+    tests = {i: decisions(f) for i, f in as_computed.items()}
     flat = [d for i in sorted(tests) for d in tests[i]]
-    adjusted = holm(np.array([d["p"] for d in flat])) if flat else np.array([])
+    adjusted = false_discovery_control([d["p"] for d in flat], method="bh") if flat else np.array([])
     for d, p in zip(flat, adjusted):
         d["p_adjusted"] = float(p)
+    tested_family = sum(r["p"] is not None for r in family.values())
     out = {}
-    for i, f in found.items():
+    for i, f in as_computed.items():
         ds = tests[i]
-        for d in ds:
-            d["primary"] = _primary(i, d["name"])
-        f = {**f, "decisions": ds, "alpha": alpha, "endpoint": "primary" if i in PRIMARY_ENDPOINTS else "secondary",
-             "adjustment": f"{PAGE_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
+        own = {name: r for name, r in family.items() if r["finding"] == i}
+        primary = bool(own)
+        f = {**f, "decisions": ds, "alpha": alpha, "endpoint": "primary" if primary else "secondary",
+             "adjustment": (f"primary: {PAGE_ADJUSTMENT} over the {tested_family} tested hypotheses of the "
+                            f"pre-registered family; " if primary else "")
+             + f"secondary: {SECONDARY_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
+        if primary:
+            f["hypotheses"] = [{"name": name, **r} for name, r in own.items()]
+            f["verdict_before_plan"] = f.get("verdict")
+            f["verdict"] = decided_verdict(i, f.get("verdict"), family)
+            if f["verdict"] != f["verdict_before_plan"]:
+                f["text"] = f.get("text", "") + _lapsed_sentence(own, f["verdict"])
         if not ds:
             f.update(p_value=None, p_how="no test: a threshold rule", p_adjusted=None,
                      adjusted_verdict="no test to adjust (a threshold rule)")
@@ -55,13 +75,21 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -
             elif not lapsed:
                 f["adjusted_verdict"] = (f"holds: {'its' if len(declared) == 1 else f'all {len(declared)}'} declared "
                                          f"difference{'s' if len(declared) > 1 else ''} survive{'s' if len(declared) == 1 else ''} "
-                                         f"page-wide {PAGE_ADJUSTMENT}")
+                                         f"page-wide {SECONDARY_ADJUSTMENT}")
             else:
                 f["adjusted_verdict"] = (f"{len(lapsed)} of {len(declared)} declared differences lapse under page-wide "
-                                         f"{PAGE_ADJUSTMENT}: {', '.join(lapsed)}")
+                                         f"{SECONDARY_ADJUSTMENT}: {', '.join(lapsed)}")
             f["lapsed"] = lapsed  # the differences the finding's own text declares that the page cannot
         out[i] = _plain(f)
     return out
+
+
+def _lapsed_sentence(own: dict[str, dict], verdict: str) -> str:
+    said = "; ".join(f"{r['statement']}: not rejected"
+                     + (f" (Holm-adjusted one-sided p = {r['p_adjusted']:.2g})" if r["p_adjusted"] is not None else
+                        " (not tested: its numbers are missing)") for r in own.values() if not r["rejected"])
+    return (f" **Under the pre-registered primary family** — {said} — the sentences above hold only before "
+            f"that adjustment; the verdict reads *{verdict}*.")
 
 
 def apply_page_plan(results: str | Path, alpha: float | None = None) -> dict[str, dict]:
@@ -78,22 +106,29 @@ ORIGINAL_CANDIDATES = 1500  # candidates the original ranks per timeline request
 
 
 def _page_wide(f: dict) -> str:
-    """Whether a primary finding's endpoint differences survive the page-wide plan."""
-    alpha = f.get("alpha", PAGE_ALPHA)
-    declared = [d for d in f.get("decisions", []) if d.get("primary") and d["p"] < alpha]
-    if not declared:
-        return ""
-    lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
-    if not lapsed:
-        return f" (each declared difference survives page-wide {PAGE_ADJUSTMENT})"
-    return f" ({len(lapsed)} of {len(declared)} lapse under page-wide {PAGE_ADJUSTMENT}: {', '.join(lapsed)})"
+    """What the pre-registered family decided about a primary finding's hypotheses, for the abstract."""
+    said = []
+    for h in f.get("hypotheses", []):
+        if h["p"] is None:
+            said.append("its pre-registered test could not be run")
+        else:
+            said.append(f"pre-registered: *{h['claim']}* — {'shown' if h['rejected'] else 'not shown'}, "
+                        f"{PAGE_ADJUSTMENT}-adjusted p = {h['p_adjusted']:.2g}")
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def _survives(f: dict, name: str) -> bool:
+    """Whether a finding's secondary decision `name` is declared after the page's adjustment."""
+    d = next((d for d in f.get("decisions", []) if d["name"] == name), None)
+    return d is not None and d.get("p_adjusted", 1.0) < f.get("alpha", PAGE_ALPHA)
 
 
 def _endpoint_sentence(f: dict) -> str:
-    """A primary finding without a tailored sentence: its primary decisions with their intervals."""
-    ds = [d for d in f.get("decisions", []) if d.get("primary") and "low" in d]
-    said = "; ".join(f"{d['name'].replace('_', ' ')} {d['estimate']:+.3g} ({_ci(d['low'], d['high'], '+.3g')})" for d in ds)
-    return f"`{f['id']}`: {said or f.get('verdict') or 'no interval'}{_page_wide(f)}."
+    """A primary finding without a tailored sentence: its hypotheses' estimates with their intervals."""
+    said = "; ".join(f"{h['name'].replace('_', ' ')} {h['estimate']:+.3g}"
+                     + (f" ({_ci(h['low'], h['high'], '+.3g')})" if "low" in h else "")
+                     for h in f.get("hypotheses", []) if h.get("estimate") is not None)
+    return f"`{f['id']}`: {said or f.get('verdict') or 'no estimate'}{_page_wide(f)}."
 
 
 def abstract(found: dict[str, dict], params: dict) -> str:
@@ -108,7 +143,7 @@ def abstract(found: dict[str, dict], params: dict) -> str:
         answers.append(f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
                        f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}) of what ranking a "
                        f"top {n['k']} is worth needs knowing the user: the rest a ranking by each tweet's average "
-                       f"engagement (the popularity oracle) already gets.")
+                       f"engagement (the popularity oracle) already gets{_page_wide(world)}.")
     reg = found.get("model_vs_oracle_regret")
     if reg is not None:
         n = reg["numbers"]
@@ -133,25 +168,40 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     rel = found.get("twhin_link_prediction")
     if rel is not None:
         n = rel["numbers"]
-        if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison with popularity
-            above = [r for r in n["trained_above_popularity"].split(", ") if r]
-            below = [r for r in n["trained_below_popularity"].split(", ") if r]
+        if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison, as the page adjusts it
+            above = [r for r in n["trained_above_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
+            below = [r for r in n["trained_below_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
             answers.append(f"TwHIN's trained embeddings rank held-out engagements they have not seen in training better "
                            f"than popularity on {_named(above)} "
                            f"and worse on {_named(below)} of {n['relations']}, by the paired 95 % intervals of the MRR "
-                           f"difference over users{_page_wide(rel)}.")
+                           f"difference over users, after the page's {SECONDARY_ADJUSTMENT} adjustment.")
         if "node_bias_behind_popularity" in n:  # the variant that can carry each relation's own popularity
-            ahead = [r for r in n["node_bias_ahead_of_popularity"].split(", ") if r]
-            behind = [r for r in n["node_bias_behind_popularity"].split(", ") if r]
-            tests = {d["name"]: d for d in rel.get("decisions", [])}
-            lapsed = [r for r in behind if tests.get(f"{r}_node_bias_over_popularity", {}).get("p_adjusted", 0) >= rel.get("alpha", PAGE_ALPHA)]
+            ahead = [r for r in n["node_bias_ahead_of_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
+            behind = [r for r in n["node_bias_behind_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
             answers.append(f"With a learned bias per entity and relation, started at popularity, they are better on "
-                           f"{_named(ahead)} and worse on {_named(behind)}"
-                           + (f" (on {', '.join(lapsed)} the shortfall does not survive page-wide {PAGE_ADJUSTMENT})"
-                              if lapsed else "") + ".")
-    for i in PRIMARY_ENDPOINTS:
-        if i in found and i not in ("twhin_link_prediction", "positional_feed", "model_vs_oracle_regret"):
-            answers.append(_endpoint_sentence(found[i]))
+                           f"{_named(ahead)} and worse on {_named(behind)}{_page_wide(rel)}.")
+    shift = found.get("regret_decomposition")
+    if shift is not None and _is_number(shift["numbers"].get("shift_share")):
+        n = shift["numbers"]
+        answers.append(f"Of the feed's regret on a set drawn unlike the training data, the shift itself accounts for "
+                       f"{round(100 * n['shift_share']) or 0:.0f} % ({_ci(100 * n['shift_share_low'], 100 * n['shift_share_high'], '.0f')}), "
+                       f"the model's errors for the rest{_page_wide(shift)}.")
+    best = found.get("optimal_weights_gain")
+    if best is not None and _is_number(best["numbers"].get("model_gain")):
+        n = best["numbers"]
+        answers.append(f"Weights searched for this model on half of the users change the true value of the top "
+                       f"{n['k']} on the other half by {n['model_gain']:+.3g} per request "
+                       f"({_ci(n['model_gain_low'], n['model_gain_high'], '+.3g')}) against the `{n['base']}` "
+                       f"weights{_page_wide(best)}.")
+    ablation = found.get("embedding_ablation")
+    if ablation is not None and _is_number(ablation["numbers"].get("trained_gain")):
+        n = ablation["numbers"]
+        answers.append(f"Fed to the ranker instead of random vectors, TwHIN's trained embeddings change its median "
+                       f"AUROC by {n['trained_gain']:+.3f} ({n['seeds']} seed{'s' if n['seeds'] != 1 else ''} of "
+                       f"{n['steps']} steps){_page_wide(ablation)}.")
+    told = {"personal_signal", "model_vs_oracle_regret", "positional_feed", "twhin_link_prediction",
+            "regret_decomposition", "optimal_weights_gain", "embedding_ablation"}
+    answers += [_endpoint_sentence(found[i]) for i in PRIMARY_ENDPOINTS if i in found and i not in told]
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
     candidates = get("candidates", 50)
     limits = [f"These answers hold for the planted world this run generated (scenario `{get('scenario', '?')}`, base rates "
@@ -167,10 +217,11 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     if hq is not None and _is_number(hq["numbers"].get("evaluable_heads")) and _is_number(hq["numbers"].get("heads")):
         limits.append(f"{hq['numbers']['evaluable_heads']} of {hq['numbers']['heads']} heads have enough held-out "
                       f"positives ({MIN_POSITIVES}) to be evaluated")
-    primary = [i for i in PRIMARY_ENDPOINTS if i in found]
+    tested = [h for f in found.values() for h in f.get("hypotheses", []) if h["p"] is not None]
     lapsed = [i for i in found if "lapse" in (found[i].get("adjusted_verdict") or "")]
-    plan = (f"Primary endpoints: {', '.join(f'`{i}`' for i in primary)}; every verdict on the Findings page is read "
-            f"under one {PAGE_ADJUSTMENT} plan over the page, under which {len(lapsed)} finding"
-            f"{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference.")
+    plan = (f"Of the {len(tested)} primary hypotheses, declared before the converged study was run, "
+            f"{sum(h['rejected'] for h in tested)} are shown under {PAGE_ADJUSTMENT} within their family; "
+            f"every other decision on the Findings page is read under {SECONDARY_ADJUSTMENT}, under which "
+            f"{len(lapsed)} finding{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference.")
     return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
             + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
