@@ -123,3 +123,35 @@ def test_twhin_non_inferiority_needs_every_relation_within_the_margin_and_no_est
     h = findings.page_plan([_finding("twhin_link_prediction", "below popularity on no relation",
                                      **slightly_below)])["twhin_link_prediction"]["hypotheses"][0]
     assert h["p_adjusted"] < 0.05 and not h["rejected"] and not h["all_estimates_at_least_zero"]
+
+
+# ---------------------------------------------------------------- no absence without a margin
+
+
+def test_the_fork_claims_no_difference_only_by_an_equivalence_test():
+    real_std = 1.0
+    tight = {"difference": 0.01, "difference_low": -0.03, "difference_high": 0.05, "welch_p": 0.6}
+    f = findings.fork_scores(tight, real_std, 0.5, 0.05)
+    assert f.verdict == "no difference" and f.numbers["margin"] == 0.1 and f.numbers["equivalence_tost"] < 0.05
+    wide = {"difference": 0.05, "difference_low": -0.2, "difference_high": 0.3, "welch_p": 0.7}
+    f = findings.fork_scores(wide, real_std, 0.5, 0.05)
+    assert f.verdict == "unresolved" and "neither a difference nor its absence is shown" in f.text
+    assert findings.fork_scores({**wide, "difference_low": 0.01}, real_std, 0.5, 0.05).verdict == "differs"
+    # the TOST is a decision of the page's plan
+    planned = findings.page_plan([findings._plain(findings.fork_scores(tight, real_std, 0.5, 0.05).__dict__)])
+    names = [d["name"] for d in planned["fork_scores"]["decisions"]]
+    assert names == ["welch", "equivalence_tost"]
+
+
+def test_sobol_agreement_needs_each_leader_clear_of_its_runner_up():
+    import pandas as pd
+
+    def sob(model_top, oracle_top, conf):
+        return pd.DataFrame([{"probabilities": s, "output": "utility", "input": i, "ST": st, "ST_conf": conf}
+                             for s, st_a in (("model", model_top), ("oracle", oracle_top))
+                             for i, st in (("a", st_a), ("b", 0.26))])
+    # issue 38: top 0.52 ± 0.21 against a runner-up 0.26 ± 0.17 is not separated
+    overlapping = findings.sobol_summary(sob(0.52, 0.52, 0.2), "utility", "utility", 64)
+    assert overlapping.verdict == "unresolved" and not overlapping.numbers["model_top_separated"]
+    clear = findings.sobol_summary(sob(0.9, 0.9, 0.05), "utility", "utility", 64)
+    assert clear.verdict == "agree" and "clear of the runner-up" in clear.text

@@ -10,6 +10,7 @@ from studylib.analysis.findings.verdicts import on_extent
 from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, _ci, excludes_zero
 from studylib.analysis.findings.decisions import Z95
 from studylib.outputs import Result
+from studylib.stats import absence_verdict, tost_from_interval
 
 
 def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", unit: str = "user") -> Finding:
@@ -78,20 +79,34 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
                    "a difference " + on_extent(len(rejected), len(tests), "comparison"), Result.TESTS)
 
 
+# The smallest difference in mean score per user that matters when a model trained on random labels is
+# compared across data sets: a tenth of the real model's score spread (a shift that moves no ranking).
+FORK_MARGIN = 0.1
+
+
 def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha: float) -> Finding:
-    """test: inference.compare_clusters of the fork model's scores on planted vs random data (user means)."""
+    """test: inference.compare_clusters of the fork model's scores on planted vs random data (user means).
+    "no difference" needs an equivalence test (TOST within ±FORK_MARGIN × the real model's score SD);
+    an interval that neither excludes zero nor fits in the margin is "unresolved"."""
     numbers = {"real_std": float(real_std), "fork_std": float(fork_std),
                "std_ratio": float(fork_std / real_std) if real_std > 0 else math.nan,
                "difference": float(test["difference"]), "difference_low": float(test["difference_low"]),
                "difference_high": float(test["difference_high"]), "welch_p": float(test["welch_p"])}
     differs = excludes_zero(test["difference_low"], test["difference_high"])
+    margin = FORK_MARGIN * real_std
+    eq = tost_from_interval(numbers["difference"], numbers["difference_low"], numbers["difference_high"], margin, alpha)
+    numbers.update({"margin": float(margin), "equivalence_tost": eq["p"], "equivalence_power": eq["power"]})
+    verdict = absence_verdict(differs, eq, alpha)
+    said = {"differs": ": a difference, but one that comes from the features the model fitted to noise, not from user "
+                       "behaviour.",
+            "no difference": (f": no difference, shown by an equivalence test within ±{margin:.3g} (a tenth of the real "
+                              f"model's score SD; TOST p = {eq['p']:.2g})."),
+            "unresolved": (f": neither a difference nor its absence is shown (equivalence within ±{margin:.3g}, a tenth "
+                           f"of the real model's score SD: TOST p = {eq['p']:.2g}, power {eq['power']:.2f}).")}[verdict]
     text = (f"The model trained on random labels spreads its scores with a standard deviation of {fork_std:.3g}, "
             f"{numbers['std_ratio']:.2f}× the real model's {real_std:.3g}. Its mean score per user on planted vs random "
             f"candidates differs by {numbers['difference']:+.2f} ({_ci(test['difference_low'], test['difference_high'], '+.2f')}; "
-            f"Welch p = {numbers['welch_p']:.2g} on user means)"
-            + (": a difference, but one that comes from the features the model fitted to noise, not from user behaviour."
-               if differs else ": no difference beyond resampling noise.")
+            f"Welch p = {numbers['welch_p']:.2g} on user means)" + said
             + " A score distribution of a model trained on random labels describes the weights and the base rates, "
               "not what a ranker learns; only planted (or real) labels make the comparison meaningful.")
-    return Finding("fork_scores", "04_distributions", text, numbers, "differs" if differs else "no difference",
-                   Result.FORK)
+    return Finding("fork_scores", "04_distributions", text, numbers, verdict, Result.FORK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 import numpy as np
 import pandas as pd
@@ -87,6 +89,10 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: 
 SOBOL_MIN_ST = 0.01  # a weight counts as influential only when its total index is at least this share of the variance
 
 
+STABLE_AT = 0.05  # the chance agreement below which "stable across seeds" may be claimed
+SEEDS_FOR_STABILITY = 1 + math.ceil(math.log2(1 / STABLE_AT) + 1e-12)  # 6: 0.5^5 = 0.031
+
+
 def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
     """rep: sensitivity.seed_replicates (train_seed, quantity, name, value). What training the main
     model again changes in chapter 5's answers: the presets' own-objective shares and their order,
@@ -133,11 +139,19 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
         if counts.iloc[0] < n:
             unstable.append(label.split(" (")[0])
     numbers["unstable"] = len(unstable)
+    # Agreement in every seed shows stability only when chance agreement is unlikely: an answer that came out
+    # either way with even odds would agree across n seeds with probability 0.5^(n-1).
+    numbers["chance_agreement"] = 0.5 ** (n - 1)
+    enough = numbers["chance_agreement"] < STABLE_AT
     text = (f"Trained again with {n} seeds (the same data and requests), the chapter's answers read: " + "; ".join(parts)
-            + ". " + ("None of them depends on the training seed." if not unstable else
-                      f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
-                      f"{'it' if len(unstable) == 1 else 'them'}."))
-    verdict = "stable across seeds" if not unstable else "seed-dependent"  # how many: numbers["unstable"]
+            + ". " + (f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
+                      f"{'it' if len(unstable) == 1 else 'them'}." if unstable else
+                      "None of them changes with the training seed." if enough else
+                      f"None of them changed, but {n} seeds cannot show that they do not: an answer that comes out "
+                      f"either way with even odds would agree across {n} seeds with probability "
+                      f"{numbers['chance_agreement']:.2g} (stability needs less than {STABLE_AT:g}, "
+                      f"{SEEDS_FOR_STABILITY} seeds or more)."))
+    verdict = "seed-dependent" if unstable else "stable across seeds" if enough else "unresolved"
     return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, Result.SEED_REPLICATES)
 
 
@@ -153,6 +167,9 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
         if sub.empty:
             continue
         top = sub.iloc[0]
+        runner = sub.iloc[1] if len(sub) > 1 else None
+        # the leader is told apart from the runner-up only when their intervals do not overlap
+        numbers[f"{source}_top_separated"] = bool(runner is None or top["ST"] - top["ST_conf"] > runner["ST"] + runner["ST_conf"])
         clear = sub[(sub["ST"] - sub["ST_conf"] > 0) & (sub["ST"] >= min_st)]
         numbers["min_ST"] = min_st
         numbers.update({f"{source}_top_input": top["input"], f"{source}_top_ST": float(top["ST"]),
@@ -162,13 +179,20 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
                      f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
                      f"whose interval excludes zero and that reaches {min_st:g} of the variance")
     same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
+    separated = numbers.get("model_top_separated", False) and numbers.get("oracle_top_separated", False)
+    verdict = ("agree" if same else "disagree") if separated else "unresolved"
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
-            + ("The model and the oracle agree on the most influential weight, so which weight matters most is not "
-               "an artefact of the model's errors." if same else "The model and the oracle disagree on the most influential weight: part of "
-               "what the weights seem to do on the model comes from its errors.")
+            + {"agree": "The model and the oracle agree on the most influential weight, each leader's interval clear of "
+                        "the runner-up's, so which weight matters most is not an artefact of the model's errors.",
+               "disagree": "The model and the oracle disagree on the most influential weight, each leader's interval "
+                           "clear of the runner-up's: part of what the weights seem to do on the model comes from its errors.",
+               "unresolved": "On " + ("both" if not (numbers.get("model_top_separated") or numbers.get("oracle_top_separated"))
+                                      else "one") + " of the two the leader's interval overlaps the runner-up's, so which "
+                             "weight matters most is not settled at this sobol_n, and neither is whether the model and the "
+                             "oracle agree on it."}[verdict]
             + f" The widest interval half-width is {max(numbers.get('model_max_conf', 0), numbers.get('oracle_max_conf', 0)):.2f} "
             f"(sobol_n = {n_base}); indices within their interval of zero are not told apart from it." + note)
-    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, "agree" if same else "disagree", Result.SOBOL)
+    return Finding(f"sobol_{output}", "05_sensitivity", text, numbers, verdict, Result.SOBOL)
 
 
 def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str],
