@@ -155,3 +155,12 @@ def test_sobol_agreement_needs_each_leader_clear_of_its_runner_up():
     assert overlapping.verdict == "unresolved" and not overlapping.numbers["model_top_separated"]
     clear = findings.sobol_summary(sob(0.9, 0.9, 0.05), "utility", "utility", 64)
     assert clear.verdict == "agree" and "clear of the runner-up" in clear.text
+
+
+def test_the_docs_list_every_hypothesis_of_the_family_with_its_finding():
+    from studylib.study.pipeline import REPO
+
+    page = (REPO / "docs" / "inference.md").read_text()
+    for h in hypotheses.FAMILY:
+        assert f"| `{h.name}` | `{h.finding}` |" in page, h.name
+    assert page.count("\n| `") - page.count("\n| `", page.index("## No absence")) == len(hypotheses.FAMILY)

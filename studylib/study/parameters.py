@@ -131,7 +131,7 @@ class StudyParameters(Section):
     cohort_margin: float = param(COHORT_MARGIN, "the model tracks a cohort difference when its bias is shown within this "
                                        "share of it (TOST)", SCORE, gt=0)
     # ---- chapter 4: distributions
-    alpha: float = param(PAGE_ALPHA, "significance level of the tests (family-wise, Holm)", DISTRIBUTIONS, gt=0, lt=1)
+    alpha: float = param(PAGE_ALPHA, "significance level: Holm within the primary family, Benjamini–Hochberg over the rest", DISTRIBUTIONS, gt=0, lt=1)
     null_splits: int = param(1000, "random user-level splits of one data set to measure the false-positive rate",
                              DISTRIBUTIONS, ge=200)
     # ---- chapter 5: sensitivity
