@@ -563,3 +563,18 @@ def test_report_names_its_budget_and_marks_findings_the_converged_study_decides_
     assert "instead." not in report.findings_markdown(tmp_path, "quick", chapters, elsewhere)
     stopped = report.budget_markdown(tmp_path, "paper", {**params, "stop_patience": 2}, None)
     assert "at most 300 steps" in stopped and "reach another verdict" not in stopped
+
+
+def test_twhin_finding_names_the_step_early_stopping_kept():
+    fav = {"random": 0.001, "popularity": 0.02, "trained": 0.012, "trained_node_bias": 0.0125, "oracle": 0.02}
+    rows = _link_rows({"fav": fav}) + _link_rows({"fav": fav}, "unseen") + _link_rows({"fav": fav}, "all", "lhs") \
+        + _link_rows({"fav": fav}, "unseen", "lhs")
+    rule = {"val_every": 100, "stop_patience": 3}
+    stopping = {"trained": {"rule": rule, "best_step": 300, "last_step": 600, "stopped_early": True},
+                "trained_node_bias": {"rule": rule, "best_step": 0, "last_step": 300, "stopped_early": True}}
+    f = findings.twhin_link_prediction(pd.DataFrame(rows), 1000, stopping)
+    assert "kept the trained embeddings at step 300 of the 600 trained, then stopped." in f.text
+    assert ("kept the run with relation biases at step 0 of the 300 trained, then stopped: training never beat its "
+            "start") in f.text
+    assert f.numbers["trained_node_bias_best_step"] == 0 and f.numbers["trained_last_step"] == 600
+    assert "Held-out early stopping" not in findings.twhin_link_prediction(pd.DataFrame(rows), 1000).text

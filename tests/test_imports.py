@@ -30,7 +30,7 @@ LAYERS = {
     "models": ("studylib.ranker", "studylib.ranker.config", "studylib.ranker.model", "studylib.ranker.bf16",
                "studylib.ranker.metrics", "studylib.ranker.runs", "studylib.ranker.args",
                "studylib.twhin", "studylib.twhin.graph", "studylib.twhin.planted", "studylib.twhin.splits",
-               "studylib.twhin.config", "studylib.twhin.model", "studylib.twhin.runs"),
+               "studylib.twhin.config", "studylib.twhin.model", "studylib.twhin.runs", "studylib.twhin.ranks"),
     "training": ("studylib.ranker.train", "studylib.twhin.train"),
     "scoring and evaluation": ("studylib.ranker.scoring", "studylib.twhin.evaluate", "studylib.twhin.export"),
     "analysis": ("studylib.analysis", "studylib.analysis.ranking", "studylib.analysis.regret",

@@ -489,7 +489,7 @@ def test_training_beats_random_below_oracle(trained_run, planted):
         assert mrr[(rel, "trained")] > margin * mrr[(rel, "random")], rel
         assert mrr[(rel, "oracle")] > mrr[(rel, "trained")], rel
     # Every (relation, direction, scorer) has raw and filtered rows for all and unseen pairs, with intervals.
-    assert len(frame) == 5 * 2 * 5 * 2 * 2 and (frame["mrr_low"] <= frame["mrr"]).all() and (frame["mrr"] <= frame["mrr_high"]).all()
+    assert len(frame) == 5 * 2 * 6 * 2 * 2 and (frame["mrr_low"] <= frame["mrr"]).all() and (frame["mrr"] <= frame["mrr_high"]).all()
     assert (frame.pivot_table(index=["relation", "direction", "scorer", "pairs"], columns="ranking", values="mrr")
             .eval("filtered >= raw").all())  # removing other true entities can only raise the target
     on_disk = pd.read_csv(trained_run / "evaluation.csv")
@@ -704,3 +704,50 @@ def test_changed_graph_file_is_refused_by_its_checksum(planted, tmp_path):
     with pytest.raises(StudyError, match=r"edges.parquet: contents differ from manifest.json \(sha256 mismatch\)"):
         _train(copy, tmp_path / "run", steps=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_neighbourhood_scorer_counts_adamic_adar_paths_and_not_the_query_itself():
+    from studylib.twhin.graph import Graph, Relation
+    from studylib.twhin.ranks import NeighbourhoodScorer
+
+    # users 0, 1, 2 and tweets 0..3: user 0 liked tweet 0; user 1 liked tweets 0 and 1; user 2 liked 0, 1 and 2
+    lhs, rhs = np.array([0, 1, 1, 2, 2, 2]), np.array([0, 0, 1, 0, 1, 2])
+    graph = Graph({"user": 3, "tweet": 4}, (Relation("fav", "user", "tweet"),), lhs, np.zeros(6, np.int64), rhs,
+                  np.zeros(6, np.int64), "constructed")
+    scores = NeighbourhoodScorer(graph).matrix(0, np.array([0]), np.arange(4))[0]
+    # tweet 1: paths 0 -> tweet 0 -> user 1 (2 likes) and -> user 2 (3 likes); tweet 2: only through user 2
+    tie = NeighbourhoodScorer.TIE_BREAK * np.log1p(np.array([3, 2, 1, 0]))
+    np.testing.assert_allclose(scores - tie, [1 / np.log(3) + 1 / np.log(4), 1 / np.log(3) + 1 / np.log(4),
+                                              1 / np.log(4), 0.0], rtol=1e-9)
+    # tweet 0 is user 0's own: the path back through user 0 is not counted, the ones through users 1, 2 are
+
+
+def test_held_out_early_stopping_keeps_the_best_validation_state_and_readers_take_it(planted, tmp_path):
+    from studylib.twhin.runs import BEST, STOPPING, VALIDATION, load_trained, read_checkpoint
+
+    out = tmp_path / "stopped"
+    result = _train(planted, out, 40, node_bias=True, val_every=10, stop_patience=2)
+    checks = (out / VALIDATION).read_text().splitlines()[1:]
+    steps = [int(line.split(",")[0]) for line in checks]
+    scores = [float(line.split(",")[1]) for line in checks]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == result["step"]  # the start is checked too
+    stopping = json.loads((out / STOPPING).read_text())
+    assert stopping["best_step"] == steps[int(np.argmax(scores))] and stopping["best_score"] == pytest.approx(max(scores), abs=1e-6)
+    assert stopping["stopped_early"] == (steps[-1] < 40) and len(steps) - 1 - int(np.argmax(scores)) <= 2
+    best = read_checkpoint(out / BEST)
+    assert best["step"] == stopping["best_step"] and not any(k.startswith("fused_optimizer") for k in best["state"])
+    run = load_trained(out)  # evaluation and export read the best state, not the last step
+    assert run.step == stopping["best_step"]
+    np.testing.assert_array_equal(run.tables["user"], best["state"]["ebc.embedding_bags.user.weight"].numpy())
+    # the same settings give the same checks (deterministic on CPU)
+    again = tmp_path / "again"
+    _train(planted, again, 40, node_bias=True, val_every=10, stop_patience=2)
+    assert (again / VALIDATION).read_text() == (out / VALIDATION).read_text()
+
+
+def test_stopping_needs_validation_and_counts_are_checked(planted, tmp_path):
+    with pytest.raises(StudyError, match="--stop-patience needs --val-every"):
+        _train(planted, tmp_path / "a", 5, stop_patience=2)
+    with pytest.raises(StudyError, match="--val-every and --stop-patience must be >= 0"):
+        _train(planted, tmp_path / "b", 5, val_every=-1)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

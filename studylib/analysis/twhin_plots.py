@@ -14,7 +14,8 @@ from studylib.analysis.tables import link_prediction_table
 from studylib.schema import short_name
 
 SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularity (train degree)",
-                 "pooled_popularity": "popularity over all relations", "trained": "trained TwHIN",
+                 "pooled_popularity": "popularity over all relations",
+                 "neighbourhood": "neighbourhood (Adamic–Adar)", "trained": "trained TwHIN",
                  "trained_node_bias": "trained TwHIN + node bias", "oracle": "oracle (planted truth)"}
 VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
 

@@ -87,7 +87,7 @@ class StudyParameters(Section):
     # ---- chapter 1b: TwHIN
     twhin_edges: int = param(200000, "edges of the planted graph (fav, reply, retweet, magic_recs, follow)",
                              TWHIN, ge=1)
-    twhin_steps: int = param(1000, "TwHIN training steps (batches of the study config's per_replica_batch_size edges; one thread)", TWHIN, ge=1)
+    twhin_steps: int = param(1000, "most TwHIN training steps (batches of per_replica_batch_size edges, one thread; held-out early stopping may end a run sooner)", TWHIN, ge=1)
     twhin_eval_edges: int = param(0, "held-out pairs ranked per relation (0: all of them; n: a seeded sample of n)",
                                   TWHIN, ge=0)
     # ---- chapter 2: training

@@ -38,6 +38,8 @@ import signal
 import threading
 
 from studylib import yamlio
+from studylib.analysis.findings import PRIMARY_ENDPOINTS
+from studylib.outputs import FINDINGS
 from studylib.study import parameters
 from studylib.errors import StudyError
 from studylib.ranker.runs import MODEL
@@ -328,9 +330,6 @@ def _say_progress(say, started: float, expected: list[float], i: int, stems: lis
 
 def _say_summary(say, workdir: Path, profile: str, index: Path, seconds: float, rescore: bool) -> None:
     """The total time, the primary findings' verdicts and what to run next."""
-    from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS
-    from studylib.outputs import FINDINGS
-
     say(f"[summary] the study took {estimate.minutes(seconds)} (profile {profile})")
     path = Paths.of(workdir, profile).results / FINDINGS
     with contextlib.suppress(OSError, ValueError):

@@ -10,12 +10,12 @@ from dataclasses import asdict
 import pandas as pd
 
 from studylib.errors import StudyError
-from studylib.io import cached, file_sha256
+from studylib.io import cached, file_sha256, read_json
 from studylib.study.paths import RUN_MARKER, Paths, generated, stamp_beside
 from studylib.study.ranker_study import world_params
 from studylib.data.layout import MANIFEST
 from studylib.twhin.planted import GraphParams, generate_graph
-from studylib.twhin.runs import CHECKPOINT
+from studylib.twhin.runs import BEST, CHECKPOINT, STOPPING
 from studylib.strict import shipped_config_path
 from studylib.twhin.config import STUDY_CONFIG as TWHIN_STUDY_CONFIG
 from studylib.twhin.evaluate import RESULTS, evaluate_run
@@ -57,10 +57,22 @@ def _threads(n: int):
         torch.set_num_threads(before)
 
 
+# Held-out early stopping (literature practice for link prediction): every run is checked VALIDATION_CHECKS
+# times on the validation split's unseen pairs, stops after STOP_PATIENCE checks without a new best, and is
+# read at its best check (best.pt; the start counts). `twhin_steps` is the most it may train.
+VALIDATION_CHECKS = 10
+STOP_PATIENCE = 3
+
+
+def model_file(run: Path) -> Path:
+    """The file a run is read from: its best validation state when it has one, else its last checkpoint."""
+    return run / BEST if (run / BEST).exists() else run / CHECKPOINT
+
+
 def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads: int = 1,
                      progress: bool = False, node_bias: bool = False) -> dict:
-    """Train TwHIN on `graph` (study config, node biases when asked) or reuse a finished run with
-    the same settings."""
+    """Train TwHIN on `graph` (study config, node biases when asked) with held-out early stopping, or
+    reuse a finished run with the same settings."""
     from studylib.twhin.train import TwhinTrainArgs, train
 
     if steps < 1:
@@ -68,17 +80,27 @@ def ensure_twhin_run(out: Path, graph: Path, steps: int, seed: int = 0, threads:
     if not (graph / MANIFEST).exists():
         raise StudyError(f"{graph}: no TwHIN graph here; run 01b_twhin.ipynb first")
 
+    val_every = max(1, int(steps) // VALIDATION_CHECKS)
     settings = {"graph_manifest": file_sha256(graph / MANIFEST), "steps": int(steps), "seed": int(seed),
-                "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias)}
+                "config": file_sha256(shipped_config_path(TWHIN_STUDY_CONFIG)), "node_bias": bool(node_bias),
+                "val_every": val_every, "stop_patience": STOP_PATIENCE}
 
     def build() -> dict:
         with _threads(threads):
             result = train(TwhinTrainArgs(graph=str(graph), out=str(out), steps=int(steps), device="cpu",
-                                          seed=int(seed), node_bias=bool(node_bias), progress=progress))
-        return {"edges_per_s": result["edges_per_s"]}
+                                          seed=int(seed), node_bias=bool(node_bias), progress=progress,
+                                          val_every=val_every, stop_patience=STOP_PATIENCE))
+        stopping = read_json(out / STOPPING)
+        return {"edges_per_s": result["edges_per_s"], "best_step": stopping["best_step"],
+                "last_step": stopping["last_step"], "stopped_early": stopping["stopped_early"]}
 
     reused, result = cached(out / RUN_MARKER, settings, [out / CHECKPOINT], build, clear=out)
     return {"reused": reused, **result, **settings}
+
+
+def stopping_records(runs: dict[str, Path]) -> dict[str, dict]:
+    """scorer name -> the run's held-out early-stopping record (`stopping.json`), for the runs that have one."""
+    return {name: read_json(Path(run) / STOPPING) for name, run in runs.items() if (Path(run) / STOPPING).exists()}
 
 
 def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, seed: int = 0,
@@ -91,9 +113,9 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
     if resamples < 0:
         raise StudyError(f"parameter bootstrap_resamples must be >= 0, got {resamples}")
     beside = beside or {}
-    settings = {"checkpoint": file_sha256(run / CHECKPOINT), "max_edges": int(max_edges), "resamples": int(resamples),
-                "seed": int(seed), "beside": {name: file_sha256(Path(d) / CHECKPOINT) for name, d in beside.items()},
-                "scorers": "with pooled popularity, share over popularity"}  # the table's columns
+    settings = {"model": file_sha256(model_file(run)), "max_edges": int(max_edges), "resamples": int(resamples),
+                "seed": int(seed), "beside": {name: file_sha256(model_file(Path(d))) for name, d in beside.items()},
+                "scorers": "with pooled popularity, neighbourhood, share over popularity"}  # the table's columns
 
     def build() -> None:
         with _threads(1):
@@ -107,6 +129,6 @@ def ensure_twhin_evaluation(run: Path, max_edges: int, resamples: int = 500, see
 def ensure_twhin_export(run: Path, out: Path) -> dict:
     """The run's embeddings as the ranker's three 200-wide tables; rewritten only when the run changed
     (an unchanged file keeps the data sets built from it valid)."""
-    settings = {"checkpoint": file_sha256(run / CHECKPOINT)}
+    settings = {"model": file_sha256(model_file(run))}
     reused, info = cached(stamp_beside(out), settings, [out], lambda: export_embeddings(run, out))
     return {"reused": reused, **settings, **info}

@@ -30,7 +30,8 @@ def _train(args) -> int:
     result = train(TwhinTrainArgs(graph=args.graph, out=args.out, config=args.config, steps=args.steps,
                                   resume=args.resume, batch_size=args.batch_size, device=args.device, seed=args.seed,
                                   checkpoint_every=args.checkpoint_every, split=args.split, relation=args.relation,
-                                  node_bias=args.node_bias, progress=not args.quiet))
+                                  node_bias=args.node_bias, val_every=args.val_every, stop_patience=args.stop_patience,
+                                  progress=not args.quiet))
     print(f"{args.out}: trained to step {result['step']}, loss {result['loss']:.5f}, "
           f"{result['edges_per_s']:,.0f} edges/s")
     return 0
@@ -92,6 +93,11 @@ def register(subparsers) -> None:
     t.add_argument("--relation", help="relation name for a Hugging Face sample-graph file (default follow / fav)")
     t.add_argument("--node-bias", action=argparse.BooleanOptionalAction, default=None,
                    help="a learned scalar per entity added to the score (default: the config's model.node_bias)")
+    t.add_argument("--val-every", type=int, default=0, metavar="N",
+                   help="every N steps (and at the start) score the validation split's pairs not seen in training; "
+                        "the run folder's best.pt keeps the best tables, which evaluation and export read (default 0: off)")
+    t.add_argument("--stop-patience", type=int, default=0, metavar="P",
+                   help="stop after P validation checks without a new best (default 0: train every step)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 

@@ -15,12 +15,13 @@ bootstrap over lhs entities (users), since one user's pairs are not independent.
 
 Scorers: `trained` embeddings; `random` embeddings of the same shape (the floor);
 `popularity`, the candidate's train degree in that relation (no learning, no personalisation);
-and, on planted graphs, `oracle`, the generator's own log-probability of the pair.
+`pooled_popularity`, the degree summed over relations; `neighbourhood`, Adamic–Adar over the
+relation's training graph (`ranks.NeighbourhoodScorer`); and, on planted graphs, `oracle`, the
+generator's own log-probability of the pair. The scorers and the ranks live in `ranks.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,10 @@ from studylib.errors import StudyError
 from studylib.stats import bootstrap_weights
 from studylib.io import atomic_write
 from studylib.twhin.graph import Graph
-from studylib.twhin.planted import planted_log_intensity
 from studylib.twhin.splits import SplitSpec
 from studylib.twhin.runs import TrainedRun, load_splits, load_trained
+from studylib.twhin.ranks import (EmbeddingScorer, NeighbourhoodScorer, OracleScorer, PooledPopularityScorer, PopularityScorer, _queries, held_out_pairs, rank_pairs, relation_pairs)
 
-SCORE_CELLS = 4_000_000  # score-matrix cells per chunk (memory bound)
 HITS_AT = (1, 10, 50)
 RECALL_AT = (10, 20, 50)
 DIRECTIONS = ("rhs", "lhs")  # which side is ranked: rhs given lhs, lhs given rhs
@@ -50,77 +50,9 @@ BOOTSTRAP_RESAMPLES = 500
 
 
 # Every scorer of a link-prediction table, in the order tables and figures show them: the floor,
-# the two popularity baselines, the trained embeddings (with and without node biases), the oracle.
-SCORERS = ("random", "popularity", "pooled_popularity", "trained", "trained_node_bias", "oracle")
+# the two popularity baselines, the neighbourhood heuristic, the trained embeddings (with and without node biases), the oracle.
+SCORERS = ("random", "popularity", "pooled_popularity", "neighbourhood", "trained", "trained_node_bias", "oracle")
 MAX_RESAMPLES = 100_000
-
-
-class EmbeddingScorer:
-    """<e_lhs, e_rhs + t_rel> (+ b_rel,lhs + b_rel,rhs with node biases) from tables (numpy)."""
-
-    def __init__(self, name: str, tables: dict[str, np.ndarray], translations: np.ndarray, relations,
-                 biases: dict[str, np.ndarray] | None = None):
-        self.name, self.tables, self.translations, self.relations = name, tables, translations, relations
-        self.biases = biases
-
-    def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """Scores [len(lhs), len(rhs)] of every lhs with every rhs."""
-        r = self.relations[rel]
-        scores = self.tables[r.lhs][lhs] @ (self.tables[r.rhs][rhs] + self.translations[rel]).T
-        if self.biases is not None:
-            scores += self.biases[r.lhs][rel, lhs][:, None] + self.biases[r.rhs][rel, rhs][None, :]
-        return scores
-
-
-class OracleScorer:
-    """The planted graph's log-probability of a pair: log activity(lhs) + log-intensity(lhs, rhs).
-
-    The generator draws pairs by importance resampling over one pool (users by activity), so a
-    pair's probability is proportional to activity(user) · intensity(user, x): the best possible
-    ranking in both directions."""
-
-    name = "oracle"
-
-    def __init__(self, world: World, relations):
-        self.world, self.relations = world, relations
-        self.log_activity = np.log(world.user_activity)
-
-    def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        return planted_log_intensity(self.world, self.relations[rel].name, lhs, rhs) + self.log_activity[lhs][:, None]
-
-
-class PopularityScorer:
-    """log(1 + train degree) of each side in the relation: ranks candidates by how often they
-    appear in training, the same order for every query."""
-
-    name = "popularity"
-
-    def __init__(self, train: Graph):
-        self.degree = {rel: train.log_degrees(rel) for rel in range(len(train.relations))}
-
-    def matrix(self, rel: int, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        left, right = self.degree[rel]
-        return left[lhs][:, None] + right[rhs][None, :]
-
-
-class PooledPopularityScorer(PopularityScorer):
-    """Popularity that one order per entity type can carry: each side's training degree summed over
-    every relation with that side's table. A translation score <e_lhs, e_rhs + t_rel> ranks the
-    right-hand side of a query identically in every relation (t_rel adds <e_lhs, t_rel>, the same
-    for all candidates), so this, not the per-relation degree, is the popularity such embeddings
-    can learn for the rhs."""
-
-    name = "pooled_popularity"
-
-    def __init__(self, train: Graph):
-        super().__init__(train)
-        relations = train.relations
-        for side, index in (("lhs", 0), ("rhs", 1)):
-            for table in {getattr(r, side) for r in relations}:
-                same = [i for i, r in enumerate(relations) if getattr(r, side) == table]
-                pooled = np.log1p(sum(np.expm1(self.degree[i][index]) for i in same))
-                for i in same:
-                    self.degree[i] = tuple(pooled if j == index else d for j, d in enumerate(self.degree[i]))
 
 
 def trained_scorer(run: TrainedRun, name: str = "trained") -> EmbeddingScorer:
@@ -150,75 +82,6 @@ def translation_offsets(run: TrainedRun) -> pd.DataFrame:
                      "mean_lhs_norm": float(np.linalg.norm(lhs, axis=1).mean()),
                      "offset_mean": float(offset.mean()), "offset_std": float(offset.std())})
     return pd.DataFrame(rows).set_index("relation")
-
-
-# ---------------------------------------------------------------- ranks
-
-
-def _pair_codes(query: np.ndarray, target: np.ndarray, n_targets: int) -> np.ndarray:
-    return query.astype(np.int64) * n_targets + target
-
-
-@dataclass
-class Queries:
-    """Held-out pairs of one relation and direction, as query -> target, with the query's other
-    known targets (any split) for filtered ranks."""
-
-    query: np.ndarray  # per pair
-    target: np.ndarray  # per pair
-    user: np.ndarray  # per pair: the lhs entity (bootstrap cluster)
-    seen: np.ndarray  # per pair: also a training pair
-    n_candidates: int
-    known_query: np.ndarray  # all known (query, target) pairs of the relation, sorted by query
-    known_target: np.ndarray
-
-
-def _queries(held_out: tuple[np.ndarray, np.ndarray], known: tuple[np.ndarray, np.ndarray],
-             train: tuple[np.ndarray, np.ndarray], direction: str, tables: tuple[int, int]) -> Queries:
-    (lhs, rhs), (k_lhs, k_rhs), (t_lhs, t_rhs) = held_out, known, train
-    flip = direction == "lhs"
-    query, target = (rhs, lhs) if flip else (lhs, rhs)
-    k_query, k_target = (k_rhs, k_lhs) if flip else (k_lhs, k_rhs)
-    n_targets = tables[0] if flip else tables[1]
-    seen = np.isin(_pair_codes(lhs, rhs, tables[1]), _pair_codes(t_lhs, t_rhs, tables[1]))
-    known_codes = np.unique(_pair_codes(k_query, k_target, n_targets))
-    return Queries(query, target, lhs, seen, n_targets, known_codes // n_targets, known_codes % n_targets)
-
-
-def rank_pairs(scorer, rel: int, q: Queries, direction: str) -> tuple[np.ndarray, np.ndarray]:
-    """(raw, filtered) 1-based rank of each pair's target among all candidates; ties count half.
-
-    Scores are computed once per distinct query (one row over all candidates), in chunks."""
-    raw, filtered = np.zeros(q.query.size), np.zeros(q.query.size)
-    queries, pair_row = np.unique(q.query, return_inverse=True)
-    candidates = np.arange(q.n_candidates)
-    rows_per_chunk = max(1, SCORE_CELLS // q.n_candidates)
-    starts = np.searchsorted(q.known_query, queries)
-    ends = np.searchsorted(q.known_query, queries, side="right")
-    for first in range(0, queries.size, rows_per_chunk):
-        chunk = queries[first:first + rows_per_chunk]
-        scores = (scorer.matrix(rel, candidates, chunk).T if direction == "lhs"
-                  else scorer.matrix(rel, chunk, candidates))
-        pairs = np.flatnonzero((pair_row >= first) & (pair_row < first + chunk.size))
-        for part in np.array_split(pairs, max(1, pairs.size * q.n_candidates // SCORE_CELLS)):
-            rows = pair_row[part] - first
-            block = scores[rows]
-            positive = block[np.arange(part.size), q.target[part]]
-            above = (block > positive[:, None]).sum(1)
-            ties = (block == positive[:, None]).sum(1) - 1
-            raw[part] = 1.0 + above + 0.5 * ties
-            # Filtered: drop the query's other known targets that score above (or tie with) the target.
-            lengths = ends[pair_row[part]] - starts[pair_row[part]]
-            owner = np.repeat(np.arange(part.size), lengths)
-            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            other = q.known_target[np.repeat(starts[pair_row[part]], lengths) + offsets]
-            keep = other != q.target[part][owner]
-            owner, other = owner[keep], other[keep]
-            other_scores = block[owner, other]
-            drop = (np.bincount(owner, weights=other_scores > positive[owner], minlength=part.size)
-                    + 0.5 * np.bincount(owner, weights=other_scores == positive[owner], minlength=part.size))
-            filtered[part] = raw[part] - drop
-    return raw, filtered
 
 
 # ---------------------------------------------------------------- metrics
@@ -277,21 +140,6 @@ def rank_metrics(ranks: np.ndarray, query: np.ndarray, user: np.ndarray, n_resam
     return row
 
 
-def held_out_pairs(edges: Graph, rel: int, max_edges: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (lhs, rhs) pairs of one relation; all of them unless max_edges asks for a seeded sample."""
-    mask = edges.rel == rel
-    pairs = np.unique(np.stack([edges.lhs[mask], edges.rhs[mask]], axis=1), axis=0)
-    if max_edges is not None and pairs.shape[0] > max_edges:
-        pick = np.random.default_rng([seed, 0xE7A1, rel]).choice(pairs.shape[0], max_edges, replace=False)
-        pairs = pairs[np.sort(pick)]
-    return pairs[:, 0], pairs[:, 1]
-
-
-def _relation_pairs(graph: Graph, rel: int) -> tuple[np.ndarray, np.ndarray]:
-    mask = graph.rel == rel
-    return graph.lhs[mask], graph.rhs[mask]
-
-
 def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", max_edges: int | None = None,
                      n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, progress=None,
                      baseline: str = "trained") -> list[dict]:
@@ -308,7 +156,7 @@ def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", 
             continue
         sizes = (edges.tables[relation.lhs], edges.tables[relation.rhs])
         for direction in DIRECTIONS:
-            q = _queries(pairs, _relation_pairs(every, rel), _relation_pairs(train, rel), direction, sizes)
+            q = _queries(pairs, relation_pairs(every, rel), relation_pairs(train, rel), direction, sizes)
             ranks = {}
             for scorer in scorers:
                 ranks[scorer.name] = dict(zip(RANKINGS, rank_pairs(scorer, rel, q, direction)))
@@ -354,7 +202,7 @@ def evaluate_run(run_dir: str | Path, graph: str | Path | None = None, split: st
     if split not in ("valid", "test"):
         raise StudyError(f"--split must be valid or test, got {split!r}")
     scorers = [random_scorer(run, seed), PopularityScorer(splits["train"]), PooledPopularityScorer(splits["train"]),
-               trained_scorer(run)]
+               NeighbourhoodScorer(splits["train"]), trained_scorer(run)]
     for name, other in (extra_runs or {}).items():
         extra = load_trained(other)
         if extra.run["identity"]["graph"] != identity["graph"] or extra.run["identity"]["split"] != identity["split"]:

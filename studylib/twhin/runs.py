@@ -23,6 +23,9 @@ CHECKPOINT = "checkpoint.pt"
 RUN_FILE = "run.json"
 CONFIG_COPY = "config.yaml"
 HISTORY = "history.csv"
+BEST = "best.pt"  # the tables at the best validation score (training with validation), which readers take
+VALIDATION = "validation.csv"  # step, the validation score of every check
+STOPPING = "stopping.json"  # the validation rule, the best step and where the run stopped
 
 
 # ---------------------------------------------------------------- graph <-> config
@@ -91,7 +94,9 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         if not (run_dir / name).exists():
             raise StudyError(f"{run_dir}: not a twhin-train run folder (no {name})")
     cfg = load_twhin_config(run_dir / CONFIG_COPY)
-    ckpt = read_checkpoint(run_dir / CHECKPOINT)
+    # a run trained with validation is read at its best validation score, not at its last step
+    source = run_dir / BEST if (run_dir / BEST).exists() else run_dir / CHECKPOINT
+    ckpt = read_checkpoint(source)
     run = read_json(run_dir / RUN_FILE)
     try:
         state = ckpt["state"]
@@ -101,19 +106,19 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
                   if cfg.model.node_bias else None)
         step = int(ckpt["step"])
     except (KeyError, TypeError, AttributeError, ValueError):
-        raise StudyError(f"{run_dir / CHECKPOINT}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
+        raise StudyError(f"{source}: not a checkpoint of this run's config ({CONFIG_COPY})") from None
     for name, bias in (biases or {}).items():
         if bias.shape != (len(cfg.relations), cfg.table(name).num_embeddings):
-            raise StudyError(f"{run_dir / CHECKPOINT}: biases of table {name} have shape {bias.shape}, the config says "
+            raise StudyError(f"{source}: biases of table {name} have shape {bias.shape}, the config says "
                              f"({len(cfg.relations)}, {cfg.table(name).num_embeddings}): one per relation and entity")
     for name, table in tables.items():
         if table.shape != (cfg.table(name).num_embeddings, cfg.dim):
-            raise StudyError(f"{run_dir / CHECKPOINT}: table {name} has shape {table.shape}, the config says "
+            raise StudyError(f"{source}: table {name} has shape {table.shape}, the config says "
                              f"({cfg.table(name).num_embeddings}, {cfg.dim})")
     if "identity" not in run:
         raise StudyError(f"{run_dir / RUN_FILE}: missing key identity")
     return TrainedRun(cfg, tables, translations, run, step, biases)
 
 
-__all__ = ["CHECKPOINT", "CONFIG_COPY", "HISTORY", "RUN_FILE", "TrainedRun", "align_graph", "load_splits",
+__all__ = ["BEST", "CHECKPOINT", "CONFIG_COPY", "HISTORY", "RUN_FILE", "STOPPING", "VALIDATION", "TrainedRun", "align_graph", "load_splits",
            "load_trained", "read_checkpoint"]

@@ -48,9 +48,12 @@ from studylib.twhin.graph import MANIFEST, Graph
 from studylib.twhin.splits import SplitSpec
 from studylib.twhin.config import TwhinConfig, load_twhin_config
 from studylib.twhin.model import TABLE_OPTIMIZERS, TwhinModel, bag_configs, batch_loss, edges_to_kjt
-from studylib.twhin.runs import CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, load_splits, read_checkpoint
+from studylib.twhin.ranks import EmbeddingScorer, PopularityScorer, Queries, filtered_mrr, unseen_queries
+from studylib.twhin.runs import (BEST, CHECKPOINT, CONFIG_COPY, HISTORY, RUN_FILE, STOPPING, VALIDATION, load_splits,
+                                 read_checkpoint)
 
 INIT_STD = 0.1  # initial embedding scale (normal); translations start at 0
+VALIDATION_PAIRS = 2000  # validation pairs per relation (a seeded sample): a check takes about a second on 2 cores
 
 
 # ---------------------------------------------------------------- model and state
@@ -233,6 +236,8 @@ class TwhinTrainArgs:
     split: str = "time"
     relation: str | None = None  # relation name for a Hugging Face sample-graph file
     node_bias: bool | None = None  # overrides the config's model.node_bias when set
+    val_every: int = 0  # check the validation split's unseen pairs every this many steps (0: never)
+    stop_patience: int = 0  # stop after this many checks without a new best (0: train all steps)
     progress: bool = True
 
 
@@ -285,13 +290,19 @@ def train(args: TwhinTrainArgs) -> dict:
     _check_batch_size(batch_size, "--batch-size" if args.batch_size is not None else
                       f"{Path(cfg.source).name} train_data.per_replica_batch_size", splits["train"], cfg, args.graph)
     graph = Path(args.graph)
+    if args.val_every < 0 or args.stop_patience < 0:
+        raise StudyError(f"--val-every and --stop-patience must be >= 0, got {args.val_every} and {args.stop_patience}")
+    if args.stop_patience and not args.val_every:
+        raise StudyError("--stop-patience needs --val-every (checks to be patient with)")
     identity = {"graph": str(graph.resolve()), "config": settings_sha256(cfg.raw)[:16], "split": asdict(split),
                 "graph_sha256": file_sha256(graph / MANIFEST if graph.is_dir() else graph)[:16],
-                "batch_size": batch_size, "seed": args.seed, "relation": args.relation}
+                "batch_size": batch_size, "seed": args.seed, "relation": args.relation,
+                "val_every": args.val_every, "stop_patience": args.stop_patience}
     runtime = start_runtime(args.device)
     try:
         with contextlib.ExitStack() as held:
-            return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every, held)
+            validation = _validation(splits, cfg, args) if args.val_every else None
+            return _train(args, cfg, splits["train"], runtime, identity, batch_size, steps, every, held, validation)
     finally:
         runtime.close()
 
@@ -332,7 +343,49 @@ def _count(value: int | None, flag: str, default: int, field: str) -> int:
     return value
 
 
-def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: contextlib.ExitStack) -> dict:
+# ---------------------------------------------------------------- validation (early stopping)
+
+
+@dataclass
+class Validation:
+    """Held-out early stopping on pairs the run has not seen: the validation split's pairs that do not
+    occur in training (a seeded sample per relation), their right-hand side ranked among all candidates
+    (filtered by the train and validation targets: the test split is never looked at). The score is the
+    mean over relations of the trained MRR over popularity's, so a run that keeps what popularity gets
+    scores 1 and every relation counts alike."""
+    queries: dict[int, Queries]
+    popularity: dict[int, float]
+
+    def score(self, state: dict[str, torch.Tensor], cfg: TwhinConfig) -> float:
+        tables = {t.name: state[f"ebc.embedding_bags.{t.name}.weight"].numpy() for t in cfg.tables}
+        biases = {t.name: state[f"biases.{t.name}"].numpy() for t in cfg.tables} if cfg.model.node_bias else None
+        scorer = EmbeddingScorer("trained", tables, state["translations"].numpy(), cfg.relations, biases)
+        ratios = [filtered_mrr(scorer, rel, q) / self.popularity[rel] for rel, q in self.queries.items()]
+        return float(np.mean(ratios))
+
+
+def _validation(splits: dict[str, Graph], cfg: TwhinConfig, args: TwhinTrainArgs) -> Validation:
+    train_edges, valid = splits["train"], splits["valid"]
+    known = Graph(valid.tables, valid.relations, *(np.concatenate([getattr(g, c) for g in (train_edges, valid)])
+                                                   for c in ("lhs", "rel", "rhs", "time_chunk")), valid.source)
+    popularity = PopularityScorer(train_edges)
+    queries, baseline = {}, {}
+    for rel in range(len(cfg.relations)):
+        q = unseen_queries(valid, train_edges, known, rel, VALIDATION_PAIRS, args.seed)
+        mrr = filtered_mrr(popularity, rel, q)
+        if q.query.size and mrr > 0:
+            queries[rel], baseline[rel] = q, mrr
+    if not queries:
+        raise StudyError(f"{args.graph}: --val-every needs validation pairs not seen in training; the valid split has none")
+    return Validation(queries, baseline)
+
+
+def _weights_only(full: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in full.items() if not k.startswith("fused_optimizer/")}
+
+
+def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: contextlib.ExitStack,
+           validation: Validation | None = None) -> dict:
     out = Path(args.out)
     checkpoint, verdict = None, [None]
     if runtime.is_main:
@@ -377,6 +430,27 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
         if bias_opt is not None:
             bias_opt.load_state_dict(checkpoint["bias_optimizer"])
 
+    checks = list(checkpoint.get("validation", [])) if checkpoint is not None else []
+    stopped = False
+
+    def check(step: int) -> bool:
+        """Score the current tables on the validation pairs; True when the run should stop."""
+        full = gather_full_state(model)  # every process takes part
+        verdict = [None]
+        if runtime.is_main:
+            value = validation.score(full, cfg)
+            best = max((c["score"] for c in checks), default=-np.inf)
+            checks.append({"step": step, "score": value})
+            if value > best:
+                atomic_write(out / BEST, lambda p: torch.save({"step": step, "state": _weights_only(full)}, p))
+            since = len(checks) - 1 - max(range(len(checks)), key=lambda i: (checks[i]["score"], -i))
+            verdict = [bool(args.stop_patience) and since >= args.stop_patience]
+        if runtime.world_size > 1:
+            dist.broadcast_object_list(verdict, src=0)
+        return verdict[0]
+
+    if validation is not None and start_step == 0 and not checks:
+        check(0)  # the start is a candidate too: training must earn its place over it
     sampler = BatchSampler(edges, batch_size, runtime, args.seed)
     edges_per_step = batch_size * runtime.world_size
     bar = tqdm(total=steps, initial=min(start_step, steps), unit="step", desc="twhin-train",
@@ -399,20 +473,35 @@ def _train(args, cfg, edges, runtime, identity, batch_size, steps, every, held: 
             rate = done_here * edges_per_step / (time.perf_counter() - started)
             history.append({"step": step + 1, "loss": loss_value, "edges_per_s": rate})
             bar.set_postfix(loss=f"{loss_value:.4f}", edges_s=f"{rate:,.0f}")
-        if (step + 1) % every == 0 or step + 1 == steps:
-            _save_checkpoint(out, model, trans_opt, bias_opt, step + 1, history, runtime)
+        if validation is not None and ((step + 1) % args.val_every == 0 or step + 1 == steps):
+            stopped = check(step + 1)
+        if (step + 1) % every == 0 or step + 1 == steps or stopped:
+            _save_checkpoint(out, model, trans_opt, bias_opt, step + 1, history, runtime, checks)
+        if stopped:
+            break
     bar.close()
+    if validation is not None and runtime.is_main:
+        best = max(checks, key=lambda c: c["score"])
+        atomic_write(out / VALIDATION, lambda p: p.write_text(
+            "step,score\n" + "".join(f"{c['step']},{c['score']:.6f}\n" for c in checks)))
+        write_json(out / STOPPING, {"rule": {"val_every": args.val_every, "stop_patience": args.stop_patience,
+                                             "score": "mean over relations of filtered MRR / popularity's MRR, "
+                                                      "validation pairs not seen in training"},
+                                    "best_step": best["step"], "best_score": best["score"],
+                                    "last_step": checks[-1]["step"], "stopped_early": stopped})
     elapsed = time.perf_counter() - started
     if steps <= start_step and not (out / CHECKPOINT).exists():
-        _save_checkpoint(out, model, trans_opt, bias_opt, start_step, history, runtime)
-    return {"step": max(steps, start_step), "loss": loss_value, "history": history, "local_share": local_share(model, cfg),
+        _save_checkpoint(out, model, trans_opt, bias_opt, start_step, history, runtime, checks)
+    return {"step": max(steps, start_step) if not stopped else checks[-1]["step"], "loss": loss_value, "history": history, "local_share": local_share(model, cfg),
             "edges_per_s": done_here * edges_per_step / elapsed if done_here else float("nan")}
 
 
-def _save_checkpoint(out: Path, model, trans_opt, bias_opt, step: int, history: list[dict], runtime: Runtime) -> None:
+def _save_checkpoint(out: Path, model, trans_opt, bias_opt, step: int, history: list[dict], runtime: Runtime,
+                     checks: list[dict] | None = None) -> None:
     state = gather_full_state(model)  # every process takes part
     if runtime.is_main:
-        payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history}
+        payload = {"step": step, "state": state, "translation_optimizer": trans_opt.state_dict(), "history": history,
+                   "validation": checks or []}
         if bias_opt is not None:
             payload["bias_optimizer"] = bias_opt.state_dict()
         atomic_write(out / CHECKPOINT, lambda p: torch.save(payload, p))

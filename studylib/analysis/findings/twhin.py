@@ -50,10 +50,11 @@ def _against_popularity(evaluation: pd.DataFrame, scorer: str) -> tuple[list[str
             rows)
 
 
-def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
+def twhin_link_prediction(evaluation: pd.DataFrame, steps: int, stopping: dict[str, dict] | None = None) -> Finding:
     """evaluation: twhin-evaluate rows (relation, direction, scorer, ranking, pairs, n_pairs, mrr, mrr_low,
     mrr_high, ...). Reads the filtered ranks of the rhs given the lhs on the held-out pairs that never
-    occur in training (the chapter's test), all held-out pairs (secondary), and the reverse direction."""
+    occur in training (the chapter's test), all held-out pairs (secondary), and the reverse direction.
+    stopping: scorer -> the run's `stopping.json` (held-out early stopping), where the runs have one."""
     main = link_prediction_table(evaluation, "rhs", "filtered", TWHIN_PAIRS)
     every = link_prediction_table(evaluation, "rhs", "filtered", "all")
     reverse = link_prediction_table(evaluation, "lhs", "filtered", "all")
@@ -169,6 +170,25 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int) -> Finding:
                          for r in little) +
                      f" (under {100 * PERSONAL_SIGNAL:.0f} %), so no score can gain much over popularity there, and the "
                      "personal part these embeddings fit from training pairs costs more there than it gains.")
+    neighbours = _against_popularity(evaluation, "neighbourhood")
+    if neighbours is not None:  # the degree heuristic link-prediction benchmarks set beside embeddings
+        ahead, behind, rows = neighbours
+        numbers.update(neighbourhood_ahead_of_popularity=", ".join(ahead), neighbourhood_behind_popularity=", ".join(behind),
+                       **{f"{r}_neighbourhood_minus_popularity{suffix}": float(rows.loc[r, "mrr_over_popularity" + suffix])
+                          for r in rows.index for suffix in ("", "_low", "_high")})
+        text += (" A neighbourhood heuristic that needs no training (Adamic–Adar over each relation's training graph: "
+                 "what the user's co-engagers engaged with) is ahead of popularity in "
+                 f"{_named(ahead)} and behind in {_named(behind)}: where even that is not ahead, the training graph "
+                 "holds too few pairs per user and per tweet for a user's neighbours to say more than counting does.")
+    for scorer, said in (("trained", "the trained embeddings"), ("trained_node_bias", "the run with relation biases")):
+        rule = (stopping or {}).get(scorer)
+        if rule:
+            numbers.update({f"{scorer}_best_step": int(rule["best_step"]), f"{scorer}_last_step": int(rule["last_step"])})
+            text += (f" Held-out early stopping (validation pairs not seen in training, every "
+                     f"{rule['rule']['val_every']} steps) kept {said} at step {rule['best_step']:,}"
+                     + (f" of the {rule['last_step']:,} trained" + (", then stopped" if rule["stopped_early"] else ""))
+                     + (": training never beat its start, popularity's biases and untrained vectors, on pairs it had "
+                        "not seen" if rule["best_step"] == 0 else "") + ".")
     above = list(reverse.index[reverse["trained"] > reverse["oracle"]])
     above_unseen = list(reverse_unseen.index[reverse_unseen["trained"] > reverse_unseen["oracle"]])
     numbers.update(reverse_trained_above_oracle=len(above), reverse_unseen_trained_above_oracle=len(above_unseen))
