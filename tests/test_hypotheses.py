@@ -164,3 +164,19 @@ def test_the_docs_list_every_hypothesis_of_the_family_with_its_finding():
     for h in hypotheses.FAMILY:
         assert f"| `{h.name}` | `{h.finding}` |" in page, h.name
     assert page.count("\n| `") - page.count("\n| `", page.index("## No absence")) == len(hypotheses.FAMILY)
+
+
+def test_the_model_against_popularity_is_judged_over_training_seeds_where_the_run_has_them():
+    # one trained model clears popularity by its users-only interval; over three seeds, seeds and users
+    # resampled, the interval holds zero: the claim is not shown
+    numbers = {**_with_interval("model_minus_popularity", 3.0, 1e-6),
+               "seed_user_model_minus_popularity": 2.0, "seed_user_model_minus_popularity_low": -1.0,
+               "seed_user_model_minus_popularity_high": 5.0}
+    planned = findings.page_plan([_finding("model_vs_oracle_regret", "above popularity", **numbers)])
+    h = planned["model_vs_oracle_regret"]["hypotheses"][0]
+    assert h["over_seeds"] and h["estimate"] == 2.0 and not h["rejected"]
+    assert planned["model_vs_oracle_regret"]["verdict"] == "unresolved against popularity"
+    # without seeds the single model's interval decides
+    single = findings.page_plan([_finding("model_vs_oracle_regret", "above popularity",
+                                          **_with_interval("model_minus_popularity", 3.0, 1e-6))])
+    assert single["model_vs_oracle_regret"]["verdict"] == "above popularity"

@@ -122,3 +122,24 @@ def test_seed_feed_metrics_match_the_feed_table():
     assert rows[(0, "regret")] == pytest.approx(table["regret"])
     assert rows[(0, "oracle_gain_share")] == pytest.approx(table["oracle_gain_share"])
     assert rows[(1, "regret")] == 0 and rows[(1, "oracle_gain_share")] == pytest.approx(1.0)
+
+
+def test_the_seed_by_user_interval_holds_both_the_seeds_and_the_users_variance():
+    truth, labels, ids, user = world(requests=400, users=200)
+    rng = np.random.default_rng(3)
+    # five "seeds": the same requests ranked by models of very different quality
+    sets = {s: scored_set(expit(logit(truth) + rng.normal(0, noise, truth.shape)), truth, labels, ids, user)
+            for s, noise in enumerate((0.2, 0.5, 1.0, 2.0, 3.0))}
+    rows = regret.seed_user_intervals(sets, WEIGHTS, k=5, n_resamples=400, seed=1).set_index("metric")
+    per_seed = regret.seed_feed_metrics(sets, WEIGHTS, k=5).set_index(["metric", "seed"])["mean"]
+    regrets = per_seed.loc["regret"].to_numpy()
+    r = rows.loc["regret"]
+    assert r["seeds"] == 5 and not r["indicative"] and r["mean"] == pytest.approx(regrets.mean())
+    assert r["low"] < r["mean"] < r["high"]
+    # one seed's users-only interval is far narrower than the spread the seeds add
+    one = regret.seed_user_intervals({0: sets[0], 1: sets[0]}, WEIGHTS, k=5, n_resamples=400, seed=1).set_index("metric")
+    assert (one.loc["regret", "high"] - one.loc["regret", "low"]) < 0.5 * (r["high"] - r["low"])
+    assert rows.loc["oracle_gain_share", "mean"] == pytest.approx(per_seed.loc["oracle_gain_share"].mean())
+    assert "model_minus_popularity" not in rows.index  # these sets carry no popularity oracle
+    few = regret.seed_user_intervals({0: sets[0], 1: sets[1], 2: sets[2]}, WEIGHTS, 5, 100, 1)
+    assert few["indicative"].all() and regret.SEEDS_FOR_A_SEED_INTERVAL == 5

@@ -300,7 +300,8 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     chromium_path = chromium()
     pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
              "reproducibility": html / "report" / "reproducibility.html",
-             "findings": html / "report" / "findings.html", "references": html / "report" / "references.html"}
+             "findings": html / "report" / "findings.html", "references": html / "report" / "references.html",
+             "glossary": html / "report" / "glossary.html"}
     for name, page in pages.items():
         assert page.exists(), name
         dom = browser(chromium_path, tmp_path / f"profile-{name}", "--virtual-time-budget=3000", "--dump-dom",
@@ -327,6 +328,13 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             for fid in ("positional_feed", "null_split_false_positive_rate", "cohort_model_vs_truth"):
                 assert fid in dom, f"findings page lacks {fid}"
             assert "Verdict:" in dom and Result.POSITIONAL_FEED in dom
+        if name == "findings":  # the pre-registered family opens the page, one row per hypothesis
+            from studylib.analysis.findings.hypotheses import FAMILY
+            assert "Primary hypotheses" in dom and all(h.name in dom for h in FAMILY)
+        if name == "glossary":  # the terms the intro links to are defined here
+            assert all(re.search(f'id="term-{t}"', dom, re.I) for t in ("oracle", "popularity-oracle", "regret", "tost"))
+        if name == "index":  # the intro's terms link to the glossary, and the abstract points to it
+            assert re.search(r'href="[^"]*glossary\.html#term-oracle"', dom, re.I) and "Glossary" in dom
         if name == "references":  # the bibliography the intro cites
             assert "MaskNet" in dom and "TwHIN" in dom and "the-algorithm-ml" in dom
         if name == "index":

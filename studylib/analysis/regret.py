@@ -208,6 +208,58 @@ def seed_feed_metrics(sets: dict[int, ScoredSet], weights: np.ndarray, k: int, s
     return pd.DataFrame(rows)
 
 
+SEEDS_FOR_A_SEED_INTERVAL = 5  # fewer training seeds than this: the seed × user interval is marked indicative
+
+
+def seed_user_intervals(sets: dict[int, ScoredSet], weights: np.ndarray, k: int, n_resamples: int,
+                        seed: int = 0) -> pd.DataFrame:
+    """sets: training seed -> the same requests scored by that seed's model. The feed's headline numbers as
+    the mean over training seeds, with a two-stage bootstrap interval: each resample draws the seeds with
+    replacement, then the users (a cluster bootstrap, the same users in every drawn seed: they are the
+    same requests), and averages the drawn seeds' numbers. So the interval holds both the variance of
+    training again and that of sampling users. Rows (metric, seeds, mean, low, high, indicative) for
+    regret, oracle_gain_share and (where the sets have the popularity oracle) model_minus_popularity;
+    with fewer than SEEDS_FOR_A_SEED_INTERVAL seeds the seed draw is coarse and the row says so."""
+    seeds = sorted(sets)
+    first = sets[seeds[0]]
+    users = first.request_users()
+    codes, n_users = stats.cluster_codes(users)
+    w = np.asarray(weights, np.float64)
+    per_user = {name: np.zeros((len(seeds), n_users)) for name in ("best", "utility", "floor", "popularity")}
+    with_popularity = all(POPULARITY in sets[s].baselines for s in seeds)
+    for i, s in enumerate(seeds):
+        scored = sets[s]
+        mask, value = scored.requests.mask, scored.true_value(w)
+        arrays = {"best": top_k_value(value, value, mask, k), "utility": top_k_value(scored.scores(w), value, mask, k),
+                  "floor": random_expectation(value, mask, k)}
+        if with_popularity:
+            arrays["popularity"] = top_k_value(scored.baseline_scores(w)[POPULARITY], value, mask, k)
+        for name, per_request in arrays.items():
+            per_user[name][i] = np.bincount(codes, per_request, n_users)
+    requests = np.bincount(codes, minlength=n_users).astype(np.float64)
+    rng = np.random.default_rng([seed, 0x5EED])
+    user_weights = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_resamples).astype(np.float64)
+    drawn = rng.integers(0, len(seeds), (n_resamples, len(seeds)))
+
+    def metrics(totals: dict[str, np.ndarray], count: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"regret": (totals["best"] - totals["utility"]) / count,
+               "oracle_gain_share": (totals["utility"] - totals["floor"]) / (totals["best"] - totals["floor"])}
+        if with_popularity:
+            out["model_minus_popularity"] = (totals["utility"] - totals["popularity"]) / count
+        return out
+
+    point = metrics({n: v.sum(1) for n, v in per_user.items()}, requests.sum())  # [seeds] each
+    boot = metrics({n: user_weights @ v.T for n, v in per_user.items()},  # [B, seeds]
+                   (user_weights @ requests)[:, None])
+    rows = []
+    for name, values in point.items():
+        resampled = np.take_along_axis(boot[name], drawn, axis=1).mean(1)
+        low, high = np.quantile(resampled, [0.025, 0.975])
+        rows.append({"metric": name, "seeds": len(seeds), "mean": float(values.mean()), "low": float(low),
+                     "high": float(high), "indicative": len(seeds) < SEEDS_FOR_A_SEED_INTERVAL})
+    return pd.DataFrame(rows)
+
+
 def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """per_seed: rows (seed, metric, mean) of one feed metric per training seed. Per metric: the
     mean over seeds, the seeds' standard deviation and a 95 % t-interval over seeds (the
@@ -223,5 +275,5 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
-           "seed_feed_metrics", "subset", "user_halves"]
+__all__ = ["SEEDS_FOR_A_SEED_INTERVAL", "across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
+           "seed_feed_metrics", "seed_user_intervals", "subset", "user_halves"]

@@ -311,7 +311,7 @@ def _say_plan(say, profile: str, params: dict, stems: list[str], kinds: list[str
     total = sum(expected) + (estimate.REPORT_SECONDS if build else 0.0)
     bound = "at most " if params.get("stop_patience") else ""  # the stopping rule may end runs early
     say(f"[plan] profile {profile}: {len(stems)} chapters, {bound}about {estimate.minutes(total)}{measured}")
-    words = {"kept": "kept (weights only change chapters 3-5)", "cached": "same parameters as last time: reuses its data and models",
+    words = {"kept": "kept (weights only change chapters 3-5)", "cached": "same parameters as its last run: its cached steps are reused",
              "fresh": "runs"}
     for stem, kind, seconds in zip(stems, kinds, expected):
         say(f"[plan]   {stem:<20} {words[kind]:<58} ~{estimate.minutes(seconds)}")

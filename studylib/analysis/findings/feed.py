@@ -30,11 +30,12 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
 
 
 def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: pd.DataFrame | None = None,
-                           vs_popularity: pd.DataFrame | None = None) -> Finding:
+                           vs_popularity: pd.DataFrame | None = None, seed_user: pd.DataFrame | None = None) -> Finding:
     """summary: ranking.feed_comparison rows for rankings model, oracle, random (and popularity,
     learned_popularity where the scored set has them); seeds: regret.across_seeds rows (metric regret,
     oracle_gain_share) of the main model's training seeds; vs_popularity: feed_comparison's paired rows
-    against the popularity oracle (reference "popularity")."""
+    against the popularity oracle (reference "popularity"); seed_user: regret.seed_user_intervals rows, the
+    headline numbers over training seeds with their seed × user interval (the primary numbers)."""
     m = summary.set_index(["ranking", "metric"])
     row = lambda metric: m.loc[("model", metric)]  # noqa: E731
     numbers = {"weights": weights, "oracle_utility": float(m.loc[("oracle", "utility"), "mean"]),
@@ -69,6 +70,23 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
                  f"{r['seed_sd']:.2g}; 95 % t-interval over seeds {r['low']:.3g} to {r['high']:.3g}) and the share "
                  f"{100 * g['mean']:.0f} % ({100 * g['low']:.0f} to {100 * g['high']:.0f} %): the interval above is "
                  "about sampling users for one trained model, this one about training it again.")
+    if seed_user is not None and len(seed_user) and int(seed_user["seeds"].iloc[0]) > 1:
+        by = seed_user.set_index("metric")
+        for metric, key in (("regret", "regret"), ("oracle_gain_share", "gain_share"),
+                            ("model_minus_popularity", "model_minus_popularity")):
+            if metric in by.index:
+                r = by.loc[metric]
+                numbers.update({f"seed_user_{key}": float(r["mean"]), f"seed_user_{key}_low": float(r["low"]),
+                                f"seed_user_{key}_high": float(r["high"])})
+        numbers["seed_user_indicative"] = bool(by["indicative"].iloc[0])
+        said = [f"regret {numbers['seed_user_regret']:.3g} ({_ci(numbers['seed_user_regret_low'], numbers['seed_user_regret_high'], '.3g')})"]
+        if "seed_user_model_minus_popularity" in numbers:
+            said.append(f"model − popularity {numbers['seed_user_model_minus_popularity']:+.3g} "
+                        f"({_ci(numbers['seed_user_model_minus_popularity_low'], numbers['seed_user_model_minus_popularity_high'], '+.3g')})")
+        text += (f" Over the {int(by['seeds'].iloc[0])} training seeds together, with an interval that resamples both "
+                 f"the seeds and the users (two-stage bootstrap): " + "; ".join(said)
+                 + (" — indicative: so few seeds make the seed draw coarse." if numbers["seed_user_indicative"] else ".")
+                 + " These are the study's primary numbers for this question.")
     return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, Result.FEED)
 
 

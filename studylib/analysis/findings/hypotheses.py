@@ -42,6 +42,7 @@ class Hypothesis:
     claims: tuple[str, ...]  # verdict values (or "part: value") that need H0 rejected
     fallback: str  # what the verdict reads when H0 stands
     p_key: str | None = None  # a two-sided p of the finding's own test, where it has one
+    over_seeds: str | None = None  # the same number over training seeds (seed × user interval): used when present
 
 
 FAMILY: tuple[Hypothesis, ...] = (
@@ -51,8 +52,9 @@ FAMILY: tuple[Hypothesis, ...] = (
                ("mostly personal", "partly personal"), "unresolved"),
     Hypothesis("model_beats_popularity", "model_vs_oracle_regret", "model_minus_popularity", "model_minus_popularity",
                0.0, True, "H0: the model's top k carries no more true value than the popularity oracle's "
-               "(model − popularity ≤ 0, paired by request)", "the model beats the popularity oracle",
-               ("above popularity",), "unresolved against popularity"),
+               "(model − popularity ≤ 0, paired by request; over training seeds where the run has several)",
+               "the model beats the popularity oracle", ("above popularity",), "unresolved against popularity",
+               over_seeds="seed_user_model_minus_popularity"),
     Hypothesis("positional_costs", "positional_feed", "positional_minus_by_name_utility", "positional_minus_by_name",
                0.0, False, "H0: the original's positional label pairing costs the feed nothing "
                "(positional − by-name ≥ 0)", "the positional pairing costs the feed value",
@@ -121,6 +123,12 @@ def evaluate(h: Hypothesis, finding: dict | None) -> dict | None:
     n = finding.get("numbers", {})
     if h.finding == "twhin_link_prediction":
         return _twhin(h, n)
+    if h.over_seeds is not None and _number(n.get(h.over_seeds)):  # the mean over seeds, its seed × user interval
+        low, high = n.get(f"{h.over_seeds}_low"), n.get(f"{h.over_seeds}_high")
+        if _number(low) and _number(high):
+            estimate = float(n[h.over_seeds])
+            return {"estimate": estimate, "low": float(low), "high": float(high), "over_seeds": True,
+                    "p": _one_sided(estimate, float(low), float(high), h.null, h.greater)}
     estimate = n.get(h.estimate)
     if not _number(estimate):
         return None

@@ -153,7 +153,12 @@ def abstract(found: dict[str, dict], params: dict) -> str:
                        if _is_number(n.get("oracle_utility")) else "") + "), "
                     f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
                     f"of what the oracle gains over a random order")
-        if _is_number(n.get("model_minus_popularity")):
+        if _is_number(n.get("seed_user_model_minus_popularity")):  # the primary number: over training seeds
+            sentence += (f"; against the popularity oracle it gains {n['seed_user_model_minus_popularity']:+.3g} per "
+                         f"request on average over its {n['seeds']} training seeds (95 % interval over seeds and users "
+                         f"{n['seed_user_model_minus_popularity_low']:+.3g} to {n['seed_user_model_minus_popularity_high']:+.3g}"
+                         + ("; indicative with so few seeds" if n.get("seed_user_indicative") else "") + ")")
+        elif _is_number(n.get("model_minus_popularity")):
             sentence += (f"; against the popularity oracle it gains {n['model_minus_popularity']:+.3g} per request "
                          f"({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
                          f"{100 * n['popularity_gain_share']:.0f} % of the oracle's gain over popularity")
@@ -222,6 +227,7 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     plan = (f"Of the {len(tested)} primary hypotheses, declared before the converged study was run, "
             f"{sum(h['rejected'] for h in tested)} are shown under {PAGE_ADJUSTMENT} within their family; "
             f"every other decision on the Findings page is read under {SECONDARY_ADJUSTMENT}, under which "
-            f"{len(lapsed)} finding{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference.")
+            f"{len(lapsed)} finding{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference. "
+            "The words with a fixed meaning (oracle, popularity oracle, regret, TOST, …) are in the [Glossary](glossary.md).")
     return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
             + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
