@@ -123,6 +123,10 @@ def test_twhin_non_inferiority_needs_every_relation_within_the_margin_and_no_est
     h = findings.page_plan([_finding("twhin_link_prediction", "below popularity on no relation",
                                      **slightly_below)])["twhin_link_prediction"]["hypotheses"][0]
     assert h["p_adjusted"] < 0.05 and not h["rejected"] and not h["all_estimates_at_least_zero"]
+    text = findings.abstract(findings.page_plan([_finding("twhin_link_prediction", "below popularity on no relation",
+                                                          node_bias_ahead_of_popularity="", node_bias_behind_popularity="",
+                                                          **slightly_below)]), {})
+    assert "— not shown: within the margin (Holm-adjusted p = " in text and "by its point estimate on some relation" in text
 
 
 # ---------------------------------------------------------------- no absence without a margin

@@ -89,7 +89,7 @@ def test_the_plan_is_written_into_findings_json_and_shown_on_the_findings_page(t
     chapters = [tmp_path / "03_score.ipynb"]
     chapters[0].write_text('{"metadata": {"studylib": {"title": "Scoring"}}}')
     page = report.findings_markdown(tmp_path, "quick", chapters)
-    assert "Primary hypotheses" in page and "| `model_beats_popularity` | `model_vs_oracle_regret` |" in page
+    assert "Primary hypotheses" in page and "- `model_beats_popularity` (finding `model_vs_oracle_regret`): H0:" in page
     assert "**model_vs_oracle_regret** (primary)" in page and "*Page-wide: holds" in page
 
 

@@ -61,6 +61,8 @@ def _reference() -> dict[str, dict]:
 def test_headlines_read_their_direction_from_the_numbers():
     found = copy.deepcopy(_reference())
     reg = found["model_vs_oracle_regret"]["numbers"]
+    for key in [k for k in reg if k.startswith("seed_user_")]:  # the single model's numbers decide without seeds
+        del reg[key]
     reg.update(model_minus_popularity=-4.0, model_minus_popularity_low=-6.0, model_minus_popularity_high=-2.0)
     assert "is below the popularity oracle's" in headlines.headlines(found)[1]
     reg.update(model_minus_popularity=1.0, model_minus_popularity_low=-1.0, model_minus_popularity_high=3.0)
@@ -86,3 +88,13 @@ def test_headlines_refuse_findings_without_what_they_state(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(StudyError, match=r"findings\.json: not a findings file"):
         headlines.read_findings(broken)
+
+
+def test_headlines_state_the_model_over_training_seeds_where_the_findings_have_them():
+    found = copy.deepcopy(_reference())
+    reg = found["model_vs_oracle_regret"]["numbers"]
+    reg.update(seeds=3, seed_user_model_minus_popularity=2.0, seed_user_model_minus_popularity_low=-1.0,
+               seed_user_model_minus_popularity_high=5.0, seed_user_indicative=True)
+    line = headlines.headlines(found)[1]
+    assert "is not distinguishable from the popularity oracle's: +2 in" in line
+    assert "mean over 3 training seeds, interval over seeds and users; indicative with so few seeds" in line

@@ -314,15 +314,14 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
              f"study on this world was run: one per question of the study, each null the rule its finding's verdict "
              f"applies, one-sided, tested with {PAGE_ADJUSTMENT}'s procedure within the family (α = {alpha:g}). A "
              f"verdict that claims what a hypothesis tests stands only if that hypothesis is rejected.", "",
-             "| hypothesis | finding | null | estimate | one-sided p | adjusted p | decision |",
-             "|---|---|---|---:|---:|---:|---|"]
+             ""]
     p = lambda v: "–" if v is None else f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
     for h in hypotheses:
-        estimate = f"{h['estimate']:.3g}" if h.get("estimate") is not None else "–"
-        decision = ("not tested (numbers missing)" if h["p"] is None else "rejected" if h["rejected"]
-                    else "not rejected")
-        lines.append(f"| `{h['name']}` | `{h['finding']}` | {h['statement']} | {estimate} | {p(h['p'])} | "
-                     f"{p(h['p_adjusted'])} | {decision} |")
+        estimate = f"estimate {h['estimate']:.3g}; " if h.get("estimate") is not None else ""
+        decision = ("**not tested** (its numbers are missing)" if h["p"] is None else "**rejected**" if h["rejected"]
+                    else "**not rejected**")
+        lines.append(f"- `{h['name']}` (finding `{h['finding']}`): {h['statement']}. {estimate}one-sided p "
+                     f"{p(h['p'])}, {PAGE_ADJUSTMENT}-adjusted {p(h['p_adjusted'])}: {decision}.")
     lines += ["", f"**Secondary decisions**: every other test, interval and equivalence test (TOST) the findings "
               f"rest on, {n} in all, under {SECONDARY_ADJUSTMENT} (a decision's p-value is its test's, or, where "
               "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "

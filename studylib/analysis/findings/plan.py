@@ -111,6 +111,9 @@ def _page_wide(f: dict) -> str:
     for h in f.get("hypotheses", []):
         if h["p"] is None:
             said.append("its pre-registered test could not be run")
+        elif not h["rejected"] and h.get("all_estimates_at_least_zero") is False and h["p_adjusted"] < f.get("alpha", PAGE_ALPHA):
+            said.append(f"pre-registered: *{h['claim']}* — not shown: within the margin ({PAGE_ADJUSTMENT}-adjusted "
+                        f"p = {h['p_adjusted']:.2g}), but below popularity by its point estimate on some relation")
         else:
             said.append(f"pre-registered: *{h['claim']}* — {'shown' if h['rejected'] else 'not shown'}, "
                         f"{PAGE_ADJUSTMENT}-adjusted p = {h['p_adjusted']:.2g}")
