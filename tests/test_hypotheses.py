@@ -49,13 +49,13 @@ def test_optimal_weights_are_judged_by_their_held_out_gain_not_by_the_noise_corr
     h = planned["hypotheses"][0]
     assert h["name"] == "weights_beaten" and not h["rejected"] and h["p"] == pytest.approx(0.2, rel=1e-6)
     assert planned["verdict"] == "base weights not beaten" and planned["verdict_before_plan"] == "better weights exist"
-    assert "Under the pre-registered primary family" in planned["text"] and "not rejected" in planned["text"]
+    assert "under the pre-registered primary family" in planned["text"] and "not rejected" in planned["text"]
     text = findings.abstract(findings.page_plan(page), {})
     assert "*searched weights beat the published ones on unseen users* — not shown" in text
     shown = findings.page_plan([_finding("optimal_weights_gain", "better weights exist", k=10, base="april_2023",
                                          **_with_interval("model_gain", 0.7, 1e-6))])["optimal_weights_gain"]
     assert shown["hypotheses"][0]["rejected"] and shown["verdict"] == "better weights exist"
-    assert "Under the pre-registered" not in shown["text"]
+    assert "The page's plan changes" not in shown["text"]
 
 
 def test_a_claim_that_lapses_under_holm_within_the_family_is_not_stated():
@@ -184,3 +184,19 @@ def test_the_model_against_popularity_is_judged_over_training_seeds_where_the_ru
     single = findings.page_plan([_finding("model_vs_oracle_regret", "above popularity",
                                           **_with_interval("model_minus_popularity", 3.0, 1e-6))])
     assert single["model_vs_oracle_regret"]["verdict"] == "above popularity"
+
+
+def test_an_absence_whose_equivalence_test_lapses_reads_unresolved():
+    # issue 38: "trained: no difference" stood while its TOST lapsed under the page's adjustment
+    ablation = _finding("embedding_ablation", "planted: helps; trained: no difference", seeds=3, steps=100,
+                        planted_gain=0.03, planted_gain_p=0.001, trained_gain=0.0, trained_gain_p=0.9,
+                        planted_tost=0.99, trained_tost=0.01)
+    others = [_finding(f"other_{i}", None, **_with_interval("d", 0.1, 0.6)) for i in range(10)]
+    planned = findings.page_plan([ablation, *others])["embedding_ablation"]
+    assert "trained_tost" in planned["lapsed"]
+    assert planned["verdict"] == "planted: helps; trained: unresolved"
+    assert "its equivalence test no longer shows the absence" in planned["text"]
+    alone = findings.page_plan([ablation])["embedding_ablation"]  # nothing else on the page: the TOST stands
+    assert alone["verdict"] == "planted: helps; trained: no difference" and "verdict_before_plan" not in alone
+    fork = _finding("fork_scores", "no difference", welch_p=0.6, equivalence_tost=0.04)
+    assert findings.page_plan([fork, *others])["fork_scores"]["verdict"] == "unresolved"

@@ -165,9 +165,23 @@ def run_family(found: dict[str, dict], alpha: float) -> dict[str, dict]:
     return results
 
 
-def decided_verdict(finding_id: str, verdict: str | None, results: dict[str, dict]) -> str | None:
-    """The verdict a finding may state after the family's test: each value (or "part: value") that claims
-    what a hypothesis tests is replaced by that hypothesis's fallback unless the hypothesis was rejected."""
+# Claims of absence shown by an equivalence test (a secondary decision): finding -> (the TOST's decision
+# name, "{part}" standing for the verdict part's name where the verdict has parts; the value it shows;
+# what the verdict reads when the TOST lapses under the page's adjustment).
+EQUIVALENCE_CLAIMS = {
+    "embedding_ablation": ("{part}_tost", "no difference", "unresolved"),
+    "cohort_model_vs_truth": ("{part}_bias_tost", "tracks the truth", "unresolved"),
+    "fork_scores": ("equivalence_tost", "no difference", "unresolved"),
+    "downsampling_calibration": ("bias_tost", "calibration survives", "unresolved"),
+}
+
+
+def decided_verdict(finding_id: str, verdict: str | None, results: dict[str, dict],
+                    lapsed: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The verdict a finding may state after the page's plan: each value (or "part: value") that claims
+    what a primary hypothesis tests is replaced by that hypothesis's fallback unless the hypothesis was
+    rejected, and each absence its equivalence test showed becomes "unresolved" when that test is among
+    the decisions that lapse (`lapsed`) under the secondary adjustment."""
     if verdict is None:
         return None
     parts = verdict.split(PART_JOIN)
@@ -175,8 +189,17 @@ def decided_verdict(finding_id: str, verdict: str | None, results: dict[str, dic
         if h.finding != finding_id or not h.claims or results.get(h.name, {}).get("rejected"):
             continue
         parts = [h.fallback if part in h.claims else part for part in parts]
+    if finding_id in EQUIVALENCE_CLAIMS:
+        test, shown, fallback = EQUIVALENCE_CLAIMS[finding_id]
+        out = []
+        for part in parts:
+            name, _, value = part.rpartition(": ")
+            if value == shown and test.format(part=name) in lapsed:
+                part = f"{name}: {fallback}" if name else fallback
+            out.append(part)
+        parts = out
     return PART_JOIN.join(parts)
 
 
-__all__ = ["FAMILY", "FINDINGS_WITH_HYPOTHESES", "Hypothesis", "TWHIN_MARGIN", "decided_verdict", "evaluate",
+__all__ = ["EQUIVALENCE_CLAIMS", "FAMILY", "FINDINGS_WITH_HYPOTHESES", "Hypothesis", "TWHIN_MARGIN", "decided_verdict", "evaluate",
            "run_family"]

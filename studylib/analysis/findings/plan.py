@@ -12,7 +12,8 @@ from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, 
 from scipy.stats import false_discovery_control
 
 from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, decisions
-from studylib.analysis.findings.hypotheses import decided_verdict, run_family
+from studylib.analysis.findings.hypotheses import FAMILY, decided_verdict, run_family
+from studylib.analysis.findings.verdicts import PART_JOIN
 from studylib.outputs import FINDINGS
 
 
@@ -58,10 +59,12 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -
              + f"secondary: {SECONDARY_ADJUSTMENT} over the page's {len(flat)} decisions, α = {alpha:g}"}
         if primary:
             f["hypotheses"] = [{"name": name, **r} for name, r in own.items()]
+        lapsed_now = [d["name"] for d in ds if d["p_adjusted"] >= alpha]
+        decided = decided_verdict(i, f.get("verdict"), family, lapsed_now)
+        if decided != f.get("verdict"):
             f["verdict_before_plan"] = f.get("verdict")
-            f["verdict"] = decided_verdict(i, f.get("verdict"), family)
-            if f["verdict"] != f["verdict_before_plan"]:
-                f["text"] = f.get("text", "") + _lapsed_sentence(own, f["verdict"])
+            f["text"] = f.get("text", "") + _lapsed_sentence(own, decided, f["verdict_before_plan"])
+            f["verdict"] = decided
         if not ds:
             f.update(p_value=None, p_how="no test: a threshold rule", p_adjusted=None,
                      adjusted_verdict="no test to adjust (a threshold rule)")
@@ -84,12 +87,20 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -
     return out
 
 
-def _lapsed_sentence(own: dict[str, dict], verdict: str) -> str:
-    said = "; ".join(f"{r['statement']}: not rejected"
-                     + (f" (Holm-adjusted one-sided p = {r['p_adjusted']:.2g})" if r["p_adjusted"] is not None else
-                        " (not tested: its numbers are missing)") for r in own.values() if not r["rejected"])
-    return (f" **Under the pre-registered primary family** — {said} — the sentences above hold only before "
-            f"that adjustment; the verdict reads *{verdict}*.")
+def _lapsed_sentence(own: dict[str, dict], verdict: str, before: str | None) -> str:
+    """Why the page's plan changed a finding's verdict: a primary hypothesis whose claim the verdict made
+    was not rejected, or an equivalence test that lapsed under the secondary adjustment."""
+    claims = {h.name: h.claims for h in FAMILY}
+    stated = (before or "").split(PART_JOIN)
+    reasons = [f"under the pre-registered primary family, {r['statement']}: not rejected"
+               + (f" (Holm-adjusted one-sided p = {r['p_adjusted']:.2g})" if r["p_adjusted"] is not None else
+                  " (not tested: its numbers are missing)")
+               for name, r in own.items() if not r["rejected"] and set(claims[name]) & set(stated)]
+    if len(reasons) < sum(a != b for a, b in zip(stated, verdict.split(PART_JOIN))):
+        reasons.append(f"under the page's {SECONDARY_ADJUSTMENT} adjustment its equivalence test no longer shows "
+                       "the absence")
+    return (f" **The page's plan changes this verdict** from *{before}*: {'; '.join(reasons)}. The sentences above "
+            f"hold only before that adjustment; the verdict reads *{verdict}*.")
 
 
 def apply_page_plan(results: str | Path, alpha: float | None = None) -> dict[str, dict]:
