@@ -76,7 +76,10 @@ def test_headlines_read_their_direction_from_the_numbers():
     assert "no weights measurably better" in headlines.headlines(found)[2]
     twhin = found["twhin_link_prediction"]["numbers"]
     twhin.update(trained_above_popularity="fav, follow", trained_below_popularity="")
-    assert "better than popularity on 2 and worse on 0 of 5 relations after" in headlines.headlines(found)[3]
+    assert "better than popularity on 2 and worse on 0 of 5 relations at the step held-out early stopping kept" \
+        in headlines.headlines(found)[3]
+    twhin.update(trained_node_bias_best_step=0)
+    assert "kept its start (step 0: nothing it learned beat counting on unseen pairs)" in headlines.headlines(found)[3]
 
 
 def test_headlines_refuse_findings_without_what_they_state(tmp_path):

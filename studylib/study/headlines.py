@@ -82,11 +82,21 @@ def headlines(found: dict[str, dict]) -> list[str]:
         f"({_interval(best['model_gain_low'], best['model_gain_high'], '+.3g')}; "
         f"{best['fit_gain']:+.3g} on the users they were fitted on): {verdict}.")
     ahead, behind = _relations(twhin["trained_above_popularity"]), _relations(twhin["trained_below_popularity"])
-    lines.append(
-        f"- **TwHIN**, judged on held-out pairs it has not seen in training, ranks better than popularity on "
-        f"{len(ahead)} and worse on {len(behind)} of {twhin['relations']} relations"
-        + (f" ({', '.join(behind)} worse)" if behind else "")
-        + f" after {twhin['steps']:,} steps (paired 95 % intervals over users).")
+    kept = (f"at the step held-out early stopping kept ({twhin['trained_best_step']:,} of at most {twhin['steps']:,})"
+            if "trained_best_step" in twhin else f"after {twhin['steps']:,} steps")
+    line = (f"- **TwHIN**, judged on held-out pairs it has not seen in training, ranks better than popularity on "
+            f"{len(ahead)} and worse on {len(behind)} of {twhin['relations']} relations"
+            + (f" ({', '.join(behind)} worse)" if behind else "") + f" {kept}; paired 95 % intervals over users")
+    if "node_bias_behind_popularity" in twhin:
+        bias_ahead = _relations(twhin["node_bias_ahead_of_popularity"])
+        bias_behind = _relations(twhin["node_bias_behind_popularity"])
+        start = ("its start (step 0: nothing it learned beat counting on unseen pairs)"
+                 if twhin.get("trained_node_bias_best_step") == 0 else
+                 f"step {twhin['trained_node_bias_best_step']:,}" if "trained_node_bias_best_step" in twhin else "its last step")
+        where = ("not distinguishable from popularity on any relation" if not (bias_ahead or bias_behind) else
+                 f"better than popularity on {len(bias_ahead)} and worse on {len(bias_behind)}")
+        line += f". Started at each relation's popularity, the run with relation biases kept {start} and is {where}"
+    lines.append(line + ".")
     return lines
 
 
