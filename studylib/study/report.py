@@ -319,7 +319,8 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
     for h in hypotheses:
         estimate = f"estimate {h['estimate']:.3g}; " if h.get("estimate") is not None else ""
         decision = ("**not tested** (its numbers are missing)" if h["p"] is None else "**rejected**" if h["rejected"]
-                    else "**not rejected**")
+                    else "**not rejected** (inside the margin, but a relation's point estimate is below popularity)"
+                    if h.get("all_estimates_at_least_zero") is False and h["p_adjusted"] < alpha else "**not rejected**")
         lines.append(f"- `{h['name']}` (finding `{h['finding']}`): {h['statement']}. {estimate}one-sided p "
                      f"{p(h['p'])}, {PAGE_ADJUSTMENT}-adjusted {p(h['p_adjusted'])}: {decision}.")
     lines += ["", f"**Secondary decisions**: every other test, interval and equivalence test (TOST) the findings "
