@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sparse
 
 from studylib.data.world import World
 from studylib.twhin.graph import Graph
@@ -100,9 +101,6 @@ class NeighbourhoodScorer:
     TIE_BREAK = 1e-6  # popularity's weight: below any one path's (>= 1 / log(1 + degrees) > 1e-3)
 
     def __init__(self, train: Graph):
-        import scipy.sparse as sparse  # only this scorer needs sparse products
-
-        self._sparse = sparse
         self.parts = {}
         for rel, relation in enumerate(train.relations):
             mask = train.rel == rel
