@@ -147,8 +147,7 @@ def evaluate_scorers(scorers, splits: dict[str, Graph], held_out: str = "test", 
     `baseline`, every row also compares its scorer with it on the same pairs (`mrr_vs_baseline`:
     the difference of MRRs, with a paired bootstrap interval)."""
     edges, train = splits[held_out], splits["train"]
-    every = Graph(edges.tables, edges.relations, *(np.concatenate([getattr(s, c) for s in splits.values()])
-                                                  for c in ("lhs", "rel", "rhs", "time_chunk")), edges.source)
+    every = train.joined(*(g for name, g in splits.items() if name != "train"))  # every known pair, for filtering
     rows = []
     for rel, relation in enumerate(edges.relations):
         pairs = held_out_pairs(edges, rel, max_edges, seed)

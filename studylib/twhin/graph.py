@@ -63,6 +63,12 @@ class Graph:
         return Graph(self.tables, self.relations, pick(self.lhs), pick(self.rel), pick(self.rhs),
                      pick(self.time_chunk), self.source, self.world)
 
+    def joined(self, *others: "Graph") -> "Graph":
+        """This graph's edges followed by the others' (splits of one graph: same tables and relations)."""
+        column = lambda name: np.concatenate([getattr(g, name) for g in (self, *others)])  # noqa: E731
+        return Graph(self.tables, self.relations, column("lhs"), column("rel"), column("rhs"), column("time_chunk"),
+                     self.source, self.world)
+
     def log_degrees(self, rel: int) -> tuple[np.ndarray, np.ndarray]:
         """log(1 + degree) of every entity of the relation's lhs and rhs tables in relation `rel`:
         its popularity there (the popularity baseline's scores, the node biases' start)."""

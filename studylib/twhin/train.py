@@ -366,8 +366,7 @@ class Validation:
 
 def _validation(splits: dict[str, Graph], cfg: TwhinConfig, args: TwhinTrainArgs) -> Validation:
     train_edges, valid = splits["train"], splits["valid"]
-    known = Graph(valid.tables, valid.relations, *(np.concatenate([getattr(g, c) for g in (train_edges, valid)])
-                                                   for c in ("lhs", "rel", "rhs", "time_chunk")), valid.source)
+    known = train_edges.joined(valid)  # the test split is never looked at
     popularity = PopularityScorer(train_edges)
     queries, baseline = {}, {}
     for rel in range(len(cfg.relations)):
