@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from studylib.analysis.findings.core import _ci, excludes_zero
 from studylib.errors import StudyError
 
 BEGIN = "<!-- headlines from {source}: `python -m studylib.study.headlines` writes this block -->"
@@ -20,16 +21,8 @@ BLOCK = re.compile(r"<!-- headlines from (?P<source>\S+): .*?-->\n(?P<body>.*?)<
 NEEDED = ("personal_signal", "model_vs_oracle_regret", "optimal_weights_gain", "twhin_link_prediction")
 
 
-def _interval(low: float, high: float, fmt: str) -> str:
-    return f"95 % CI {low:{fmt}} to {high:{fmt}}"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
-
-
-def _excludes_zero(low: float, high: float) -> bool:
-    return low > 0 or high < 0
 
 
 def _relations(names: str) -> list[str]:
@@ -48,28 +41,28 @@ def headlines(found: dict[str, dict]) -> list[str]:
     k = world["k"]
     lines = [
         f"- **The world.** {_pct(world['personal_share'])} "
-        f"({_interval(100 * world['personal_share_low'], 100 * world['personal_share_high'], '.0f')} %) of what "
+        f"({_ci(100 * world['personal_share_low'], 100 * world['personal_share_high'], '.0f')} %) of what "
         f"ranking a top {k} is worth needs knowing the user; the rest a ranking by each tweet's average engagement "
         f"(the *popularity oracle*) already gets ({world['requests']:,} held-out requests, `{world['weights']}` weights).",
     ]
     # the primary number: over training seeds (seed x user interval) where the study has several seeds
     stem = "seed_user_model_minus_popularity" if "seed_user_model_minus_popularity" in reg else "model_minus_popularity"
     above = reg[stem] > 0
-    clear = _excludes_zero(reg[f"{stem}_low"], reg[f"{stem}_high"])
+    clear = excludes_zero(reg[f"{stem}_low"], reg[f"{stem}_high"])
     relation = ("above" if above else "below") if clear else "not distinguishable from"
     how = (f"mean over {reg['seeds']} training seeds, interval over seeds and users"
            + ("; indicative with so few seeds" if reg.get("seed_user_indicative") else "")
            if stem.startswith("seed_user") else "paired by request")
     lines.append(
         f"- **The Heavy Ranker** captures {_pct(reg['gain_share'])} "
-        f"({_interval(100 * reg['gain_share_low'], 100 * reg['gain_share_high'], '.0f')} %) of what the oracle gains "
+        f"({_ci(100 * reg['gain_share_low'], 100 * reg['gain_share_high'], '.0f')} %) of what the oracle gains "
         f"over a random order, and its top {k} is {relation} the popularity oracle's: "
         f"{reg[stem]:+.3g} in the top {k}'s true weighted value per request "
-        f"({_interval(reg[f'{stem}_low'], reg[f'{stem}_high'], '+.3g')}; {how}), "
+        f"({_ci(reg[f'{stem}_low'], reg[f'{stem}_high'], '+.3g')}; {how}), "
         f"{_pct(reg['popularity_gain_share'])} "
-        f"({_interval(100 * reg['popularity_gain_share_low'], 100 * reg['popularity_gain_share_high'], '.0f')} %) "
+        f"({_ci(100 * reg['popularity_gain_share_low'], 100 * reg['popularity_gain_share_high'], '.0f')} %) "
         f"of the oracle's gain over popularity (the first seed's model).")
-    gain_clear = _excludes_zero(best["model_gain_low"], best["model_gain_high"])
+    gain_clear = excludes_zero(best["model_gain_low"], best["model_gain_high"])
     if gain_clear and best["model_gain"] > 0:
         verdict = f"weights that beat the `{best['base']}` ones exist for this model"
     elif gain_clear:
@@ -79,7 +72,7 @@ def headlines(found: dict[str, dict]) -> list[str]:
     lines.append(
         f"- **The weights.** Searched on {best['fit_users']} users and judged on {best['report_users']} others, "
         f"the ten weights change the true value of the top {best['k']} by {best['model_gain']:+.3g} per request "
-        f"({_interval(best['model_gain_low'], best['model_gain_high'], '+.3g')}; "
+        f"({_ci(best['model_gain_low'], best['model_gain_high'], '+.3g')}; "
         f"{best['fit_gain']:+.3g} on the users they were fitted on): {verdict}.")
     ahead, behind = _relations(twhin["trained_above_popularity"]), _relations(twhin["trained_below_popularity"])
     kept = (f"at the step held-out early stopping kept ({twhin['trained_best_step']:,} of at most {twhin['steps']:,})"
