@@ -237,9 +237,8 @@ def seed_user_intervals(sets: dict[int, ScoredSet], weights: np.ndarray, k: int,
         for name, per_request in arrays.items():
             per_user[name][i] = np.bincount(codes, per_request, n_users)
     requests = np.bincount(codes, minlength=n_users).astype(np.float64)
-    rng = np.random.default_rng([seed, 0x5EED])
-    user_weights = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_resamples).astype(np.float64)
-    drawn = rng.integers(0, len(seeds), (n_resamples, len(seeds)))
+    user_weights = stats.bootstrap_weights(np.arange(n_users), n_resamples, seed)  # [B, users]: a cluster each
+    drawn = np.random.default_rng([seed, 0x5EED]).integers(0, len(seeds), (n_resamples, len(seeds)))
 
     def metrics(totals: dict[str, np.ndarray], count: np.ndarray) -> dict[str, np.ndarray]:
         out = {"regret": (totals["best"] - totals["utility"]) / count,
