@@ -276,7 +276,7 @@ def _run_locked(profile, params, steps, rescore, workdir, lock, build, say, quie
                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _save_state(executed, state)
         say(f"[{nb.stem}] done in {seconds:.0f} s -> {out}")
-        _say_progress(say, started, expected, i, [nb.stem for nb, _ in steps], kinds)
+        _say_progress(say, started, expected, i, kinds)
     missing = [nb.name for nb, _ in steps if state.get(nb.name, {}).get("status") != "ok"]
     if missing:
         raise StudyError(f"{missing[0]}: has no successful run; the report was not built")
@@ -318,7 +318,7 @@ def _say_plan(say, profile: str, params: dict, stems: list[str], kinds: list[str
     return expected
 
 
-def _say_progress(say, started: float, expected: list[float], i: int, stems: list[str], kinds: list[str]) -> None:
+def _say_progress(say, started: float, expected: list[float], i: int, kinds: list[str]) -> None:
     """The whole study's progress after chapter i, with the time left scaled by how the estimate has held so far."""
     elapsed = time.perf_counter() - started
     done = sum(expected[:i + 1])
