@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from studylib.errors import StudyError
-from studylib.analysis.findings import compare
+from studylib.analysis.findings import by_id, compare
 from studylib.outputs import FINDINGS
 
 
@@ -31,7 +31,7 @@ def read_findings(path: Path) -> dict[str, dict]:
         raise StudyError(f"{path}: no {FINDINGS} here; run the study first")
     try:
         found = json.loads(file.read_text())
-        return {f["id"]: f for f in found}
+        return by_id(found)
     except (ValueError, TypeError, KeyError):
         raise StudyError(f"{file}: not a findings file (a JSON list of findings with ids)") from None
 

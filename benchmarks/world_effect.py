@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from studylib import yamlio
+from studylib.analysis.findings import by_id
 from studylib.outputs import FINDINGS
 from studylib.errors import StudyError
 from studylib.study.pipeline import declared_parameters, run
@@ -81,7 +82,7 @@ def run_world(name: str, out: Path, source: Path) -> dict:
     run("quick", overrides, None, out / name, source=source, build=False)
     minutes = (time.perf_counter() - started) / 60
     found = json.loads((out / name / "_build" / "results" / "quick" / FINDINGS).read_text())
-    return {"minutes": minutes, "findings": {f["id"]: f for f in found}}
+    return {"minutes": minutes, "findings": by_id(found)}
 
 
 def base_world(worlds: dict[str, dict]) -> str:

@@ -1,6 +1,6 @@
 """Every file a chapter writes and a later step reads, named once.
 
-`Result`: the tables under `_build/results/<profile>/` (a notebook writes them, the findings, the
+`Result`: the tables (and the sliders' page) under `_build/results/<profile>/` (a notebook writes them, the findings, the
 sliders, the report and the tests read them back). `Figure`: the figures under `figures/`, each saved
 as `<name>.png` and `<name>.svg` by `plots.save`. `FINDINGS`: every chapter's findings, merged by id.
 A data set's or graph's manifest is named where the data is (`studylib.data.layout.MANIFEST`).
@@ -47,12 +47,14 @@ class Result:
     CONTRIBUTIONS = "05_contributions.csv"  # each head's weight × rate and its share of the score
     PRESETS_PAIRED = "05_presets_paired.csv"  # the presets' feeds, paired per request
     PRESETS_OWN = "05_presets_own.csv"  # each preset judged by its own weights
+    MAX_RULE = "05_max_rule.csv"  # March 2023's max rule against the march_2023 preset's linear reading of it
     FRONTIER = "05_frontier.csv"  # the positive/negative engagement frontier per scorer
     FRONTIER_POINTS = "05_frontier_points.csv"  # the presets' points on it
     FRONTIER_FITTED = "05_frontier_fitted.csv"  # the frontier of the fitted weights
     BEST_WEIGHTS = "05_best_weights.csv"  # the weights that maximise the feed's value, per scorer
     BEST_WEIGHTS_HEADS = "05_best_weights_heads.csv"  # their values per head
     SEED_REPLICATES = "05_seed_replicates.csv"  # the sensitivity findings per training seed
+    SLIDERS = "05_sliders.html"  # the offline weight sliders on this run's requests: the report's "Try the weights" page
 
 
 class Figure:

@@ -306,6 +306,22 @@ def tost(estimate: float, se: float, margin: float, df: float | None = None, alp
     return {"p": float(p), "power": float(power), "margin": float(margin)}
 
 
+def seeds_for_power(sd: float, margin: float, alpha: float = 0.05, bar: float = POWER_BAR, most: int = 10_000) -> int | None:
+    """The fewest paired runs (seeds) at which a TOST against ±`margin` reaches power `bar` when the true
+    difference is 0 and the runs' differences spread with standard deviation `sd` (t test, n − 1 degrees
+    of freedom); None when `sd` is unknown or `most` runs do not suffice."""
+    if not (np.isfinite(sd) and sd >= 0 and margin > 0):
+        return None
+    enough = lambda n: tost(0.0, sd / math.sqrt(n), margin, n - 1, alpha)["power"] >= bar  # noqa: E731  rises with n
+    if not enough(most):
+        return None
+    low, high = 1, most  # enough(high) holds, enough(low) does not (one run has no spread to test)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
 def tost_from_interval(estimate: float, low: float, high: float, margin: float, alpha: float = 0.05) -> dict[str, float]:
     """`tost` with the standard error read off a 95 % interval (width / 3.92, normal approximation)."""
     return tost(estimate, (high - low) / (2 * Z95), margin, None, alpha)
@@ -322,4 +338,4 @@ def absence_verdict(differs: bool, equivalence: dict[str, float], alpha: float =
     return "unresolved"
 
 
-__all__ += ["POWER_BAR", "absence_verdict", "tost", "tost_from_interval"]
+__all__ += ["POWER_BAR", "absence_verdict", "seeds_for_power", "tost", "tost_from_interval"]

@@ -10,6 +10,7 @@ from studylib.analysis import findings, ranking
 from studylib import stats
 from studylib.analysis.ranking import ScoredSet
 from studylib.data.requests import Requests
+from studylib.errors import StudyError
 from studylib.schema import LABELS, label_named, short_name
 
 HEADS = ("like", "negative")
@@ -93,3 +94,68 @@ def test_negative_flip_names_the_feed_size_it_was_measured_on():
                           for p, c in (("model", 40.0), ("oracle", 55.0))])
     finding = findings.negative_flip(sweep, ["report"], 25)
     assert "in the top 25 by +40 % when report is flipped (oracle: +55 %)" in finding.text
+
+
+def test_tornado_intervals_bracket_the_sweep_and_leave_an_unmoved_head_at_its_base():
+    """The tornado's whiskers: the 95 % user-level interval of each end holds the sweep's own value, and
+    a head whose weight is 0 (so ×0 and ×4 change nothing) has a zero-width interval at the base value."""
+    from studylib.analysis import ranking, sensitivity
+    from studylib.data.requests import Requests
+
+    rng = np.random.default_rng(3)
+    R, n = 60, 20
+    truth = rng.uniform(0.0, 0.3, (R, n, 3))
+    req = Requests.from_ids(np.repeat(np.arange(R), n))
+    scored = ranking.ScoredSet(("a", "b", "c"), req, np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1), truth,
+                               None, np.repeat(np.arange(R // 3), 3 * n))
+    base = np.array([1.0, 2.0, 0.0])
+    sweep = sensitivity.sensitivity_sweep(scored, base, [0.0, 4.0], k=5)
+    ci = sensitivity.tornado_intervals(scored, base, "top5_overlap", 0.0, 4.0, k=5, n_resamples=400, seed=1)
+    both = sweep.merge(ci, on=["head", "factor"])
+    assert len(both) == 6 and (both["metric_low"] <= both["top5_overlap"] + 1e-12).all()
+    assert (both["top5_overlap"] <= both["metric_high"] + 1e-12).all()
+    unmoved = both[both["head"] == "c"]
+    assert np.allclose(unmoved[["metric_low", "metric_high"]].to_numpy(), 1.0)
+    moved = both[(both["head"] == "b") & (both["factor"] == 0.0)].iloc[0]
+    assert moved["metric_high"] < 1.0 and moved["metric_high"] > moved["metric_low"]
+
+
+def test_named_values_print_counts_as_counts():
+    from studylib.analysis.tables import named_values
+
+    table = named_values({"splits": 1000, "alpha": 0.05, "units": 182.0, "icc": 0.149249, "design_effect": 9.0512527})
+    assert table["value"].tolist() == ["1,000", "0.05", "182", "0.1492", "9.051"]
+
+
+def test_march_max_rule_against_its_linear_reading_on_constructed_scores():
+    """Where good_click's prediction is always the larger, the rule and the linear reading are the same
+    ranking (overlap 1, gain 0, "not shown to matter"); where only good_click_v2 carries the signal, the
+    rule sees it and the reading does not, so the rule's top k is worth more, and the sentence says so."""
+    from studylib.analysis import ranking, weight_search
+    from studylib.analysis.findings import max_rule_reading
+    from studylib.data.requests import Requests
+
+    heads = ("favorited", *weight_search.MAX_RULE_HEADS)
+    rng = np.random.default_rng(0)
+    R, n = 80, 20
+    req = Requests.from_ids(np.repeat(np.arange(R), n))
+    users = np.repeat(np.arange(R // 2), 2 * n)
+    truth = rng.uniform(0, 0.2, (R, n, 3))
+    base = np.array([1.0, 11.0, 10.0])
+    march = np.array([1.0, 11.0, 0.0])
+    larger_first = truth.copy()
+    larger_first[..., 2] = larger_first[..., 1] * 0.5
+    same = weight_search.max_rule_effect(ranking.ScoredSet(heads, req, larger_first, larger_first, None, users),
+                                         base, march, k=5, n_resamples=200)
+    assert same["overlap"] == 1.0 and same["rule_gain"] == 0.0
+    assert "not shown to matter" in max_rule_reading(same, "march_2023", "april_2023")
+    v2_only = truth.copy()
+    v2_only[..., 1] = 0.001
+    v2_only[..., 2] = rng.uniform(0, 0.5, (R, n))
+    seen = weight_search.max_rule_effect(ranking.ScoredSet(heads, req, v2_only, v2_only, None, users),
+                                         base, march, k=5, n_resamples=200)
+    assert seen["overlap"] < 1.0 and seen["rule_gain_low"] > 0 and seen["linear_loss_low"] > 0
+    said = max_rule_reading(seen, "march_2023", "april_2023")
+    assert "carries more true value" in said and "win back" in said
+    with pytest.raises(StudyError, match="second head takes 0"):
+        weight_search.max_rule_effect(ranking.ScoredSet(heads, req, truth, truth, None, users), base, base)

@@ -179,11 +179,14 @@ def test_cohort_finding_follows_the_truth_and_the_model():
 
 def test_null_split_finding_verdicts():
     icc = {"icc": 0.31, "design_effect": 16.2, "mean_cluster_size": 50.0}
-    # issue 26: "valid" needs every rate's binomial interval inside the window (0.03 at 500 splits is shown below α)
+    # issue 26: "consistent with α" needs every rate's exact interval inside the window (0.03 at 500 splits is shown below α)
     good = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.05, "mwu_rate": 0.048,
                                                     "ks_rate": 0.052, "naive_splits": 100, "naive_welch_rate": 0.61,
                                                     "naive_mwu_rate": 0.65, "naive_ks_rate": 0.73}, icc)
-    assert good.verdict == "valid" and "5.0 % (Welch)" in good.text and "61 %" in good.text
+    assert good.verdict == "consistent with α" and "5.0 % (Welch)" in good.text and "61 %" in good.text
+    # the interval is Clopper–Pearson's: exact, and asymmetric near 0 (25 of 500 rejections)
+    assert good.numbers["welch_rate_low"] == pytest.approx(0.03262, abs=1e-4)
+    assert good.numbers["welch_rate_high"] == pytest.approx(0.07293, abs=1e-4)
     bad = findings.null_split_false_positive_rate({"splits": 500, "alpha": 0.05, "welch_rate": 0.61, "mwu_rate": 0.04,
                                                    "ks_rate": 0.03}, icc)
     assert bad.verdict == "anti-conservative" and "overstate" in bad.text
@@ -442,13 +445,20 @@ def test_convergence_finding_judges_curves_by_the_stopping_rule():
     assert findings.convergence({}, 2, 0.002, 8, applied=False).verdict == "unknown"
 
 
-def _decomposition(shift_share, off_ratio=1.0):
+def _decomposition(shift_share, off_ratio=1.0, slopes=None):
     parts = pd.DataFrame({"part": ["regret of the model", "regret after re-fitting each head's intercept",
                                    "cost of the shift (removed by the re-fit)", "shift's share of the regret"],
                           "mean": [10.0, 10.0 * (1 - shift_share), 10.0 * shift_share, shift_share],
                           "low": [9.0, 1.0, 10.0 * shift_share - 1, shift_share - 0.1],
                           "high": [11.0, 9.0, 10.0 * shift_share + 1, shift_share + 0.1],
                           "requests": 100, "users": 90})
+    if slopes is not None:  # (mean, low, high) of the regret the slopes remove beyond the intercepts
+        left = 10.0 * (1 - shift_share) - slopes[0]
+        parts = pd.concat([parts, pd.DataFrame({
+            "part": ["regret after re-fitting each head's slope and intercept (Platt)",
+                     "removed by the slopes beyond the intercepts"],
+            "mean": [left, slopes[0]], "low": [left - 1, slopes[1]], "high": [left + 1, slopes[2]],
+            "requests": 100, "users": 90})], ignore_index=True)
     heads = pd.DataFrame({"head": ["like", "negative", "report"], "share_of_regret": [0.1, 0.6, np.nan]})
     feed = lambda share: pd.DataFrame({"ranking": "model", "metric": ["regret", "oracle_gain_share"],  # noqa: E731
                                        "mean": [10.0, share], "low": [9.0, share - 0.05], "high": [11.0, share + 0.05]})
@@ -465,6 +475,12 @@ def test_regret_decomposition_names_the_larger_part_and_the_heads():
     error = _decomposition(0.2)
     assert error.verdict == "model error dominates" and "within its interval of the true mean" in error.text
     assert _decomposition(0.5).verdict == "shift and error both matter"
+    assert "Platt" not in error.text  # a table made before the Platt rows existed says nothing about them
+    spread = _decomposition(0.2, slopes=(2.0, 1.0, 3.0))
+    assert "the slopes remove +2 (95 % CI +1 to +3) beyond the intercepts" in spread.text
+    assert spread.verdict == error.verdict  # the slopes add a sentence, not a verdict
+    flat = _decomposition(0.2, slopes=(0.1, -0.5, 0.7))
+    assert "is not shown to differ from 0" in flat.text and "beyond the intercepts, +0.1" in flat.text
 
 
 def test_feed_by_budget_calls_a_dependence_only_when_intervals_part():
@@ -578,3 +594,48 @@ def test_twhin_finding_names_the_step_early_stopping_kept():
             "start") in f.text
     assert f.numbers["trained_node_bias_best_step"] == 0 and f.numbers["trained_last_step"] == 600
     assert "Held-out early stopping" not in findings.twhin_link_prediction(pd.DataFrame(rows), 1000).text
+
+
+def test_a_reference_made_before_a_verdict_was_renamed_compares_by_value(tmp_path):
+    """A committed findings file written by earlier code (null splits "valid") reads in today's words, so
+    the budget table and the report do not count the rename as a changed verdict."""
+    import json
+
+    from studylib.analysis.findings.verdicts import RENAMED, VERDICTS
+    from studylib.outputs import FINDINGS
+
+    old = [{"id": "null_split_false_positive_rate", "chapter": "04_distributions", "text": "", "numbers": {},
+            "verdict": "valid", "source": "x"}]
+    (tmp_path / FINDINGS).write_text(json.dumps(old))
+    loaded = findings.load(tmp_path)
+    assert loaded["null_split_false_positive_rate"]["verdict"] == "consistent with α"
+    assert not findings.compare(loaded, findings.by_id(old))[0]["changed"]
+    for (finding_id, _), new in RENAMED.items():  # every rename lands on a declared value
+        assert new in VERDICTS[finding_id]
+
+
+def test_the_ablation_judges_trained_embeddings_against_no_embedding_with_the_seeds_it_would_need():
+    """Issue 38 #4: the `none` arm (one constant vector) is the decisive contrast; an unresolved answer
+    names the seeds that would give the TOST power 0.8 at the observed spread."""
+    rng = np.random.default_rng(2)
+    noise = {s: rng.normal(0, 0.02) for s in range(4)}  # trained's seed-to-seed spread
+    rows = [{"variant": v, "seed": s, "head": h, "positives": 100, "auroc": 0.6 + gain}
+            for s in range(4) for h in ("a", "b")
+            for v, gain in (("none", -0.03), ("random", 0.0), ("planted", 0.05), ("trained", noise[s]))]
+    f = findings.embedding_ablation(pd.DataFrame(rows), 100)
+    parts = dict(p.split(": ") for p in f.verdict.split("; "))
+    assert parts["planted over none"] == "helps" and parts["trained over none"] in ("helps", "unresolved")
+    assert f.numbers["planted_over_none_gain"] == pytest.approx(0.08)
+    sd = f.numbers["trained_over_none_gain_sd"]
+    assert f.numbers["trained_over_none_seeds_needed"] == stats.seeds_for_power(sd, 0.01)
+    assert "one constant vector for everyone" in f.text
+    assert "seeds would reach it at this spread" in f.text  # trained vs random: unresolved at 4 seeds
+    old = findings.embedding_ablation(pd.DataFrame([r for r in rows if r["variant"] != "none"]), 100)
+    assert "over none" not in old.verdict  # a run without the arm says nothing about it
+
+
+def test_seeds_for_power_is_the_fewest_that_reach_the_bar():
+    n = stats.seeds_for_power(0.02, 0.01)
+    power = lambda k: stats.tost(0.0, 0.02 / np.sqrt(k), 0.01, k - 1)["power"]  # noqa: E731
+    assert power(n) >= stats.POWER_BAR > power(n - 1)
+    assert stats.seeds_for_power(float("nan"), 0.01) is None and stats.seeds_for_power(0.0, 0.01) == 2

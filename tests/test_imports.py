@@ -36,6 +36,7 @@ LAYERS = {
     "analysis": ("studylib.analysis", "studylib.analysis.ranking", "studylib.analysis.regret",
                  "studylib.analysis.sensitivity", "studylib.analysis.tables", "studylib.analysis.weight_search"),
     "report": ("studylib.analysis.findings", "studylib.analysis.plots", "studylib.analysis.twhin_plots",
+               "studylib.analysis.weight_plots",
                "studylib.analysis.sliders", "studylib.analysis.weight_widgets"),
     "orchestration": ("studylib.study", "studylib.cli", "studylib.ranker.cli", "studylib.twhin.cli"),
 }

@@ -90,7 +90,8 @@ def test_the_plan_is_written_into_findings_json_and_shown_on_the_findings_page(t
     chapters[0].write_text('{"metadata": {"studylib": {"title": "Scoring"}}}')
     page = report.findings_markdown(tmp_path, "quick", chapters)
     assert "Primary hypotheses" in page and "- `model_beats_popularity` (finding `model_vs_oracle_regret`): H0:" in page
-    assert "**model_vs_oracle_regret** (primary)" in page and "*Page-wide: holds" in page
+    assert "**Model vs oracle regret** (a primary question)" in page and "Page-wide: holds" in page
+    assert "<code>model_vs_oracle_regret</code> (primary endpoint)" in page  # the id, folded under the finding
 
 
 def _ablation(gains):
@@ -188,6 +189,28 @@ def test_the_abstract_answers_from_the_primary_findings_with_intervals_and_compu
     text = findings.abstract({f["id"]: f for f in page}, params)
     # the abstract says what the finding's pair-by-pair comparison says, not a reading of the share columns
     assert "better than popularity on 2 relations (fav, magic_recs) and worse on no relation of 5" in text
+
+
+def test_the_abstract_marks_each_interval_that_misses_the_converged_value():
+    """Issue 38 #3: beside each headline number of a smaller study, whether the converged study's value
+    lies outside its interval; a converged study of another world is not compared."""
+    page = {"personal_signal": {"id": "personal_signal", "chapter": "01_generate", "text": "", "verdict": "",
+                                "numbers": {"personal_share": 0.48, "personal_share_low": 0.45,
+                                            "personal_share_high": 0.52, "k": 10}},
+            "model_vs_oracle_regret": {"id": "model_vs_oracle_regret", "chapter": "03_score", "text": "", "verdict": "",
+                                       "numbers": {"weights": "april_2023", "regret": 12.9, "regret_low": 12.0,
+                                                   "regret_high": 14.0, "gain_share": 0.80, "gain_share_low": 0.78,
+                                                   "gain_share_high": 0.82}}}
+    converged = {"personal_signal": {"numbers": {"personal_share": 0.50}},
+                 "model_vs_oracle_regret": {"numbers": {"gain_share": 0.90}}}
+    assert findings.converged_outside(page, converged) == {("model_vs_oracle_regret", "gain_share"): 0.90}
+    text = findings.abstract(page, {}, ("the committed reference", converged))
+    assert "80 % (95 % CI 78 to 82 [the converged study's value, 90, lies outside this interval])" in text
+    assert "(95 % CI 45 to 52) of what ranking" in text  # 50 % lies inside: nothing said beside it
+    assert "compared with the converged study's value (the committed reference): 1 of 2 lie outside it" in text
+    other = findings.abstract(page, {}, ("the committed reference", None))
+    assert "made in another planted world, so these intervals are not compared" in other and "lies outside" not in other
+    assert "converged study's value" not in findings.abstract(page, {})  # the converged study itself
 
 
 def test_presets_count_regret_and_utility_once_and_sobol_needs_a_practical_size():
@@ -357,7 +380,7 @@ def test_a_lapsed_difference_is_read_page_wide_first_and_the_chapter_text_is_mar
     chapters = [tmp_path / "04_distributions.ipynb"]
     chapters[0].write_text('{"metadata": {"studylib": {"title": "Distributions"}}}')
     page = report.findings_markdown(tmp_path, "quick", chapters)
-    line = next(l for l in page.splitlines() if l.startswith("- **fork_scores**"))
+    line = next(l for l in page.splitlines() if l.startswith("- **Fork scores**"))
     assert line.index("*Page-wide: 1 of 1 declared differences lapse") < line.index("The scores differ")
     assert "before the plan (read each lapsed difference as not shown)" in line
     assert "chapter's verdict, before the page-wide multiplicity plan" in weak.markdown()

@@ -143,3 +143,22 @@ def test_the_seed_by_user_interval_holds_both_the_seeds_and_the_users_variance()
     assert "model_minus_popularity" not in rows.index  # these sets carry no popularity oracle
     few = regret.seed_user_intervals({0: sets[0], 1: sets[1], 2: sets[2]}, WEIGHTS, 5, 100, 1)
     assert few["indicative"].all() and regret.SEEDS_FOR_A_SEED_INTERVAL == 5
+
+
+def test_platt_recovers_a_squeezed_head_that_an_intercept_cannot():
+    """A head whose predictions are squeezed towards their mean (logit × 0.4) ranks candidates in the
+    right order within the head but weighs it wrongly in the sum: the intercept-only re-fit leaves that
+    error, Platt scaling (slope and intercept, fitted on the other half of the users) finds slope ≈ 2.5
+    and removes it."""
+    truth, labels, ids, user = world()
+    prob = truth.copy()
+    prob[..., 2] = expit(0.4 * logit(truth[..., 2]) - 1.5)
+    params = regret.platt(prob, labels, np.ones(truth.shape[:2], bool))
+    assert params[2, 0] == pytest.approx(2.5, rel=0.15) and params[0, 0] == pytest.approx(1.0, abs=0.1)
+    parts, heads = regret.decompose(scored_set(prob, truth, labels, ids, user), WEIGHTS, k=5, n_resamples=200)
+    by = parts.set_index("part")
+    slopes = by.loc["removed by the slopes beyond the intercepts"]
+    assert slopes["low"] > 0  # the slope removes regret the intercept left
+    platt_regret = by.loc["regret after re-fitting each head's slope and intercept (Platt)", "mean"]
+    assert platt_regret < 0.5 * by.loc["regret after re-fitting each head's intercept", "mean"]
+    assert heads.set_index("head").loc["negative", "platt_slope"] == pytest.approx(2.5, rel=0.15)

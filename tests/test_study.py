@@ -301,7 +301,7 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
     pages = {"index": index, **{stem: html / "notebooks" / f"{stem}.html" for stem in CHAPTERS},
              "reproducibility": html / "report" / "reproducibility.html",
              "findings": html / "report" / "findings.html", "references": html / "report" / "references.html",
-             "glossary": html / "report" / "glossary.html"}
+             "glossary": html / "report" / "glossary.html", "weights": html / "report" / "weights.html"}
     for name, page in pages.items():
         assert page.exists(), name
         dom = browser(chromium_path, tmp_path / f"profile-{name}", "--virtual-time-budget=3000", "--dump-dom",
@@ -333,8 +333,13 @@ def test_tiny_study_renders_every_chapter_with_figures(tiny_study, tmp_path):
             assert "Primary hypotheses" in dom and all(h.name in dom for h in FAMILY)
         if name == "glossary":  # the terms the intro links to are defined here
             assert all(re.search(f'id="term-{t}"', dom, re.I) for t in ("oracle", "popularity-oracle", "regret", "tost"))
-        if name == "index":  # the intro's terms link to the glossary, and the abstract points to it
+        if name == "index":  # the intro's terms link to the glossary, and the abstract points to it and to the sliders
             assert re.search(r'href="[^"]*glossary\.html#term-oracle"', dom, re.I) and "Glossary" in dom
+            assert re.search(r'href="[^"]*weights\.html"', dom) and "Try the weights" in dom
+        if name == "weights":  # the sliders, second in the book, right after the introduction
+            assert "slider-data" in dom and re.search(r'href="[^"]*05_sensitivity\.html"', dom)
+            toc = [e for e in yaml.safe_load((REPO / "book.yml").read_text())["toc"]["chapters"]]
+            assert toc[0] == {"file": "report/weights"}
         if name == "references":  # the bibliography the intro cites
             assert "MaskNet" in dom and "TwHIN" in dom and "the-algorithm-ml" in dom
         if name == "index":
@@ -433,7 +438,7 @@ def test_every_verdict_of_the_tiny_study_is_a_declared_value(tiny_study):
         assert not re.search(r"\d", f["verdict"] or ""), f"{f['id']}: a count in its verdict: {f['verdict']}"
 
 
-def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
+def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path, monkeypatch):
     work, _ = tiny_study
     state_file = work / "_build" / "executed" / "tiny" / "state.json"
     before = json.loads(state_file.read_text())
@@ -441,15 +446,26 @@ def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path):
     assert not checkpoint.with_name("checkpoint.pt").exists()  # a finished study run keeps only its model
     mtime = checkpoint.stat().st_mtime
 
-    # the weights a reader exports from chapter 5's rendered sliders (a slider moved) are what `make study
+    # the weights a reader exports from the rendered sliders (a slider moved) are what `make study
     # WEIGHTS=` takes
     weights = tmp_path / "my_weights.yaml"
-    states = page_states(work / "_build" / "html" / "notebooks" / "05_sensitivity.html", tmp_path / "browser")
+    states = page_states(work / "_build" / "html" / "report" / "weights.html", tmp_path / "browser")
     weights.write_text(states["slider"]["yaml"])
     assert yaml.safe_load(weights.read_text()) != yaml.safe_load((REPO / "studylib" / "weights" / "april_2023.yaml").read_text())
-    said = io.StringIO()
+    said, reported = io.StringIO(), {}
+
+    def report(workdir, profile, steps, state, params, total_seconds=None):  # the report's inputs, not its build
+        reported.update(params)
+        return workdir / "_build" / "html" / "index.html"
+
+    monkeypatch.setattr("studylib.study.pipeline.build_report", report)
     with contextlib.redirect_stdout(said):
-        run_pipeline("tiny", [], str(weights), work, build=False)
+        run_pipeline("tiny", [], str(weights), work)
+    # the Reproducibility page's parameter table names the weights this run used, not the profile's
+    from studylib.study.report import reproducibility_markdown
+
+    assert reported["weights"] == str(weights.resolve())
+    assert "| `weights` | `my_weights.yaml` |" in reproducibility_markdown(work, "tiny", reported, {}, None)
     plan = {line.split()[1]: line for line in said.getvalue().splitlines() if line.startswith("[plan]   ")}
     assert all("kept" in plan[stem] for stem in ("01_generate", "01b_twhin", "02_train", "02b_twhin_ablation"))
     assert all(" runs " in plan[stem] for stem in ("03_score", "04_distributions", "05_sensitivity"))
@@ -505,15 +521,23 @@ def test_weights_at_the_bound_keep_every_finding_and_table_finite(tiny_study, tm
     assert "score.bound" in pd.read_parquet(work / "runs" / "tiny" / "scores" / "planted.parquet")
 
 
-def test_tiny_study_chapter5_sliders_work_offline(tiny_study, tmp_path):
-    """The rendered chapter 5 page recomputes in headless Chromium with the network off, equal to
-    Python on the sample it embeds (tests/test_sliders.py), and that sample is the study's own."""
+def test_tiny_study_weights_page_sliders_work_offline(tiny_study, tmp_path, monkeypatch):
+    """The report's "Try the weights" page recomputes in headless Chromium with the network off, equal
+    to Python on the sample it embeds (tests/test_sliders.py), and that sample is the study's own;
+    the exported file works with the command the page prints, run from the study's folder."""
     from studylib.analysis import sliders
     from studylib.study.paths import Paths
+    from studylib.study.ranker_study import check_weights
 
     work, _ = tiny_study
-    page = work / "_build" / "html" / "notebooks" / "05_sensitivity.html"
-    check_page(page, tmp_path)
+    page = work / "_build" / "html" / "report" / "weights.html"
+    states = check_page(page, tmp_path)
+    assert "make study WEIGHTS=slider_weights.yaml" in re.sub(r"<[^>]+>", "", page.read_text())  # the command it prints
+    (work / "slider_weights.yaml").write_text(states["slider"]["yaml"])  # "move it into the study's folder"
+    monkeypatch.chdir(work)  # `make study` runs from there
+    assert check_weights("slider_weights.yaml") == "slider_weights"
+    chapter5 = (work / "_build" / "html" / "notebooks" / "05_sensitivity.html").read_text()
+    assert "slider-data" not in chapter5 and "sliders skipped" not in chapter5  # the sliders live on their own page
     sample, presets, base, _ = sliders.embedded(page.read_text())
     own = sliders.sample(pd.read_parquet(Paths(work, "tiny").score_file("planted")))
     assert np.array_equal(sample.prob, own.prob) and np.array_equal(sample.truth, own.truth)

@@ -9,7 +9,9 @@ per-head probabilities, with user-level intervals (`studylib.stats`):
   (calibration-in-the-large: the logit shift that makes the head's mean prediction equal those
   users' positive rate), and the regret is measured on the other half before and after. What the
   re-fit removes is what the shift of base rates costs; what remains is the model's own error.
-  A head with fewer than 50 positives among the fitting users keeps its intercept.
+  A head with fewer than 50 positives among the fitting users keeps its intercept. Beside it, a
+  full per-head recalibration (Platt scaling: slope and intercept on the logit, same halves) says
+  how much of the model's own error is only each head's spread of predictions.
 - **Head by head.** One head's prediction replaced by its true probability at a time: the regret
   each head's error costs (the heads interact through the ranking, so these need not add up).
 - **Budget.** The share of the oracle's gain the model captures for several top-k sizes and
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize
 from scipy.special import expit, logit
 from scipy import stats as scipy_stats
 
@@ -60,6 +62,32 @@ def recalibrated(prob: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> tuple
         if min(y.sum(), y.size - y.sum()) >= stats.MIN_POSITIVES:
             shifts[h] = intercept_shift(prob[..., h][fit], float(y.mean()))
     return _shifted(prob, shifts), shifts
+
+
+def platt(prob: np.ndarray, labels: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Per head, the slope and intercept (a, b) of Platt scaling, sigmoid(a · logit(p) + b), fitted by
+    maximum likelihood on the `fit` candidates ([R, n] bool) -> [H, 2]; a head with fewer than
+    MIN_POSITIVES positives (or negatives) there keeps (1, 0). The intercept-only re-fit (`recalibrated`)
+    moves every prediction of a head alike; the slope also stretches or shrinks their spread, which is
+    what a ranking within a request sees."""
+    params = np.tile([1.0, 0.0], (prob.shape[-1], 1))
+    for h in range(prob.shape[-1]):
+        y = labels[..., h][fit]
+        if min(y.sum(), y.size - y.sum()) < stats.MIN_POSITIVES:
+            continue
+        z = logit(np.clip(prob[..., h][fit], CLIP, 1 - CLIP))
+
+        def loss(ab):  # mean log loss and its gradient
+            q = expit(ab[0] * z + ab[1])
+            nll = -np.mean(y * np.log(np.clip(q, CLIP, 1)) + (1 - y) * np.log(np.clip(1 - q, CLIP, 1)))
+            return nll, np.array([np.mean((q - y) * z), np.mean(q - y)])
+
+        params[h] = minimize(loss, params[h], jac=True, method="BFGS").x
+    return params
+
+
+def _platt_scaled(prob: np.ndarray, params: np.ndarray) -> np.ndarray:
+    return expit(params[:, 0] * logit(np.clip(prob, CLIP, 1 - CLIP)) + params[:, 1])
 
 
 def _shifted(prob: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -112,6 +140,8 @@ def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int =
     utility = top_k_value(report.scores(w), value, mask, k)
     regret = best - utility
     regret_calibrated = best - top_k_value(np.einsum("rnh,h->rn", calibrated_prob, w), value, mask, k)
+    slopes = platt(fitting.prob, fitting.labels, fitting.requests.mask)
+    regret_platt = best - top_k_value(np.einsum("rnh,h->rn", _platt_scaled(report.prob, slopes), w), value, mask, k)
     W = stats.bootstrap_weights(users[~fit_rows], n_resamples, seed)
 
     def mean_row(part: str, values: np.ndarray) -> dict:
@@ -123,6 +153,8 @@ def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int =
     parts = pd.DataFrame([mean_row("regret of the model", regret),
                           mean_row("regret after re-fitting each head's intercept", regret_calibrated),
                           mean_row("cost of the shift (removed by the re-fit)", shift_cost),
+                          mean_row("regret after re-fitting each head's slope and intercept (Platt)", regret_platt),
+                          mean_row("removed by the slopes beyond the intercepts", regret_calibrated - regret_platt),
                           {"part": "shift's share of the regret", "mean": share, "low": share_low, "high": share_high}])
     parts["requests"], parts["users"] = int(mask.shape[0]), int(np.unique(users[~fit_rows]).size)
 
@@ -137,6 +169,7 @@ def decompose(scored: ScoredSet, weights: np.ndarray, k: int, n_resamples: int =
         rows.append({"head": head, "weight": float(w[h]), "regret_removed": float(removed.mean()),
                      "share_of_regret": est, "share_low": low, "share_high": high,
                      "intercept_shift": float(shifts[h]), "refitted": bool(np.isfinite(shifts[h])),
+                     "platt_slope": float(slopes[h, 0]), "platt_intercept": float(slopes[h, 1]),
                      "mean_over_truth": float((report.prob[..., h] * mask).sum() / mask.sum() / truth_mean[h]),
                      "mean_over_truth_refitted": float((calibrated_prob[..., h] * mask).sum() / mask.sum()
                                                        / truth_mean[h])})
@@ -274,5 +307,6 @@ def across_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["SEEDS_FOR_A_SEED_INTERVAL", "across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift", "recalibrated",
+__all__ = ["SEEDS_FOR_A_SEED_INTERVAL", "across_seeds", "by_budget", "calibration_ratios", "decompose", "intercept_shift",
+           "platt", "recalibrated",
            "seed_feed_metrics", "seed_user_intervals", "subset", "user_halves"]

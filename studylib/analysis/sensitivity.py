@@ -62,11 +62,10 @@ def tornado_table(sweep: pd.DataFrame, metric: str, low: float, high: float, bas
 # ---------------------------------------------------------------- global sensitivity (Sobol)
 
 
-def tornado_top_share(scored: ScoredSet, base: np.ndarray, metric: str, low: float, high: float, k: int = TOP_K,
-                      n_resamples: int = 1000, seed: int = 0, exclude: list[str] | tuple = ()) -> dict[str, float]:
-    """The tornado's ordering with its noise: per head, the share of user-level bootstrap resamples in
-    which it has the largest departure from the base feed (`tornado_table`'s rule on the resample's
-    means); heads in `exclude` take no part."""
+def _tornado_resamples(scored: ScoredSet, base: np.ndarray, metric: str, low: float, high: float, k: int,
+                       n_resamples: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The tornado's numbers on user-level bootstrap resamples: (head and factor of each weight set,
+    the metric's mean per resample and weight set [B, 2H], the base feed's mean per resample [B])."""
     base = np.asarray(base, np.float64)
     sets, index = sweep_weight_sets(base, [low, high])
     per = ranking_metrics(scored, base, sets, k)[metric]  # [2H, R]
@@ -76,7 +75,24 @@ def tornado_top_share(scored: ScoredSet, base: np.ndarray, metric: str, low: flo
     W, per, at_base = W[:, ok], per[:, ok], at_base[ok]
     means = (W @ per.T) / W.sum(axis=1, keepdims=True)  # [B, 2H]
     base_mean = (W @ at_base) / W.sum(axis=1)
-    heads = [scored.heads[i] for i in index["head_index"]]
+    return [scored.heads[i] for i in index["head_index"]], index["factor"].to_numpy(float), means, base_mean
+
+
+def tornado_intervals(scored: ScoredSet, base: np.ndarray, metric: str, low: float, high: float, k: int = TOP_K,
+                      n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per head and end of the tornado (`low`, `high`): the 95 % user-level percentile interval of the
+    metric's mean, the same resamples as `tornado_top_share` (columns head, factor, metric_low, metric_high)."""
+    heads, factors, means, _ = _tornado_resamples(scored, base, metric, low, high, k, n_resamples, seed)
+    lo, hi = np.percentile(means, [2.5, 97.5], axis=0)
+    return pd.DataFrame({"head": heads, "factor": factors, "metric_low": lo, "metric_high": hi})
+
+
+def tornado_top_share(scored: ScoredSet, base: np.ndarray, metric: str, low: float, high: float, k: int = TOP_K,
+                      n_resamples: int = 1000, seed: int = 0, exclude: list[str] | tuple = ()) -> dict[str, float]:
+    """The tornado's ordering with its noise: per head, the share of user-level bootstrap resamples in
+    which it has the largest departure from the base feed (`tornado_table`'s rule on the resample's
+    means); heads in `exclude` take no part."""
+    heads, _, means, base_mean = _tornado_resamples(scored, base, metric, low, high, k, n_resamples, seed)
     names = [h for h in dict.fromkeys(heads) if h not in set(exclude)]
     departure = np.stack([np.abs(means[:, [i for i, h in enumerate(heads) if h == name]] - base_mean[:, None]).max(axis=1)
                           for name in names], axis=1)  # [B, heads]

@@ -16,6 +16,21 @@ from studylib.errors import StudyError
 from studylib.twhin.evaluate import SCORERS
 
 
+# ---------------------------------------------------------------- display
+
+
+def named_values(values: dict, column: str = "value") -> pd.DataFrame:
+    """A dict of numbers as a one-column table for display: counts as whole numbers with thousands
+    separators, other numbers to 4 significant digits (a float column would print 1000 as 1000.0000)."""
+    def shown(v) -> str:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return str(v)
+        if isinstance(v, (int, np.integer)) or (np.isfinite(v) and float(v).is_integer() and abs(v) >= 1):
+            return f"{int(v):,}"
+        return f"{v:.4g}"
+    return pd.DataFrame({column: [shown(v) for v in values.values()]}, index=list(values))
+
+
 # ---------------------------------------------------------------- model quality from a scored table
 
 
@@ -127,4 +142,4 @@ def embedding_ablation(evals: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return long.sort_values(["head_order", "variant"]).drop(columns="head_order").reset_index(drop=True)
 
 
-__all__ = ["contribution_shares", "embedding_ablation", "link_prediction_table", "reliability_curves"]
+__all__ = ["contribution_shares", "embedding_ablation", "link_prediction_table", "named_values", "reliability_curves"]

@@ -17,7 +17,11 @@ SCORER_LABELS = {"random": "random embeddings (floor)", "popularity": "popularit
                  "pooled_popularity": "popularity over all relations",
                  "neighbourhood": "neighbourhood (Adamic–Adar)", "trained": "trained TwHIN",
                  "trained_node_bias": "trained TwHIN + node bias", "oracle": "oracle (planted truth)"}
-VARIANT_LABELS = {"random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
+# One look per scorer, the same in every panel: a hue per family (grey floor, orange/brown counting,
+# green neighbourhood, blue/lilac TwHIN, black truth) and a marker each, so that no two read alike.
+SCORER_STYLES = {"random": ("0.5", "X"), "popularity": (1, "s"), "pooled_popularity": (5, "v"),
+                 "neighbourhood": (2, "D"), "trained": (0, "o"), "trained_node_bias": (4, "^"), "oracle": ("k", "*")}
+VARIANT_LABELS = {"none": "none (one constant vector)", "random": "random (noise)", "planted": "planted (oracle-like)", "trained": "trained TwHIN"}
 
 
 def link_prediction(evaluation: pd.DataFrame, ranking: str = "filtered", pairs: str = "all") -> plt.Figure:
@@ -32,11 +36,14 @@ def link_prediction(evaluation: pd.DataFrame, ranking: str = "filtered", pairs: 
         scorers = [c for c in table.columns if f"{c}_low" in table and c in SCORER_LABELS]
         y = np.arange(len(table))
         step = 0.8 / max(1, len(scorers))
-        for i, (scorer, color) in enumerate(zip(scorers, sns.color_palette(n_colors=len(scorers)))):
+        palette = sns.color_palette("colorblind")
+        for i, scorer in enumerate(scorers):
+            color, marker = SCORER_STYLES[scorer]
             pos = y - 0.4 + step * (i + 0.5)
             err = np.vstack([table[scorer] - table[f"{scorer}_low"], table[f"{scorer}_high"] - table[scorer]])
-            handles[scorer] = ax.errorbar(table[scorer], pos, xerr=err, fmt="o", ms=4, color=color, capsize=2,
-                                          label=SCORER_LABELS[scorer])
+            handles[scorer] = ax.errorbar(table[scorer], pos, xerr=err, fmt=marker, ms=7 if marker == "*" else 5,
+                                          color=palette[color] if isinstance(color, int) else color, capsize=2,
+                                          lw=1, label=SCORER_LABELS[scorer])
         ax.set_yticks(y, [f"{r}\n({int(n):,} pairs)" for r, n in zip(table.index, table["pairs"])], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
@@ -97,7 +104,7 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
                 seeds = per_seed[per_seed["variant"] == variant].groupby("head")[metric]
                 err = [(mid - seeds.min().reindex(heads).clip(lower=floor)).clip(lower=0),
                        (seeds.max().reindex(heads).clip(lower=floor) - mid).clip(lower=0)]
-            handles.append(ax.errorbar(mid, y + 0.22 * (i - 1), xerr=err, fmt="o", ms=5, capsize=2, lw=1,
+            handles.append(ax.errorbar(mid, y + 0.2 * (i - (len(order) - 1) / 2), xerr=err, fmt="o", ms=5, capsize=2, lw=1,
                                        color=colors[i], label=VARIANT_LABELS.get(variant, variant)))
         oracle = frame.drop_duplicates("head").set_index("head")[f"oracle_{metric}"].reindex(heads).clip(lower=floor)
         handles.append(ax.scatter(oracle, y, marker="|", s=250, color="k", zorder=5,
@@ -117,7 +124,8 @@ def embedding_ablation(long: pd.DataFrame, per_seed: pd.DataFrame | None = None)
         note += f"; whiskers: range over {per_seed['seed'].nunique()} seeds"
     if dropped:
         note += f"; not shown (fewer than {MIN_POSITIVES} positives): {', '.join(dropped)}"
-    return _finish(fig, f"Heavy Ranker per head with random, planted and trained TwHIN embeddings ({note})")
+    variants = ", ".join(order[:-1]) + f" and {order[-1]}" if len(order) > 1 else order[0]
+    return _finish(fig, f"Heavy Ranker per head with {variants} embeddings ({note})")
 
 
 __all__ = ["SCORER_LABELS", "VARIANT_LABELS", "embedding_ablation", "link_prediction", "twhin_loss"]

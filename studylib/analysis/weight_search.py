@@ -64,7 +64,7 @@ from scipy import stats as scipy_stats
 
 from studylib import stats
 from studylib.errors import StudyError
-from studylib.analysis.ranking import POPULARITY, TOP_K, ScoredSet, top_k_value
+from studylib.analysis.ranking import POPULARITY, TOP_K, ScoredSet, top_k_overlap, top_k_value
 from studylib.analysis.regret import subset, user_halves
 
 NEGATIVE_HEADS = ("negative_feedback_v2", "report_tweet_clicked")  # short names; every other head is positive
@@ -378,6 +378,44 @@ def contribution_balance(weights: np.ndarray, rates: np.ndarray, heads: tuple[st
     return table, summary
 
 
+# March 2023's README weighted the two good-click heads by one term, 11 × the larger of their two
+# predictions; a weight file is linear, so the `march_2023` preset reads it as good_click 11, good_click_v2 0.
+MAX_RULE_HEADS = ("good_clicked_convo_desc_favorited_or_replied", "good_clicked_convo_desc_v2")
+
+
+def max_rule_effect(scored: ScoredSet, base: np.ndarray, linear: np.ndarray, k: int = TOP_K,
+                    n_resamples: int = 1000, seed: int = 0, pair: tuple[str, str] = MAX_RULE_HEADS) -> dict[str, float]:
+    """What reading a max rule linearly changes. `linear` weights `pair[0]` by the rule's factor and
+    `pair[1]` by 0; the published rule scores the factor × the larger of the two heads' predictions
+    instead. Per request, with user-level 95 % intervals: the top-k overlap of the two rankings, the
+    true value (the `base` weights on the true probabilities) of the rule's top k minus the linear
+    reading's (`rule_gain`), the linear reading's loss against the base weights' own ranking
+    (`linear_loss`), and the share of that loss the rule would win back (`share_recovered`)."""
+    i, j = (scored.heads.index(h) for h in pair)
+    linear = np.asarray(linear, np.float64)
+    if linear[j] != 0:
+        raise StudyError(f"max rule: the linear reading weights {pair[1]} by {linear[j]:g}; the rule's second head takes 0")
+    rest = linear.copy()
+    rest[i] = 0.0
+    rule = scored.scores(rest) + linear[i] * np.maximum(scored.prob[..., i], scored.prob[..., j])
+    read = scored.scores(linear)
+    value, mask = scored.true_value(base), scored.requests.mask
+    v_rule, v_read, v_base = (top_k_value(s, value, mask, k) for s in (rule, read, scored.scores(base)))
+    overlap = top_k_overlap(rule, read, mask, k)
+    W = stats.bootstrap_weights(scored.request_users(), n_resamples, seed)
+    mean = lambda x: (W @ x) / W.sum(axis=1)  # noqa: E731  per resample
+    gain, loss = v_rule - v_read, v_base - v_read
+    out = {"k": int(k), "requests": int(v_rule.size), "factor": float(linear[i])}
+    for name, x in (("overlap", overlap), ("rule_gain", gain), ("linear_loss", loss)):
+        out[name] = float(x.mean())
+        out[f"{name}_low"], out[f"{name}_high"] = stats.interval(mean(x))
+    out["share_recovered"] = out["rule_gain"] / out["linear_loss"] if out["linear_loss"] > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(mean(loss) > 0, mean(gain) / mean(loss), np.nan)
+    out["share_recovered_low"], out["share_recovered_high"] = stats.interval(shares)
+    return out
+
+
 def world_rates(scored: ScoredSet) -> np.ndarray:
     """[H]: each head's mean true probability over the set's candidates (the world's base rates)."""
     if scored.truth is None:
@@ -387,4 +425,5 @@ def world_rates(scored: ScoredSet) -> np.ndarray:
 
 __all__ = ["ANCHOR", "BOUND", "FITTED_SCALES", "NEGATIVE_HEADS", "NEGATIVE_SCALES", "best_weights",
            "contribution_balance", "engagement_counts", "fit_weights", "fitted_frontier", "frontier", "frontier_points", "frontier_positive_at",
-           "frontier_weights", "head_noise", "mean_top_k_value", "noise_relation", "world_rates"]
+           "frontier_weights", "head_noise", "MAX_RULE_HEADS", "max_rule_effect", "mean_top_k_value", "noise_relation",
+           "world_rates"]

@@ -26,7 +26,7 @@ RANKER_TABLES = ("user_embedding", "user_eng_embedding", "author_embedding")
 
 # The embedding ablation's variants (chapter 2b): the ranker's three embedding features taken from
 # seeded noise, from the planted world's noisy projections of the latents, or from trained TwHIN.
-EMBEDDING_VARIANTS = ("random", "planted", "trained")
+EMBEDDING_VARIANTS = ("none", "random", "planted", "trained")  # the ablation's arms, floor first
 
 def write_ranker_embeddings(tables: dict[str, np.ndarray], out_path: str | Path, meta: dict | None = None) -> None:
     """Write the three ranker tables ({name: float32 [rows, W]}) as one Parquet file, atomically:

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from studylib.analysis.findings.core import _ci, excludes_zero
+from studylib.analysis.findings.core import _ci, by_id, excludes_zero
 from studylib.errors import StudyError
 
 BEGIN = "<!-- headlines from {source}: `python -m studylib.study.headlines` writes this block -->"
@@ -99,7 +99,7 @@ def block(source: str, found: dict[str, dict]) -> str:
 
 def read_findings(path: Path) -> dict[str, dict]:
     try:
-        return {f["id"]: f for f in json.loads(path.read_text())}
+        return by_id(json.loads(path.read_text()))
     except FileNotFoundError:
         raise StudyError(f"{path}: no such findings file") from None
     except (json.JSONDecodeError, TypeError, KeyError) as exc:

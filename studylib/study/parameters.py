@@ -117,7 +117,7 @@ class StudyParameters(Section):
     calibration_margin: float = param(CALIBRATION_MARGIN, "calibration survives when its bias is shown within this share of the "
                                            "true mean (TOST)", TRAIN, gt=0)
     # ---- chapter 2b: the embedding ablation
-    ablation_steps: int = param(100, "training steps of each of the three ablation runs", ABLATION, ge=1)
+    ablation_steps: int = param(100, "training steps of each ablation run (four embedding variants)", ABLATION, ge=1)
     ablation_seeds: int = param(3, "training seeds per variant (train_seed, train_seed + 1, ...)", ABLATION, ge=1)
     ablation_margin: float = param(EMBEDDING_MARGIN, "median AUROC: a gain within ± this of random vectors counts as none "
                                          "(TOST)", ABLATION, gt=0)

@@ -179,6 +179,7 @@ def run(profile: str, overrides: list[tuple[str, str]], weights: str | None, wor
     if rescore:
         weights = str(Path(weights).resolve()) if Path(weights).exists() else weights
         _check_weight_parameters(steps, {"weights": [weights]})
+        params["weights"], origin["weights"] = weights, "--weights"  # the report's parameter table shows what ran
         for nb, values in steps:
             if "weights" in declared_parameters(nb):
                 values["weights"] = weights

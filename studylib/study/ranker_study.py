@@ -146,6 +146,17 @@ def write_random_embeddings(out: Path, n_users: int, n_authors: int, seed: int, 
     return out
 
 
+def write_constant_embeddings(out: Path, n_users: int, n_authors: int, width: int = 200) -> Path:
+    """One vector of zeros for every user and author, in `studylib twhin-export`'s format: the ablation's
+    "none" arm. Random vectors still tell entities apart (each keeps its own vector, an identifier the
+    ranker can memorise); constant ones carry nothing at all."""
+    rows = {"user_embedding": n_users, "user_eng_embedding": n_users, "author_embedding": n_authors}
+    settings = {"n_users": int(n_users), "n_authors": int(n_authors), "width": int(width), "value": 0.0}
+    cached(stamp_beside(out), settings, [out],
+           lambda: write_ranker_embeddings({name: np.zeros((n, width), np.float32) for name, n in rows.items()}, out))
+    return out
+
+
 def ensure_data_like(out: Path, like: Path, embeddings: Path | None = None, progress: bool = False,
                      **changes) -> dict:
     """The data set `like` again (same scenario, size, seed and world: the same requests, labels and

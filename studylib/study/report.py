@@ -19,6 +19,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 import ast
+from html import escape
 from importlib import metadata
 
 import yaml
@@ -26,11 +27,12 @@ import yaml
 from studylib import yamlio
 from studylib.stats import MIN_POSITIVES
 from studylib.errors import StudyError
-from studylib.outputs import FINDINGS, figure_named
+from studylib.outputs import FINDINGS, Result, figure_named
 from studylib.data.layout import MANIFEST
+from studylib.analysis.ranking import TOP_K
 from studylib.analysis.findings import (PAGE_ADJUSTMENT, PAGE_ALPHA, SECONDARY_ADJUSTMENT, abstract,
                                         apply_page_plan,
-                                        budget_note, compare, load, page_plan)
+                                        budget_note, by_id, compare, load, page_plan)
 from studylib.study.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,10 +78,11 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
     page = stage / "report" / "findings.md"
     text = page.read_text().replace("@MIN_POSITIVES@", str(MIN_POSITIVES))  # the rule's constant, not a copy
     page.write_text(text + findings_markdown(workdir, profile, steps, reference))
+    weights_page(stage / "report" / "weights.md", Paths.of(workdir, profile).results, params)
     page = stage / "report" / "intro.md"
     title, _, rest = page.read_text().partition("\n")
     page.write_text(f"{title}\n\n{budget_markdown(workdir, profile, params, reference)}\n"
-                    f"{abstract_markdown(workdir, profile, params)}{rest}")
+                    f"{abstract_markdown(workdir, profile, params, reference)}{rest}")
     config = {k: v for k, v in book.items() if k != "toc"}
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (stage / "_toc.yml").write_text(yaml.safe_dump(book["toc"], sort_keys=False))
@@ -96,6 +99,19 @@ def build_report(workdir: Path, profile: str, steps: list[Path], state: dict, pa
         shutil.rmtree(html)
     shutil.move(str(stage / "_build" / "html"), html)
     return html / "index.html"
+
+
+def weights_page(page: Path, results: Path, params: dict) -> None:
+    """Fill the "Try the weights" page: chapter 5's offline sliders (`Result.SLIDERS`) as raw HTML, copied
+    beside the page, or a line saying that chapter 5 has not written them."""
+    sliders = results / Result.SLIDERS
+    if sliders.exists():
+        shutil.copyfile(sliders, page.parent / Result.SLIDERS)
+        block = f"```{{raw}} html\n:file: {Result.SLIDERS}\n```"
+    else:
+        block = f"*This run has no sliders: chapter 5 did not write `{Result.SLIDERS}`.*"
+    text = page.read_text().replace("@TOP_K@", str(params.get("top_k", TOP_K)))
+    page.write_text(text.replace("@SLIDERS@", block))
 
 
 _SAVED_FIGURE = re.compile(r"""plots\.save\(\s*\w+\s*,\s*Figure\.(\w+)""")  # notebooks name figures by registry
@@ -217,7 +233,7 @@ def converged_findings(workdir: Path, profile: str) -> tuple[str, dict[str, dict
         source, found = f"this folder's `{CONVERGED_PROFILE}` study", load(own)
     elif REFERENCE_FINDINGS.exists():
         source = f"the committed reference `{REFERENCE_FINDINGS.relative_to(REPO)}`"
-        found = {f["id"]: f for f in json.loads(REFERENCE_FINDINGS.read_text())}
+        found = by_id(json.loads(REFERENCE_FINDINGS.read_text()))
     else:
         return None
     here = Paths.of(workdir, profile).results
@@ -264,9 +280,11 @@ def budget_markdown(workdir: Path, profile: str, params: dict, reference: tuple[
     return "\n".join(lines) + "\n```\n"
 
 
-def abstract_markdown(workdir: Path, profile: str, params: dict) -> str:
-    """The first page's computed abstract (`findings.abstract`) from this build's findings."""
-    return abstract(page_plan(load(Paths.of(workdir, profile).results)), params)
+def abstract_markdown(workdir: Path, profile: str, params: dict,
+                      reference: tuple[str, dict | None] | None = None) -> str:
+    """The first page's computed abstract (`findings.abstract`) from this build's findings, each headline
+    interval set against the converged study's value (`reference`, from `converged_findings`)."""
+    return abstract(page_plan(load(Paths.of(workdir, profile).results)), params, reference)
 
 
 def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
@@ -286,13 +304,27 @@ def findings_markdown(workdir: Path, profile: str, chapters: list[Path],
             verdict = f" *Verdict: {f['verdict']}.*" if f.get("verdict") else ""
             note = budget_note(f, other.get(f["id"]), CONVERGED_PROFILE)
             said = f"{f['text']}{verdict}{note}"
-            if f.get("lapsed"):  # the page-wide reading first; the chapter's sentence, marked as the weaker claim
+            if f.get("lapsed"):  # a lapsed claim stays in view: the page-wide reading first, the chapter's as the weaker one
                 said = (f"{_adjusted(f).lstrip()} The chapter's text, before the plan (read each lapsed difference "
                         f"as not shown): {said}")
-            else:
-                said += _adjusted(f)
-            lines += [f"- **{f['id']}** ({f['endpoint']}) — {said} (numbers: `{f['source']}`)", ""]
+            primary = " (a primary question)" if f["endpoint"] == "primary" else ""
+            lines += [f"- **{_label(f['id'])}**{primary} — {said}", "", f"  {_bookkeeping(f)}", ""]
     return "\n".join(lines) + "\n"
+
+
+def _label(finding_id: str) -> str:
+    """A finding's id read as words, for the page (the id itself sits in the folded block)."""
+    words = finding_id.replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def _bookkeeping(f: dict) -> str:
+    """The folded block under a finding: its id and endpoint, the page-wide plan's reading with its p-values,
+    and the table its numbers come from (one line of HTML: a Markdown list item ends at a blank line)."""
+    plan = "" if f.get("lapsed") else escape(_adjusted(f).strip().strip("*"))
+    return (f"<details><summary>id, multiplicity and source</summary>finding <code>{escape(f['id'])}</code> "
+            f"({escape(f['endpoint'])} endpoint). {plan} Numbers: <code>{escape(f['source'])}</code> "
+            f"in the run's results folder.</details>")
 
 
 def _adjusted(f: dict) -> str:
@@ -341,7 +373,7 @@ def reproducibility_markdown(workdir: Path, profile: str, params: dict, timings:
              f"- Python {platform.python_version()} on {platform.platform()}",
              f"- device: {_device(torch)}; precision: {_precision(torch, params.get('precision', 'auto'))}", "",
              "### Parameters", "", "| parameter | value |", "|---|---|"]
-    lines += [f"| `{k}` | `{v}` |" for k, v in sorted(params.items())]
+    lines += [f"| `{k}` | `{_public(v, workdir)}` |" for k, v in sorted(params.items())]
     lines += ["", "Seeds: the world and data sets derive from `seed` (data set *i* is drawn with `seed + i`), "
               "training from `train_seed` (repeats with `train_seed + 1`, … for `seeds` and `ablation_seeds`), "
               "the Sobol sample, bootstraps, null splits and the random ranking from `seed`.", "",

@@ -17,7 +17,7 @@ absence ("no difference", "tracks", "survives") are TOST tests against a margin 
 with their power; without equivalence shown they read "unresolved".
 """
 
-from studylib.analysis.findings.core import (NULL_RATE_RANGE, Finding, _plain, budget_note, compare,
+from studylib.analysis.findings.core import (NULL_RATE_RANGE, Finding, _plain, budget_note, by_id, compare,
                                              excludes_zero, load, record)
 from studylib.analysis.findings.decisions import NOT_INTERVALS, NOT_TESTED, PRIMARY_ENDPOINTS, Z95, decisions
 from studylib.analysis.findings.distributions import distribution_tests, fork_scores, null_split_false_positive_rate
@@ -25,13 +25,14 @@ from studylib.analysis.findings.feed import (COHORT_MARGIN, cohort_model_vs_trut
                                              model_vs_oracle_regret, regret_decomposition, score_shares)
 from studylib.analysis.findings.hypotheses import FAMILY, TWHIN_MARGIN, decided_verdict, run_family
 from studylib.analysis.findings.plan import (ORIGINAL_CANDIDATES, PAGE_ADJUSTMENT, PAGE_ALPHA, SECONDARY_ADJUSTMENT,
-                                             abstract, apply_page_plan, page_plan)
+                                             abstract, apply_page_plan, converged_outside, page_plan)
 from studylib.analysis.findings.training import (CALIBRATION_MARGIN, convergence, downsampling_calibration,
                                                  head_quality, positional_feed, positional_heads, seed_spread)
 from studylib.analysis.findings.twhin import (EMBEDDING_MARGIN, PERSONAL_SIGNAL, TWHIN_GOAL, TWHIN_PAIRS,
                                               embedding_ablation, twhin_link_prediction)
 from studylib.analysis.findings.weights import (SOBOL_MIN_ST, TOP_SHARE_BAR, equal_contribution_claim,
-                                                frontier_distance, negative_flip, optimal_weights_gain, presets_paired,
+                                                frontier_distance, max_rule_reading, negative_flip, optimal_weights_gain,
+                                                presets_paired,
                                                 seed_replication, sobol_summary, tornado_top_head)
 from studylib.analysis.findings.world import PERSONAL_TARGET, base_rates, personal_signal
 
@@ -39,11 +40,11 @@ __all__ = [
     "CALIBRATION_MARGIN", "COHORT_MARGIN", "EMBEDDING_MARGIN", "FAMILY", "Finding", "NOT_INTERVALS", "NOT_TESTED",
     "NULL_RATE_RANGE", "ORIGINAL_CANDIDATES", "PAGE_ADJUSTMENT", "PAGE_ALPHA", "PERSONAL_SIGNAL", "PERSONAL_TARGET",
     "PRIMARY_ENDPOINTS", "SECONDARY_ADJUSTMENT", "SOBOL_MIN_ST", "TOP_SHARE_BAR", "TWHIN_GOAL", "TWHIN_MARGIN",
-    "TWHIN_PAIRS", "Z95", "_plain", "abstract",
-    "apply_page_plan", "base_rates", "budget_note", "cohort_model_vs_truth", "compare", "convergence", "decided_verdict", "decisions",
+    "TWHIN_PAIRS", "Z95", "_plain", "abstract", "converged_outside",
+    "apply_page_plan", "base_rates", "budget_note", "by_id", "cohort_model_vs_truth", "compare", "convergence", "decided_verdict", "decisions",
     "distribution_tests", "downsampling_calibration", "embedding_ablation", "equal_contribution_claim",
     "excludes_zero", "feed_by_budget", "fork_scores", "frontier_distance", "head_quality", "load",
-    "model_vs_oracle_regret", "negative_flip", "null_split_false_positive_rate", "optimal_weights_gain", "page_plan",
+    "max_rule_reading", "model_vs_oracle_regret", "negative_flip", "null_split_false_positive_rate", "optimal_weights_gain", "page_plan",
     "personal_signal", "positional_feed", "positional_heads", "presets_paired", "record", "regret_decomposition",
     "run_family", "score_shares", "seed_replication", "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction",
 ]

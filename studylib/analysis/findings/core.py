@@ -11,7 +11,7 @@ import numpy as np
 from studylib.errors import StudyError
 from studylib.io import read_json, write_json
 from studylib.analysis.findings.decisions import _is_number, decisions
-from studylib.analysis.findings.verdicts import check_verdict
+from studylib.analysis.findings.verdicts import check_verdict, renamed
 from studylib.outputs import FINDINGS
 
 
@@ -59,7 +59,13 @@ def load(results: str | Path) -> dict[str, dict]:
     path = Path(results) / FINDINGS
     if not path.exists():
         raise StudyError(f"{path}: no findings recorded yet")
-    return {f["id"]: f for f in read_json(path, list)}
+    return by_id(read_json(path, list))
+
+
+def by_id(found: list[dict]) -> dict[str, dict]:
+    """A findings file's list keyed by id, each verdict in today's words (`verdicts.renamed`: a file made
+    by earlier code compares by value)."""
+    return {f["id"]: {**f, "verdict": renamed(f["id"], f.get("verdict"))} for f in found}
 
 
 def compare(here: dict[str, dict], other: dict[str, dict], top: int = 3) -> list[dict]:

@@ -144,6 +144,12 @@ def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.D
                "shift_share": float(share["mean"]), "shift_share_low": float(share["low"]),
                "shift_share_high": float(share["high"]), "error_regret": float(left["mean"]),
                "report_requests": int(p["requests"].iloc[0]), "report_users": int(p["users"].iloc[0])}
+    platt = "regret after re-fitting each head's slope and intercept (Platt)"
+    if platt in p.index:  # tables made before the Platt rows existed lack them
+        slopes = p.loc["removed by the slopes beyond the intercepts"]
+        numbers.update(platt_regret=float(p.loc[platt, "mean"]), platt_regret_low=float(p.loc[platt, "low"]),
+                       platt_regret_high=float(p.loc[platt, "high"]), slopes_removed=float(slopes["mean"]),
+                       slopes_removed_low=float(slopes["low"]), slopes_removed_high=float(slopes["high"]))
     top = heads.dropna(subset=["share_of_regret"]).sort_values("share_of_regret", ascending=False).head(2)
     for i, row in enumerate(top.itertuples(), 1):
         numbers[f"top{i}_head"], numbers[f"top{i}_head_share"] = row.head, float(row.share_of_regret)
@@ -164,6 +170,15 @@ def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.D
             f"{100 * numbers['shift_share']:.0f} % of the regret "
             f"({_ci(100 * numbers['shift_share_low'], 100 * numbers['shift_share_high'], '.0f')}); the rest is the "
             f"model's own error.")
+    if "platt_regret" in numbers:
+        removed = (f"{numbers['slopes_removed']:+.3g} "
+                   f"({_ci(numbers['slopes_removed_low'], numbers['slopes_removed_high'], '+.3g')})")
+        text += (f" Re-fitting each head's slope as well (Platt scaling, the same halves) leaves a regret of "
+                 f"{numbers['platt_regret']:.3g} ({_ci(numbers['platt_regret_low'], numbers['platt_regret_high'], '.3g')}); "
+                 + (f"the slopes remove {removed} beyond the intercepts, so part of the model's error is the scale of each "
+                    f"head's predictions, not the order it gives the candidates." if excludes_zero(numbers["slopes_removed_low"],
+                                                                        numbers["slopes_removed_high"])
+                    else f"what the slopes change beyond the intercepts, {removed}, is not shown to differ from 0."))
     if len(top):
         text += (" Replacing one head's prediction by its true probability removes most for " +
                  " and ".join(f"{r.head} ({100 * r.share_of_regret:.0f} % of the regret)" for r in top.itertuples())

@@ -145,17 +145,50 @@ def _endpoint_sentence(f: dict) -> str:
     return f"`{f['id']}`: {said or f.get('verdict') or 'no estimate'}{_page_wide(f)}."
 
 
-def abstract(found: dict[str, dict], params: dict) -> str:
+# The abstract's interval-bearing numbers, (finding, number) with `<number>_low/_high` beside it (the personal
+# share and the shift's share are shares, shown in %), which a smaller study compares with the converged one.
+HEADLINE_NUMBERS = (("personal_signal", "personal_share"), ("model_vs_oracle_regret", "gain_share"),
+                    ("model_vs_oracle_regret", "seed_user_model_minus_popularity"),
+                    ("positional_feed", "positional_minus_by_name_utility"),
+                    ("regret_decomposition", "shift_share"), ("optimal_weights_gain", "model_gain"))
+_INTERVAL_OF = {"positional_minus_by_name_utility": "positional_minus_by_name"}  # its bounds' stem
+
+
+def converged_outside(found: dict[str, dict], converged: dict[str, dict]) -> dict[tuple[str, str], float]:
+    """(finding, number) -> the converged study's value, for each abstract number of `found` whose own 95 %
+    interval does not hold that value (both studies must have the number)."""
+    out = {}
+    for finding_id, key in HEADLINE_NUMBERS:
+        here = found.get(finding_id, {}).get("numbers", {})
+        there = converged.get(finding_id, {}).get("numbers", {}).get(key)
+        stem = _INTERVAL_OF.get(key, key)
+        low, high = here.get(f"{stem}_low"), here.get(f"{stem}_high")
+        if all(_is_number(v) for v in (here.get(key), there, low, high)) and not low <= there <= high:
+            out[(finding_id, key)] = float(there)
+    return out
+
+
+def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | None] | None = None) -> str:
     """The report's opening paragraphs from the run's primary findings (`page_plan` applied) and its
     parameters: one answer per question of the study, each with its interval and page-wide verdict,
-    and the limits the run's own settings put on them. Questions without their finding are left out."""
+    and the limits the run's own settings put on them. Questions without their finding are left out.
+
+    `converged` = (its name, its findings) of the converged study: each number whose interval here does
+    not hold the converged value says so beside it; findings None: made in another world, not compared."""
     found = page_plan(found) if found and "adjusted_verdict" not in next(iter(found.values())) else found
+    outside = converged_outside(found, converged[1]) if converged is not None and converged[1] is not None else {}
+
+    def mark(finding_id: str, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
+        value = outside.get((finding_id, key))
+        return "" if value is None else (f" [the converged study's value, {scale * value:{fmt}}, lies outside "
+                                         f"this interval]")
     answers = []
     world = found.get("personal_signal")
     if world is not None:
         n = world["numbers"]
         answers.append(f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
-                       f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}) of what ranking a "
+                       f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}"
+                       f"{mark('personal_signal', 'personal_share', 100, '.0f')}) of what ranking a "
                        f"top {n['k']} is worth needs knowing the user: the rest a ranking by each tweet's average "
                        f"engagement (the popularity oracle) already gets{_page_wide(world)}.")
     reg = found.get("model_vs_oracle_regret")
@@ -165,13 +198,15 @@ def abstract(found: dict[str, dict], params: dict) -> str:
                     f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}"
                     + (f"; the oracle's top {params.get('top_k', 10)} carries {n['oracle_utility']:.3g}"
                        if _is_number(n.get("oracle_utility")) else "") + "), "
-                    f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}) "
+                    f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}"
+                    f"{mark('model_vs_oracle_regret', 'gain_share', 100, '.0f')}) "
                     f"of what the oracle gains over a random order")
         if _is_number(n.get("seed_user_model_minus_popularity")):  # the primary number: over training seeds
             sentence += (f"; against the popularity oracle it gains {n['seed_user_model_minus_popularity']:+.3g} per "
                          f"request on average over its {n['seeds']} training seeds (95 % interval over seeds and users "
                          f"{n['seed_user_model_minus_popularity_low']:+.3g} to {n['seed_user_model_minus_popularity_high']:+.3g}"
-                         + ("; indicative with so few seeds" if n.get("seed_user_indicative") else "") + ")")
+                         + ("; indicative with so few seeds" if n.get("seed_user_indicative") else "")
+                         + f"{mark('model_vs_oracle_regret', 'seed_user_model_minus_popularity', 1, '+.3g')})")
         elif _is_number(n.get("model_minus_popularity")):
             sentence += (f"; against the popularity oracle it gains {n['model_minus_popularity']:+.3g} per request "
                          f"({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
@@ -182,7 +217,8 @@ def abstract(found: dict[str, dict], params: dict) -> str:
         n = pos["numbers"]
         answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
                        f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
-                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')})"
+                       f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')}"
+                       f"{mark('positional_feed', 'positional_minus_by_name_utility', 1, '+.3g')})"
                        f"{_page_wide(pos)}.")
     rel = found.get("twhin_link_prediction")
     if rel is not None:
@@ -203,14 +239,16 @@ def abstract(found: dict[str, dict], params: dict) -> str:
     if shift is not None and _is_number(shift["numbers"].get("shift_share")):
         n = shift["numbers"]
         answers.append(f"Of the feed's regret on a set drawn unlike the training data, the shift itself accounts for "
-                       f"{round(100 * n['shift_share']) or 0:.0f} % ({_ci(100 * n['shift_share_low'], 100 * n['shift_share_high'], '.0f')}), "
+                       f"{round(100 * n['shift_share']) or 0:.0f} % ({_ci(100 * n['shift_share_low'], 100 * n['shift_share_high'], '.0f')}"
+                       f"{mark('regret_decomposition', 'shift_share', 100, '.0f')}), "
                        f"the model's errors for the rest{_page_wide(shift)}.")
     best = found.get("optimal_weights_gain")
     if best is not None and _is_number(best["numbers"].get("model_gain")):
         n = best["numbers"]
         answers.append(f"Weights searched for this model on half of the users change the true value of the top "
                        f"{n['k']} on the other half by {n['model_gain']:+.3g} per request "
-                       f"({_ci(n['model_gain_low'], n['model_gain_high'], '+.3g')}) against the `{n['base']}` "
+                       f"({_ci(n['model_gain_low'], n['model_gain_high'], '+.3g')}"
+                       f"{mark('optimal_weights_gain', 'model_gain', 1, '+.3g')}) against the `{n['base']}` "
                        f"weights{_page_wide(best)}.")
     ablation = found.get("embedding_ablation")
     if ablation is not None and _is_number(ablation["numbers"].get("trained_gain")):
@@ -242,6 +280,14 @@ def abstract(found: dict[str, dict], params: dict) -> str:
             f"{sum(h['rejected'] for h in tested)} are shown under {PAGE_ADJUSTMENT} within their family; "
             f"every other decision on the Findings page is read under {SECONDARY_ADJUSTMENT}, under which "
             f"{len(lapsed)} finding{'s' if len(lapsed) != 1 else ''} lose{'s' if len(lapsed) == 1 else ''} a declared difference. "
-            "The words with a fixed meaning (oracle, popularity oracle, regret, TOST, …) are in the [Glossary](glossary.md).")
+            "The words with a fixed meaning (oracle, popularity oracle, regret, TOST, …) are in the [Glossary](glossary.md); "
+            "the page [Try the weights](weights.md) re-ranks this run's held-out requests with weights of your choice.")
+    if converged is not None:
+        name, other = converged
+        compared = [k for k in HEADLINE_NUMBERS if _is_number(found.get(k[0], {}).get("numbers", {}).get(k[1]))]
+        plan += (f" The converged study ({name}) was made in another planted world, so these intervals are not "
+                 "compared with it." if other is None else
+                 f" Each interval above was compared with the converged study's value ({name}): "
+                 f"{len(outside)} of {len(compared)} lie outside it, each marked where it stands.")
     return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
             + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from scipy.stats import t as t_dist
 
-from studylib.stats import MIN_POSITIVES, POWER_BAR, tost
+from studylib.stats import MIN_POSITIVES, POWER_BAR, seeds_for_power, tost
 from studylib.analysis.findings.core import Finding, _named
 from studylib.analysis.findings.verdicts import PART_JOIN, on_extent
 from studylib.outputs import Result
@@ -217,27 +217,33 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
                        alpha: float = 0.05) -> Finding:
     """per_seed: rows (variant, seed, head, auroc, positives) of the ablation runs.
 
-    The variants of one seed share everything but the embeddings, so gains over `random` are
-    paired by seed: a paired t-test says whether they help or hurt, and only a TOST against
-    ±`margin` (with its power at this many seeds) may say they make no difference; otherwise
-    the verdict is "unresolved".
+    The variants of one seed share everything but the embeddings, so gains are paired by seed: planted
+    and trained against `random` (part names "planted", "trained") and, where the run has the `none` arm
+    (one constant vector for everyone: no identity at all), against it ("planted over none", "trained
+    over none"). A paired t-test says whether they help or hurt, and only a TOST against ±`margin` (with
+    its power at this many seeds, and the seeds that power would need) may say they make no difference;
+    otherwise the verdict is "unresolved".
     """
     ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
     med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
     seeds = len(med)
-    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique())}
+    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique()), "margin": margin,
+               "power_bar": POWER_BAR}
     parts, verdicts = [], []
-    for v in [c for c in ("planted", "trained") if c in med and "random" in med]:
-        gain = med[v] - med["random"]
+    contrasts = [(v, "random", v) for v in ("planted", "trained") if v in med and "random" in med]
+    contrasts += [(v, "none", f"{v}_over_none") for v in ("planted", "trained") if v in med and "none" in med]
+    for v, reference, key in contrasts:
+        gain = med[v] - med[reference]
         mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
-        numbers.update({f"{v}_gain": mean, f"{v}_gain_sd": sd, f"{v}_gain_min": float(gain.min()),
-                        f"{v}_gain_max": float(gain.max())})
+        numbers.update({f"{key}_gain": mean, f"{key}_gain_sd": sd, f"{key}_gain_min": float(gain.min()),
+                        f"{key}_gain_max": float(gain.max())})
         se = sd / math.sqrt(seeds) if seeds > 1 else math.nan
         p = (float(2 * t_dist.sf(abs(mean) / se, seeds - 1)) if se > 0 else
              math.nan if seeds < 2 else float(mean == 0))  # identical gains over seeds: no noise to test against
         eq = tost(mean, se, margin, seeds - 1, alpha) if seeds > 1 else {"p": math.nan, "power": math.nan}
-        numbers.update({f"{v}_gain_p": p, f"{v}_tost": eq["p"], f"{v}_power": eq["power"], "margin": margin,
-                        "power_bar": POWER_BAR})
+        needed = seeds_for_power(sd, margin, alpha)
+        numbers.update({f"{key}_gain_p": p, f"{key}_tost": eq["p"], f"{key}_power": eq["power"],
+                        f"{key}_seeds_needed": needed})
         if seeds < 3:
             verdict = "too few seeds"
         elif p < alpha:
@@ -246,13 +252,15 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
             verdict = "no difference"  # within ±margin (numbers: margin)
         else:
             verdict = "unresolved"
-        verdicts.append(f"{v}: {verdict}")
+        verdicts.append(f"{key.replace('_', ' ')}: {verdict}")
         said_verdict = f"no difference (within ±{margin:g})" if verdict == "no difference" else verdict
         said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
                 f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
         if verdict == "unresolved" and eq["power"] < POWER_BAR:
-            said += f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
-        parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over random ones (range over seeds "
+            said += (f", below the {POWER_BAR:g} bar: neither a gain nor its absence is shown"
+                     + (f" ({needed} seeds would reach it at this spread)" if needed else ""))
+        against = "random ones" if reference == "random" else "one constant vector for everyone"
+        parts.append(f"{v} embeddings change the median AUROC by {mean:+.3f} over {against} (range over seeds "
                      f"{gain.min():+.3f} to {gain.max():+.3f}; {said}): {said_verdict}")
     text = (f"Over {seeds} training seeds per variant ({steps} steps each, median over {numbers['heads']} heads with "
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")

@@ -48,7 +48,7 @@ VERDICTS: dict[str, tuple[str, ...]] = {
     "feed_by_budget": ("depends on the feed's size", "no measurable dependence"),
     "distribution_tests": _on_all("a difference", "comparison"),
     "fork_scores": ("differs", "no difference", "unresolved"),
-    "null_split_false_positive_rate": ("anti-conservative", "conservative", "valid", "unresolved"),
+    "null_split_false_positive_rate": ("anti-conservative", "conservative", "consistent with α", "unresolved"),
     "tornado_top_head": HEAD_NAMES + ("unresolved",),
     "seed_replication": ("stable across seeds", "seed-dependent", "unresolved", "one seed"),
     "sobol_kendall_tau": ("agree", "disagree", "unresolved"),
@@ -73,6 +73,17 @@ PARTS: dict[str, tuple[str, ...]] = {
 
 NAMED_PARTS = ("cohort_model_vs_truth", "embedding_ablation")  # verdicts that are only "name: value" parts
 
+# Values renamed since a committed findings file was made: (finding, old value) -> today's value. Findings
+# are read through `renamed` (`core.by_id`), so a reference made by earlier code compares by value.
+RENAMED: dict[tuple[str, str], str] = {
+    ("null_split_false_positive_rate", "valid"): "consistent with α",  # 2026-12-07: exact intervals, plain words
+}
+
+
+def renamed(finding_id: str, verdict: str | None) -> str | None:
+    """`verdict` in today's words (`RENAMED`); unchanged when it was not renamed."""
+    return RENAMED.get((finding_id, verdict), verdict) if verdict is not None else None
+
 
 def check_verdict(finding_id: str, verdict: str | None) -> None:
     """ValueError unless `verdict` is made of `finding_id`'s declared values; findings this module
@@ -95,4 +106,5 @@ def check_verdict(finding_id: str, verdict: str | None) -> None:
             raise ValueError(f"finding {finding_id}: verdict part {value!r} is not one of {PARTS.get(finding_id, ())}")
 
 
-__all__ = ["HEAD_NAMES", "NAMED_PARTS", "PARTS", "PART_JOIN", "VERDICTS", "check_verdict", "extent", "on_extent"]
+__all__ = ["HEAD_NAMES", "NAMED_PARTS", "PARTS", "PART_JOIN", "RENAMED", "VERDICTS", "check_verdict", "extent", "on_extent",
+           "renamed"]

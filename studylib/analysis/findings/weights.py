@@ -385,3 +385,33 @@ def equal_contribution_claim(published_rates: dict, world_rates: dict, points: p
                  f"{gain_vs_base['difference']:+.3g} per request ({_ci(gain_vs_base['low'], gain_vs_base['high'], '+.3g')}).")
     verdict = "roughly equal" if p["max_over_min"] <= 2 else "far from equal"
     return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, Result.CONTRIBUTIONS)
+
+
+def max_rule_reading(n: dict, linear_name: str, base_name: str) -> str:
+    """The sentence chapter 5 says about reading March 2023's max rule linearly, from
+    `weight_search.max_rule_effect`'s numbers: the rankings' agreement, what the published rule would
+    change, and (where the linear reading loses to the base weights) the share of that loss it explains."""
+    k = n["k"]
+    said = (f"The `{linear_name}` preset reads March's rule ({n['factor']:g} × the larger of the two good-click "
+            f"predictions) as {n['factor']:g} × good_click alone. Ranked by the model's probabilities, the published "
+            f"rule and that reading share {100 * n['overlap']:.1f} % of each top {k} "
+            f"({_ci(100 * n['overlap_low'], 100 * n['overlap_high'], '.1f')}, {n['requests']:,} requests). ")
+    gain = f"{n['rule_gain']:+.3g} per request ({_ci(n['rule_gain_low'], n['rule_gain_high'], '+.3g')})"
+    if not excludes_zero(n["rule_gain_low"], n["rule_gain_high"]):
+        said += (f"The rule's top {k} carries a true value no different from the reading's: {gain}, an interval "
+                 f"that holds 0, so the approximation is not shown to matter here.")
+    else:
+        said += (f"The rule's top {k} carries {'more' if n['rule_gain'] > 0 else 'less'} true value than the "
+                 f"reading's: {gain}.")
+    if n["linear_loss"] > 0 and excludes_zero(n["linear_loss_low"], n["linear_loss_high"]):
+        said += (f" Against `{base_name}`, the reading loses {n['linear_loss']:.3g} per request "
+                 f"({_ci(n['linear_loss_low'], n['linear_loss_high'], '.3g')}); the published rule would win back "
+                 f"{100 * n['share_recovered']:.0f} % of that loss "
+                 f"({_ci(100 * n['share_recovered_low'], 100 * n['share_recovered_high'], '.0f')})")
+        if n["share_recovered_high"] < 1:
+            said += f", so the rest of March's gap to `{base_name}` comes from its other weights."
+        elif n["share_recovered_low"] > 0:
+            said += f", an interval that reaches 100 %: the linear reading may explain all of March's gap to `{base_name}`."
+        else:
+            said += ", an interval too wide to say how much of the gap the reading explains."
+    return said
