@@ -248,7 +248,7 @@ def test_regret_presets_sobol_and_quality_findings():
                         for s, order in (("model", (0.9, 0.05)), ("oracle", (0.05, 0.9)))
                         for i, st in zip(("a", "b"), order)])
     s = findings.sobol_summary(sob, "utility", "utility", 64)
-    assert s.verdict == "disagree" and s.numbers["model_clear_inputs"] == 1 and "0.90 ± 0.10" in s.text
+    assert s.verdict == "model and oracle disagree" and s.numbers["model_clear_inputs"] == 1 and "0.90 ± 0.10" in s.text
     metrics = pd.DataFrame({"head": ["a", "b"], "positives": [400, 3], "evaluable": [True, False],
                             "auroc": [0.7, 0.2], "auroc_low": [0.65, 0.0], "auroc_high": [0.75, 0.6],
                             "auroc_gap": [0.05, 0.5], "auroc_gap_low": [0.02, -0.1], "auroc_gap_high": [0.08, 0.9]})

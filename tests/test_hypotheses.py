@@ -158,7 +158,7 @@ def test_sobol_agreement_needs_each_leader_clear_of_its_runner_up():
     overlapping = findings.sobol_summary(sob(0.52, 0.52, 0.2), "utility", "utility", 64)
     assert overlapping.verdict == "unresolved" and not overlapping.numbers["model_top_separated"]
     clear = findings.sobol_summary(sob(0.9, 0.9, 0.05), "utility", "utility", 64)
-    assert clear.verdict == "agree" and "clear of the runner-up" in clear.text
+    assert clear.verdict == "model and oracle agree" and "clear of the runner-up" in clear.text
 
 
 def test_the_docs_list_every_hypothesis_of_the_family_with_its_finding():

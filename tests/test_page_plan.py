@@ -51,7 +51,7 @@ def test_tests_p_values_are_used_where_a_finding_has_them_and_threshold_rules_sa
                           "difference_low": [-0.1], "difference_high": [1.3], "welch_p": [0.004], "mwu_p": [0.2],
                           "ks_p": [0.3], "welch_p_holm": [0.012], "mwu_p_holm": [0.4], "ks_p_holm": [0.4]})
     dist = findings.distribution_tests(tests, 0.05)
-    rule = findings.Finding("score_shares", "03_score", "", {"top_share": 0.6}, "dominated")
+    rule = findings.Finding("score_shares", "03_score", "", {"top_share": 0.6}, "one head dominates")
     page = [dataclass_dict(dist), dataclass_dict(rule)]
     planned = findings.page_plan(page)
     assert [d["how"] for d in planned["distribution_tests"]["decisions"]] == ["from its test"] * 3

@@ -21,7 +21,7 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
     numbers = {"top_head": top["head"], "top_share": float(top["mean_share"]), "top3_share": top3,
                "smallest_head": low["head"], "smallest_share": float(low["mean_share"]), "heads": len(shares)}
     even = 1.0 / len(shares)
-    verdict = "dominated" if top["mean_share"] > 2 * even else "balanced"
+    verdict = "one head dominates" if top["mean_share"] > 2 * even else "no head dominates"
     text = (f"With the `{weights}` weights {top['head']} makes up {100 * top['mean_share']:.0f} % of a candidate's "
             f"score on average and the three largest heads {100 * top3:.0f} %, against {100 * even:.0f} % per head for "
             f"an equal mix; the smallest contributor is {low['head']} ({100 * low['mean_share']:.1f} %). These shares "

@@ -41,7 +41,7 @@ VERDICTS: dict[str, tuple[str, ...]] = {
                         "positional worse than by-name", "no clear difference"),
     "positional_heads": _on_all("below chance", "evaluable head"),
     "downsampling_calibration": ("calibration off", "calibration survives", "unresolved"),
-    "score_shares": ("dominated", "balanced"),
+    "score_shares": ("one head dominates", "no head dominates"),
     "model_vs_oracle_regret": ("captures most", "captures some", "no better than random", "above popularity",
                                "below popularity", "unresolved against popularity"),
     "regret_decomposition": ("shift dominates", "model error dominates", "shift and error both matter"),
@@ -51,8 +51,8 @@ VERDICTS: dict[str, tuple[str, ...]] = {
     "null_split_false_positive_rate": ("anti-conservative", "conservative", "consistent with α", "unresolved"),
     "tornado_top_head": HEAD_NAMES + ("unresolved",),
     "seed_replication": ("stable across seeds", "seed-dependent", "unresolved", "one seed"),
-    "sobol_kendall_tau": ("agree", "disagree", "unresolved"),
-    "sobol_utility": ("agree", "disagree", "unresolved"),
+    "sobol_kendall_tau": ("model and oracle agree", "model and oracle disagree", "unresolved"),
+    "sobol_utility": ("model and oracle agree", "model and oracle disagree", "unresolved"),
     "presets_paired": ("clear differences", "no clear difference"),
     "optimal_weights_gain": ("better weights exist", "fitted weights worse", "base weights not beaten"),
     "frontier_distance": ("off the model's frontier", "on the model's frontier"),
@@ -77,6 +77,10 @@ NAMED_PARTS = ("cohort_model_vs_truth", "embedding_ablation")  # verdicts that a
 # are read through `renamed` (`core.by_id`), so a reference made by earlier code compares by value.
 RENAMED: dict[tuple[str, str], str] = {
     ("null_split_false_positive_rate", "valid"): "consistent with α",  # 2026-12-07: exact intervals, plain words
+    ("score_shares", "dominated"): "one head dominates",  # 2026-12-07: verdicts that read alone
+    ("score_shares", "balanced"): "no head dominates",
+    **{(sobol, old): f"model and oracle {old}" for sobol in ("sobol_kendall_tau", "sobol_utility")
+       for old in ("agree", "disagree")},
 }
 
 

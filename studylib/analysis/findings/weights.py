@@ -180,11 +180,11 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
                      f"whose interval excludes zero and that reaches {min_st:g} of the variance")
     same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
     separated = numbers.get("model_top_separated", False) and numbers.get("oracle_top_separated", False)
-    verdict = ("agree" if same else "disagree") if separated else "unresolved"
+    verdict = ("model and oracle agree" if same else "model and oracle disagree") if separated else "unresolved"
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
-            + {"agree": "The model and the oracle agree on the most influential weight, each leader's interval clear of "
+            + {"model and oracle agree": "The model and the oracle agree on the most influential weight, each leader's interval clear of "
                         "the runner-up's, so which weight matters most is not an artefact of the model's errors.",
-               "disagree": "The model and the oracle disagree on the most influential weight, each leader's interval "
+               "model and oracle disagree": "The model and the oracle disagree on the most influential weight, each leader's interval "
                            "clear of the runner-up's: part of what the weights seem to do on the model comes from its errors.",
                "unresolved": "On " + ("both" if not (numbers.get("model_top_separated") or numbers.get("oracle_top_separated"))
                                       else "one") + " of the two the leader's interval overlaps the runner-up's, so which "
