@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from studylib.data.embeddings import EMBEDDING_VARIANTS
+
 # Measured 2026-12-07 on 2 AMD EPYC cores without bf16 instructions (fp32), nothing else running:
 # the quick study from a fresh clone (chapter times) and again with everything cached (reuse times);
 # `matmul_rate("fp32")` there; the ranker's fp32 training throughput at batch 128 with its evaluation.
@@ -79,7 +81,7 @@ def work(chapter: str, p: dict) -> Work:
         return Work(train_examples=steps * batch, forward_examples=validations + evaluations,
                     generated=2 * p["fork_examples"], saved_runs=runs + 3)
     if chapter == "02b_twhin_ablation":
-        runs = 3 * p["ablation_seeds"]
+        runs = len(EMBEDDING_VARIANTS) * p["ablation_seeds"]
         return Work(train_examples=runs * p["ablation_steps"] * batch, forward_examples=runs * p["eval_examples"],
                     generated=2 * p["eval_examples"])
     if chapter == "03_score":

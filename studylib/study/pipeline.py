@@ -320,13 +320,24 @@ def _say_plan(say, profile: str, params: dict, stems: list[str], kinds: list[str
 
 
 def _say_progress(say, started: float, expected: list[float], i: int, kinds: list[str]) -> None:
-    """The whole study's progress after chapter i, with the time left scaled by how the estimate has held so far."""
+    """The whole study's progress after chapter i, with the time left scaled by how the estimate has held
+    so far, trusted in proportion to the share of the estimated work done (half a minute over on a cached
+    first chapter says little about three hours of training)."""
     elapsed = time.perf_counter() - started
-    done = sum(expected[:i + 1])
-    left = sum(expected[i + 1:]) * (min(3.0, max(0.33, elapsed / done)) if done > 0 else 1.0)
+    done, remaining = sum(expected[:i + 1]), sum(expected[i + 1:])
+    left = remaining * progress_scale(elapsed, done, remaining)
     chapters = sum(k != "kept" for k in kinds)
     finished = sum(k != "kept" for k in kinds[:i + 1])
     say(f"[study] {finished}/{chapters} chapters in {estimate.minutes(elapsed)}; about {estimate.minutes(left)} left")
+
+
+def progress_scale(elapsed: float, done: float, remaining: float) -> float:
+    """The factor on the estimated time left: how the estimate held so far (elapsed / done, kept within
+    ⅓–3×), weighted by the share of the estimated work already done."""
+    if done <= 0:
+        return 1.0
+    ratio = min(3.0, max(0.33, elapsed / done))
+    return 1.0 + (ratio - 1.0) * done / (done + remaining)
 
 
 def _say_summary(say, workdir: Path, profile: str, index: Path, seconds: float, rescore: bool) -> None:
