@@ -751,3 +751,21 @@ def test_stopping_needs_validation_and_counts_are_checked(planted, tmp_path):
     with pytest.raises(StudyError, match="--val-every and --stop-patience must be >= 0"):
         _train(planted, tmp_path / "b", 5, val_every=-1)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_every_variant_of_the_twhin_variants_benchmark_is_a_valid_config(tmp_path):
+    """benchmarks/twhin_variants.py changes the study's configuration one thing at a time; each change
+    must still be a configuration the strict schema accepts, so the table can be re-made."""
+    import importlib.util
+
+    from studylib.twhin.config import load_twhin_config
+
+    spec = importlib.util.spec_from_file_location("twhin_variants", REPO / "benchmarks" / "twhin_variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    seen = set()
+    for name in variants.VARIANTS:
+        cfg = load_twhin_config(variants.variant_config(name, tmp_path))
+        seen.add((cfg.dim, cfg.model.node_bias, cfg.train_data.uniform_negatives, cfg.train_data.in_batch_negatives,
+                  cfg.tables[0].optimizer.lr))
+    assert len(seen) == len(variants.VARIANTS)  # each variant changes something
