@@ -89,7 +89,8 @@ def test_the_plan_is_written_into_findings_json_and_shown_on_the_findings_page(t
     chapters = [tmp_path / "03_score.ipynb"]
     chapters[0].write_text('{"metadata": {"studylib": {"title": "Scoring"}}}')
     page = report.findings_markdown(tmp_path, "quick", chapters)
-    assert "Primary hypotheses" in page and "- `model_beats_popularity` (finding `model_vs_oracle_regret`): H0:" in page
+    assert "Primary hypotheses" in page and "- *The model beats the popularity oracle* — H0:" in page
+    assert "hypothesis <code>model_beats_popularity</code> of finding <code>model_vs_oracle_regret</code>" in page
     assert "**Model vs oracle regret** (a primary question)" in page and "Page-wide: holds" in page
     assert "<code>model_vs_oracle_regret</code> (primary endpoint)" in page  # the id, folded under the finding
 

@@ -353,8 +353,11 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
         decision = ("**not tested** (its numbers are missing)" if h["p"] is None else "**rejected**" if h["rejected"]
                     else "**not rejected** (inside the margin, but a relation's point estimate is below popularity)"
                     if h.get("all_estimates_at_least_zero") is False and h["p_adjusted"] < alpha else "**not rejected**")
-        lines.append(f"- `{h['name']}` (finding `{h['finding']}`): {h['statement']}. {estimate}one-sided p "
-                     f"{p(h['p'])}, {PAGE_ADJUSTMENT}-adjusted {p(h['p_adjusted'])}: {decision}.")
+        claim = f"*{h['claim'][:1].upper()}{h['claim'][1:]}* — " if h.get("claim") else ""
+        lines += [f"- {claim}{h['statement']}. {estimate}one-sided p {p(h['p'])}, {PAGE_ADJUSTMENT}-adjusted "
+                  f"{p(h['p_adjusted'])}: {decision}.", "",
+                  f"  <details><summary>ids</summary>hypothesis <code>{escape(h['name'])}</code> of finding "
+                  f"<code>{escape(h['finding'])}</code></details>", ""]
     lines += ["", f"**Secondary decisions**: every other test, interval and equivalence test (TOST) the findings "
               f"rest on, {n} in all, under {SECONDARY_ADJUSTMENT} (a decision's p-value is its test's, or, where "
               "the finding reports a 95 % interval, the two-sided p of a difference from zero under the normal "
