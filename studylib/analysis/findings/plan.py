@@ -182,11 +182,11 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
         value = outside.get((finding_id, key))
         return "" if value is None else (f" [the converged study's value, {scale * value:{fmt}}, lies outside "
                                          f"this interval]")
-    answers = []
+    said: dict[str, str] = {}  # one answer per question, put in the abstract's order below
     world = found.get("personal_signal")
     if world is not None:
         n = world["numbers"]
-        answers.append(f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
+        said["world"] = (f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
                        f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}"
                        f"{mark('personal_signal', 'personal_share', 100, '.0f')}) of what ranking a "
                        f"top {n['k']} is worth needs knowing the user: the rest a ranking by each tweet's average "
@@ -211,11 +211,11 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
             sentence += (f"; against the popularity oracle it gains {n['model_minus_popularity']:+.3g} per request "
                          f"({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
                          f"{100 * n['popularity_gain_share']:.0f} % of the oracle's gain over popularity")
-        answers.append(sentence + f"{_page_wide(reg)}.")
+        said["ranker"] = (sentence + f"{_page_wide(reg)}.")
     pos = found.get("positional_feed")
     if pos is not None and _is_number(pos["numbers"].get("positional_minus_by_name_utility")):
         n = pos["numbers"]
-        answers.append(f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
+        said["positional"] = (f"Paired with its labels by position, as the published configuration does, the ranker's top of the "
                        f"feed changes in true value by {n['positional_minus_by_name_utility']:+.3g} per request against "
                        f"pairing them by name ({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')}"
                        f"{mark('positional_feed', 'positional_minus_by_name_utility', 1, '+.3g')})"
@@ -226,26 +226,26 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
         if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison, as the page adjusts it
             above = [r for r in n["trained_above_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
             below = [r for r in n["trained_below_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
-            answers.append(f"TwHIN's trained embeddings rank held-out engagements they have not seen in training better "
+            said["twhin"] = (f"TwHIN's trained embeddings rank held-out engagements they have not seen in training better "
                            f"than popularity on {_named(above)} "
                            f"and worse on {_named(below)} of {n['relations']}, by the paired 95 % intervals of the MRR "
                            f"difference over users, after the page's {SECONDARY_ADJUSTMENT} adjustment.")
         if "node_bias_behind_popularity" in n:  # the variant that can carry each relation's own popularity
             ahead = [r for r in n["node_bias_ahead_of_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
             behind = [r for r in n["node_bias_behind_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
-            answers.append(f"With a learned bias per entity and relation, started at popularity, they are better on "
+            said["twhin_bias"] = (f"With a learned bias per entity and relation, started at popularity, they are better on "
                            f"{_named(ahead)} and worse on {_named(behind)}{_page_wide(rel)}.")
     shift = found.get("regret_decomposition")
     if shift is not None and _is_number(shift["numbers"].get("shift_share")):
         n = shift["numbers"]
-        answers.append(f"Of the feed's regret on a set drawn unlike the training data, the shift itself accounts for "
+        said["shift"] = (f"Of the feed's regret on a set drawn unlike the training data, the shift itself accounts for "
                        f"{round(100 * n['shift_share']) or 0:.0f} % ({_ci(100 * n['shift_share_low'], 100 * n['shift_share_high'], '.0f')}"
                        f"{mark('regret_decomposition', 'shift_share', 100, '.0f')}), "
                        f"the model's errors for the rest{_page_wide(shift)}.")
     best = found.get("optimal_weights_gain")
     if best is not None and _is_number(best["numbers"].get("model_gain")):
         n = best["numbers"]
-        answers.append(f"Weights searched for this model on half of the users change the true value of the top "
+        said["weights"] = (f"Weights searched for this model on half of the users change the true value of the top "
                        f"{n['k']} on the other half by {n['model_gain']:+.3g} per request "
                        f"({_ci(n['model_gain_low'], n['model_gain_high'], '+.3g')}"
                        f"{mark('optimal_weights_gain', 'model_gain', 1, '+.3g')}) against the `{n['base']}` "
@@ -253,11 +253,14 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
     ablation = found.get("embedding_ablation")
     if ablation is not None and _is_number(ablation["numbers"].get("trained_gain")):
         n = ablation["numbers"]
-        answers.append(f"Fed to the ranker instead of random vectors, TwHIN's trained embeddings change its median "
+        said["ablation"] = (f"Fed to the ranker instead of random vectors, TwHIN's trained embeddings change its median "
                        f"AUROC by {n['trained_gain']:+.3f} ({n['seeds']} seed{'s' if n['seeds'] != 1 else ''} of "
                        f"{n['steps']} steps){_page_wide(ablation)}.")
     told = {"personal_signal", "model_vs_oracle_regret", "positional_feed", "twhin_link_prediction",
             "regret_decomposition", "optimal_weights_gain", "embedding_ablation"}
+    # What the Heavy Ranker learns and what the weights do first; the world they hold in, then the rest.
+    answers = [said[k] for k in ("ranker", "weights", "world", "positional", "shift", "twhin", "twhin_bias", "ablation")
+               if k in said]
     answers += [_endpoint_sentence(found[i]) for i in PRIMARY_ENDPOINTS if i in found and i not in told]
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
     candidates = get("candidates", 50)
