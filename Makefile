@@ -30,8 +30,11 @@ $(STAMP): $(PINS)
 	@touch $@
 	@echo "set-up done: $(VENV) ($(DEVICE))"
 
+# The suite runs in one process per core (at most 4), each with its share of torch's threads;
+# TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= auto
 test: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The report test renders pages in headless Chromium (Debian's package): root installs it,
 # another user through passwordless sudo, or is told the one command to run.

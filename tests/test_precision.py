@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import small_params
 
 from studylib import runtime
 from studylib.ranker.bf16 import Bf16WorkingCopies
@@ -13,6 +14,7 @@ from studylib.ranker.config import STUDY_CONFIG, load_config
 from studylib.errors import StudyError
 from studylib.ranker.model import HeavyRanker
 from studylib.ranker.scoring import score_run
+from studylib.data.generate import generate
 from studylib.data.reader import Reader, open_dataset
 from studylib.ranker.runs import load_checkpoint, load_run, predict
 from studylib.ranker.train import TrainArgs, build_optimizer, make_train_step, multitask_loss, set_learning_rates, train
@@ -42,18 +44,21 @@ def test_autocast_is_bf16_only_when_asked():
         assert (x @ w).dtype == torch.float32
 
 
-def _run(data, out, precision, steps=6, keep_checkpoint=False):
-    return train(TrainArgs(data=str(data), eval_data=str(data), out=str(out), config=STUDY, steps=steps,
+def _run(data, out, precision, steps, eval_data, keep_checkpoint=False):
+    return train(TrainArgs(data=str(data), eval_data=str(eval_data), out=str(out), config=STUDY, steps=steps,
                            batch_size=64, precision=precision, checkpoint_every=100, progress=False,
                            keep_checkpoint=keep_checkpoint))
 
 
 def test_bf16_training_keeps_fp32_weights_is_deterministic_and_recorded(small_data, tmp_path):
-    # two steps: on a CPU without bf16 instructions each bf16 backward pass is emulated (about 10 s at
-    # batch 64 on the 2-core AMD EPYC CI machine, against under 1 s in fp32)
-    first = _run(small_data, tmp_path / "a", "bf16", steps=2, keep_checkpoint=True)
-    again = _run(small_data, tmp_path / "b", "bf16", steps=2)
-    fp32 = _run(small_data, tmp_path / "c", "fp32", steps=2)
+    # Two steps, and 500 examples to evaluate and score: on a CPU without bf16 instructions every bf16
+    # matrix product is emulated (a backward pass at batch 64 takes about 10 s on the 2-core AMD EPYC
+    # CI machine, against under 1 s in fp32).
+    few = tmp_path / "few"
+    generate(small_params(examples=500), few, progress=False)  # the same world as small_data
+    first = _run(small_data, tmp_path / "a", "bf16", 2, few, keep_checkpoint=True)
+    again = _run(small_data, tmp_path / "b", "bf16", 2, few)
+    fp32 = _run(small_data, tmp_path / "c", "fp32", 2, few)
     assert json.loads((tmp_path / "a" / "run.json").read_text())["precision"] == "bf16"
     assert json.loads((tmp_path / "a" / "run.json").read_text())["precision_reason"] == "bf16: asked for (--precision bf16)"
     assert json.loads((tmp_path / "c" / "run.json").read_text())["precision"] == "fp32"
@@ -72,9 +77,9 @@ def test_bf16_training_keeps_fp32_weights_is_deterministic_and_recorded(small_da
     masters = HeavyRanker(cfg.model)
     load_checkpoint(tmp_path / "a" / "checkpoint.pt", masters, cfg)
     masters.eval()
-    reader = lambda: Reader(open_dataset(small_data), 256, shuffle=False)  # noqa: E731
+    reader = lambda: Reader(open_dataset(few), 256, shuffle=False)  # noqa: E731
     assert torch.equal(predict(model, reader(), rt)["probabilities"], predict(masters, reader(), rt)["probabilities"])
-    table = score_run(str(tmp_path / "a"), str(small_data), ["april_2023"], str(tmp_path / "s.parquet"),
+    table = score_run(str(tmp_path / "a"), str(few), ["april_2023"], str(tmp_path / "s.parquet"),
                       progress=False, precision="bf16")
     assert table.column("prob.favorited").type == "float"
 
