@@ -101,3 +101,23 @@ def test_headlines_state_the_model_over_training_seeds_where_the_findings_have_t
     line = headlines.headlines(found)[1]
     assert "is not distinguishable from the popularity oracle's: +2 in" in line
     assert "mean over 3 training seeds, interval over seeds and users; indicative with so few seeds" in line
+
+
+def test_where_to_change_names_files_that_exist_and_symbols_defined_in_them():
+    """docs/architecture.md's "where to change" table: each row's files exist (paths under studylib/
+    unless they start at the repository), and each name in code font is defined in one of them."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| (?!to change|---)(.+?) \| (.+) \|$", text.split("Where to change one behaviour")[1],
+                      re.MULTILINE)
+    assert len(rows) >= 15
+    for what, edit in rows:
+        names = re.findall(r"`([^`]+)`", edit)
+        paths = [n for n in names if "/" in n or n.endswith(".py")]
+        files = [f for p in paths for f in sorted((REPO if p.split("/")[0] in ("studylib", "notebooks") else
+                                                   REPO / "studylib").glob(p.replace("<profile>", "*")))]
+        assert files and len(files) >= len(paths), (what, paths)
+        for name in names:
+            if name in paths or " " in name or name.startswith("@"):
+                continue  # a command or the decorator's name, not a symbol
+            symbol = name.removesuffix("*")
+            assert any(re.search(rf"\b{re.escape(symbol)}", f.read_text()) for f in files if f.is_file()), (what, name)

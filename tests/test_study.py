@@ -440,6 +440,21 @@ def test_every_verdict_of_the_tiny_study_is_a_declared_value(tiny_study):
         assert not re.search(r"\d", f["verdict"] or ""), f"{f['id']}: a count in its verdict: {f['verdict']}"
 
 
+def test_every_verdict_of_the_tiny_study_is_its_rule_applied_to_the_stored_numbers(tiny_study):
+    """A finding is numbers, then a verdict decided from them by one rule, then the sentence: every
+    declared finding has its rule, and each rule, given only the numbers findings.json stores, gives
+    the verdict the chapter wrote."""
+    from studylib.analysis.findings.verdicts import PARTS, RULES, VERDICTS
+    from studylib.outputs import FINDINGS
+
+    assert {i for i, values in VERDICTS.items() if values} | set(PARTS) == set(RULES)
+    work, _ = tiny_study
+    found = json.loads((work / "_build" / "results" / "tiny" / FINDINGS).read_text())
+    for f in found:
+        if f["id"] in RULES:
+            assert RULES[f["id"]](f["numbers"]) == f["verdict"], f["id"]
+
+
 def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path, monkeypatch):
     work, _ = tiny_study
     state_file = work / "_build" / "executed" / "tiny" / "state.json"

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from studylib.analysis.findings.verdicts import on_extent
+from studylib.analysis.findings.verdicts import number, on_extent, rule
 from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, _ci, excludes_zero
 from studylib.outputs import Result
 from studylib.stats import absence_verdict, tost_from_interval
@@ -17,6 +17,18 @@ def _exact_interval(rate: float, splits: int) -> tuple[float, float]:
     """The Clopper–Pearson 95 % interval of a rejection rate observed over `splits` null splits."""
     ci = scipy_stats.binomtest(int(round(rate * splits)), splits).proportion_ci(0.95, method="exact")
     return float(ci.low), float(ci.high)
+
+
+@rule("null_split_false_positive_rate")
+def null_split_false_positive_rate_verdict(n: dict) -> str:
+    """Each test's exact interval against α: above it, below it, or all inside the valid window."""
+    alpha, lo, hi = n["alpha"], n["valid_from"], n["valid_to"]
+    bounds = [(number(n, f"{k}_rate_low"), number(n, f"{k}_rate_high")) for k in ("welch", "mwu", "ks")]
+    if any(low > alpha for low, _ in bounds):
+        return "anti-conservative"
+    if any(high < alpha for _, high in bounds):
+        return "conservative"
+    return "consistent with α" if all(lo <= low and high <= hi for low, high in bounds) else "unresolved"
 
 
 def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", unit: str = "user") -> Finding:
@@ -36,19 +48,15 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", 
     bounds = {k: _exact_interval(v, n) for k, v in study_rates.items()}
     numbers.update({f"{k}_rate_{side}": b[i] for k, b in bounds.items() for i, side in enumerate(("low", "high"))},
                    valid_from=lo, valid_to=hi)
-    if any(b[0] > alpha for b in bounds.values()):
-        verdict, said = "anti-conservative", ("At least one test rejects more often than stated (its exact interval "
-                                              "over the splits lies above α); its p-values below overstate the evidence.")
-    elif any(b[1] < alpha for b in bounds.values()):
-        verdict, said = "conservative", ("At least one test rejects less often than stated (its exact interval over "
-                                         "the splits lies below α): its p-values are conservative, and real differences "
-                                         "may be missed.")
-    elif all(lo <= b[0] and b[1] <= hi for b in bounds.values()):
-        verdict, said = "consistent with α", (f"The tests hold their stated false-positive rate: every rate's exact "
-                                              f"interval lies within {100 * lo:g}–{100 * hi:g} %.")
-    else:
-        verdict, said = "unresolved", (f"No rate is shown off α, but not every rate's exact interval lies within "
-                                       f"{100 * lo:g}–{100 * hi:g} %: more splits are needed to call the tests valid.")
+    verdict = null_split_false_positive_rate_verdict(numbers)
+    said = {"anti-conservative": ("At least one test rejects more often than stated (its exact interval over the "
+                                  "splits lies above α); its p-values below overstate the evidence."),
+            "conservative": ("At least one test rejects less often than stated (its exact interval over the splits "
+                             "lies below α): its p-values are conservative, and real differences may be missed."),
+            "consistent with α": (f"The tests hold their stated false-positive rate: every rate's exact interval lies "
+                                  f"within {100 * lo:g}–{100 * hi:g} %."),
+            "unresolved": (f"No rate is shown off α, but not every rate's exact interval lies within "
+                           f"{100 * lo:g}–{100 * hi:g} %: more splits are needed to call the tests valid.")}[verdict]
     text = (f"Candidates of one {split} are correlated (intraclass correlation {icc['icc']:.2f}, design effect "
             f"{icc['design_effect']:.1f} at {icc['mean_cluster_size']:.0f} candidates per {split}). On "
             f"{rates['splits']} random {split}-level splits of one data set (no real difference), the chapter's tests "
@@ -83,13 +91,24 @@ def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
             + (f"No test rejects for: {'; '.join(kept)}." if kept else "")
             + (f" A user found in both groups of a comparison (at most {shared} in one) counts on one side only, "
                "chosen at random, so the groups' users are disjoint as the tests assume." if shared else ""))
-    return Finding("distribution_tests", "04_distributions", text, numbers,
-                   "a difference " + on_extent(len(rejected), len(tests), "comparison"), Result.TESTS)
+    return Finding("distribution_tests", "04_distributions", text, numbers, distribution_tests_verdict(numbers),
+                   Result.TESTS)
+
+
+@rule("distribution_tests")
+def distribution_tests_verdict(n: dict) -> str:
+    return "a difference " + on_extent(n["rejected"], n["comparisons"], "comparison")
 
 
 # The smallest difference in mean score per user that matters when a model trained on random labels is
 # compared across data sets: a tenth of the real model's score spread (a shift that moves no ranking).
 FORK_MARGIN = 0.1
+
+
+@rule("fork_scores")
+def fork_scores_verdict(n: dict) -> str:
+    differs = excludes_zero(number(n, "difference_low"), number(n, "difference_high"))
+    return absence_verdict(differs, {"p": number(n, "equivalence_tost")}, n["alpha"])
 
 
 def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha: float) -> Finding:
@@ -100,11 +119,11 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
                "std_ratio": float(fork_std / real_std) if real_std > 0 else math.nan,
                "difference": float(test["difference"]), "difference_low": float(test["difference_low"]),
                "difference_high": float(test["difference_high"]), "welch_p": float(test["welch_p"])}
-    differs = excludes_zero(test["difference_low"], test["difference_high"])
     margin = FORK_MARGIN * real_std
     eq = tost_from_interval(numbers["difference"], numbers["difference_low"], numbers["difference_high"], margin, alpha)
-    numbers.update({"margin": float(margin), "equivalence_tost": eq["p"], "equivalence_power": eq["power"]})
-    verdict = absence_verdict(differs, eq, alpha)
+    numbers.update({"margin": float(margin), "equivalence_tost": eq["p"], "equivalence_power": eq["power"],
+                    "alpha": alpha})
+    verdict = fork_scores_verdict(numbers)
     said = {"differs": ": a difference, but one that comes from the features the model fitted to noise, not from user "
                        "behaviour.",
             "no difference": (f": no difference, shown by an equivalence test within ±{margin:.3g} (a tenth of the real "

@@ -8,10 +8,15 @@ import numpy as np
 import pandas as pd
 
 from studylib.stats import tost_from_interval
-from studylib.analysis.findings.verdicts import PART_JOIN
+from studylib.analysis.findings.verdicts import PART_JOIN, number, rule
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.analysis.ranking import personal_share
 from studylib.outputs import Result
+
+
+@rule("score_shares")
+def score_shares_verdict(n: dict) -> str:
+    return "one head dominates" if number(n, "top_share") > 2 * (1.0 / n["heads"]) else "no head dominates"
 
 
 def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
@@ -21,12 +26,25 @@ def score_shares(shares: pd.DataFrame, weights: str) -> Finding:
     numbers = {"top_head": top["head"], "top_share": float(top["mean_share"]), "top3_share": top3,
                "smallest_head": low["head"], "smallest_share": float(low["mean_share"]), "heads": len(shares)}
     even = 1.0 / len(shares)
-    verdict = "one head dominates" if top["mean_share"] > 2 * even else "no head dominates"
+    verdict = score_shares_verdict(numbers)
     text = (f"With the `{weights}` weights {top['head']} makes up {100 * top['mean_share']:.0f} % of a candidate's "
             f"score on average and the three largest heads {100 * top3:.0f} %, against {100 * even:.0f} % per head for "
             f"an equal mix; the smallest contributor is {low['head']} ({100 * low['mean_share']:.1f} %). These shares "
             "are measured at the study's scaled base rates (`rate_scale`).")
     return Finding("score_shares", "03_score", text, numbers, verdict, Result.SHARES)
+
+
+@rule("model_vs_oracle_regret")
+def model_vs_oracle_regret_verdict(n: dict) -> str:
+    """Beside popularity where the run has it (the paired difference, else the share of the oracle's
+    gain over popularity), else the share of the oracle's gain over a random order."""
+    for stem in ("model_minus_popularity", "popularity_gain_share"):
+        if f"{stem}_low" in n:
+            low, high = number(n, f"{stem}_low"), number(n, f"{stem}_high")
+            return ("above popularity" if low > 0 else "below popularity" if high < 0
+                    else "unresolved against popularity")
+    share = number(n, "gain_share")
+    return "captures most" if share >= 0.5 else "captures some" if share > 0 else "no better than random"
 
 
 def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: pd.DataFrame | None = None,
@@ -48,7 +66,6 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
                "gain_share_high": float(row("oracle_gain_share")["high"]),
                "kendall_tau_oracle": float(row("kendall_tau_oracle")["mean"]), f"ndcg@{k}": float(row(f"ndcg@{k}")["mean"])}
     share = numbers["gain_share"]
-    verdict = "captures most" if share >= 0.5 else "captures some" if share > 0 else "no better than random"
     text = (f"Ranked by the model with the `{weights}` weights, the top {k} of a request carries a true weighted value "
             f"of {numbers['model_utility']:.3g} per request, against {numbers['oracle_utility']:.3g} for the oracle "
             f"(ranking by the true probabilities) and {numbers['random_utility']:.3g} for a random order: a regret of "
@@ -57,8 +74,7 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
             f"the oracle gains over a random order; Kendall's τ with the oracle's order "
             f"{numbers['kendall_tau_oracle']:.2f}, NDCG@{k} {numbers[f'ndcg@{k}']:.2f}.")
     if ("popularity", "utility") in m.index:
-        verdict, popularity_text = _beside_popularity(m, numbers, vs_popularity, k)
-        text += popularity_text
+        text += _beside_popularity(m, numbers, vs_popularity, k)
     if seeds is not None and len(seeds) and int(seeds["seeds"].iloc[0]) > 1:
         by = seeds.set_index("metric")
         r, g = by.loc["regret"], by.loc["oracle_gain_share"]
@@ -87,11 +103,12 @@ def model_vs_oracle_regret(summary: pd.DataFrame, weights: str, k: int, seeds: p
                  f"the seeds and the users (two-stage bootstrap): " + "; ".join(said)
                  + (" — indicative: so few seeds make the seed draw coarse." if numbers["seed_user_indicative"] else ".")
                  + " These are the study's primary numbers for this question.")
-    return Finding("model_vs_oracle_regret", "03_score", text, numbers, verdict, Result.FEED)
+    return Finding("model_vs_oracle_regret", "03_score", text, numbers, model_vs_oracle_regret_verdict(numbers),
+                   Result.FEED)
 
 
-def _beside_popularity(m: pd.DataFrame, numbers: dict, paired: pd.DataFrame | None, k: int) -> tuple[str, str]:
-    """The model against the rankings that ignore the user: numbers added in place; (verdict, text)."""
+def _beside_popularity(m: pd.DataFrame, numbers: dict, paired: pd.DataFrame | None, k: int) -> str:
+    """The model against the rankings that ignore the user: numbers added in place; the text."""
     pop = lambda ranking, metric: m.loc[(ranking, metric)]  # noqa: E731
     personal = personal_share(m)
     over = pop("model", "popularity_gain_share")
@@ -107,21 +124,25 @@ def _beside_popularity(m: pd.DataFrame, numbers: dict, paired: pd.DataFrame | No
                f"{numbers['learned_popularity_utility']:.3g}" if "learned_popularity_utility" in numbers else "")
             + f"; {100 * numbers['personal_share']:.0f} % of the oracle's gain over a random order needs knowing the user.")
     if paired is None or paired.empty:
-        return ("above popularity" if over["low"] > 0 else "below popularity" if over["high"] < 0
-                else "unresolved against popularity"), text
+        return text
     d = paired[(paired["ranking"] == "model") & (paired["metric"] == "utility")].iloc[0]
     numbers.update(model_minus_popularity=float(d["difference"]), model_minus_popularity_low=float(d["low"]),
                    model_minus_popularity_high=float(d["high"]))
     text += (f" The model's top {k} carries {d['difference']:+.3g} per request against the popularity oracle "
              f"({_ci(d['low'], d['high'], '+.3g')}, paired by request): it captures {100 * over['mean']:.0f} % "
              f"({_ci(100 * over['low'], 100 * over['high'], '.0f')}) of the oracle's gain over popularity.")
-    verdict = ("above popularity" if d["low"] > 0 else "below popularity" if d["high"] < 0
-               else "unresolved against popularity")
+    verdict = model_vs_oracle_regret_verdict(numbers)
     text += {"above popularity": " What it learned about the user is worth something beyond item popularity.",
              "below popularity": " Ranking by item popularity alone would serve these users better.",
              "unresolved against popularity": (" Whether it beats a ranking that ignores the user is unresolved "
                                                "at this size.")}[verdict]
-    return verdict, text
+    return text
+
+
+@rule("regret_decomposition")
+def regret_decomposition_verdict(n: dict) -> str:
+    low, high = number(n, "shift_share_low"), number(n, "shift_share_high")
+    return "shift dominates" if low > 0.5 else "model error dominates" if high < 0.5 else "shift and error both matter"
 
 
 def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.DataFrame, shifted: pd.DataFrame,
@@ -189,9 +210,15 @@ def regret_decomposition(parts: pd.DataFrame, heads: pd.DataFrame, matched: pd.D
                  + ", ".join(f"{r.head} ({r.mean_over_truth:.2f}×)" for r in off.itertuples()) + ".")
     else:
         text += f" On `{shifted_set}` every head's mean prediction is within its interval of the true mean."
-    verdict = ("shift dominates" if share["low"] > 0.5 else "model error dominates" if share["high"] < 0.5
-               else "shift and error both matter")
-    return Finding("regret_decomposition", "03_score", text, numbers, verdict, Result.REGRET_PARTS)
+    return Finding("regret_decomposition", "03_score", text, numbers, regret_decomposition_verdict(numbers),
+                   Result.REGRET_PARTS)
+
+
+@rule("feed_by_budget")
+def feed_by_budget_verdict(n: dict) -> str:
+    """The extremes' intervals apart: the best budget's lower end above the worst one's upper end."""
+    apart = number(n, "max_share_low") > number(n, "min_share_high")
+    return "depends on the feed's size" if apart else "no measurable dependence"
 
 
 def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
@@ -201,10 +228,12 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
     here = share[(share["k"] == k) & (share["pool"] == pool)]
     numbers = {"k": k, "pool": pool, "min_share": float(lo["mean"]), "min_share_k": int(lo["k"]),
                "min_share_pool": int(lo["pool"]), "max_share": float(hi["mean"]), "max_share_k": int(hi["k"]),
-               "max_share_pool": int(hi["pool"]), "budgets": len(share)}
+               "max_share_pool": int(hi["pool"]), "budgets": len(share),
+               "min_share_high": float(lo["high"]), "max_share_low": float(hi["low"])}
     if len(here):
         numbers["study_share"] = float(here["mean"].iloc[0])
-    apart = bool(hi["low"] > lo["high"])
+    verdict = feed_by_budget_verdict(numbers)
+    apart = verdict == "depends on the feed's size"
     text = (f"Over {len(share)} feed sizes (top {', '.join(map(str, sorted(share['k'].unique())))} of "
             f"{', '.join(map(str, sorted(share['pool'].unique())))} candidates) the model's share of the oracle's gain "
             f"over a random order runs from {100 * lo['mean']:.0f} % (top {int(lo['k'])} of {int(lo['pool'])}) to "
@@ -230,8 +259,7 @@ def feed_by_budget(grid: pd.DataFrame, k: int, pool: int) -> Finding:
             text += (f"; at the study's top {k} of {pool} the model gets {100 * row['mean']:.0f} % "
                      f"({_ci(100 * row['low'], 100 * row['high'], '.0f')}) of the oracle's gain over popularity")
         text += "."
-    return Finding("feed_by_budget", "03_score", text, numbers, "depends on the feed's size" if apart else
-                   "no measurable dependence", Result.BUDGET)
+    return Finding("feed_by_budget", "03_score", text, numbers, verdict, Result.BUDGET)
 
 
 COHORT_MARGIN = 0.25  # the model "tracks" a cohort's true difference when its bias is within this share of it (TOST)
@@ -251,7 +279,7 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
     others = [c for c in table["cohort"].unique() if c != reference]
     truth_rows = table[(table["cohort"] != reference) & (table["target"] == "truth")]
     largest = float(truth_rows["vs_reference"].abs().max()) if len(truth_rows) else math.nan
-    numbers, parts, verdicts = {"margin": margin}, [], []
+    numbers, parts = {"margin": margin, "alpha": alpha, "cohorts": ", ".join(others)}, []
     for c in others:
         t = table[(table["cohort"] == c)].set_index("target")
         model, truth = t.loc["model"], t.loc["truth"]
@@ -259,7 +287,6 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                         f"{c}_model_high": float(model["vs_reference_high"]),
                         f"{c}_truth_diff": float(truth["vs_reference"]), f"{c}_truth_low": float(truth["vs_reference_low"]),
                         f"{c}_truth_high": float(truth["vs_reference_high"])})
-        model_sig = excludes_zero(model["vs_reference_low"], model["vs_reference_high"])
         truth_sig = excludes_zero(truth["vs_reference_low"], truth["vs_reference_high"])
         recovered = float(model["vs_reference"] / truth["vs_reference"]) if truth["vs_reference"] != 0 else math.nan
         numbers[f"{c}_recovered"] = recovered
@@ -267,28 +294,15 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
         if "model − truth" in t.index:
             b = t.loc["model − truth"]
             bias, b_low, b_high = float(b["vs_reference"]), float(b["vs_reference_low"]), float(b["vs_reference_high"])
-            bias_sig = excludes_zero(b_low, b_high)
             eq = tost_from_interval(bias, b_low, b_high, margin * abs(truth["vs_reference"]) if truth_sig
                                     else margin * largest, alpha)
-            numbers.update({f"{c}_bias_diff": bias, f"{c}_bias_tost": eq["p"], f"{c}_bias_power": eq["power"]})
+            numbers.update({f"{c}_bias_diff": bias, f"{c}_bias_low": b_low, f"{c}_bias_high": b_high,
+                            f"{c}_bias_tost": eq["p"], f"{c}_bias_power": eq["power"]})
             bias_note = (f"; the model's bias differs from {reference}'s by {bias:+.3g} ({_ci(b_low, b_high, '+.3g')}), "
                          f"recovering {100 * recovered:.0f} % of the true difference")
         else:  # an older table without the bias rows: nothing shows the bias small
-            bias_sig, eq = False, {"p": math.nan, "power": math.nan}
-        if truth_sig and model_sig and np.sign(model["vs_reference"]) != np.sign(truth["vs_reference"]):
-            v = "opposite to the truth"
-        elif truth_sig and model_sig and bias_sig:
-            v = "understates the truth" if abs(recovered) < 1 else "overstates the truth"
-        elif truth_sig and model_sig and eq["p"] < alpha:
-            v = "tracks the truth"
-        elif truth_sig and not model_sig and (bias_sig or not np.isfinite(eq["p"])):
-            v = "misses a real difference"
-        elif model_sig and not truth_sig:
-            v = "invents a difference"
-        elif not truth_sig and not model_sig and eq["p"] < alpha:
-            v = "no difference in either"
-        else:
-            v = "unresolved"
+            eq = {"p": math.nan, "power": math.nan}
+        v = _cohort_verdict(numbers, c)
         said = {"tracks the truth": f"the model follows the true difference, its bias shown within ±{100 * margin:.0f} % of it",
                 "opposite to the truth": "the model moves the opposite way to the truth",
                 "understates the truth": "the model follows the true difference's direction but understates it",
@@ -298,12 +312,36 @@ def cohort_model_vs_truth(table: pd.DataFrame, weights: str, reference: str = "b
                 "no difference in either": "neither differs, both shown within the margin",
                 "unresolved": (f"neither a bias nor its absence is shown (equivalence power {eq['power']:.2f})"
                                if np.isfinite(eq["power"]) else "neither a bias nor its absence is shown")}[v]
-        verdicts.append(v)
         word = lambda x: "higher" if x > 0 else "lower"  # noqa: E731
         parts.append(f"{c} users score {abs(truth['vs_reference']):.3g} {word(truth['vs_reference'])} than {reference} "
                      f"in truth ({_ci(truth['vs_reference_low'], truth['vs_reference_high'], '+.3g')}) and "
                      f"{abs(model['vs_reference']):.3g} {word(model['vs_reference'])} by the model "
                      f"({_ci(model['vs_reference_low'], model['vs_reference_high'], '+.3g')}){bias_note}: {said}")
     text = (f"Per cohort, with the `{weights}` weights and user-level intervals: " + "; ".join(parts) + ".")
-    verdict = PART_JOIN.join(f"{c}: {v}" for c, v in zip(others, verdicts))
-    return Finding("cohort_model_vs_truth", "03_score", text, numbers, verdict, Result.COHORTS)
+    return Finding("cohort_model_vs_truth", "03_score", text, numbers, cohort_model_vs_truth_verdict(numbers),
+                   Result.COHORTS)
+
+
+def _cohort_verdict(n: dict, c: str) -> str:
+    """One cohort against the reference: its model and true differences, and the model's bias."""
+    sig = lambda stem: excludes_zero(number(n, f"{c}_{stem}_low"), number(n, f"{c}_{stem}_high"))  # noqa: E731
+    truth_sig, model_sig, bias_sig = sig("truth"), sig("model"), sig("bias")
+    tost, alpha = number(n, f"{c}_bias_tost"), n["alpha"]
+    if truth_sig and model_sig and np.sign(n[f"{c}_model_diff"]) != np.sign(n[f"{c}_truth_diff"]):
+        return "opposite to the truth"
+    if truth_sig and model_sig and bias_sig:
+        return "understates the truth" if abs(number(n, f"{c}_recovered")) < 1 else "overstates the truth"
+    if truth_sig and model_sig and tost < alpha:
+        return "tracks the truth"
+    if truth_sig and not model_sig and (bias_sig or not np.isfinite(tost)):
+        return "misses a real difference"
+    if model_sig and not truth_sig:
+        return "invents a difference"
+    if not truth_sig and not model_sig and tost < alpha:
+        return "no difference in either"
+    return "unresolved"
+
+
+@rule("cohort_model_vs_truth")
+def cohort_model_vs_truth_verdict(n: dict) -> str:
+    return PART_JOIN.join(f"{c}: {_cohort_verdict(n, c)}" for c in n["cohorts"].split(", ") if c)

@@ -9,9 +9,16 @@ import pandas as pd
 
 from studylib.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
 from studylib.ranker.stopping import StoppingRule
-from studylib.analysis.findings.verdicts import on_extent
+from studylib.analysis.findings.verdicts import number, on_extent, rule
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.outputs import Result
+
+
+@rule("convergence")
+def convergence_verdict(n: dict) -> str:
+    if n["runs"] == 0:
+        return "unknown"
+    return "converged" if n["plateaued"] == n["runs"] else "still learning"
 
 
 def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: float, max_steps: int,
@@ -34,7 +41,7 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
     runs = "the run" if len(judged) == 1 else f"{len(judged)} runs"
     if not judged:
         return Finding("convergence", "02_train", "No held-out loss was measured during training, so whether the "
-                       "model converged is unknown.", numbers, "unknown", Result.CONVERGENCE)
+                       "model converged is unknown.", numbers, convergence_verdict(numbers), Result.CONVERGENCE)
     if applied:
         where = (f"step {numbers['first_stop']:,}" if numbers["first_stop"] == numbers["last_stop"] else
                  f"steps {numbers['first_stop']:,}–{numbers['last_stop']:,}")
@@ -49,8 +56,14 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
                 f"{'s' if patience > 1 else ''} gained up to {100 * numbers['max_recent_gain']:.1f} %.")
         if len(flat) < len(judged):
             text += " The findings below describe a model that stopped while still learning, not a converged one."
-    verdict = "converged" if len(flat) == len(judged) else "still learning"
-    return Finding("convergence", "02_train", text, numbers, verdict, Result.CONVERGENCE)
+    return Finding("convergence", "02_train", text, numbers, convergence_verdict(numbers), Result.CONVERGENCE)
+
+
+@rule("head_quality")
+def head_quality_verdict(n: dict) -> str:
+    if n["evaluable_heads"] == 0:
+        return "none evaluable"
+    return "better than chance " + on_extent(n["better_than_chance"], n["evaluable_heads"], "evaluable head")
 
 
 def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
@@ -61,7 +74,7 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     if ok.empty:
         text = (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
                 "the metrics below are listed for the record only.")
-        return Finding("head_quality", "02_train", text, numbers, "none evaluable", Result.METRICS)
+        return Finding("head_quality", "02_train", text, numbers, head_quality_verdict(numbers), Result.METRICS)
     clear = ok[ok["auroc_low"] > 0.5]
     closest, farthest = ok.loc[ok["auroc_gap"].idxmin()], ok.loc[ok["auroc_gap"].idxmax()]
     gap_clear = ok[ok["auroc_gap_low"] > 0]
@@ -88,8 +101,17 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     if not out.empty:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
                  + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
-    return Finding("head_quality", "02_train", text, numbers,
-                   "better than chance " + on_extent(len(clear), len(ok), "evaluable head"), Result.METRICS)
+    return Finding("head_quality", "02_train", text, numbers, head_quality_verdict(numbers), Result.METRICS)
+
+
+@rule("seed_spread")
+def seed_spread_verdict(n: dict) -> str:
+    """The median gap to the oracle against the median seed-to-seed range (a zero range: any gap is larger)."""
+    if "median_range" not in n:
+        return "unknown"  # fewer than two seeds
+    spread = number(n, "median_range")
+    ratio = number(n, "median_gap") / spread if spread > 0 else math.inf
+    return "gap larger than seed noise" if ratio > 2 else "gap comparable to seed noise"
 
 
 def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
@@ -102,13 +124,13 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
     if len(seeds) < 2 or spread.empty:
         text = (f"Only {len(seeds)} training seed ran, so nothing here says how much the per-head AUROC moves "
                 "between training runs; no difference between runs below should be read as real.")
-        return Finding("seed_spread", "02_train", text, numbers, "unknown", Result.SEEDS)
+        return Finding("seed_spread", "02_train", text, numbers, seed_spread_verdict(numbers), Result.SEEDS)
     widest = spread.idxmax()
     numbers.update({"median_range": float(spread.median()), "widest_head": widest, "widest_range": float(spread.max()),
                     "median_gap": float(gap.median())})
     ratio = numbers["median_gap"] / numbers["median_range"] if numbers["median_range"] > 0 else math.inf
     numbers["gap_over_range"] = ratio
-    verdict = "gap larger than seed noise" if ratio > 2 else "gap comparable to seed noise"
+    verdict = seed_spread_verdict(numbers)
     text = (f"Over {len(seeds)} training seeds the per-head AUROC moves by a median range of "
             f"{numbers['median_range']:.3f} (widest: {widest}, {numbers['widest_range']:.3f}); the median over heads of "
             f"the gap to the oracle, averaged over the seeds, is {numbers['median_gap']:.3f}, {ratio:.1f}× the seed "
@@ -117,6 +139,16 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
                if ratio > 2 else "gap is of the size of the seed-to-seed noise, so single-run differences of this "
                                  "size between heads mean little."))
     return Finding("seed_spread", "02_train", text, numbers, verdict, Result.SEEDS)
+
+
+@rule("positional_feed")
+def positional_feed_verdict(n: dict) -> str:
+    below_name = number(n, "positional_minus_by_name_high") < 0
+    if number(n, "positional_minus_random_high") < 0:
+        return "positional worse than random"
+    if below_name and number(n, "positional_minus_random_low") <= 0:
+        return "positional no better than random"
+    return "positional worse than by-name" if below_name else "no clear difference"
 
 
 def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.DataFrame, weights: str,
@@ -135,14 +167,7 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
                     "positional_minus_by_name_high": float(diff["high"]),
                     "positional_minus_random_utility": float(rand["difference"]),
                     "positional_minus_random_low": float(rand["low"]), "positional_minus_random_high": float(rand["high"])})
-    if rand["high"] < 0:
-        verdict = "positional worse than random"
-    elif diff["high"] < 0 and rand["low"] <= 0:
-        verdict = "positional no better than random"
-    elif diff["high"] < 0:
-        verdict = "positional worse than by-name"
-    else:
-        verdict = "no clear difference"
+    verdict = positional_feed_verdict(numbers)
     text = (f"On the held-out feed ranked with the `{weights}` weights, the true weighted value of the top {k} is "
             f"{numbers['oracle_utility']:.3g} for the oracle, {numbers['by_name_utility']:.3g} with heads paired "
             f"to labels by name, {numbers['positional_utility']:.3g} with the original's positional pairing and "
@@ -173,6 +198,15 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
 CALIBRATION_MARGIN = 0.1  # calibration "survives" when its bias is shown within this share of the mean true rate (TOST)
 
 
+@rule("downsampling_calibration")
+def downsampling_calibration_verdict(n: dict) -> str:
+    """The downsampling's own bias where a same-steps control ran, else the calibrated bias."""
+    stem = "downsampling_bias" if "downsampling_bias_low" in n else "calibrated_bias"
+    if excludes_zero(number(n, f"{stem}_low"), number(n, f"{stem}_high")):
+        return "calibration off"
+    return "calibration survives" if number(n, "bias_tost") < n["alpha"] else "unresolved"
+
+
 def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.ndarray, users: np.ndarray,
                              neg_rate: float, n_resamples: int = 1000, seed: int = 0,
                              control: np.ndarray | None = None, margin: float = CALIBRATION_MARGIN,
@@ -192,7 +226,7 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
     numbers = {"neg_rate": neg_rate, "mean_truth": mean_truth, "mean_calibrated": float(np.mean(calibrated)),
                "mean_raw": float(np.mean(raw)), "calibrated_bias": cal["difference"], "calibrated_bias_low": cal["low"],
                "calibrated_bias_high": cal["high"], "raw_bias": unc["difference"], "raw_bias_low": unc["low"],
-               "raw_bias_high": unc["high"], "margin": margin}
+               "raw_bias_high": unc["high"], "margin": margin, "alpha": alpha}
     removed = 1.0 - abs(cal["difference"]) / abs(unc["difference"]) if unc["difference"] else math.nan
     numbers["bias_removed"] = removed
     question, against = cal, "the truth"
@@ -205,12 +239,7 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
                         "downsampling_bias_high": question["high"]})
     eq = tost_from_interval(question["difference"], question["low"], question["high"], margin * mean_truth, alpha)
     numbers.update({"bias_tost": eq["p"], "bias_power": eq["power"]})
-    if excludes_zero(question["low"], question["high"]):
-        verdict = "calibration off"
-    elif eq["p"] < alpha:
-        verdict = "calibration survives"
-    else:
-        verdict = "unresolved"
+    verdict = downsampling_calibration_verdict(numbers)
     text = (f"Trained with {100 * neg_rate:.0f} % of its negatives kept, the favorited head predicts a mean of "
             f"{numbers['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
             f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}, {100 * cal['difference'] / mean_truth:+.0f} % "
@@ -244,5 +273,9 @@ def positional_heads(pairing: pd.DataFrame) -> Finding:
             + f"; the median head loses {numbers['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
             "comes from correlated labels: engagements share an 'interest' direction, so a head trained on a "
             "neighbour's label still ranks its own somewhat — or, for a negative label, in reverse.")
-    return Finding("positional_heads", "02_train", text, numbers,
-                   "below chance " + on_extent(len(below), len(pos), "evaluable head"), Result.PAIRING)
+    return Finding("positional_heads", "02_train", text, numbers, positional_heads_verdict(numbers), Result.PAIRING)
+
+
+@rule("positional_heads")
+def positional_heads_verdict(n: dict) -> str:
+    return "below chance " + on_extent(n["below_chance"], n["evaluable_heads"], "evaluable head")

@@ -9,7 +9,7 @@ from scipy.stats import t as t_dist
 
 from studylib.stats import MIN_POSITIVES, POWER_BAR, seeds_for_power, tost
 from studylib.analysis.findings.core import Finding, _named
-from studylib.analysis.findings.verdicts import PART_JOIN, on_extent
+from studylib.analysis.findings.verdicts import PART_JOIN, number, on_extent, rule
 from studylib.outputs import Result
 from studylib.analysis.tables import link_prediction_table
 
@@ -197,15 +197,22 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int, stopping: dict[s
                  f"{len(above)} of {len(reverse)} relations on all pairs but in {len(above_unseen)} on unseen pairs: they recall "
                  "pairs that were drawn more than once (replies may repeat), which no "
                  "model of the probabilities can know.")
-    if "popularity" not in versus:
-        verdict = "at the oracle goal " + on_extent(len(met), len(share), "relation")
-    else:  # an interval holding zero is no evidence of parity: the verdict counts the relations shown below
-        # (the counts are the numbers above: popularity_higher, pooled_popularity_*, node_bias_below_popularity)
-        verdict = "below popularity " + on_extent(len(below_popularity), len(share), "relation")
-    if "popularity" in versus and bias_bar is not None:  # the variant that can carry per-relation popularity
-        verdict += PART_JOIN + "with relation biases below popularity " + on_extent(len(bias_bar[1]), len(share),
-                                                                                      "relation")
-    return Finding("twhin_link_prediction", "01b_twhin", text, numbers, verdict, Result.LINK_PREDICTION)
+    return Finding("twhin_link_prediction", "01b_twhin", text, numbers, twhin_link_prediction_verdict(numbers),
+                   Result.LINK_PREDICTION)
+
+
+@rule("twhin_link_prediction")
+def twhin_link_prediction_verdict(n: dict) -> str:
+    """Without popularity in the evaluation, the oracle goal; with it, the relations where popularity is
+    shown ahead (an interval holding zero is no evidence of parity), then the same for the run with
+    relation biases, the variant that can carry each relation's popularity."""
+    if "popularity_higher" not in n:
+        return "at the oracle goal " + on_extent(n["goal_met"], n["relations"], "relation")
+    verdict = "below popularity " + on_extent(n["popularity_higher"], n["relations"], "relation")
+    if "node_bias_below_popularity" in n:
+        verdict += PART_JOIN + "with relation biases below popularity " + on_extent(
+            n["node_bias_below_popularity"], n["relations"], "relation")
+    return verdict
 
 
 
@@ -227,11 +234,11 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
     ok = per_seed[per_seed["positives"] >= MIN_POSITIVES]
     med = ok.groupby(["variant", "seed"], observed=True)["auroc"].median().unstack("variant")
     seeds = len(med)
-    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique()), "margin": margin,
-               "power_bar": POWER_BAR}
-    parts, verdicts = [], []
     contrasts = [(v, "random", v) for v in ("planted", "trained") if v in med and "random" in med]
     contrasts += [(v, "none", f"{v}_over_none") for v in ("planted", "trained") if v in med and "none" in med]
+    numbers = {"seeds": seeds, "steps": steps, "heads": int(ok["head"].nunique()), "margin": margin,
+               "power_bar": POWER_BAR, "alpha": alpha, "contrasts": ", ".join(key for _, _, key in contrasts)}
+    parts = []
     for v, reference, key in contrasts:
         gain = med[v] - med[reference]
         mean, sd = float(gain.mean()), float(gain.std(ddof=1)) if seeds > 1 else math.nan
@@ -244,15 +251,7 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
         needed = seeds_for_power(sd, margin, alpha)
         numbers.update({f"{key}_gain_p": p, f"{key}_tost": eq["p"], f"{key}_power": eq["power"],
                         f"{key}_seeds_needed": needed})
-        if seeds < 3:
-            verdict = "too few seeds"
-        elif p < alpha:
-            verdict = "helps" if mean > 0 else "hurts"
-        elif eq["p"] < alpha:
-            verdict = "no difference"  # within ±margin (numbers: margin)
-        else:
-            verdict = "unresolved"
-        verdicts.append(f"{key.replace('_', ' ')}: {verdict}")
+        verdict = _contrast_verdict(numbers, key)
         said_verdict = f"no difference (within ±{margin:g})" if verdict == "no difference" else verdict
         said = (f"paired t p = {p:.2g}; equivalence within ±{margin:g} (TOST) p = {eq['p']:.2g}, power "
                 f"{eq['power']:.2f} at {seeds} seeds" if seeds >= 3 else "")
@@ -274,5 +273,20 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
                      f"{floor.median():.3f} (lowest seed {floor.min():.3f}; 0.5 is chance), since each user and "
                      "author keeps one fixed, distinct vector, an identifier from which per-user and per-author "
                      "effects can be memorised.")
-    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, PART_JOIN.join(verdicts),
+    return Finding("embedding_ablation", "02b_twhin_ablation", text, numbers, embedding_ablation_verdict(numbers),
                    Result.ABLATION_SEEDS)
+
+
+def _contrast_verdict(n: dict, key: str) -> str:
+    """A paired t-test says helps or hurts; only a TOST within ±margin says no difference."""
+    if n["seeds"] < 3:
+        return "too few seeds"
+    if number(n, f"{key}_gain_p") < n["alpha"]:
+        return "helps" if number(n, f"{key}_gain") > 0 else "hurts"
+    return "no difference" if number(n, f"{key}_tost") < n["alpha"] else "unresolved"
+
+
+@rule("embedding_ablation")
+def embedding_ablation_verdict(n: dict) -> str:
+    return PART_JOIN.join(f"{key.replace('_', ' ')}: {_contrast_verdict(n, key)}"
+                          for key in n["contrasts"].split(", ") if key)

@@ -2,11 +2,19 @@
 compare by value (`core.compare`: the budget and world tables), never by wording. Counts and sizes
 live in a finding's numbers, not in its verdict.
 
+Each verdict is decided by one rule from the finding's numbers alone: `rule` registers it beside its
+finding, the finding's function calls it on the numbers it computed, and the tests apply every rule
+to the numbers findings.json stores. A finding is thus numbers, then a verdict from them, then the
+sentence.
+
 A finding with one verdict per part (a cohort, an ablation variant, TwHIN's relation biases) joins
 its parts as "part: value" with `PART_JOIN`; each part's value comes from its own set.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Callable
 
 from studylib.schema import LABELS, short_name
 
@@ -110,5 +118,24 @@ def check_verdict(finding_id: str, verdict: str | None) -> None:
             raise ValueError(f"finding {finding_id}: verdict part {value!r} is not one of {PARTS.get(finding_id, ())}")
 
 
-__all__ = ["HEAD_NAMES", "NAMED_PARTS", "PARTS", "PART_JOIN", "RENAMED", "VERDICTS", "check_verdict", "extent", "on_extent",
-           "renamed"]
+# finding id -> the rule that decides its verdict from its numbers (as computed, or as findings.json
+# stores them, where NaN and ±inf read None)
+RULES: dict[str, Callable[[dict], str]] = {}
+
+
+def rule(finding_id: str):
+    """Registers the decorated function as `finding_id`'s verdict rule."""
+    def register(decide: Callable[[dict], str]) -> Callable[[dict], str]:
+        RULES[finding_id] = decide
+        return decide
+    return register
+
+
+def number(numbers: dict, key: str, missing: float = math.nan) -> float:
+    """A stored number for a rule: a missing key or a stored None (NaN, ±inf) reads `missing`."""
+    value = numbers.get(key)
+    return missing if value is None else value
+
+
+__all__ = ["HEAD_NAMES", "NAMED_PARTS", "PARTS", "PART_JOIN", "RENAMED", "RULES", "VERDICTS", "check_verdict", "extent",
+           "number", "on_extent", "renamed", "rule"]

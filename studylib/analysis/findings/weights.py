@@ -10,7 +10,7 @@ import pandas as pd
 
 from studylib.errors import StudyError
 from studylib.stats import MIN_POSITIVES
-from studylib.analysis.findings.verdicts import PART_JOIN
+from studylib.analysis.findings.verdicts import PART_JOIN, number, rule
 from studylib.analysis.findings.core import Finding, _ci, excludes_zero
 from studylib.outputs import Result
 
@@ -25,6 +25,14 @@ def _left_out(not_evaluable, present) -> tuple[list[str], str]:
 
 
 TOP_SHARE_BAR = 0.95  # a head is "the" top of the tornado when it leads in this share of user resamples
+
+
+@rule("tornado_top_head")
+def tornado_top_head_verdict(n: dict) -> str:
+    """The leading head, unless the user resamples (where measured) put it first too rarely."""
+    if "top_share" in n and number(n, "top_share") < n["top_share_bar"]:
+        return "unresolved"
+    return str(n["top_head"])
 
 
 def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high: float,
@@ -45,7 +53,6 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
     text = (f"Scaling one weight at a time, {top['head']} moves the feed most: {metric_label} {top['low']:.2f} at "
             f"×{low:g} and {top['high']:.2f} at ×{high:g} (largest departure from the base feed "
             f"{top['departure']:.2f}); {last['head']} moves it least (departure {last['departure']:.2f}).")
-    verdict = str(top["head"])
     if top_share is not None:
         share = float(top_share.get(top["head"], 0.0))
         rival = max((h for h in top_share if h != top["head"]), key=lambda h: top_share[h], default=None)
@@ -54,8 +61,6 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
                  + (f" ({rival} in {100 * top_share[rival]:.0f} %)" if rival is not None and top_share[rival] > 0 else "")
                  + ("." if share >= TOP_SHARE_BAR else f": below {100 * TOP_SHARE_BAR:.0f} %, so which weight moves the "
                     "feed most is unresolved."))
-        if share < TOP_SHARE_BAR:
-            verdict = "unresolved"
     if oracle is not None:
         o = oracle.iloc[0]
         numbers.update({"oracle_top_head": o["head"], "oracle_top_departure": float(o["departure"])})
@@ -64,7 +69,7 @@ def tornado_top_head(tornado: pd.DataFrame, metric_label: str, low: float, high:
                  f" On the oracle's probabilities {o['head']} leads instead (departure {o['departure']:.2f}): the "
                  "model's errors change which weight matters most.")
     text += note
-    return Finding("tornado_top_head", "05_sensitivity", text, numbers, verdict, Result.SWEEP)
+    return Finding("tornado_top_head", "05_sensitivity", text, numbers, tornado_top_head_verdict(numbers), Result.SWEEP)
 
 
 def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: list[str] | None = None) -> Finding | None:
@@ -93,6 +98,16 @@ STABLE_AT = 0.05  # the chance agreement below which "stable across seeds" may b
 SEEDS_FOR_STABILITY = 1 + math.ceil(math.log2(1 / STABLE_AT) + 1e-12)  # 6: 0.5^5 = 0.031
 
 
+@rule("seed_replication")
+def seed_replication_verdict(n: dict) -> str:
+    """Any answer that changed makes it seed-dependent; none changed is stable only if chance agreement is rare."""
+    if n["seeds"] < 2:
+        return "one seed"
+    if n["unstable"]:
+        return "seed-dependent"
+    return "stable across seeds" if number(n, "chance_agreement") < STABLE_AT else "unresolved"
+
+
 def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
     """rep: sensitivity.seed_replicates (train_seed, quantity, name, value). What training the main
     model again changes in chapter 5's answers: the presets' own-objective shares and their order,
@@ -102,8 +117,8 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
     numbers: dict = {"seeds": n, "sobol_n": sobol_n, "base": base}
     if n < 2:
         return Finding("seed_replication", "05_sensitivity", "One training seed of the main model: the chapter's "
-                       "answers carry no seed-to-seed variance (the profile's `seeds` is 1).", numbers, "one seed",
-                       Result.SEED_REPLICATES)
+                       "answers carry no seed-to-seed variance (the profile's `seeds` is 1).", numbers,
+                       seed_replication_verdict(numbers), Result.SEED_REPLICATES)
     parts, unstable = [], []
     own = rep[rep["quantity"] == "own_share"]
     if len(own):
@@ -151,8 +166,17 @@ def seed_replication(rep: pd.DataFrame, base: str, sobol_n: int) -> Finding:
                       f"either way with even odds would agree across {n} seeds with probability "
                       f"{numbers['chance_agreement']:.2g} (stability needs less than {STABLE_AT:g}, "
                       f"{SEEDS_FOR_STABILITY} seeds or more)."))
-    verdict = "seed-dependent" if unstable else "stable across seeds" if enough else "unresolved"
-    return Finding("seed_replication", "05_sensitivity", text, numbers, verdict, Result.SEED_REPLICATES)
+    return Finding("seed_replication", "05_sensitivity", text, numbers, seed_replication_verdict(numbers),
+                   Result.SEED_REPLICATES)
+
+
+@rule("sobol_kendall_tau")
+@rule("sobol_utility")
+def sobol_verdict(n: dict) -> str:
+    """Agreement on the leading input counts only where each leader is clear of its runner-up."""
+    same = n.get("model_top_input") == n.get("oracle_top_input")
+    separated = n.get("model_top_separated", False) and n.get("oracle_top_separated", False)
+    return ("model and oracle agree" if same else "model and oracle disagree") if separated else "unresolved"
 
 
 def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: int,
@@ -178,9 +202,7 @@ def sobol_summary(sobol: pd.DataFrame, output: str, output_label: str, n_base: i
         parts.append(f"on the {source}'s probabilities {top['input']} has the largest total index "
                      f"(ST {top['ST']:.2f} ± {top['ST_conf']:.2f}) and {len(clear)} of {len(sub)} weights have an ST "
                      f"whose interval excludes zero and that reaches {min_st:g} of the variance")
-    same = numbers.get("model_top_input") == numbers.get("oracle_top_input")
-    separated = numbers.get("model_top_separated", False) and numbers.get("oracle_top_separated", False)
-    verdict = ("model and oracle agree" if same else "model and oracle disagree") if separated else "unresolved"
+    verdict = sobol_verdict(numbers)
     text = (f"For {output_label}, with all weights varying together: " + "; ".join(parts) + ". "
             + {"model and oracle agree": "The model and the oracle agree on the most influential weight, each leader's interval clear of "
                         "the runner-up's, so which weight matters most is not an artefact of the model's errors.",
@@ -237,8 +259,22 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
                  "this share of the oracle's gain over a random order: " + ", ".join(bits) + "; the model serves "
                  f"`{weakest['weights']}`'s objective least well. Where each preset sits on the engagement/negative "
                  "frontier is `frontier_distance`.")
-    return Finding("presets_paired", "05_sensitivity", text, numbers,
-                   "clear differences" if clear_count else "no clear difference", Result.PRESETS_PAIRED)
+    return Finding("presets_paired", "05_sensitivity", text, numbers, presets_paired_verdict(numbers),
+                   Result.PRESETS_PAIRED)
+
+
+@rule("presets_paired")
+def presets_paired_verdict(n: dict) -> str:
+    return "clear differences" if n["clear_differences"] else "no clear difference"
+
+
+@rule("optimal_weights_gain")
+def optimal_weights_gain_verdict(n: dict) -> str:
+    """The fitted weights' gain on unseen users; the search on the oracle must find nothing (its check)."""
+    low, high = number(n, "model_gain_low"), number(n, "model_gain_high")
+    verdict = ("better weights exist" if excludes_zero(low, high) and low > 0 else
+               "fitted weights worse" if high < 0 else "base weights not beaten")
+    return verdict + (PART_JOIN + "oracle check fails" if n["oracle_check"] == "fails" else "")
 
 
 def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict, base: str, k: int) -> Finding:
@@ -286,20 +322,16 @@ def optimal_weights_gain(gain: pd.DataFrame, heads: pd.DataFrame, relation: dict
                 f"{free['prediction_truth_correlation'].max():.2f}) have Spearman ρ {relation['spearman']:.2f} "
                 f"(p {relation['p_value']:.2g})." if np.isfinite(relation["spearman"]) else
                 f"{relation['heads']} searched heads are too few to relate their changes to their noise."))
-    if excludes_zero(m["low"], m["high"]) and m["low"] > 0:
-        verdict = "better weights exist"
+    verdict = optimal_weights_gain_verdict(numbers)
+    if verdict.startswith("better weights exist"):
         text += (" Weight moved toward the better predicted heads, as Milli, Pierson and Garg argue it should."
                  if np.isfinite(relation["spearman"]) and relation["spearman"] > 0 and relation["p_value"] < 0.05 else
                  " The changes are not ordered by how noisily each head is predicted at this size.")
-    elif m["high"] < 0:
-        verdict = "fitted weights worse"
+    elif verdict.startswith("fitted weights worse"):
         text += " The fitted weights lose on unseen users: what the search found is the fitting half's noise."
     else:
-        verdict = "base weights not beaten"
         text += (" No gain is measurable on unseen users, so the fitted changes are mostly the fitting half's noise "
                  "and say little about which heads deserve more weight.")
-    if check == "fails":
-        verdict += PART_JOIN + "oracle check fails"
     return Finding("optimal_weights_gain", "05_sensitivity", text, numbers, verdict, Result.BEST_WEIGHTS)
 
 
@@ -339,9 +371,14 @@ def frontier_distance(points: pd.DataFrame, base: str, k: int, fitted: bool = Fa
     if base in oracle.index:
         text += (f" Even on the true probabilities the `{base}` weights sit {oracle.loc[base, 'to_oracle_frontier']:.3g} "
                  "positive engagements below the frontier: they value some engagements above others, the count does not.")
-    off = bool(b["to_model_frontier_low"] > 0)
-    return Finding("frontier_distance", "05_sensitivity", text, numbers,
-                   "off the model's frontier" if off else "on the model's frontier", Result.FRONTIER_POINTS)
+    return Finding("frontier_distance", "05_sensitivity", text, numbers, frontier_distance_verdict(numbers),
+                   Result.FRONTIER_POINTS)
+
+
+@rule("frontier_distance")
+def frontier_distance_verdict(n: dict) -> str:
+    off = number(n, f"{n['base']}_model_to_model_frontier_low") > 0
+    return "off the model's frontier" if off else "on the model's frontier"
 
 
 def equal_contribution_claim(published_rates: dict, world_rates: dict, points: pd.DataFrame, gain_vs_base: dict | None,
@@ -383,8 +420,13 @@ def equal_contribution_claim(published_rates: dict, world_rates: dict, points: p
                         "preset_value_difference_high": float(gain_vs_base["high"])})
         text += (f" Judged by the `{base}` objective it changes the true value of the top 10 by "
                  f"{gain_vs_base['difference']:+.3g} per request ({_ci(gain_vs_base['low'], gain_vs_base['high'], '+.3g')}).")
-    verdict = "roughly equal" if p["max_over_min"] <= 2 else "far from equal"
-    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, verdict, Result.CONTRIBUTIONS)
+    return Finding("equal_contribution_claim", "05_sensitivity", text, numbers, equal_contribution_claim_verdict(numbers),
+                   Result.CONTRIBUTIONS)
+
+
+@rule("equal_contribution_claim")
+def equal_contribution_claim_verdict(n: dict) -> str:
+    return "roughly equal" if number(n, "published_rates_max_over_min") <= 2 else "far from equal"
 
 
 def max_rule_reading(n: dict, linear_name: str, base_name: str) -> str:

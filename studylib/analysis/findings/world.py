@@ -8,7 +8,13 @@ import pandas as pd
 
 from studylib.stats import MIN_POSITIVES
 from studylib.analysis.findings.core import Finding, _ci
+from studylib.analysis.findings.verdicts import number, rule
 from studylib.outputs import Result
+
+
+@rule("base_rates")
+def base_rates_verdict(n: dict) -> str:
+    return "targets met" if number(n, "max_target_error") < 0.05 else "targets missed"
 
 
 def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int) -> Finding:
@@ -38,11 +44,18 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     few_labels = "1 label has" if len(few) == 1 else f"{len(few)} labels have"
     text += "." + (f" {few_labels} fewer than {MIN_POSITIVES} positives: "
                    + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
-    verdict = "targets met" if numbers["max_target_error"] < 0.05 else "targets missed"
+    verdict = base_rates_verdict(numbers)
     return Finding("base_rates", "01_generate", text, numbers, verdict, Result.BASE_RATES)
 
 
 PERSONAL_TARGET = 0.3  # the default world's aim: at least this share of a top-k's value needs knowing the user
+
+
+@rule("personal_signal")
+def personal_signal_verdict(n: dict) -> str:
+    low, high = number(n, "personal_share_low"), number(n, "personal_share_high")
+    return ("mostly personal" if low > 0.5 else "partly personal" if low >= PERSONAL_TARGET - 0.05
+            else "mostly popularity" if high < PERSONAL_TARGET - 0.05 else "unresolved")
 
 
 def personal_signal(shares: pd.DataFrame, weights: str, pair_variance: float, k: int, requests: int) -> Finding:
@@ -59,8 +72,7 @@ def personal_signal(shares: pd.DataFrame, weights: str, pair_variance: float, k:
         numbers.update(least_personal_head=lo["weights"], least_personal_share=float(lo["personal_share"]),
                        most_personal_head=hi["weights"], most_personal_share=float(hi["personal_share"]))
     share, low, high = numbers["personal_share"], numbers["personal_share_low"], numbers["personal_share_high"]
-    verdict = ("mostly personal" if low > 0.5 else "partly personal" if low >= PERSONAL_TARGET - 0.05
-               else "mostly popularity" if high < PERSONAL_TARGET - 0.05 else "unresolved")
+    verdict = personal_signal_verdict(numbers)
     text = (f"In this world {100 * pair_variance:.0f} % of each label's latent logit variance is the user×tweet "
             f"affinity (`pair_variance`). On {requests:,} held-out requests ranked with the `{weights}` weights, the "
             f"oracle's top {k} carries {numbers['oracle_utility']:.3g} per request, the best ranking that ignores who "
