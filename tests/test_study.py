@@ -611,3 +611,37 @@ def test_a_notebook_run_by_hand_marks_the_study_out_of_step(tiny_study, tmp_path
     after = json.loads(state_file.read_text())
     assert after["02_train.ipynb"]["finished"] != before["02_train.ipynb"]["finished"]
     assert not marker.exists()
+
+
+def test_a_rescore_that_fails_part_way_leaves_no_report_over_two_weight_sets(tiny_study, tmp_path, monkeypatch):
+    """Issue 40: chapter 4 fails after chapter 3 re-scored with new weights. The run stops with one
+    line naming chapter 4, records 3 ok, 4 failed and 5 stale, and builds no report, so no page shows
+    chapter 3's new weights beside chapters 4-5's old ones; the next re-score runs chapters 3-5 again."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    work, _ = tiny_study
+    state_file = work / "_build" / "executed" / "tiny" / "state.json"
+    kept = state_file.read_bytes()
+    executed, built = [], []
+
+    def execute(notebook, *a, **k):
+        executed.append(Path(notebook).stem)
+        if Path(notebook).stem == "04_distributions":
+            raise PapermillExecutionError(3, 1, "", "ValueError", "a failure half-way", [])
+
+    monkeypatch.setattr(pm, "execute_notebook", execute)
+    monkeypatch.setattr("studylib.study.pipeline.build_report", lambda *a, **k: built.append(a))
+    try:
+        with pytest.raises(StudyError, match=r"^04_distributions\.ipynb: ValueError: a failure half-way .*report not built"):
+            run_pipeline("tiny", [], "march_2023", work, quiet=True)
+        state = json.loads(state_file.read_text())
+        assert executed == ["03_score", "04_distributions"] and not built
+        assert [state[f"{s}.ipynb"]["status"] for s in ("03_score", "04_distributions", "05_sensitivity")] == [
+            "ok", "failed", "stale"]
+        executed.clear()
+        with pytest.raises(StudyError, match="^04_distributions"):
+            run_pipeline("tiny", [], "march_2023", work, quiet=True)
+        assert executed == ["03_score", "04_distributions"] and not built  # chapter 3 again, not kept
+    finally:
+        state_file.write_bytes(kept)
