@@ -258,10 +258,14 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
                        f"{n['steps']} steps){_page_wide(ablation)}.")
     told = {"personal_signal", "model_vs_oracle_regret", "positional_feed", "twhin_link_prediction",
             "regret_decomposition", "optimal_weights_gain", "embedding_ablation"}
-    # What the Heavy Ranker learns and what the weights do first; the world they hold in, then the rest.
-    answers = [said[k] for k in ("ranker", "weights", "world", "positional", "shift", "twhin", "twhin_bias", "ablation")
-               if k in said]
-    answers += [_endpoint_sentence(found[i]) for i in PRIMARY_ENDPOINTS if i in found and i not in told]
+    # What the Heavy Ranker learns and what the weights do first; the world they hold in, then the rest:
+    # one bullet per question, led by its subject in bold, so the page can be scanned.
+    subjects = (("ranker", "The Heavy Ranker"), ("weights", "Its weights"), ("world", "The world"),
+                ("positional", "Labels paired by position"), ("shift", "Data shift"), ("twhin", "TwHIN"),
+                ("ablation", "TwHIN in the ranker"))
+    said["twhin"] = " ".join(said.pop(k) for k in ("twhin", "twhin_bias") if k in said) or None
+    answers = [f"- **{subject}.** {said[k]}" for k, subject in subjects if said.get(k)]
+    answers += [f"- {_endpoint_sentence(found[i])}" for i in PRIMARY_ENDPOINTS if i in found and i not in told]
     get = lambda name, default=0: params.get(name, default)  # noqa: E731
     candidates = get("candidates", 50)
     limits = [f"These answers hold for the planted world this run generated (scenario `{get('scenario', '?')}`, base rates "
@@ -292,5 +296,5 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
                  "compared with it." if other is None else
                  f" Each interval above was compared with the converged study's value ({name}): "
                  f"{len(outside)} of {len(compared)} lie outside it, each marked where it stands.")
-    return ("## Abstract\n\n" + " ".join(answers) + ("\n\n" if answers else "") + plan
+    return ("## Abstract\n\n" + "\n".join(answers) + ("\n\n" if answers else "") + plan
             + "\n\n**Limits.** " + "; ".join(limits) + ".\n\n")
