@@ -66,6 +66,11 @@ VARIANTS = {
                  lambda c: {**c, "train_data": {**c["train_data"], "global_negatives": 1000}}),
     "in_batch": ("softmax over 300 in-batch negatives (drawn by degree) instead of uniform ones",
                  lambda c: {**c, "train_data": {**c["train_data"], "global_negatives": 0, "in_batch_negatives": 300}}),
+    **{f"l2_{coef:g}": (f"+ L2 regularization of each edge's embeddings, coefficient {coef:g} (model.regularization_coef)",
+                        lambda c, coef=coef: {**c, "model": {**c["model"], "regularization_coef": coef}})
+       for coef in (0.001, 0.01, 0.1)},
+    "node_bias_l2_0.01": ("+ relation biases and L2 regularization 0.01",
+                          lambda c: {**c, "model": {**c["model"], "node_bias": True, "regularization_coef": 0.01}}),
 }
 
 

@@ -769,3 +769,26 @@ def test_every_variant_of_the_twhin_variants_benchmark_is_a_valid_config(tmp_pat
         seen.add((cfg.dim, cfg.model.node_bias, cfg.train_data.uniform_negatives, cfg.train_data.in_batch_negatives,
                   cfg.tables[0].optimizer.lr))
     assert len(seen) == len(variants.VARIANTS)  # each variant changes something
+
+
+def test_regularization_adds_the_edges_mean_squared_embedding_norm_and_0_adds_nothing():
+    """`model.regularization_coef` (PyTorch-BigGraph's name): the loss gains coef × the mean over the
+    batch's edges of ||e_lhs||² + ||e_rhs||², the rows the edges themselves use (not their negatives);
+    0 adds nothing. Its gradient is what reaches the fused table optimizer."""
+    cfg = load_twhin_config()
+    coef = 0.25
+    strong = cfg.model_copy(update={"model": cfg.model.model_copy(update={"regularization_coef": coef})})
+    lhs, rhs = torch.randint(0, 100, (64,)), torch.randint(0, 100, (64,))
+    rel = torch.tensor([0] * 40 + [4] * 24)  # fav (user → tweet) and follow (user → author)
+    model = TwhinModel(strong)
+    weights = {k.split(".")[-2]: v for k, v in model.state_dict().items() if k.startswith("ebc.")}
+    rhs_table = ["tweet"] * 40 + ["author"] * 24
+    by_hand = sum(weights["user"][lhs[i]].pow(2).sum() + weights[rhs_table[i]][rhs[i]].pow(2).sum() for i in range(64))
+    scores = model(*edges_to_kjt(lhs, rel, rhs, strong, torch.Generator().manual_seed(0)))
+    assert scores.penalty.item() == pytest.approx(coef * by_hand.item() / 64, rel=1e-5)
+    plain = TwhinModel(cfg)
+    plain.load_state_dict(model.state_dict())
+    unregularized = plain(*edges_to_kjt(lhs, rel, rhs, cfg, torch.Generator().manual_seed(0)))
+    assert unregularized.penalty is None
+    assert batch_loss(strong, scores).item() == pytest.approx(batch_loss(cfg, unregularized).item() + scores.penalty.item(),
+                                                              rel=1e-5)

@@ -78,6 +78,9 @@ class ModelConfig(Section):
     relations: Items(RelationConfig) = Field(min_length=1)
     translation_optimizer: OptimizerConfig
     node_bias: bool = False  # a learned scalar per entity and relation added to the score
+    # PyTorch-BigGraph's name: the weight of the mean squared L2 norm of the embeddings each training edge
+    # uses (its lhs and rhs rows), added to the loss; 0 (the original's choice) adds nothing
+    regularization_coef: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _relations_name_tables(self):

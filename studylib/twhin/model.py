@@ -31,6 +31,8 @@ Two extensions, off unless a config asks (the published config loads as before):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -199,6 +201,11 @@ class FusedTables(nn.Module):
         return pooled
 
 
+class BatchScores(NamedTuple):
+    relations: list[tuple[torch.Tensor, torch.Tensor]]  # per relation with edges: (positive, negative)
+    penalty: torch.Tensor | None  # regularization_coef × the edges' mean squared embedding norm, or None
+
+
 class TwhinModel(nn.Module):
     """One embedding table per entity type plus one translation vector per relation.
 
@@ -231,9 +238,10 @@ class TwhinModel(nn.Module):
                 out = out.index_put((present,), self.biases[table][relation[present], bag.values()])
         return out
 
-    def forward(self, kjt: KeyedJaggedTensor, counts: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, kjt: KeyedJaggedTensor, counts: list[int]) -> BatchScores:
         """Scores of a batch from `edges_to_kjt` (`counts`: its edges per relation): per relation with
-        edges, `relation_scores`' (positive, negative) pair. `batch_loss` turns them into the loss."""
+        edges, `relation_scores`' (positive, negative) pair, and the regularization penalty of the
+        edges' own embeddings. `batch_loss` turns them into the loss."""
         pooled = self.ebc(kjt)
         if not isinstance(pooled, dict):  # EmbeddingBagCollection (or DMP's awaitable): a KeyedTensor
             pooled = pooled.to_dict()
@@ -248,16 +256,23 @@ class TwhinModel(nn.Module):
         scores = [relation_scores(sides["lhs"][r], sides["rhs"][r] + self.translations[r], uniform,
                                   self.cfg.train_data.in_batch_negatives, biases["lhs"][r], biases["rhs"][r])
                   for r, n in enumerate(counts) if n]
-        return scores
+        coef = self.cfg.model.regularization_coef
+        penalty = None
+        if coef > 0 and sum(counts):  # the rows after each block's U uniform negatives are its edges' own
+            squares = sum(sides[side][r][uniform:].pow(2).sum() for side in SIDES for r, n in enumerate(counts) if n)
+            penalty = coef * squares / sum(counts)
+        return BatchScores(scores, penalty)
 
 
-def batch_loss(cfg: TwhinConfig, scores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def batch_loss(cfg: TwhinConfig, scores: BatchScores) -> torch.Tensor:
     """The config's loss (`train_data.loss`) of `TwhinModel`'s scores: the sampled softmax, or the
-    published weighted BCE."""
+    published weighted BCE; plus the regularization penalty where the config asks for one."""
     if cfg.train_data.loss == "softmax":
-        return softmax_loss(scores)
-    return twhin_loss(scores, cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight)
+        loss = softmax_loss(scores.relations)
+    else:
+        loss = twhin_loss(scores.relations, cfg.train_data.uniform_negatives, cfg.train_data.global_negatives_weight)
+    return loss if scores.penalty is None else loss + scores.penalty
 
 
-__all__ = ["FusedTables", "TwhinModel", "bag_configs", "batch_loss", "edges_to_kjt",
+__all__ = ["BatchScores", "FusedTables", "TwhinModel", "bag_configs", "batch_loss", "edges_to_kjt",
            "negative_weights", "relation_scores", "softmax_loss", "twhin_loss"]

@@ -202,14 +202,14 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
                     f"{mark('model_vs_oracle_regret', 'gain_share', 100, '.0f')}) "
                     f"of what the oracle gains over a random order")
         if _is_number(n.get("seed_user_model_minus_popularity")):  # the primary number: over training seeds
-            sentence += (f"; against the popularity oracle it gains {n['seed_user_model_minus_popularity']:+.3g} per "
-                         f"request on average over its {n['seeds']} training seeds (95 % interval over seeds and users "
+            sentence += (f"; its top {params.get('top_k', 10)} differs from the popularity oracle's by "
+                         f"{n['seed_user_model_minus_popularity']:+.3g} per request on average over its {n['seeds']} training seeds (95 % interval over seeds and users "
                          f"{n['seed_user_model_minus_popularity_low']:+.3g} to {n['seed_user_model_minus_popularity_high']:+.3g}"
                          + ("; indicative with so few seeds" if n.get("seed_user_indicative") else "")
                          + f"{mark('model_vs_oracle_regret', 'seed_user_model_minus_popularity', 1, '+.3g')})")
         elif _is_number(n.get("model_minus_popularity")):
-            sentence += (f"; against the popularity oracle it gains {n['model_minus_popularity']:+.3g} per request "
-                         f"({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
+            sentence += (f"; its top {params.get('top_k', 10)} differs from the popularity oracle's by "
+                         f"{n['model_minus_popularity']:+.3g} per request ({_ci(n['model_minus_popularity_low'], n['model_minus_popularity_high'], '+.3g')}, paired), "
                          f"{100 * n['popularity_gain_share']:.0f} % of the oracle's gain over popularity")
         said["ranker"] = (sentence + f"{_page_wide(reg)}.")
     pos = found.get("positional_feed")
