@@ -767,7 +767,7 @@ def test_every_variant_of_the_twhin_variants_benchmark_is_a_valid_config(tmp_pat
     for name in variants.VARIANTS:
         cfg = load_twhin_config(variants.variant_config(name, tmp_path))
         seen.add((cfg.dim, cfg.model.node_bias, cfg.train_data.uniform_negatives, cfg.train_data.in_batch_negatives,
-                  cfg.tables[0].optimizer.lr))
+                  cfg.tables[0].optimizer.lr, cfg.model.regularization_coef))
     assert len(seen) == len(variants.VARIANTS)  # each variant changes something
 
 
