@@ -455,6 +455,22 @@ def test_every_verdict_of_the_tiny_study_is_its_rule_applied_to_the_stored_numbe
             assert RULES[f["id"]](f["numbers"]) == f["verdict"], f["id"]
 
 
+def test_every_sentence_of_the_tiny_study_is_written_from_its_stored_numbers_and_verdict(tiny_study):
+    """The third part of a finding: its sentence, rewritten from nothing but the numbers and verdict
+    findings.json stores (a stored null read back as NaN), is the text the chapter wrote."""
+    import math
+
+    from studylib.analysis.findings.core import SENTENCES
+    from studylib.outputs import FINDINGS
+
+    work, _ = tiny_study
+    found = json.loads((work / "_build" / "results" / "tiny" / FINDINGS).read_text())
+    assert {f["id"] for f in found} <= set(SENTENCES)
+    for f in found:
+        numbers = {k: math.nan if v is None else v for k, v in f["numbers"].items()}
+        assert SENTENCES[f["id"]](numbers, f["verdict"]) == f["text"], f["id"]
+
+
 def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path, monkeypatch):
     work, _ = tiny_study
     state_file = work / "_build" / "executed" / "tiny" / "state.json"

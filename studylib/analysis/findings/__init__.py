@@ -4,8 +4,9 @@ the numbers of the run, never as fixed prose beside them. One module per chapter
 shares in `core`, what a finding decides in `decisions`, and the page's plan and abstract in `plan`;
 this package's names are all a notebook or the report needs.
 
-Each function takes the tables a chapter computed and returns a `Finding`: its id, the chapter,
-the text, the numbers the text rests on and, where it decides something, the verdict. The
+Each function takes the tables a chapter computed and returns a `Finding` in three steps: its
+numbers, then its verdict from the numbers alone (the finding's `@rule`, `verdicts.RULES`), then
+its sentence from the numbers and the verdict alone (its `@sentence`, `core.SENTENCES`). The
 notebooks display `finding.markdown()` and `record()` it into
 `_build/results/<profile>/findings.json` (a list of {"id", "chapter", "text", "numbers",
 "verdict", "source"}), so a reader or a test can check every sentence against its numbers.

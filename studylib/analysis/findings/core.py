@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from studylib.errors import StudyError
 from studylib.io import read_json, write_json
 from studylib.analysis.findings.decisions import _is_number, decisions
-from studylib.analysis.findings.verdicts import check_verdict, renamed
+from studylib.analysis.findings.verdicts import RULES, check_verdict, renamed
 from studylib.outputs import FINDINGS
 
 
@@ -41,6 +42,26 @@ class Finding:
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
+
+
+# finding id -> the function that writes its sentence from its numbers and its verdict alone (a finding
+# is numbers, then its verdict's rule, then this); the tests rewrite every sentence from findings.json
+SENTENCES: dict[str, Callable[[dict, str | None], str]] = {}
+
+
+def sentence(finding_id: str):
+    """Registers the decorated function as `finding_id`'s sentence writer."""
+    def register(write: Callable[[dict, str | None], str]) -> Callable[[dict, str | None], str]:
+        SENTENCES[finding_id] = write
+        return write
+    return register
+
+
+def finding(finding_id: str, chapter: str, numbers: dict, source: str | None) -> Finding:
+    """A finding in its three steps: the numbers given, then its verdict by its rule (`RULES`; none
+    for a finding that decides nothing), then its sentence (`SENTENCES`) from those two alone."""
+    verdict = RULES[finding_id](numbers) if finding_id in RULES else None
+    return Finding(finding_id, chapter, SENTENCES[finding_id](numbers, verdict), numbers, verdict, source)
 
 
 def record(results: str | Path, *findings: Finding) -> Path:

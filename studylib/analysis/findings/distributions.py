@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from studylib.analysis.findings.verdicts import number, on_extent, rule
-from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, _ci, excludes_zero
+from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, finding, _ci, excludes_zero, sentence
 from studylib.outputs import Result
 from studylib.stats import absence_verdict, tost_from_interval
 
@@ -48,7 +48,13 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", 
     bounds = {k: _exact_interval(v, n) for k, v in study_rates.items()}
     numbers.update({f"{k}_rate_{side}": b[i] for k, b in bounds.items() for i, side in enumerate(("low", "high"))},
                    valid_from=lo, valid_to=hi)
-    verdict = null_split_false_positive_rate_verdict(numbers)
+    numbers.update(split=split, unit=unit)
+    return finding("null_split_false_positive_rate", "04_distributions", numbers, Result.NULL_SPLITS)
+
+
+@sentence("null_split_false_positive_rate")
+def null_split_false_positive_rate_sentence(n: dict, verdict: str) -> str:
+    lo, hi, split, unit = n["valid_from"], n["valid_to"], n["split"], n["unit"]
     said = {"anti-conservative": ("At least one test rejects more often than stated (its exact interval over the "
                                   "splits lies above α); its p-values below overstate the evidence."),
             "conservative": ("At least one test rejects less often than stated (its exact interval over the splits "
@@ -57,42 +63,55 @@ def null_split_false_positive_rate(rates: dict, icc: dict, split: str = "user", 
                                   f"within {100 * lo:g}–{100 * hi:g} %."),
             "unresolved": (f"No rate is shown off α, but not every rate's exact interval lies within "
                            f"{100 * lo:g}–{100 * hi:g} %: more splits are needed to call the tests valid.")}[verdict]
-    text = (f"Candidates of one {split} are correlated (intraclass correlation {icc['icc']:.2f}, design effect "
-            f"{icc['design_effect']:.1f} at {icc['mean_cluster_size']:.0f} candidates per {split}). On "
-            f"{rates['splits']} random {split}-level splits of one data set (no real difference), the chapter's tests "
-            f"on {unit} means reject at α = {alpha:g} in {100 * study_rates['welch']:.1f} % (Welch), "
-            f"{100 * study_rates['mwu']:.1f} % (Mann–Whitney) and {100 * study_rates['ks']:.1f} % (KS) of the splits")
-    if "naive_welch_rate" in rates:
+    text = (f"Candidates of one {split} are correlated (intraclass correlation {n['icc']:.2f}, design effect "
+            f"{n['design_effect']:.1f} at {n['mean_cluster_size']:.0f} candidates per {split}). On "
+            f"{n['splits']} random {split}-level splits of one data set (no real difference), the chapter's tests "
+            f"on {unit} means reject at α = {n['alpha']:g} in {100 * n['welch_rate']:.1f} % (Welch), "
+            f"{100 * n['mwu_rate']:.1f} % (Mann–Whitney) and {100 * n['ks_rate']:.1f} % (KS) of the splits")
+    if "naive_welch_rate" in n:
         text += (f"; treating candidates as independent, the same tests would reject in "
-                 f"{100 * rates['naive_welch_rate']:.0f} %, {100 * rates['naive_mwu_rate']:.0f} % and "
-                 f"{100 * rates['naive_ks_rate']:.0f} % of {rates['naive_splits']} splits")
-    text += ". " + said
-    return Finding("null_split_false_positive_rate", "04_distributions", text, numbers, verdict, Result.NULL_SPLITS)
+                 f"{100 * n['naive_welch_rate']:.0f} %, {100 * n['naive_mwu_rate']:.0f} % and "
+                 f"{100 * n['naive_ks_rate']:.0f} % of {n['naive_splits']} splits")
+    return text + ". " + said
 
 
 def distribution_tests(tests: pd.DataFrame, alpha: float) -> Finding:
     """tests: one row per comparison (comparison, unit, difference[_low/_high], *_p_holm)."""
-    rejected, kept = [], []
-    for _, r in tests.iterrows():
-        holm_hits = [name for name, key in (("Welch", "welch_p_holm"), ("Mann–Whitney", "mwu_p_holm"), ("KS", "ks_p_holm"))
-                     if r[key] < alpha]
-        desc = (f"{r['comparison']} ({r['unit']} means: difference {r['difference']:+.2f}, "
-                f"{_ci(r['difference_low'], r['difference_high'], '+.2f')})")
-        (rejected if holm_hits else kept).append(desc)
-    numbers = {"comparisons": len(tests), "rejected": len(rejected), "tests_in_family": 3 * len(tests), "alpha": alpha}
+    numbers = {"comparisons": len(tests), "tests_in_family": 3 * len(tests), "alpha": alpha,
+               "comparison_names": "; ".join(str(c) for c in tests["comparison"])}
+    rejected = 0
     for _, r in tests.iterrows():  # the raw p-values, for the page-wide plan (`page_plan`)
-        slug = "_".join(str(r["comparison"]).replace("-", " ").split())
+        slug = _slug(r["comparison"])
         numbers.update({f"{slug}_{name}_p": float(r[f"{name}_p"]) for name in ("welch", "mwu", "ks") if f"{name}_p" in r})
-    shared = int(tests["shared_clusters"].max()) if "shared_clusters" in tests and len(tests) else 0
-    numbers["shared_users_max"] = shared
-    text = (f"Of {len(tests)} comparisons ({3 * len(tests)} tests, Holm-corrected as one family at α = {alpha:g}), "
-            f"{len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
+        shown = any(r[key] < alpha for key in ("welch_p_holm", "mwu_p_holm", "ks_p_holm"))
+        rejected += shown
+        numbers.update({f"{slug}_unit": r["unit"], f"{slug}_difference": float(r["difference"]),
+                        f"{slug}_difference_low": float(r["difference_low"]),
+                        f"{slug}_difference_high": float(r["difference_high"]), f"{slug}_shown": bool(shown)})
+    numbers["rejected"] = rejected
+    numbers["shared_users_max"] = int(tests["shared_clusters"].max()) if "shared_clusters" in tests and len(tests) else 0
+    return finding("distribution_tests", "04_distributions", numbers, Result.TESTS)
+
+
+def _slug(comparison) -> str:
+    return "_".join(str(comparison).replace("-", " ").split())
+
+
+@sentence("distribution_tests")
+def distribution_tests_sentence(n: dict, verdict: str) -> str:
+    rejected, kept = [], []
+    for comparison in [c for c in n["comparison_names"].split("; ") if c]:
+        slug = _slug(comparison)
+        desc = (f"{comparison} ({n[f'{slug}_unit']} means: difference {n[f'{slug}_difference']:+.2f}, "
+                f"{_ci(n[f'{slug}_difference_low'], n[f'{slug}_difference_high'], '+.2f')})")
+        (rejected if n[f"{slug}_shown"] else kept).append(desc)
+    shared = n["shared_users_max"]
+    return (f"Of {n['comparisons']} comparisons ({n['tests_in_family']} tests, Holm-corrected as one family at "
+            f"α = {n['alpha']:g}), {len(rejected)} {'shows' if len(rejected) == 1 else 'show'} a difference: "
             + ("; ".join(rejected) if rejected else "none") + ". "
             + (f"No test rejects for: {'; '.join(kept)}." if kept else "")
             + (f" A user found in both groups of a comparison (at most {shared} in one) counts on one side only, "
                "chosen at random, so the groups' users are disjoint as the tests assume." if shared else ""))
-    return Finding("distribution_tests", "04_distributions", text, numbers, distribution_tests_verdict(numbers),
-                   Result.TESTS)
 
 
 @rule("distribution_tests")
@@ -123,17 +142,21 @@ def fork_scores(test: pd.Series | dict, real_std: float, fork_std: float, alpha:
     eq = tost_from_interval(numbers["difference"], numbers["difference_low"], numbers["difference_high"], margin, alpha)
     numbers.update({"margin": float(margin), "equivalence_tost": eq["p"], "equivalence_power": eq["power"],
                     "alpha": alpha})
-    verdict = fork_scores_verdict(numbers)
+    return finding("fork_scores", "04_distributions", numbers, Result.FORK)
+
+
+@sentence("fork_scores")
+def fork_scores_sentence(n: dict, verdict: str) -> str:
+    margin, tost, power = n["margin"], n["equivalence_tost"], n["equivalence_power"]
     said = {"differs": ": a difference, but one that comes from the features the model fitted to noise, not from user "
                        "behaviour.",
             "no difference": (f": no difference, shown by an equivalence test within ±{margin:.3g} (a tenth of the real "
-                              f"model's score SD; TOST p = {eq['p']:.2g})."),
+                              f"model's score SD; TOST p = {tost:.2g})."),
             "unresolved": (f": neither a difference nor its absence is shown (equivalence within ±{margin:.3g}, a tenth "
-                           f"of the real model's score SD: TOST p = {eq['p']:.2g}, power {eq['power']:.2f}).")}[verdict]
-    text = (f"The model trained on random labels spreads its scores with a standard deviation of {fork_std:.3g}, "
-            f"{numbers['std_ratio']:.2f}× the real model's {real_std:.3g}. Its mean score per user on planted vs random "
-            f"candidates differs by {numbers['difference']:+.2f} ({_ci(test['difference_low'], test['difference_high'], '+.2f')}; "
-            f"Welch p = {numbers['welch_p']:.2g} on user means)" + said
+                           f"of the real model's score SD: TOST p = {tost:.2g}, power {power:.2f}).")}[verdict]
+    return (f"The model trained on random labels spreads its scores with a standard deviation of {n['fork_std']:.3g}, "
+            f"{n['std_ratio']:.2f}× the real model's {n['real_std']:.3g}. Its mean score per user on planted vs random "
+            f"candidates differs by {n['difference']:+.2f} ({_ci(n['difference_low'], n['difference_high'], '+.2f')}; "
+            f"Welch p = {n['welch_p']:.2g} on user means)" + said
             + " A score distribution of a model trained on random labels describes the weights and the base rates, "
               "not what a ranker learns; only planted (or real) labels make the comparison meaningful.")
-    return Finding("fork_scores", "04_distributions", text, numbers, verdict, Result.FORK)

@@ -10,7 +10,7 @@ import pandas as pd
 from studylib.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
 from studylib.ranker.stopping import StoppingRule
 from studylib.analysis.findings.verdicts import number, on_extent, rule
-from studylib.analysis.findings.core import Finding, _ci, excludes_zero
+from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence
 from studylib.outputs import Result
 
 
@@ -35,28 +35,32 @@ def convergence(curves: dict[int, dict[int, float]], patience: int, min_delta: f
     numbers = {"runs": len(judged), "plateaued": len(flat), "max_steps": max_steps, "patience": patience,
                "min_delta": min_delta, "first_stop": min(ends) if ends else math.nan,
                "last_stop": max(ends) if ends else math.nan,
-               "max_recent_gain": max(last_gain) if last_gain else math.nan}
-    rule_text = (f"the mean held-out log loss over heads gains at most {100 * min_delta:.2g} % over {patience} "
+               "max_recent_gain": max(last_gain) if last_gain else math.nan, "stopped_by_rule": bool(applied)}
+    return finding("convergence", "02_train", numbers, Result.CONVERGENCE)
+
+
+@sentence("convergence")
+def convergence_sentence(n: dict, verdict: str) -> str:
+    runs, flat, patience, max_steps = n["runs"], n["plateaued"], n["patience"], n["max_steps"]
+    if not runs:
+        return "No held-out loss was measured during training, so whether the model converged is unknown."
+    rule_text = (f"the mean held-out log loss over heads gains at most {100 * n['min_delta']:.2g} % over {patience} "
                  f"validation{'s' if patience > 1 else ''} in a row")
-    runs = "the run" if len(judged) == 1 else f"{len(judged)} runs"
-    if not judged:
-        return Finding("convergence", "02_train", "No held-out loss was measured during training, so whether the "
-                       "model converged is unknown.", numbers, convergence_verdict(numbers), Result.CONVERGENCE)
-    if applied:
-        where = (f"step {numbers['first_stop']:,}" if numbers["first_stop"] == numbers["last_stop"] else
-                 f"steps {numbers['first_stop']:,}–{numbers['last_stop']:,}")
-        text = f"Training stopped by the rule ({rule_text}) in {len(flat)} of {runs}, at {where} of at most {max_steps:,}"
-        text += "." if len(flat) == len(judged) else (f"; the other {len(judged) - len(flat)} reached the most steps "
-                                                       "while the held-out loss was still improving.")
+    said_runs = "the run" if runs == 1 else f"{runs} runs"
+    if n["stopped_by_rule"]:
+        where = (f"step {n['first_stop']:,}" if n["first_stop"] == n["last_stop"] else
+                 f"steps {n['first_stop']:,}–{n['last_stop']:,}")
+        text = f"Training stopped by the rule ({rule_text}) in {flat} of {said_runs}, at {where} of at most {max_steps:,}"
+        text += "." if flat == runs else (f"; the other {runs - flat} reached the most steps "
+                                          "while the held-out loss was still improving.")
     else:
-        text = (f"After {max_steps:,} steps the held-out loss of {runs} " +
-                ("has reached its plateau" if len(flat) == len(judged) else
-                 f"is still falling in {len(judged) - len(flat)} of them") +
+        text = (f"After {max_steps:,} steps the held-out loss of {said_runs} " +
+                ("has reached its plateau" if flat == runs else f"is still falling in {runs - flat} of them") +
                 f" by the study's stopping rule ({rule_text}): the last {patience} validation"
-                f"{'s' if patience > 1 else ''} gained up to {100 * numbers['max_recent_gain']:.1f} %.")
-        if len(flat) < len(judged):
+                f"{'s' if patience > 1 else ''} gained up to {100 * n['max_recent_gain']:.1f} %.")
+        if flat < runs:
             text += " The findings below describe a model that stopped while still learning, not a converged one."
-    return Finding("convergence", "02_train", text, numbers, convergence_verdict(numbers), Result.CONVERGENCE)
+    return text
 
 
 @rule("head_quality")
@@ -70,38 +74,46 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
     """metrics: inference.head_metric_intervals rows (head, positives, evaluable, auroc*, oracle_*, *_gap*)."""
     ok = metrics[metrics["evaluable"]]
     out = metrics[~metrics["evaluable"]]
-    numbers = {"steps": steps, "evaluable_heads": len(ok), "heads": len(metrics)}
-    if ok.empty:
-        text = (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
-                "the metrics below are listed for the record only.")
-        return Finding("head_quality", "02_train", text, numbers, head_quality_verdict(numbers), Result.METRICS)
-    clear = ok[ok["auroc_low"] > 0.5]
-    closest, farthest = ok.loc[ok["auroc_gap"].idxmin()], ok.loc[ok["auroc_gap"].idxmax()]
-    gap_clear = ok[ok["auroc_gap_low"] > 0]
-    numbers.update({"better_than_chance": len(clear), "median_auroc_gap": float(ok["auroc_gap"].median()),
-                    "closest_head": closest["head"], "closest_gap": float(closest["auroc_gap"]),
-                    "farthest_head": farthest["head"], "farthest_gap": float(farthest["auroc_gap"]),
-                    "farthest_gap_low": float(farthest["auroc_gap_low"]),
-                    "farthest_gap_high": float(farthest["auroc_gap_high"]), "heads_below_oracle": len(gap_clear)})
-    text = (f"After {steps} steps {len(clear)} of {len(ok)} evaluable heads (at least {MIN_POSITIVES} held-out "
-            f"positives) rank better than chance (the lower end of the AUROC interval is above 0.5). The median "
-            f"AUROC gap to the oracle is {numbers['median_auroc_gap']:.3f}; {len(gap_clear)} of {len(ok)} gaps are "
-            f"clearly above zero (paired user-level interval). The closest head is {closest['head']} (gap "
-            f"{closest['auroc_gap']:.3f}), the farthest {farthest['head']} (gap {farthest['auroc_gap']:.3f}, "
-            f"{_ci(farthest['auroc_gap_low'], farthest['auroc_gap_high'])}).")
-    if "popularity_gauc" in ok:  # within requests: the model against the best ranking that ignores the user
-        above = ok[ok["gauc"] > ok["popularity_gauc"]]
-        numbers.update(heads_above_popularity_gauc=len(above),
+    numbers = {"steps": steps, "evaluable_heads": len(ok), "heads": len(metrics),
+               "not_evaluable": ", ".join(out["head"]), **{f"{h}_positives": int(p) for h, p in zip(out["head"], out["positives"])}}
+    if not ok.empty:
+        clear = ok[ok["auroc_low"] > 0.5]
+        closest, farthest = ok.loc[ok["auroc_gap"].idxmin()], ok.loc[ok["auroc_gap"].idxmax()]
+        numbers.update({"better_than_chance": len(clear), "median_auroc_gap": float(ok["auroc_gap"].median()),
+                        "closest_head": closest["head"], "closest_gap": float(closest["auroc_gap"]),
+                        "farthest_head": farthest["head"], "farthest_gap": float(farthest["auroc_gap"]),
+                        "farthest_gap_low": float(farthest["auroc_gap_low"]),
+                        "farthest_gap_high": float(farthest["auroc_gap_high"]),
+                        "heads_below_oracle": len(ok[ok["auroc_gap_low"] > 0])})
+    if not ok.empty and "popularity_gauc" in ok:  # within requests: the model against the best ranking that ignores the user
+        numbers.update(heads_above_popularity_gauc=len(ok[ok["gauc"] > ok["popularity_gauc"]]),
                        median_gauc_minus_popularity=float((ok["gauc"] - ok["popularity_gauc"]).median()),
                        median_oracle_gauc_minus_popularity=float((ok["oracle_gauc"] - ok["popularity_gauc"]).median()))
+    return finding("head_quality", "02_train", numbers, Result.METRICS)
+
+
+@sentence("head_quality")
+def head_quality_sentence(n: dict, verdict: str) -> str:
+    steps, ok = n["steps"], n["evaluable_heads"]
+    if not ok:
+        return (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
+                "the metrics below are listed for the record only.")
+    text = (f"After {steps} steps {n['better_than_chance']} of {ok} evaluable heads (at least {MIN_POSITIVES} held-out "
+            f"positives) rank better than chance (the lower end of the AUROC interval is above 0.5). The median "
+            f"AUROC gap to the oracle is {n['median_auroc_gap']:.3f}; {n['heads_below_oracle']} of {ok} gaps are "
+            f"clearly above zero (paired user-level interval). The closest head is {n['closest_head']} (gap "
+            f"{n['closest_gap']:.3f}), the farthest {n['farthest_head']} (gap {n['farthest_gap']:.3f}, "
+            f"{_ci(n['farthest_gap_low'], n['farthest_gap_high'])}).")
+    if "heads_above_popularity_gauc" in n:
         text += (f" Within requests (GAUC, the ranking a feed uses) the model is above the popularity oracle on "
-                 f"{len(above)} of {len(ok)} evaluable heads (median GAUC difference "
-                 f"{numbers['median_gauc_minus_popularity']:+.3f}, where the oracle's own is "
-                 f"{numbers['median_oracle_gauc_minus_popularity']:+.3f}): point estimates, one per head.")
-    if not out.empty:
+                 f"{n['heads_above_popularity_gauc']} of {ok} evaluable heads (median GAUC difference "
+                 f"{n['median_gauc_minus_popularity']:+.3f}, where the oracle's own is "
+                 f"{n['median_oracle_gauc_minus_popularity']:+.3f}): point estimates, one per head.")
+    out = [h for h in n["not_evaluable"].split(", ") if h]
+    if out:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
-                 + ", ".join(f"{h} ({p})" for h, p in zip(out["head"], out["positives"])) + ".")
-    return Finding("head_quality", "02_train", text, numbers, head_quality_verdict(numbers), Result.METRICS)
+                 + ", ".join(f"{h} ({n[f'{h}_positives']})" for h in out) + ".")
+    return text
 
 
 @rule("seed_spread")
@@ -109,9 +121,7 @@ def seed_spread_verdict(n: dict) -> str:
     """The median gap to the oracle against the median seed-to-seed range (a zero range: any gap is larger)."""
     if "median_range" not in n:
         return "unknown"  # fewer than two seeds
-    spread = number(n, "median_range")
-    ratio = number(n, "median_gap") / spread if spread > 0 else math.inf
-    return "gap larger than seed noise" if ratio > 2 else "gap comparable to seed noise"
+    return "gap larger than seed noise" if _gap_over_range(n) > 2 else "gap comparable to seed noise"
 
 
 def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
@@ -121,24 +131,31 @@ def seed_spread(per_seed: pd.DataFrame, evaluable: list[str]) -> Finding:
     spread = sub.groupby("head")["auroc"].agg(lambda a: a.max() - a.min())
     gap = (sub["oracle_auroc"] - sub["auroc"]).groupby(sub["head"]).mean()
     numbers = {"seeds": len(seeds)}
-    if len(seeds) < 2 or spread.empty:
-        text = (f"Only {len(seeds)} training seed ran, so nothing here says how much the per-head AUROC moves "
+    if len(seeds) >= 2 and not spread.empty:
+        numbers.update({"median_range": float(spread.median()), "widest_head": spread.idxmax(),
+                        "widest_range": float(spread.max()), "median_gap": float(gap.median())})
+        numbers["gap_over_range"] = _gap_over_range(numbers)
+    return finding("seed_spread", "02_train", numbers, Result.SEEDS)
+
+
+def _gap_over_range(n: dict) -> float:
+    spread = number(n, "median_range")
+    return number(n, "median_gap") / spread if spread > 0 else math.inf
+
+
+@sentence("seed_spread")
+def seed_spread_sentence(n: dict, verdict: str) -> str:
+    if "median_range" not in n:
+        return (f"Only {n['seeds']} training seed ran, so nothing here says how much the per-head AUROC moves "
                 "between training runs; no difference between runs below should be read as real.")
-        return Finding("seed_spread", "02_train", text, numbers, seed_spread_verdict(numbers), Result.SEEDS)
-    widest = spread.idxmax()
-    numbers.update({"median_range": float(spread.median()), "widest_head": widest, "widest_range": float(spread.max()),
-                    "median_gap": float(gap.median())})
-    ratio = numbers["median_gap"] / numbers["median_range"] if numbers["median_range"] > 0 else math.inf
-    numbers["gap_over_range"] = ratio
-    verdict = seed_spread_verdict(numbers)
-    text = (f"Over {len(seeds)} training seeds the per-head AUROC moves by a median range of "
-            f"{numbers['median_range']:.3f} (widest: {widest}, {numbers['widest_range']:.3f}); the median over heads of "
-            f"the gap to the oracle, averaged over the seeds, is {numbers['median_gap']:.3f}, {ratio:.1f}× the seed "
+    ratio = _gap_over_range(n)
+    return (f"Over {n['seeds']} training seeds the per-head AUROC moves by a median range of "
+            f"{n['median_range']:.3f} (widest: {n['widest_head']}, {n['widest_range']:.3f}); the median over heads of "
+            f"the gap to the oracle, averaged over the seeds, is {n['median_gap']:.3f}, {ratio:.1f}× the seed "
             "range: the "
             + ("gap is a property of the model and run length, not of one lucky or unlucky seed."
                if ratio > 2 else "gap is of the size of the seed-to-seed noise, so single-run differences of this "
                                  "size between heads mean little."))
-    return Finding("seed_spread", "02_train", text, numbers, verdict, Result.SEEDS)
 
 
 @rule("positional_feed")
@@ -167,23 +184,31 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
                     "positional_minus_by_name_high": float(diff["high"]),
                     "positional_minus_random_utility": float(rand["difference"]),
                     "positional_minus_random_low": float(rand["low"]), "positional_minus_random_high": float(rand["high"])})
-    verdict = positional_feed_verdict(numbers)
-    text = (f"On the held-out feed ranked with the `{weights}` weights, the true weighted value of the top {k} is "
-            f"{numbers['oracle_utility']:.3g} for the oracle, {numbers['by_name_utility']:.3g} with heads paired "
-            f"to labels by name, {numbers['positional_utility']:.3g} with the original's positional pairing and "
-            f"{numbers['random_utility']:.3g} for a random order. Positional minus by-name: "
-            f"{diff['difference']:+.3g} ({_ci(diff['low'], diff['high'], '+.3g')}); positional minus random: "
-            f"{rand['difference']:+.3g} ({_ci(rand['low'], rand['high'], '+.3g')}; paired, user-level). Kendall's τ "
-            f"with the oracle's order: by name {numbers['by_name_kendall_tau_oracle']:.2f}, positional "
-            f"{numbers['positional_kendall_tau_oracle']:.2f}. ")
+    numbers["k"] = k
     if ("popularity", "utility") in m.index:  # the bar a personalised ranking must clear
         numbers.update(popularity_utility=get("popularity", "utility"),
                        by_name_popularity_gain_share=get("by_name", "popularity_gain_share"),
                        positional_popularity_gain_share=get("positional", "popularity_gain_share"))
+    return finding("positional_feed", "02_train", numbers, Result.POSITIONAL_FEED)
+
+
+@sentence("positional_feed")
+def positional_feed_sentence(n: dict, verdict: str) -> str:
+    text = (f"On the held-out feed ranked with the `{n['weights']}` weights, the true weighted value of the top {n['k']} is "
+            f"{n['oracle_utility']:.3g} for the oracle, {n['by_name_utility']:.3g} with heads paired "
+            f"to labels by name, {n['positional_utility']:.3g} with the original's positional pairing and "
+            f"{n['random_utility']:.3g} for a random order. Positional minus by-name: "
+            f"{n['positional_minus_by_name_utility']:+.3g} "
+            f"({_ci(n['positional_minus_by_name_low'], n['positional_minus_by_name_high'], '+.3g')}); positional minus "
+            f"random: {n['positional_minus_random_utility']:+.3g} "
+            f"({_ci(n['positional_minus_random_low'], n['positional_minus_random_high'], '+.3g')}; paired, user-level). "
+            f"Kendall's τ with the oracle's order: by name {n['by_name_kendall_tau_oracle']:.2f}, positional "
+            f"{n['positional_kendall_tau_oracle']:.2f}. ")
+    if "popularity_utility" in n:
         text += (f"The popularity oracle (each tweet's true probabilities averaged over users) carries "
-                 f"{numbers['popularity_utility']:.3g}: of the oracle's gain over it the by-name model gets "
-                 f"{100 * numbers['by_name_popularity_gain_share']:.0f} %, the positional one "
-                 f"{100 * numbers['positional_popularity_gain_share']:.0f} %. ")
+                 f"{n['popularity_utility']:.3g}: of the oracle's gain over it the by-name model gets "
+                 f"{100 * n['by_name_popularity_gain_share']:.0f} %, the positional one "
+                 f"{100 * n['positional_popularity_gain_share']:.0f} %. ")
     text += {"positional worse than random": "The positional pairing ranks the feed worse than a random order: its "
              "weights multiply models of other labels, so it promotes some of what it means to demote.",
              "positional no better than random": "The positional pairing throws away what the model learned: its "
@@ -192,7 +217,7 @@ def positional_feed(summary: pd.DataFrame, paired: pd.DataFrame, vs_random: pd.D
              "a random order.",
              "no clear difference": "At this run length the difference between the pairings is not distinguishable "
              "from resampling noise."}[verdict]
-    return Finding("positional_feed", "02_train", text, numbers, verdict, Result.POSITIONAL_FEED)
+    return text
 
 
 CALIBRATION_MARGIN = 0.1  # calibration "survives" when its bias is shown within this share of the mean true rate (TOST)
@@ -229,33 +254,42 @@ def downsampling_calibration(calibrated: np.ndarray, raw: np.ndarray, truth: np.
                "raw_bias_high": unc["high"], "margin": margin, "alpha": alpha}
     removed = 1.0 - abs(cal["difference"]) / abs(unc["difference"]) if unc["difference"] else math.nan
     numbers["bias_removed"] = removed
-    question, against = cal, "the truth"
+    question = cal
     if control is not None:
         ctl = paired_mean_difference(control, truth, users, n_resamples, seed)
         question = paired_mean_difference(calibrated, control, users, n_resamples, seed)
-        against = "the same-steps model trained without downsampling"
         numbers.update({"control_bias": ctl["difference"], "control_bias_low": ctl["low"], "control_bias_high": ctl["high"],
                         "downsampling_bias": question["difference"], "downsampling_bias_low": question["low"],
                         "downsampling_bias_high": question["high"]})
     eq = tost_from_interval(question["difference"], question["low"], question["high"], margin * mean_truth, alpha)
     numbers.update({"bias_tost": eq["p"], "bias_power": eq["power"]})
-    verdict = downsampling_calibration_verdict(numbers)
-    text = (f"Trained with {100 * neg_rate:.0f} % of its negatives kept, the favorited head predicts a mean of "
-            f"{numbers['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
-            f"{cal['difference']:+.4f}, {_ci(cal['low'], cal['high'], '+.4f')}, {100 * cal['difference'] / mean_truth:+.0f} % "
-            f"of the true mean); uncalibrated it would predict {numbers['mean_raw']:.4f} (bias {unc['difference']:+.4f}).")
-    if control is not None:
-        text += (f" Trained as long without downsampling the head's bias is {numbers['control_bias']:+.4f} "
-                 f"({_ci(numbers['control_bias_low'], numbers['control_bias_high'], '+.4f')}); the downsampling's own "
-                 f"bias is {question['difference']:+.4f} ({_ci(question['low'], question['high'], '+.4f')}).")
+    return finding("downsampling_calibration", "02_train", numbers, Result.DOWNSAMPLING)
+
+
+@sentence("downsampling_calibration")
+def downsampling_calibration_sentence(n: dict, verdict: str) -> str:
+    mean_truth, margin = n["mean_truth"], n["margin"]
+    control = "downsampling_bias" in n
+    q, against = ("downsampling_bias", "the same-steps model trained without downsampling") if control else (
+        "calibrated_bias", "the truth")
+    text = (f"Trained with {100 * n['neg_rate']:.0f} % of its negatives kept, the favorited head predicts a mean of "
+            f"{n['mean_calibrated']:.4f} after calibration against a true mean of {mean_truth:.4f} (bias "
+            f"{n['calibrated_bias']:+.4f}, {_ci(n['calibrated_bias_low'], n['calibrated_bias_high'], '+.4f')}, "
+            f"{100 * n['calibrated_bias'] / mean_truth:+.0f} % of the true mean); uncalibrated it would predict "
+            f"{n['mean_raw']:.4f} (bias {n['raw_bias']:+.4f}).")
+    if control:
+        text += (f" Trained as long without downsampling the head's bias is {n['control_bias']:+.4f} "
+                 f"({_ci(n['control_bias_low'], n['control_bias_high'], '+.4f')}); the downsampling's own "
+                 f"bias is {n[q]:+.4f} ({_ci(n[q + '_low'], n[q + '_high'], '+.4f')}).")
     text += (f" Against {against}, " + {
-        "calibration off": f"the bias excludes zero: the calibration leaves a real bias ({question['difference']:+.4f}, "
-                           f"{100 * question['difference'] / mean_truth:+.0f} % of the true mean).",
-        "calibration survives": f"the bias is shown within ±{100 * margin:.0f} % of the true mean (TOST p = {eq['p']:.2g}).",
+        "calibration off": f"the bias excludes zero: the calibration leaves a real bias ({n[q]:+.4f}, "
+                           f"{100 * n[q] / mean_truth:+.0f} % of the true mean).",
+        "calibration survives": f"the bias is shown within ±{100 * margin:.0f} % of the true mean (TOST p = {n['bias_tost']:.2g}).",
         "unresolved": f"the bias is neither shown nor shown within ±{100 * margin:.0f} % of the true mean (TOST p = "
-                      f"{eq['p']:.2g}, power {eq['power']:.2f}): unresolved."}[verdict]
-             + f" (The calibration removes {100 * removed:.0f} % of the bias in the raw output, as any calibration would remove most of it.)")
-    return Finding("downsampling_calibration", "02_train", text, numbers, verdict, Result.DOWNSAMPLING)
+                      f"{n['bias_tost']:.2g}, power {n['bias_power']:.2f}): unresolved."}[verdict]
+             + f" (The calibration removes {100 * n['bias_removed']:.0f} % of the bias in the raw output, as any "
+               "calibration would remove most of it.)")
+    return text
 
 
 def positional_heads(pairing: pd.DataFrame) -> Finding:
@@ -265,15 +299,23 @@ def positional_heads(pairing: pd.DataFrame) -> Finding:
     below = pos[pos["auroc_high"] < 0.5]
     drop = (name.reindex(pos["head"]).to_numpy() - pos["auroc"].to_numpy())
     numbers = {"evaluable_heads": len(pos), "below_chance": len(below),
-               "median_auroc_drop": float(np.median(drop)) if len(drop) else math.nan}
-    text = (f"Judged against their own labels, {len(below)} of {len(pos)} evaluable positionally paired heads rank "
-            "worse than chance (the whole AUROC interval below 0.5)"
-            + (": " + ", ".join(f"{h} {a:.2f} (trained on {t})" for h, a, t in
-                                zip(below["head"], below["auroc"], below["trained_on"])) if len(below) else "")
-            + f"; the median head loses {numbers['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
+               "median_auroc_drop": float(np.median(drop)) if len(drop) else math.nan,
+               "heads_below_chance": ", ".join(below["head"]),
+               **{f"{h}_{key}": value for h, a, t in zip(below["head"], below["auroc"], below["trained_on"])
+                  for key, value in (("auroc", float(a)), ("trained_on", t))}}
+    return finding("positional_heads", "02_train", numbers, Result.PAIRING)
+
+
+@sentence("positional_heads")
+def positional_heads_sentence(n: dict, verdict: str) -> str:
+    below = [h for h in n["heads_below_chance"].split(", ") if h]
+    return (f"Judged against their own labels, {n['below_chance']} of {n['evaluable_heads']} evaluable positionally "
+            "paired heads rank worse than chance (the whole AUROC interval below 0.5)"
+            + (": " + ", ".join(f"{h} {n[f'{h}_auroc']:.2f} (trained on {n[f'{h}_trained_on']})" for h in below)
+               if below else "")
+            + f"; the median head loses {n['median_auroc_drop']:.3f} AUROC against pairing by name. What is left "
             "comes from correlated labels: engagements share an 'interest' direction, so a head trained on a "
             "neighbour's label still ranks its own somewhat — or, for a negative label, in reverse.")
-    return Finding("positional_heads", "02_train", text, numbers, positional_heads_verdict(numbers), Result.PAIRING)
 
 
 @rule("positional_heads")

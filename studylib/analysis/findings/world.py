@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from studylib.stats import MIN_POSITIVES
-from studylib.analysis.findings.core import Finding, _ci
+from studylib.analysis.findings.core import Finding, finding, _ci, sentence
 from studylib.analysis.findings.verdicts import number, rule
 from studylib.outputs import Result
 
@@ -29,23 +29,39 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
     numbers = {"rate_scale": rate_scale, "max_target_error": float(off.max()),
                "max_draw_error": float(drawn.max()) if len(drawn) else math.nan,
                "labels_with_enough_positives": len(enough), "min_planted_over_world": float(shift.min()),
-               "max_planted_over_world": float(shift.max()), "rows": rows}
+               "max_planted_over_world": float(shift.max()), "rows": rows, "scenario": scenario,
+               "labels_off_target": ", ".join(notes["label"]), "labels_with_few_positives": ", ".join(few["label"]),
+               **{f"{r.label}_{key}": value for r in notes.itertuples()
+                  for key, value in (("target_note", r.target_note), ("target", float(r.target)),
+                                     ("base_rate", float(r.base_rate)))},
+               **{f"{r.label}_positives": int(r.positives) for r in few.itertuples()}}
+    return finding("base_rates", "01_generate", numbers, Result.BASE_RATES)
+
+
+@sentence("base_rates")
+def base_rates_sentence(n: dict, verdict: str) -> str:
+    rate_scale, noted, few = n["rate_scale"], _names(n["labels_off_target"]), _names(n["labels_with_few_positives"])
     text = (f"The world's mean true rate of every label matches its stated target to within "
-            f"{100 * numbers['max_target_error']:.2g} % (relative); the target is the published rate × {rate_scale:g}")
-    if len(notes):
-        text += (", except " + ", ".join(f"{r.label} ({r.target_note}: {100 * r.target:.1f} % instead of "
-                                         f"{100 * r.base_rate * rate_scale:.1f} %)" for r in notes.itertuples()))
-    text += (f". In the {rows:,}-example training set (scenario `{scenario}`) the realised rates are within "
-             f"{100 * numbers['max_draw_error']:.0f} % of the set's own true rates for the {len(enough)} labels with at "
-             f"least {MIN_POSITIVES} positives")
-    if scenario == "cohorts":
-        text += (f"; the cohorts' suppression puts the set's true rates at {numbers['min_planted_over_world']:.2f}–"
-                 f"{numbers['max_planted_over_world']:.2f}× the world's")
+            f"{100 * n['max_target_error']:.2g} % (relative); the target is the published rate × {rate_scale:g}")
+    if noted:
+        text += (", except " + ", ".join(f"{label} ({n[f'{label}_target_note']}: {100 * n[f'{label}_target']:.1f} % "
+                                         f"instead of {100 * n[f'{label}_base_rate'] * rate_scale:.1f} %)"
+                                         for label in noted))
+    text += (f". In the {n['rows']:,}-example training set (scenario `{n['scenario']}`) the realised rates are within "
+             f"{100 * n['max_draw_error']:.0f} % of the set's own true rates for the "
+             f"{n['labels_with_enough_positives']} labels with at least {MIN_POSITIVES} positives")
+    if n["scenario"] == "cohorts":
+        text += (f"; the cohorts' suppression puts the set's true rates at {n['min_planted_over_world']:.2f}–"
+                 f"{n['max_planted_over_world']:.2f}× the world's")
     few_labels = "1 label has" if len(few) == 1 else f"{len(few)} labels have"
     text += "." + (f" {few_labels} fewer than {MIN_POSITIVES} positives: "
-                   + ", ".join(f"{r.label} ({r.positives})" for r in few.itertuples()) + "." if len(few) else "")
-    verdict = base_rates_verdict(numbers)
-    return Finding("base_rates", "01_generate", text, numbers, verdict, Result.BASE_RATES)
+                   + ", ".join(f"{label} ({n[f'{label}_positives']})" for label in few) + "." if few else "")
+    return text
+
+
+def _names(joined: str) -> list[str]:
+    """The names a number holds joined by ", " (none: an empty string)."""
+    return [name for name in joined.split(", ") if name]
 
 
 PERSONAL_TARGET = 0.3  # the default world's aim: at least this share of a top-k's value needs knowing the user
@@ -71,21 +87,26 @@ def personal_signal(shares: pd.DataFrame, weights: str, pair_variance: float, k:
         lo, hi = heads.loc[heads["personal_share"].idxmin()], heads.loc[heads["personal_share"].idxmax()]
         numbers.update(least_personal_head=lo["weights"], least_personal_share=float(lo["personal_share"]),
                        most_personal_head=hi["weights"], most_personal_share=float(hi["personal_share"]))
-    share, low, high = numbers["personal_share"], numbers["personal_share_low"], numbers["personal_share_high"]
-    verdict = personal_signal_verdict(numbers)
-    text = (f"In this world {100 * pair_variance:.0f} % of each label's latent logit variance is the user×tweet "
-            f"affinity (`pair_variance`). On {requests:,} held-out requests ranked with the `{weights}` weights, the "
-            f"oracle's top {k} carries {numbers['oracle_utility']:.3g} per request, the best ranking that ignores who "
+    return finding("personal_signal", "01_generate", numbers, Result.PERSONAL_SHARE)
+
+
+@sentence("personal_signal")
+def personal_signal_sentence(n: dict, verdict: str) -> str:
+    share, low, high = n["personal_share"], n["personal_share_low"], n["personal_share_high"]
+    text = (f"In this world {100 * n['pair_variance']:.0f} % of each label's latent logit variance is the user×tweet "
+            f"affinity (`pair_variance`). On {n['requests']:,} held-out requests ranked with the `{n['weights']}` weights, "
+            f"the oracle's top {n['k']} carries {n['oracle_utility']:.3g} per request, the best ranking that ignores who "
             f"asks (each tweet's true probabilities averaged over users, the popularity oracle) "
-            f"{numbers['popularity_oracle_utility']:.3g} and a random order {numbers['random_utility']:.3g}: "
+            f"{n['popularity_oracle_utility']:.3g} and a random order {n['random_utility']:.3g}: "
             f"{100 * share:.0f} % ({_ci(100 * low, 100 * high, '.0f')}) of what ranking is worth needs knowing the user")
-    if len(heads):
-        text += (f"; per head from {100 * numbers['least_personal_share']:.0f} % ({numbers['least_personal_head']}) to "
-                 f"{100 * numbers['most_personal_share']:.0f} % ({numbers['most_personal_head']})")
+    if "least_personal_head" in n:
+        text += (f"; per head from {100 * n['least_personal_share']:.0f} % ({n['least_personal_head']}) to "
+                 f"{100 * n['most_personal_share']:.0f} % ({n['most_personal_head']})")
     text += {"mostly personal": ". Most of a feed's value is personal.",
              "partly personal": (f". A ranker that ignores the user leaves a measurable part of the value behind, "
                                  f"at or above the study's aim of {100 * PERSONAL_TARGET:.0f} %."),
              "mostly popularity": (f". Below the study's aim of {100 * PERSONAL_TARGET:.0f} %: a feed here is mostly "
                                    "item popularity, and a personalised model has little to show."),
              "unresolved": f". The interval reaches both sides of the study's aim ({100 * PERSONAL_TARGET:.0f} %)."}[verdict]
-    return Finding("personal_signal", "01_generate", text, numbers, verdict, Result.PERSONAL_SHARE)
+    return text
+
