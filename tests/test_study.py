@@ -450,14 +450,15 @@ def test_every_verdict_of_the_tiny_study_is_its_rule_applied_to_the_stored_numbe
     assert {i for i, values in VERDICTS.items() if values} | set(PARTS) == set(RULES)
     work, _ = tiny_study
     found = json.loads((work / "_build" / "results" / "tiny" / FINDINGS).read_text())
-    for f in found:
+    for f in found:  # the chapter's verdict: the page's plan may have changed it, keeping the chapter's
         if f["id"] in RULES:
-            assert RULES[f["id"]](f["numbers"]) == f["verdict"], f["id"]
+            assert RULES[f["id"]](f["numbers"]) == f.get("verdict_before_plan", f["verdict"]), f["id"]
 
 
 def test_every_sentence_of_the_tiny_study_is_written_from_its_stored_numbers_and_verdict(tiny_study):
     """The third part of a finding: its sentence, rewritten from nothing but the numbers and verdict
-    findings.json stores (a stored null read back as NaN), is the text the chapter wrote."""
+    findings.json stores (a stored null read back as NaN), is the text the chapter wrote (to which
+    the page's plan may have added why it changed the verdict)."""
     import math
 
     from studylib.analysis.findings.core import SENTENCES
@@ -468,7 +469,10 @@ def test_every_sentence_of_the_tiny_study_is_written_from_its_stored_numbers_and
     assert {f["id"] for f in found} <= set(SENTENCES)
     for f in found:
         numbers = {k: math.nan if v is None else v for k, v in f["numbers"].items()}
-        assert SENTENCES[f["id"]](numbers, f["verdict"]) == f["text"], f["id"]
+        chapter = SENTENCES[f["id"]](numbers, f.get("verdict_before_plan", f["verdict"]))
+        planned = f["text"].removeprefix(chapter)
+        assert f["text"].startswith(chapter) and (planned == "" if "verdict_before_plan" not in f else
+                                                  planned.startswith(" **The page's plan changes this verdict**")), f["id"]
 
 
 def test_tiny_rescore_reuses_data_and_model(tiny_study, tmp_path, monkeypatch):
