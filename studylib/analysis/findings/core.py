@@ -57,6 +57,11 @@ def sentence(finding_id: str):
     return register
 
 
+def listed(numbers: dict, key: str, separator: str = ", ") -> list[str]:
+    """The names a finding keeps in one number, joined by `separator` (a missing or empty one: none)."""
+    return [name for name in (numbers.get(key) or "").split(separator) if name]
+
+
 def finding(finding_id: str, chapter: str, numbers: dict, source: str | None) -> Finding:
     """A finding in its three steps: the numbers given, then its verdict by its rule (`RULES`; none
     for a finding that decides nothing), then its sentence (`SENTENCES`) from those two alone."""

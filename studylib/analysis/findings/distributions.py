@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from studylib.analysis.findings.verdicts import number, on_extent, rule
-from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, finding, _ci, excludes_zero, sentence
+from studylib.analysis.findings.core import NULL_RATE_RANGE, Finding, finding, _ci, excludes_zero, sentence, listed
 from studylib.outputs import Result
 from studylib.stats import absence_verdict, tost_from_interval
 
@@ -100,7 +100,7 @@ def _slug(comparison) -> str:
 @sentence("distribution_tests")
 def distribution_tests_sentence(n: dict, verdict: str) -> str:
     rejected, kept = [], []
-    for comparison in [c for c in n["comparison_names"].split("; ") if c]:
+    for comparison in listed(n, "comparison_names", "; "):
         slug = _slug(comparison)
         desc = (f"{comparison} ({n[f'{slug}_unit']} means: difference {n[f'{slug}_difference']:+.2f}, "
                 f"{_ci(n[f'{slug}_difference_low'], n[f'{slug}_difference_high'], '+.2f')})")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from studylib.stats import tost_from_interval
 from studylib.analysis.findings.verdicts import PART_JOIN, number, rule
-from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence
+from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence, listed
 from studylib.analysis.ranking import personal_share
 from studylib.outputs import Result
 
@@ -225,7 +225,7 @@ def regret_decomposition_sentence(n: dict, verdict: str) -> str:
         text += (" Replacing one head's prediction by its true probability removes most for " +
                  " and ".join(f"{n[f'top{i}_head']} ({100 * n[f'top{i}_head_share']:.0f} % of the regret)" for i in top)
                  + ".")
-    off = [h for h in n["heads_off_calibration_names"].split(", ") if h]
+    off = listed(n, "heads_off_calibration_names")
     if off:
         text += (f" On `{shifted_set}` {'1 head has its' if len(off) == 1 else f'{len(off)} heads have their'} "
                  "mean prediction outside the interval of the true mean (mean prediction / true mean): "
@@ -335,7 +335,7 @@ def cohort_model_vs_truth_sentence(n: dict, verdict: str | None) -> str:
     """Each cohort's part is written from its own verdict (`_cohort_verdict`)."""
     margin, reference, parts = n["margin"], n["reference"], []
     word = lambda x: "higher" if x > 0 else "lower"  # noqa: E731
-    for c in [c for c in n["cohorts"].split(", ") if c]:
+    for c in listed(n, "cohorts"):
         truth, model, power = n[f"{c}_truth_diff"], n[f"{c}_model_diff"], number(n, f"{c}_bias_power")
         bias_note = (f"; the model's bias differs from {reference}'s by {n[f'{c}_bias_diff']:+.3g} "
                      f"({_ci(n[f'{c}_bias_low'], n[f'{c}_bias_high'], '+.3g')}), recovering "
@@ -378,4 +378,4 @@ def _cohort_verdict(n: dict, c: str) -> str:
 
 @rule("cohort_model_vs_truth")
 def cohort_model_vs_truth_verdict(n: dict) -> str:
-    return PART_JOIN.join(f"{c}: {_cohort_verdict(n, c)}" for c in n["cohorts"].split(", ") if c)
+    return PART_JOIN.join(f"{c}: {_cohort_verdict(n, c)}" for c in listed(n, "cohorts"))

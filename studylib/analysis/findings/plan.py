@@ -8,7 +8,7 @@ import numpy as np
 
 from studylib.io import write_json
 from studylib.stats import MIN_POSITIVES
-from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load
+from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load, listed
 from scipy.stats import false_discovery_control
 
 from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, decisions
@@ -224,15 +224,15 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
     if rel is not None:
         n = rel["numbers"]
         if "trained_above_popularity" in n:  # the finding's own pair-by-pair comparison, as the page adjusts it
-            above = [r for r in n["trained_above_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
-            below = [r for r in n["trained_below_popularity"].split(", ") if r and _survives(rel, f"{r}_trained_minus_popularity")]
+            above = [r for r in listed(n, "trained_above_popularity") if _survives(rel, f"{r}_trained_minus_popularity")]
+            below = [r for r in listed(n, "trained_below_popularity") if _survives(rel, f"{r}_trained_minus_popularity")]
             said["twhin"] = (f"TwHIN's trained embeddings rank held-out engagements they have not seen in training better "
                            f"than popularity on {_named(above)} "
                            f"and worse on {_named(below)} of {n['relations']}, by the paired 95 % intervals of the MRR "
                            f"difference over users, after the page's {SECONDARY_ADJUSTMENT} adjustment.")
         if "node_bias_behind_popularity" in n:  # the variant that can carry each relation's own popularity
-            ahead = [r for r in n["node_bias_ahead_of_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
-            behind = [r for r in n["node_bias_behind_popularity"].split(", ") if r and _survives(rel, f"{r}_node_bias_over_popularity")]
+            ahead = [r for r in listed(n, "node_bias_ahead_of_popularity") if _survives(rel, f"{r}_node_bias_over_popularity")]
+            behind = [r for r in listed(n, "node_bias_behind_popularity") if _survives(rel, f"{r}_node_bias_over_popularity")]
             said["twhin_bias"] = (f"With a learned bias per entity and relation, started at popularity, they are better on "
                            f"{_named(ahead)} and worse on {_named(behind)}{_page_wide(rel)}.")
     shift = found.get("regret_decomposition")

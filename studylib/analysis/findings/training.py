@@ -10,7 +10,7 @@ import pandas as pd
 from studylib.stats import MIN_POSITIVES, paired_mean_difference, tost_from_interval
 from studylib.ranker.stopping import StoppingRule
 from studylib.analysis.findings.verdicts import number, on_extent, rule
-from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence
+from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence, listed
 from studylib.outputs import Result
 
 
@@ -109,7 +109,7 @@ def head_quality_sentence(n: dict, verdict: str) -> str:
                  f"{n['heads_above_popularity_gauc']} of {ok} evaluable heads (median GAUC difference "
                  f"{n['median_gauc_minus_popularity']:+.3f}, where the oracle's own is "
                  f"{n['median_oracle_gauc_minus_popularity']:+.3f}): point estimates, one per head.")
-    out = [h for h in n["not_evaluable"].split(", ") if h]
+    out = listed(n, "not_evaluable")
     if out:
         text += (f" Not evaluable (fewer than {MIN_POSITIVES} positives, no conclusion drawn): "
                  + ", ".join(f"{h} ({n[f'{h}_positives']})" for h in out) + ".")
@@ -308,7 +308,7 @@ def positional_heads(pairing: pd.DataFrame) -> Finding:
 
 @sentence("positional_heads")
 def positional_heads_sentence(n: dict, verdict: str) -> str:
-    below = [h for h in n["heads_below_chance"].split(", ") if h]
+    below = listed(n, "heads_below_chance")
     return (f"Judged against their own labels, {n['below_chance']} of {n['evaluable_heads']} evaluable positionally "
             "paired heads rank worse than chance (the whole AUROC interval below 0.5)"
             + (": " + ", ".join(f"{h} {n[f'{h}_auroc']:.2f} (trained on {n[f'{h}_trained_on']})" for h in below)

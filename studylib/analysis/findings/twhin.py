@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from studylib.stats import MIN_POSITIVES, POWER_BAR, seeds_for_power, tost
-from studylib.analysis.findings.core import Finding, finding, _named, sentence
+from studylib.analysis.findings.core import Finding, finding, _named, sentence, listed
 from studylib.analysis.findings.verdicts import PART_JOIN, number, on_extent, rule
 from studylib.outputs import Result
 from studylib.analysis.tables import link_prediction_table
@@ -151,20 +151,16 @@ def twhin_link_prediction(evaluation: pd.DataFrame, steps: int, stopping: dict[s
     return finding("twhin_link_prediction", "01b_twhin", numbers, Result.LINK_PREDICTION)
 
 
-def _listed(n: dict, key: str) -> list[str]:
-    return [r for r in n.get(key, "").split(", ") if r]
-
-
 @sentence("twhin_link_prediction")
 def twhin_link_prediction_sentence(n: dict, verdict: str) -> str:
-    relations = _listed(n, "relation_names")
+    relations = listed(n, "relation_names")
     text = ("Of the held-out pairs, " + ", ".join(f"{r} {100 * n[f'{r}_repeated_share']:.0f} %"
-                                                  for r in _listed(n, "repeated_relations"))
+                                                  for r in listed(n, "repeated_relations"))
             + " repeat a training pair (the generator draws a follow, like, retweet or notification at most once per "
             "pair; a reply may repeat); every number below is on the pairs that do not. After "
             f"{n['steps']} steps")
     if "relations_with_personal_signal" in n:
-        signal = _listed(n, "personal_signal_relations")
+        signal = listed(n, "personal_signal_relations")
         if signal:
             text += (", of what the oracle gains over ranking by popularity (training degree) the trained embeddings "
                      "reach " + ", ".join(f"{r} {100 * n[f'{r}_trained_over_popularity']:+.0f} % "
@@ -183,13 +179,13 @@ def twhin_link_prediction_sentence(n: dict, verdict: str) -> str:
         text += "."
     if "popularity_higher" in n:
         text += (f" Compared pair by pair (paired interval over users), popularity is ahead of the trained embeddings "
-                 f"in {_named(_listed(n, 'trained_below_popularity'))} and behind in "
-                 f"{_named(_listed(n, 'trained_above_popularity'))}.")
+                 f"in {_named(listed(n, 'trained_below_popularity'))} and behind in "
+                 f"{_named(listed(n, 'trained_above_popularity'))}.")
     if "pooled_popularity_higher" in n:
         text += (" A translation score <user, tweet + t_rel> ranks a user's tweets in the same order for every "
                  "relation, so the popularity it can learn is one order over all relations: the training degree "
-                 f"summed over them is ahead of the trained embeddings in {_named(_listed(n, 'pooled_popularity_ahead'))}, "
-                 f"behind in {_named(_listed(n, 'pooled_popularity_behind'))}, and within its interval elsewhere.")
+                 f"summed over them is ahead of the trained embeddings in {_named(listed(n, 'pooled_popularity_ahead'))}, "
+                 f"behind in {_named(listed(n, 'pooled_popularity_behind'))}, and within its interval elsewhere.")
     met, total = n["goal_met"], n["relations"]
     text += (f" As a share of the oracle's MRR the trained embeddings reach {100 * n['min_trained_of_oracle']:.0f}–"
              f"{100 * n['max_trained_of_oracle']:.0f} %, popularity included")
@@ -203,17 +199,17 @@ def twhin_link_prediction_sentence(n: dict, verdict: str) -> str:
     if "node_bias_gain_min" in n:
         text += (f" A learned bias per entity and relation, started at popularity (`model.node_bias`), changes the MRR "
                  f"by {n['node_bias_gain_min']:+.4f} to {n['node_bias_gain_max']:+.4f}; the change is beyond its paired "
-                 f"interval upward in {_named(_listed(n, 'node_bias_higher_relations'))} and downward in "
-                 f"{_named(_listed(n, 'node_bias_lower_relations'))}.")
+                 f"interval upward in {_named(listed(n, 'node_bias_higher_relations'))} and downward in "
+                 f"{_named(listed(n, 'node_bias_lower_relations'))}.")
     if "node_bias_above_popularity" in n:
         text += (" With those biases the embeddings carry each relation's own popularity: against ranking by it, "
-                 f"pair by pair, they are ahead in {_named(_listed(n, 'node_bias_ahead_of_popularity'))}, behind in "
-                 f"{_named(_listed(n, 'node_bias_behind_popularity'))} and within the interval elsewhere (MRR minus "
+                 f"pair by pair, they are ahead in {_named(listed(n, 'node_bias_ahead_of_popularity'))}, behind in "
+                 f"{_named(listed(n, 'node_bias_behind_popularity'))} and within the interval elsewhere (MRR minus "
                  "popularity's: " +
                  ", ".join(f"{r} {n[f'{r}_node_bias_over_popularity']:+.4f} ({n[f'{r}_node_bias_over_popularity_low']:+.4f} "
-                           f"to {n[f'{r}_node_bias_over_popularity_high']:+.4f})" for r in _listed(n, "node_bias_relations"))
+                           f"to {n[f'{r}_node_bias_over_popularity_high']:+.4f})" for r in listed(n, "node_bias_relations"))
                  + ").")
-        little = _listed(n, "node_bias_little_signal_relations")
+        little = listed(n, "node_bias_little_signal_relations")
         if little:
             text += (" Where they are behind, the world leaves almost nothing personal to learn: the oracle itself "
                      "gains only " + ", ".join(
@@ -225,8 +221,8 @@ def twhin_link_prediction_sentence(n: dict, verdict: str) -> str:
     if "neighbourhood_ahead_of_popularity" in n:
         text += (" A neighbourhood heuristic that needs no training (Adamic–Adar over each relation's training graph: "
                  "what the user's co-engagers engaged with) is ahead of popularity in "
-                 f"{_named(_listed(n, 'neighbourhood_ahead_of_popularity'))} and behind in "
-                 f"{_named(_listed(n, 'neighbourhood_behind_popularity'))}: where even that is not ahead, the training "
+                 f"{_named(listed(n, 'neighbourhood_ahead_of_popularity'))} and behind in "
+                 f"{_named(listed(n, 'neighbourhood_behind_popularity'))}: where even that is not ahead, the training "
                  "graph holds too few pairs per user and per tweet for a user's neighbours to say more than counting does.")
     for scorer, said in (("trained", "the trained embeddings"), ("trained_node_bias", "the run with relation biases")):
         if f"{scorer}_best_step" in n:
@@ -303,7 +299,7 @@ def embedding_ablation(per_seed: pd.DataFrame, steps: int, margin: float = EMBED
 def embedding_ablation_sentence(n: dict, verdict: str) -> str:
     """Each contrast's part is written from its own verdict (`_contrast_verdict`)."""
     seeds, margin, parts = n["seeds"], n["margin"], []
-    for key in [k for k in n["contrasts"].split(", ") if k]:
+    for key in listed(n, "contrasts"):
         v, reference = (key.removesuffix("_over_none"), "none") if key.endswith("_over_none") else (key, "random")
         part, p, tost_p, power = _contrast_verdict(n, key), number(n, f"{key}_gain_p"), number(n, f"{key}_tost"), \
             number(n, f"{key}_power")
@@ -341,4 +337,4 @@ def _contrast_verdict(n: dict, key: str) -> str:
 @rule("embedding_ablation")
 def embedding_ablation_verdict(n: dict) -> str:
     return PART_JOIN.join(f"{key.replace('_', ' ')}: {_contrast_verdict(n, key)}"
-                          for key in n["contrasts"].split(", ") if key)
+                          for key in listed(n, "contrasts"))

@@ -11,7 +11,7 @@ import pandas as pd
 from studylib.errors import StudyError
 from studylib.stats import MIN_POSITIVES
 from studylib.analysis.findings.verdicts import PART_JOIN, number, rule
-from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence
+from studylib.analysis.findings.core import Finding, finding, _ci, excludes_zero, sentence, listed
 from studylib.outputs import Result
 
 
@@ -22,7 +22,7 @@ def _left_out(not_evaluable, present) -> list[str]:
 
 def _left_out_note(n: dict) -> str:
     """The sentence that says which heads a finding left out (none: nothing)."""
-    out = [h for h in n.get("left_out", "").split(", ") if h]
+    out = listed(n, "left_out")
     if not out:
         return ""
     return (f" Left out of every sentence here: {', '.join(out)} (fewer than {MIN_POSITIVES} held-out positives, "
@@ -108,7 +108,7 @@ def negative_flip(sweep: pd.DataFrame, heads: list[str], k: int, not_evaluable: 
 @sentence("negative_flip")
 def negative_flip_sentence(n: dict, verdict: None) -> str:
     parts = [f"{n[f'{h}_model_pct']:+.0f} % when {h} is flipped (oracle: {n[f'{h}_oracle_pct']:+.0f} %)"
-             for h in n["flipped"].split(", ") if h]
+             for h in listed(n, "flipped")]
     return ("Flipping the sign of a negative weight (rewarding what users dislike) changes the expected negative "
             f"feedback in the top {n['k']} by " + "; ".join(parts) + "." + _left_out_note(n))
 
@@ -192,7 +192,7 @@ def seed_replication_sentence(n: dict, verdict: str) -> str:
     if "own_share_presets" in n:
         parts.append("own-objective shares " + ", ".join(
             f"{name} {100 * n[f'{name}_own_share_min']:.1f}–{100 * n[f'{name}_own_share_max']:.1f} %"
-            for name in n["own_share_presets"].split(", ") if name)
+            for name in listed(n, "own_share_presets"))
             + f", in the same order in {n['own_order_agreeing_seeds']} of {seeds} seeds")
     if "utility_sign_flips" in n:
         flips = n["utility_sign_flips"]
@@ -203,7 +203,7 @@ def seed_replication_sentence(n: dict, verdict: str) -> str:
             label += f" (n = {n['sobol_n']})" if quantity == "sobol_utility_top" else ""
             parts.append(f"{label} is {n[quantity]} in {n[f'{quantity}_seeds']} of {seeds} seeds"
                          + ("" if n[f"{quantity}_seeds"] == seeds else f" (else {n[f'{quantity}_others']})"))
-    unstable = [u for u in n["unstable_answers"].split("; ") if u]
+    unstable = listed(n, "unstable_answers", "; ")
     enough = n["chance_agreement"] < STABLE_AT
     return (f"Trained again with {seeds} seeds (the same data and requests), the chapter's answers read: " + "; ".join(parts)
             + ". " + (f"Seed-dependent: {', '.join(unstable)} — one trained model would not settle "
@@ -302,10 +302,10 @@ def presets_paired(paired: pd.DataFrame, base: str, metric_labels: dict[str, str
 @sentence("presets_paired")
 def presets_paired_sentence(n: dict, verdict: str) -> str:
     base, parts = n["base"], []
-    for preset in [p for p in n["presets"].split(", ") if p]:
+    for preset in listed(n, "presets"):
         bits = [f"{n[f'label_{m}']} {n[f'{preset}_{m}']:+.3g} ({_ci(n[f'{preset}_{m}_low'], n[f'{preset}_{m}_high'], '+.3g')})"
-                for m in n[f"{preset}_metrics"].split(", ") if m
-                and excludes_zero(number(n, f"{preset}_{m}_low"), number(n, f"{preset}_{m}_high"))]
+                for m in listed(n, f"{preset}_metrics")
+                if excludes_zero(number(n, f"{preset}_{m}_low"), number(n, f"{preset}_{m}_high"))]
         parts.append(f"{preset}: " + (", ".join(bits) if bits else "no difference whose interval excludes zero"))
     text = (f"Against the base `{base}` weights, per request on the same candidates (paired differences, user-level "
             "intervals): " + "; ".join(parts) + ".")
@@ -318,7 +318,7 @@ def presets_paired_sentence(n: dict, verdict: str) -> str:
     if "own_share_presets" in n:
         bits = [f"{w} {100 * n[f'{w}_own_share']:.1f} % "
                 f"({_ci(100 * n[f'{w}_own_share_low'], 100 * n[f'{w}_own_share_high'], '.1f')} %)"
-                for w in n["own_share_presets"].split(", ") if w]
+                for w in listed(n, "own_share_presets")]
         text += (" Judged each by its own objective (its weights on the true probabilities), the model's feed reaches "
                  "this share of the oracle's gain over a random order: " + ", ".join(bits) + "; the model serves "
                  f"`{n['weakest_own_objective']}`'s objective least well. Where each preset sits on the "
@@ -438,7 +438,7 @@ def frontier_distance_sentence(n: dict, verdict: str) -> str:
             + ("the better of every positive head weighted 1 with both negative heads −s, and weights fitted per s on the "
                "other half of the users" if n["fitted_frontier"] else "every positive head weighted 1, both negative heads −s")
             + f") {more(b, 'model')}.")
-    others = [w for w in n["model_weights"].split(", ") if w and w != base]
+    others = [w for w in listed(n, "model_weights") if w != base]
     if others:
         text += " The other weight sets' distances to the model's frontier: " + "; ".join(
             f"{w} {n[f'{w}_model_to_model_frontier']:.3g} "

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from studylib.stats import MIN_POSITIVES
-from studylib.analysis.findings.core import Finding, finding, _ci, sentence
+from studylib.analysis.findings.core import Finding, finding, _ci, sentence, listed
 from studylib.analysis.findings.verdicts import number, rule
 from studylib.outputs import Result
 
@@ -40,7 +40,7 @@ def base_rates(rates: pd.DataFrame, rate_scale: float, scenario: str, rows: int)
 
 @sentence("base_rates")
 def base_rates_sentence(n: dict, verdict: str) -> str:
-    rate_scale, noted, few = n["rate_scale"], _names(n["labels_off_target"]), _names(n["labels_with_few_positives"])
+    rate_scale, noted, few = n["rate_scale"], listed(n, "labels_off_target"), listed(n, "labels_with_few_positives")
     text = (f"The world's mean true rate of every label matches its stated target to within "
             f"{100 * n['max_target_error']:.2g} % (relative); the target is the published rate × {rate_scale:g}")
     if noted:
@@ -58,10 +58,6 @@ def base_rates_sentence(n: dict, verdict: str) -> str:
                    + ", ".join(f"{label} ({n[f'{label}_positives']})" for label in few) + "." if few else "")
     return text
 
-
-def _names(joined: str) -> list[str]:
-    """The names a number holds joined by ", " (none: an empty string)."""
-    return [name for name in joined.split(", ") if name]
 
 
 PERSONAL_TARGET = 0.3  # the default world's aim: at least this share of a top-k's value needs knowing the user
