@@ -3,8 +3,8 @@ compare by value (`core.compare`: the budget and world tables), never by wording
 live in a finding's numbers, not in its verdict.
 
 Each verdict is decided by one rule from the finding's numbers alone: `rule` registers it beside its
-finding, the finding's function calls it on the numbers it computed, and the tests apply every rule
-to the numbers findings.json stores. A finding is thus numbers, then a verdict from them, then the
+finding, `core.finding` applies it to the numbers the finding's function computed, and the tests
+apply every rule to the numbers findings.json stores. A finding is thus numbers, then a verdict from them, then the
 sentence.
 
 A finding with one verdict per part (a cohort, an ablation variant, TwHIN's relation biases) joins
