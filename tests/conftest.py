@@ -46,6 +46,7 @@ def pytest_sessionfinish(session):
         worker_output["fault_cases"] = dict(FAULT_CASES)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: `-p no:xdist` runs the suite without it
 def pytest_testnodedown(node, error):
     for key, count in getattr(node, "workeroutput", {}).get("fault_cases", {}).items():
         FAULT_CASES[key] += count
