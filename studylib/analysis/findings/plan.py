@@ -255,7 +255,7 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
         n = ablation["numbers"]
         said["ablation"] = (f"Fed to the ranker instead of random vectors, TwHIN's trained embeddings change its median "
                        f"AUROC by {n['trained_gain']:+.3f} ({n['seeds']} seed{'s' if n['seeds'] != 1 else ''} of "
-                       f"{n['steps']} steps){_page_wide(ablation)}.")
+                       f"{int(n['steps']):,} steps){_page_wide(ablation)}.")
     told = {"personal_signal", "model_vs_oracle_regret", "positional_feed", "twhin_link_prediction",
             "regret_decomposition", "optimal_weights_gain", "embedding_ablation"}
     # What the Heavy Ranker learns and what the weights do first; the world they hold in, then the rest:

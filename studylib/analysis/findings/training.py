@@ -96,9 +96,9 @@ def head_quality(metrics: pd.DataFrame, steps: int) -> Finding:
 def head_quality_sentence(n: dict, verdict: str) -> str:
     steps, ok = n["steps"], n["evaluable_heads"]
     if not ok:
-        return (f"After {steps} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
+        return (f"After {int(steps):,} steps no head has {MIN_POSITIVES} held-out positives, so no head is evaluable; "
                 "the metrics below are listed for the record only.")
-    text = (f"After {steps} steps {n['better_than_chance']} of {ok} evaluable heads (at least {MIN_POSITIVES} held-out "
+    text = (f"After {int(steps):,} steps {n['better_than_chance']} of {ok} evaluable heads (at least {MIN_POSITIVES} held-out "
             f"positives) rank better than chance (the lower end of the AUROC interval is above 0.5). The median "
             f"AUROC gap to the oracle is {n['median_auroc_gap']:.3f}; {n['heads_below_oracle']} of {ok} gaps are "
             f"clearly above zero (paired user-level interval). The closest head is {n['closest_head']} (gap "

@@ -157,8 +157,9 @@ def twhin_link_prediction_sentence(n: dict, verdict: str) -> str:
     text = ("Of the held-out pairs, " + ", ".join(f"{r} {100 * n[f'{r}_repeated_share']:.0f} %"
                                                   for r in listed(n, "repeated_relations"))
             + " repeat a training pair (the generator draws a follow, like, retweet or notification at most once per "
-            "pair; a reply may repeat); every number below is on the pairs that do not. After "
-            f"{n['steps']} steps")
+            "pair; a reply may repeat); every number below is on the pairs that do not. "
+            + (f"At the step held-out early stopping kept ({int(n['trained_best_step']):,} of at most {int(n['steps']):,})"
+               if "trained_best_step" in n else f"After {int(n['steps']):,} steps"))
     if "relations_with_personal_signal" in n:
         signal = listed(n, "personal_signal_relations")
         if signal:
@@ -313,7 +314,7 @@ def embedding_ablation_sentence(n: dict, verdict: str) -> str:
         against = "random ones" if reference == "random" else "one constant vector for everyone"
         parts.append(f"{v} embeddings change the median AUROC by {n[f'{key}_gain']:+.3f} over {against} (range over "
                      f"seeds {n[f'{key}_gain_min']:+.3f} to {n[f'{key}_gain_max']:+.3f}; {said}): {said_verdict}")
-    text = (f"Over {seeds} training seeds per variant ({n['steps']} steps each, median over {n['heads']} heads with "
+    text = (f"Over {seeds} training seeds per variant ({int(n['steps']):,} steps each, median over {n['heads']} heads with "
             f"at least {MIN_POSITIVES} positives): " + "; ".join(parts) + ".")
     if seeds < 3:
         text += " With fewer than three seeds no claim about noise is made."
