@@ -20,6 +20,23 @@ def test_the_quick_estimate_holds_on_the_machine_it_was_measured_on():
         assert 0.7 * seconds <= estimate.fresh_seconds(chapter, QUICK, speed=1.0) <= 1.3 * seconds, chapter
 
 
+# The paper profile's training chapters, measured by their runs' file times on the same machine
+# (2026-12-07, fp32, nothing else heavy): a main-model seed 1,439 s (stopped at 2,250 of 2,500 steps),
+# the downsampled model and its control 516 + 528 s, the positional run 1,470 s, the fork and the
+# analysis about 360 s; 02b's 16 ablation runs 4.7-5.0 minutes each.
+PAPER_MEASURED_SECONDS = {"02_train": 5 * 1439 + 516 + 528 + 1470 + 360, "02b_twhin_ablation": 16 * 4.85 * 60}
+
+
+def test_the_paper_plan_is_not_below_what_its_training_chapters_took():
+    """The plan says "at most": with every run at its step cap it must not fall short of the measured
+    chapters, whose runs stopped early, nor overshoot them by more than the cap allows."""
+    from studylib.study.pipeline import REPO, load_profile
+
+    paper = {**QUICK, **load_profile(REPO / "notebooks" / "profiles", "paper")[1]}
+    for chapter, seconds in PAPER_MEASURED_SECONDS.items():
+        assert seconds <= estimate.fresh_seconds(chapter, paper, speed=1.0) <= 1.3 * seconds, chapter
+
+
 def test_more_work_takes_longer_and_a_faster_machine_less():
     longer = {**QUICK, "steps": 2 * QUICK["steps"], "seeds": 5}
     assert estimate.fresh_seconds("02_train", longer, 1.0) > 1.8 * estimate.fresh_seconds("02_train", QUICK, 1.0)
