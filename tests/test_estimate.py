@@ -6,6 +6,7 @@ import pytest
 
 from studylib.data.embeddings import EMBEDDING_VARIANTS
 from studylib.study import estimate, parameters
+from studylib.study.pipeline import REPO, load_profile
 
 QUICK = dict(parameters.DEFAULTS)
 # Measured on the reference machine (2 AMD EPYC cores, fp32) from a fresh clone, 2026-12-07.
@@ -30,8 +31,6 @@ PAPER_MEASURED_SECONDS = {"02_train": 5 * 1439 + 516 + 528 + 1470 + 360, "02b_tw
 def test_the_paper_plan_is_not_below_what_its_training_chapters_took():
     """The plan says "at most": with every run at its step cap it must not fall short of the measured
     chapters, whose runs stopped early, nor overshoot them by more than the cap allows."""
-    from studylib.study.pipeline import REPO, load_profile
-
     paper = {**QUICK, **load_profile(REPO / "notebooks" / "profiles", "paper")[1]}
     for chapter, seconds in PAPER_MEASURED_SECONDS.items():
         assert seconds <= estimate.fresh_seconds(chapter, paper, speed=1.0) <= 1.3 * seconds, chapter
