@@ -46,6 +46,27 @@ def test_cluster_bootstrap_resamples_whole_clusters():
         stats.bootstrap_weights(np.zeros(5), 10)
 
 
+@pytest.mark.parametrize("positive_rate", [0.1, 0.8])  # the fewer positives, and the fewer negatives (roles swap)
+def test_cluster_bootstrap_auroc_and_rce_equal_the_row_weighted_metrics(positive_rate):
+    """The per-cluster computation (no [B, N] weights) gives the row-weighted numbers: AUROC exactly
+    (integer pair counts), RCE to rounding; ties, clusters without positives, and empty resamples."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    score = np.round(rng.random(n), 2)  # many ties, within and across clusters
+    label = rng.random(n) < positive_rate
+    cluster = rng.integers(0, 60, n)
+    label[cluster == 5] = False  # a cluster without positives
+    codes, counts = stats.bootstrap_counts(cluster, 300, seed=2)
+    W = counts[:, codes]
+    assert np.array_equal(stats.cluster_bootstrap_auroc(score, label, codes, counts), stats.weighted_auroc(score, label, W))
+    prob = np.clip(score, 0.01, 0.99)
+    np.testing.assert_allclose(stats.cluster_bootstrap_rce(prob, label, codes, counts), stats.weighted_rce(prob, label, W),
+                               rtol=1e-10)
+    only_negatives = np.zeros_like(counts)
+    only_negatives[:, 5] = 60
+    assert np.isnan(stats.cluster_bootstrap_auroc(score, label, codes, only_negatives)).all()
+
+
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04, 0.2 -> ×4, ×3 (0.09), ×2 (0.08 -> 0.09 monotone), ×1
     assert stats.holm(np.array([0.01, 0.04, 0.03, 0.2])) == pytest.approx([0.04, 0.09, 0.09, 0.2])
