@@ -7,7 +7,7 @@ Run a small and a converged study (same world, same base rates), then compare th
     .venv/bin/python benchmarks/budget_effect.py _build/results/quick _build/results/paper [--markdown out.md]
 
 Each argument is a results folder (`_build/results/<profile>/`, holding `findings.json`), or a
-`findings.json` file. Prints one row per finding id: the verdict in each study, `changed` where
+findings file (the committed references: `benchmarks/reference/{quick,paper}_findings.json`). Prints one row per finding id: the verdict in each study, `changed` where
 they differ (or where one study lacks the finding), and the three numbers the finding states that
 moved most between the studies. `--markdown` also writes the table as Markdown (the README's
 budget table is this output). The report of the smaller study marks the same changes itself
@@ -36,6 +36,14 @@ def read_findings(path: Path) -> dict[str, dict]:
         raise StudyError(f"{file}: not a findings file (a JSON list of findings with ids)") from None
 
 
+def study_name(path: Path) -> str:
+    """What the table calls a study: its results folder's name (`_build/results/quick` -> quick), or a
+    committed file's stem without `_findings` (`benchmarks/reference/paper_findings.json` -> paper)."""
+    if path.is_dir() or path.name == FINDINGS:
+        return (path if path.is_dir() else path.parent).name
+    return path.stem.removesuffix("_findings")
+
+
 def _number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
 
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         small, large = read_findings(args.small), read_findings(args.large)
     except StudyError as exc:
         parser.exit(2, f"budget_effect: error: {exc}\n")
-    names = tuple(p.name if p.is_dir() else p.parent.name for p in (args.small, args.large))
+    names = tuple(study_name(p) for p in (args.small, args.large))
     rows = compare(small, large)
     text = table(rows, names)
     print(text)

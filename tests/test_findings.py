@@ -562,6 +562,11 @@ def test_budget_script_prints_both_verdicts_and_refuses_a_missing_study(tmp_path
         in done.stdout and "1 of 1 findings change" in done.stdout
     written = (tmp_path / "t.md").read_text()  # the table (header, rule, one row), a blank line and the count
     assert written.count("\n") == 5 and written.endswith("1 of 1 findings change their verdict between quick and paper.\n")
+    committed = tmp_path / "paper_findings.json"  # a committed reference is named by its file
+    committed.write_text((tmp_path / "paper" / "findings.json").read_text())
+    done = subprocess.run([sys.executable, script, str(tmp_path / "quick" / "findings.json"), str(committed)],
+                          capture_output=True, text=True, check=True)
+    assert "| finding | quick verdict | paper verdict |" in done.stdout
     missing = subprocess.run([sys.executable, script, str(tmp_path / "quick"), str(tmp_path / "nowhere")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "nowhere: no findings.json here" in missing.stderr

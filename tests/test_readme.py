@@ -82,6 +82,12 @@ def test_headlines_read_their_direction_from_the_numbers():
     assert "kept its start (step 0: nothing it learned beat counting on unseen pairs)" in headlines.headlines(found)[3]
 
 
+def test_headline_shares_show_their_interval():
+    """A share whose interval rounds to one whole percent gets a decimal, so "92 % (92 to 92 %)" never appears."""
+    assert headlines._share(0.47, 0.46, 0.49) == "47 % (95 % CI 46 to 49 %)"
+    assert headlines._share(0.9198, 0.9152, 0.9234) == "92.0 % (95 % CI 91.5 to 92.3 %)"
+
+
 def test_headlines_refuse_findings_without_what_they_state(tmp_path):
     found = _reference()
     del found["optimal_weights_gain"]
@@ -121,3 +127,35 @@ def test_where_to_change_names_files_that_exist_and_symbols_defined_in_them():
                 continue  # a command or the decorator's name, not a symbol
             symbol = name.removesuffix("*")
             assert any(re.search(rf"\b{re.escape(symbol)}", f.read_text()) for f in files if f.is_file()), (what, name)
+
+
+def test_full_profile_trains_the_ablation_seeds_the_converged_study_asks_for():
+    """Chapter 2b of the converged study computes how many seeds its decisive contrast (trained embeddings
+    against none) needs for power at the stated margin; the `full` profile must carry at least that many,
+    so the profile meant to answer it does (issue 38)."""
+    import json
+
+    from studylib.study.pipeline import load_profile
+
+    ablation = {f["id"]: f for f in json.loads((REPO / "benchmarks/reference/paper_findings.json").read_text())}[
+        "embedding_ablation"]["numbers"]
+    needed = ablation.get("trained_over_none_seeds_needed")
+    assert needed is not None, "the converged reference predates chapter 2b's no-embedding arm: re-make it"
+    _, full = load_profile(REPO / "notebooks" / "profiles", "full")
+    assert full.get("ablation_seeds", 0) >= max(needed, ablation["seeds"])
+
+
+def test_budget_table_and_the_readme_count_are_the_scripts_output_on_the_committed_references():
+    """docs/budget.md's table is `benchmarks/budget_effect.py` on the two committed findings files, and the
+    README's "reaches the converged verdict on N of M findings" is its count: neither is typed by hand."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "budget_effect.py"),
+                          str(REPO / "benchmarks/reference/quick_findings.json"),
+                          str(REPO / "benchmarks/reference/paper_findings.json")],
+                         capture_output=True, text=True, check=True).stdout
+    table, summary = out.strip().rsplit("\n\n", 1)
+    assert table in (REPO / "docs" / "budget.md").read_text(), "docs/budget.md: re-paste the budget table"
+    changed, total = map(int, re.match(r"(\d+) of (\d+) findings change", summary).groups())
+    assert f"reaches the converged verdict on {total - changed} of {total} findings" in " ".join(README.read_text().split())

@@ -21,8 +21,10 @@ BLOCK = re.compile(r"<!-- headlines from (?P<source>\S+): .*?-->\n(?P<body>.*?)<
 NEEDED = ("personal_signal", "model_vs_oracle_regret", "optimal_weights_gain", "twhin_link_prediction")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f} %"
+def _share(x: float, low: float, high: float) -> str:
+    """A share as "92 % (95 % CI 91 to 93 %)", with one decimal where whole percents would hide the interval."""
+    digits = ".0f" if round(100 * low) != round(100 * high) else ".1f"
+    return f"{100 * x:{digits}} % ({_ci(100 * low, 100 * high, digits)} %)"
 
 
 def _relations(names: str) -> list[str]:
@@ -40,8 +42,7 @@ def headlines(found: dict[str, dict]) -> list[str]:
     twhin = found["twhin_link_prediction"]["numbers"]
     k = world["k"]
     lines = [
-        f"- **The world.** {_pct(world['personal_share'])} "
-        f"({_ci(100 * world['personal_share_low'], 100 * world['personal_share_high'], '.0f')} %) of what "
+        f"- **The world.** {_share(world['personal_share'], world['personal_share_low'], world['personal_share_high'])} of what "
         f"ranking a top {k} is worth needs knowing the user; the rest a ranking by each tweet's average engagement "
         f"(the *popularity oracle*) already gets ({world['requests']:,} held-out requests, `{world['weights']}` weights).",
     ]
@@ -54,13 +55,12 @@ def headlines(found: dict[str, dict]) -> list[str]:
            + ("; indicative with so few seeds" if reg.get("seed_user_indicative") else "")
            if stem.startswith("seed_user") else "paired by request")
     lines.append(
-        f"- **The Heavy Ranker** captures {_pct(reg['gain_share'])} "
-        f"({_ci(100 * reg['gain_share_low'], 100 * reg['gain_share_high'], '.0f')} %) of what the oracle gains "
+        f"- **The Heavy Ranker** captures {_share(reg['gain_share'], reg['gain_share_low'], reg['gain_share_high'])} "
+        f"of what the oracle gains "
         f"over a random order, and its top {k} is {relation} the popularity oracle's: "
         f"{reg[stem]:+.3g} in the top {k}'s true weighted value per request "
         f"({_ci(reg[f'{stem}_low'], reg[f'{stem}_high'], '+.3g')}; {how}), "
-        f"{_pct(reg['popularity_gain_share'])} "
-        f"({_ci(100 * reg['popularity_gain_share_low'], 100 * reg['popularity_gain_share_high'], '.0f')} %) "
+        f"{_share(reg['popularity_gain_share'], reg['popularity_gain_share_low'], reg['popularity_gain_share_high'])} "
         f"of the oracle's gain over popularity (the first seed's model).")
     gain_clear = excludes_zero(best["model_gain_low"], best["model_gain_high"])
     if gain_clear and best["model_gain"] > 0:

@@ -307,7 +307,7 @@ def _say_plan(say, profile: str, params: dict, stems: list[str], kinds: list[str
         rate = estimate.matmul_rate(precision)
         speed = rate / estimate.REFERENCE["matmul_flops"]
         measured = f"; this machine multiplies at {rate / 1e9:.0f} GFLOP/s in {precision}, {speed:.2f}× the reference"
-    expected = [0.0 if k == "kept" else estimate.reuse_seconds(s) if k == "cached" else estimate.fresh_seconds(s, params, speed)
+    expected = [0.0 if k == "kept" else estimate.reuse_seconds(s, params) if k == "cached" else estimate.fresh_seconds(s, params, speed)
                 for s, k in zip(stems, kinds)]
     total = sum(expected) + (estimate.REPORT_SECONDS if build else 0.0)
     bound = "at most " if params.get("stop_patience") else ""  # the stopping rule may end runs early
