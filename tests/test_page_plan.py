@@ -212,6 +212,9 @@ def test_the_abstract_marks_each_interval_that_misses_the_converged_value():
     other = findings.abstract(page, {}, ("the committed reference", None))
     assert "made in another planted world, so these intervals are not compared" in other and "lies outside" not in other
     assert "converged study's value" not in findings.abstract(page, {})  # the converged study itself
+    # a value just past a bound gets the digits that show it outside: 82.4 beside "78 to 82", not 82
+    converged["model_vs_oracle_regret"]["numbers"]["gain_share"] = 0.824
+    assert "78 to 82 [the converged study's value, 82.4, lies outside" in findings.abstract(page, {}, ("it", converged))
 
 
 def test_presets_count_regret_and_utility_once_and_sobol_needs_a_practical_size():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,18 @@ def converged_outside(found: dict[str, dict], converged: dict[str, dict]) -> dic
     return out
 
 
+def _apart(value: float, bounds: list[float], fmt: str) -> str:
+    """`value` in `fmt` (".0f", "+.3g", ...), with more digits while it would print as one of the
+    interval's printed bounds (a converged value of 4.4 beside an interval "-5 to 4" reads 4.4, not 4)."""
+    sign, places, kind = re.fullmatch(r"(\+?)\.(\d+)([fg])", fmt).groups()
+    printed_bounds = {f"{b:{fmt}}" for b in bounds}
+    for places_now in range(int(places), int(places) + 4):
+        text = f"{value:{sign}.{places_now}{kind}}"
+        if text not in printed_bounds:
+            break
+    return text
+
+
 def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | None] | None = None) -> str:
     """The report's opening paragraphs from the run's primary findings (`page_plan` applied) and its
     parameters: one answer per question of the study, each with its interval and page-wide verdict,
@@ -180,8 +193,11 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
 
     def mark(finding_id: str, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
         value = outside.get((finding_id, key))
-        return "" if value is None else (f" [the converged study's value, {scale * value:{fmt}}, lies outside "
-                                         f"this interval]")
+        if value is None:
+            return ""
+        stem = _INTERVAL_OF.get(key, key)
+        bounds = [scale * found[finding_id]["numbers"][f"{stem}_{end}"] for end in ("low", "high")]
+        return f" [the converged study's value, {_apart(scale * value, bounds, fmt)}, lies outside this interval]"
     said: dict[str, str] = {}  # one answer per question, put in the abstract's order below
     world = found.get("personal_signal")
     if world is not None:
