@@ -2,6 +2,7 @@
 verdict rules fixed at their root. Each test is built on constructed inputs that today's (per-chapter)
 rules decide otherwise."""
 
+import copy
 import json
 
 import numpy as np
@@ -179,7 +180,8 @@ def test_the_abstract_answers_from_the_primary_findings_with_intervals_and_compu
     # the primary endpoint is the paired difference from the best ranking that ignores the user
     assert ("its top 10 differs from the popularity oracle's by +3.1 per request (95 % CI +2 to +4.2, paired), 30 % of the "
             "oracle's gain over popularity (pre-registered: *the model beats the popularity oracle* — shown, "
-            "Holm-adjusted p = ") in text
+            "Holm-adjusted p ") in text
+    assert "p = 0)" not in text and "p = 0;" not in text  # a p-value below printing precision reads "< 0.0001"
     assert "50 candidates per request" in text and "20 % of the pool" in text and "9 of 10 heads" in text
     assert "twhin" not in text.lower()  # a question whose finding is absent is left out
     page.append({"id": "twhin_link_prediction", "chapter": "01b_twhin", "text": "", "verdict": "",
@@ -212,6 +214,10 @@ def test_the_abstract_marks_each_interval_that_misses_the_converged_value():
     other = findings.abstract(page, {}, ("the committed reference", None))
     assert "made in another planted world, so these intervals are not compared" in other and "lies outside" not in other
     assert "converged study's value" not in findings.abstract(page, {})  # the converged study itself
+    # a share whose interval rounds to one whole percent gets a decimal ("92 to 92" says nothing)
+    narrow = copy.deepcopy(page)
+    narrow["model_vs_oracle_regret"]["numbers"].update(gain_share=0.9198, gain_share_low=0.9152, gain_share_high=0.9234)
+    assert "92.0 % (95 % CI 91.5 to 92.3) of what the oracle gains" in findings.abstract(narrow, {})
     # a value just past a bound gets the digits that show it outside: 82.4 beside "78 to 82", not 82
     converged["model_vs_oracle_regret"]["numbers"]["gain_share"] = 0.824
     assert "78 to 82 [the converged study's value, 82.4, lies outside" in findings.abstract(page, {}, ("it", converged))

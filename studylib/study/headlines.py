@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from studylib.analysis.findings.core import _ci, by_id, excludes_zero
+from studylib.analysis.findings.core import _ci, by_id, excludes_zero, percent_digits
 from studylib.errors import StudyError
 
 BEGIN = "<!-- headlines from {source}: `python -m studylib.study.headlines` writes this block -->"
@@ -23,7 +23,7 @@ NEEDED = ("personal_signal", "model_vs_oracle_regret", "optimal_weights_gain", "
 
 def _share(x: float, low: float, high: float) -> str:
     """A share as "92 % (95 % CI 91 to 93 %)", with one decimal where whole percents would hide the interval."""
-    digits = ".0f" if round(100 * low) != round(100 * high) else ".1f"
+    digits = percent_digits(low, high)
     return f"{100 * x:{digits}} % ({_ci(100 * low, 100 * high, digits)} %)"
 
 

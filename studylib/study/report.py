@@ -32,7 +32,7 @@ from studylib.data.layout import MANIFEST
 from studylib.analysis.ranking import TOP_K
 from studylib.analysis.findings import (PAGE_ADJUSTMENT, PAGE_ALPHA, SECONDARY_ADJUSTMENT, abstract,
                                         apply_page_plan,
-                                        budget_note, by_id, compare, load, page_plan)
+                                        budget_note, by_id, compare, load, p_text, page_plan)
 from studylib.study.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -331,9 +331,8 @@ def _adjusted(f: dict) -> str:
     """The page-wide plan's verdict beside a finding (`findings.page_plan`)."""
     if f.get("p_value") is None:
         return f" *Page-wide: {f['adjusted_verdict']}.*"
-    p = lambda v: f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
-    return (f" *Page-wide: {f['adjusted_verdict']} (smallest p {p(f['p_value'])}, {f['p_how']}; "
-            f"adjusted {p(f['p_adjusted'])}).*")
+    return (f" *Page-wide: {f['adjusted_verdict']} (smallest p {p_text(f['p_value'])}, {f['p_how']}; "
+            f"adjusted {p_text(f['p_adjusted'])}).*")
 
 
 def plan_markdown(found: dict[str, dict]) -> list[str]:
@@ -347,15 +346,14 @@ def plan_markdown(found: dict[str, dict]) -> list[str]:
              f"applies, one-sided, tested with {PAGE_ADJUSTMENT}'s procedure within the family (α = {alpha:g}). A "
              f"verdict that claims what a hypothesis tests stands only if that hypothesis is rejected.", "",
              ""]
-    p = lambda v: "–" if v is None else f"{v:.2g}" if v >= 1e-4 else "< 0.0001"  # noqa: E731
     for h in hypotheses:
         estimate = f"estimate {h['estimate']:.3g}; " if h.get("estimate") is not None else ""
         decision = ("**not tested** (its numbers are missing)" if h["p"] is None else "**rejected**" if h["rejected"]
                     else "**not rejected** (inside the margin, but a relation's point estimate is below popularity)"
                     if h.get("all_estimates_at_least_zero") is False and h["p_adjusted"] < alpha else "**not rejected**")
         claim = f"*{h['claim'][:1].upper()}{h['claim'][1:]}* — " if h.get("claim") else ""
-        lines += [f"- {claim}{h['statement']}. {estimate}one-sided p {p(h['p'])}, {PAGE_ADJUSTMENT}-adjusted "
-                  f"{p(h['p_adjusted'])}: {decision}.", "",
+        lines += [f"- {claim}{h['statement']}. {estimate}one-sided p {p_text(h['p'])}, {PAGE_ADJUSTMENT}-adjusted "
+                  f"{p_text(h['p_adjusted'])}: {decision}.", "",
                   f"  <details><summary>ids</summary>hypothesis <code>{escape(h['name'])}</code> of finding "
                   f"<code>{escape(h['finding'])}</code></details>", ""]
     lines += ["", f"**Secondary decisions**: every other test, interval and equivalence test (TOST) the findings "

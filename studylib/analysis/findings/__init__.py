@@ -19,7 +19,7 @@ with their power; without equivalence shown they read "unresolved".
 """
 
 from studylib.analysis.findings.core import (NULL_RATE_RANGE, Finding, _plain, budget_note, by_id, compare,
-                                             excludes_zero, load, record)
+                                             excludes_zero, load, p_text, percent_digits, record)
 from studylib.analysis.findings.decisions import NOT_INTERVALS, NOT_TESTED, PRIMARY_ENDPOINTS, Z95, decisions
 from studylib.analysis.findings.distributions import distribution_tests, fork_scores, null_split_false_positive_rate
 from studylib.analysis.findings.feed import (COHORT_MARGIN, cohort_model_vs_truth, feed_by_budget,
@@ -45,7 +45,7 @@ __all__ = [
     "apply_page_plan", "base_rates", "budget_note", "by_id", "cohort_model_vs_truth", "compare", "convergence", "decided_verdict", "decisions",
     "distribution_tests", "downsampling_calibration", "embedding_ablation", "equal_contribution_claim",
     "excludes_zero", "feed_by_budget", "fork_scores", "frontier_distance", "head_quality", "load",
-    "max_rule_reading", "model_vs_oracle_regret", "negative_flip", "null_split_false_positive_rate", "optimal_weights_gain", "page_plan",
+    "max_rule_reading", "model_vs_oracle_regret", "negative_flip", "null_split_false_positive_rate", "optimal_weights_gain", "p_text", "page_plan", "percent_digits",
     "personal_signal", "positional_feed", "positional_heads", "presets_paired", "record", "regret_decomposition",
     "run_family", "score_shares", "seed_replication", "seed_spread", "sobol_summary", "tornado_top_head", "twhin_link_prediction",
 ]

@@ -139,6 +139,22 @@ def _ci(low: float, high: float, fmt: str = ".3f") -> str:
     return f"95 % CI {low:{fmt}} to {high:{fmt}}"
 
 
+def percent_digits(low: float, high: float) -> str:
+    """The format of a share in percent: whole percents, or one decimal where whole percents would
+    print the interval as one number ("92 to 92")."""
+    return ".0f" if round(100 * low) != round(100 * high) else ".1f"
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as the report prints it: two significant digits, "< 0.0001" below that (never "0")."""
+    return "–" if p is None else f"{p:.2g}" if p >= 1e-4 else "< 0.0001"
+
+
+def p_is(p: float) -> str:
+    """ "p = 0.029", or "p < 0.0001" in prose."""
+    return f"p = {p_text(p)}" if p >= 1e-4 else f"p {p_text(p)}"
+
+
 def excludes_zero(low: float, high: float) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from studylib.io import write_json
 from studylib.stats import MIN_POSITIVES
-from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load, listed
+from studylib.analysis.findings.core import _ci, _named, _plain, excludes_zero, load, listed, p_is, percent_digits
 from scipy.stats import false_discovery_control
 
 from studylib.analysis.findings.decisions import PRIMARY_ENDPOINTS, _is_number, decisions
@@ -125,10 +125,10 @@ def _page_wide(f: dict) -> str:
             said.append("its pre-registered test could not be run")
         elif not h["rejected"] and h.get("all_estimates_at_least_zero") is False and h["p_adjusted"] < f.get("alpha", PAGE_ALPHA):
             said.append(f"pre-registered: *{h['claim']}* — not shown: within the margin ({PAGE_ADJUSTMENT}-adjusted "
-                        f"p = {h['p_adjusted']:.2g}), but below popularity by its point estimate on some relation")
+                        f"{p_is(h['p_adjusted'])}), but below popularity by its point estimate on some relation")
         else:
             said.append(f"pre-registered: *{h['claim']}* — {'shown' if h['rejected'] else 'not shown'}, "
-                        f"{PAGE_ADJUSTMENT}-adjusted p = {h['p_adjusted']:.2g}")
+                        f"{PAGE_ADJUSTMENT}-adjusted {p_is(h['p_adjusted'])}")
     return f" ({'; '.join(said)})" if said else ""
 
 
@@ -202,20 +202,23 @@ def abstract(found: dict[str, dict], params: dict, converged: tuple[str, dict | 
     world = found.get("personal_signal")
     if world is not None:
         n = world["numbers"]
-        said["world"] = (f"In the planted world of this run, {100 * n['personal_share']:.0f} % "
-                       f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], '.0f')}"
-                       f"{mark('personal_signal', 'personal_share', 100, '.0f')}) of what ranking a "
+        digits = percent_digits(n["personal_share_low"], n["personal_share_high"])
+        said["world"] = (f"In the planted world of this run, {100 * n['personal_share']:{digits}} % "
+                       f"({_ci(100 * n['personal_share_low'], 100 * n['personal_share_high'], digits)}"
+                       f"{mark('personal_signal', 'personal_share', 100, digits)}) of what ranking a "
                        f"top {n['k']} is worth needs knowing the user: the rest a ranking by each tweet's average "
                        f"engagement (the popularity oracle) already gets{_page_wide(world)}.")
     reg = found.get("model_vs_oracle_regret")
     if reg is not None:
         n = reg["numbers"]
+        share_digits = percent_digits(n["gain_share_low"], n["gain_share_high"])
         sentence = (f"Ranked by its scores with the `{n['weights']}` weights, the Heavy Ranker's feed carries a regret of "
                     f"{n['regret']:.3g} per request against the oracle ({_ci(n['regret_low'], n['regret_high'], '.3g')}"
                     + (f"; the oracle's top {params.get('top_k', 10)} carries {n['oracle_utility']:.3g}"
                        if _is_number(n.get("oracle_utility")) else "") + "), "
-                    f"{100 * n['gain_share']:.0f} % ({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], '.0f')}"
-                    f"{mark('model_vs_oracle_regret', 'gain_share', 100, '.0f')}) "
+                    f"{100 * n['gain_share']:{share_digits}} % "
+                    f"({_ci(100 * n['gain_share_low'], 100 * n['gain_share_high'], share_digits)}"
+                    f"{mark('model_vs_oracle_regret', 'gain_share', 100, share_digits)}) "
                     f"of what the oracle gains over a random order")
         if _is_number(n.get("seed_user_model_minus_popularity")):  # the primary number: over training seeds
             sentence += (f"; its top {params.get('top_k', 10)} differs from the popularity oracle's by "
