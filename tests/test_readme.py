@@ -159,3 +159,25 @@ def test_budget_table_and_the_readme_count_are_the_scripts_output_on_the_committ
     assert table in (REPO / "docs" / "budget.md").read_text(), "docs/budget.md: re-paste the budget table"
     changed, total = map(int, re.match(r"(\d+) of (\d+) findings change", summary).groups())
     assert f"reaches the converged verdict on {total - changed} of {total} findings" in " ".join(README.read_text().split())
+
+
+def test_readme_times_agree_with_the_plan_calibrated_on_measured_chapters():
+    """The README's study times (fresh-clone quick, converged paper) and the plan `make study` prints are
+    one story: the plan's estimate is calibrated on measured chapters (tests/test_estimate.py), and the
+    README's measured times must lie within a fifth of it (the paper's below its "at most")."""
+    from studylib.study import estimate, parameters
+    from studylib.study.pipeline import load_profile
+
+    text = " ".join(README.read_text().split())
+
+    def planned(profile: str) -> float:
+        p = {**parameters.DEFAULTS, **load_profile(REPO / "notebooks" / "profiles", profile)[1]}
+        return sum(estimate.fresh_seconds(c, p, 1.0) for c in estimate.FIXED_SECONDS) + estimate.REPORT_SECONDS
+
+    quick = re.search(r"`make study` from a fresh clone, set-up included \([^)]*\) \| (\d+) min (\d+) s", text)
+    assert quick, "README: the fresh-clone `make study` time is missing"
+    quick_seconds = 60 * int(quick[1]) + int(quick[2])
+    assert 0.8 * planned("quick") <= quick_seconds <= 1.2 * planned("quick")
+    paper = re.search(r"`make study PROFILE=paper` is the converged study \(about ([\d.]+) h", text)
+    assert paper, "README: the paper study's time is missing"
+    assert 0.8 * planned("paper") <= float(paper[1]) * 3600 <= planned("paper")
