@@ -278,7 +278,7 @@ def test_a_finding_is_judged_by_what_it_declared_an_asymmetric_interval_holding_
              "numbers": {"x_model_diff": 1.07, "x_model_low": -0.013, "x_model_high": 2.11}}]
     f = findings.page_plan(page)["cohort_model_vs_truth"]
     assert f["p_value"] < 0.05  # the normal approximation of a bootstrap interval that holds zero
-    assert f["adjusted_verdict"] == "no difference declared before the adjustment"
+    assert f["adjusted_verdict"] == "nothing to adjust: its secondary tests declare no difference"
 
 
 def test_the_tornados_top_head_carries_its_bootstrap_share_and_below_the_bar_is_unresolved():

@@ -130,8 +130,9 @@ def frontier(results: Path) -> tuple[dict[str, list[list[float]]] | None, str]:
         return None, f"{Result.FRONTIER} lacks the columns {sorted(need - set(table.columns))}: frontier not drawn."
     lines = {str(scorer): group.sort_values("negative_scale")[["positive", "negative"]].astype(float).values.tolist()
              for scorer, group in table.groupby("scorer", sort=True)}
-    return lines, (f"Frontier: {Result.FRONTIER}, traced on every request of the held-out set (the points: this page's "
-                   "sample, so a point may sit a little off it).")
+    return lines, (f"Frontier: {Result.FRONTIER}, traced on every request of the held-out set by a family of weights "
+                   "(one weight on every positive head, the negative heads scaled from 0 up). Weights that favour some "
+                   "positive heads over others can sit beyond it; the points are this page's sample.")
 
 
 def _b64(array: np.ndarray) -> str:

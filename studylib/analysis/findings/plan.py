@@ -75,7 +75,7 @@ def page_plan(found: dict[str, dict] | list[dict], alpha: float | None = None) -
             lapsed = [d["name"] for d in declared if d["p_adjusted"] >= alpha]
             f.update(p_value=best["p"], p_how=best["how"], p_adjusted=min(d["p_adjusted"] for d in ds))
             if not declared:
-                f["adjusted_verdict"] = "no difference declared before the adjustment"
+                f["adjusted_verdict"] = "nothing to adjust: its secondary tests declare no difference"
             elif not lapsed:
                 f["adjusted_verdict"] = (f"holds: {'its' if len(declared) == 1 else f'all {len(declared)}'} declared "
                                          f"difference{'s' if len(declared) > 1 else ''} survive{'s' if len(declared) == 1 else ''} "
