@@ -7,9 +7,10 @@ Run a small and a converged study (same world, same base rates), then compare th
     .venv/bin/python benchmarks/budget_effect.py _build/results/quick _build/results/paper [--markdown out.md]
 
 Each argument is a results folder (`_build/results/<profile>/`, holding `findings.json`), or a
-findings file (the committed references: `benchmarks/reference/{quick,paper}_findings.json`). Prints one row per finding id: the verdict in each study, `changed` where
-they differ (or where one study lacks the finding), and the three numbers the finding states that
-moved most between the studies. `--markdown` also writes the table as Markdown (the README's
+findings file (the committed references: `benchmarks/reference/{quick,paper}_findings.json`).
+Prints one row per finding id: the verdict in each study, `changed` where they differ (or where one
+study lacks the finding), and the three numbers the finding states that moved most between the
+studies. `--markdown` also writes the table as Markdown (the README's
 budget table is this output). The report of the smaller study marks the same changes itself
 (`studylib.analysis.findings.budget_note`).
 """

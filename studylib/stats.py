@@ -74,17 +74,26 @@ def weighted_auroc(score: np.ndarray, label: np.ndarray, weights: np.ndarray) ->
     return auc if np.ndim(weights) == 2 else float(auc[0])
 
 
-def weighted_rce(prob: np.ndarray, label: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """RCE = 100·(1 − CE(prob) / CE(weighted base rate)) with row weights ([N] or [B, N])."""
+def _row_cross_entropy(prob: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Each row's cross-entropy, the probability clipped as the original clips it."""
     p = np.clip(np.asarray(prob, np.float64), EPS, 1 - EPS)
-    y = np.asarray(label, np.float64)
-    w = np.atleast_2d(np.asarray(weights, np.float64))
-    total = w.sum(axis=1)
-    ce = -(w @ (y * np.log(p) + (1 - y) * np.log1p(-p))) / total
-    rate = np.clip((w @ y) / total, EPS, 1 - EPS)
+    return -(label * np.log(p) + (1 - label) * np.log1p(-p))
+
+
+def _rce(cross_entropy: np.ndarray, positives: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """RCE from weighted sums: of the rows' cross-entropy, of their labels, of their weights."""
+    ce = cross_entropy / total
+    rate = np.clip(positives / total, EPS, 1 - EPS)
     base = -(rate * np.log(rate) + (1 - rate) * np.log1p(-rate))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rce = np.where((rate > EPS) & (rate < 1 - EPS), 100.0 * (1.0 - ce / base), np.nan)
+        return np.where((rate > EPS) & (rate < 1 - EPS), 100.0 * (1.0 - ce / base), np.nan)
+
+
+def weighted_rce(prob: np.ndarray, label: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """RCE = 100·(1 − CE(prob) / CE(weighted base rate)) with row weights ([N] or [B, N])."""
+    y = np.asarray(label, np.float64)
+    w = np.atleast_2d(np.asarray(weights, np.float64))
+    rce = _rce(w @ _row_cross_entropy(prob, y), w @ y, w.sum(axis=1))
     return rce if np.ndim(weights) == 2 else float(rce[0])
 
 
@@ -151,16 +160,10 @@ def cluster_bootstrap_auroc(score: np.ndarray, label: np.ndarray, codes: np.ndar
 def cluster_bootstrap_rce(prob: np.ndarray, label: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """[B] RCE under each resample of a cluster bootstrap: `weighted_rce(prob, label, counts[:, codes])`
     from per-cluster sums of cross-entropy, labels and rows."""
-    p = np.clip(np.asarray(prob, np.float64), EPS, 1 - EPS)
     y = np.asarray(label, np.float64)
     n_clusters = counts.shape[1]
-    per_cluster = [np.bincount(codes, v, n_clusters) for v in (-(y * np.log(p) + (1 - y) * np.log1p(-p)), y)]
-    total = counts @ np.bincount(codes, minlength=n_clusters)
-    ce = (counts @ per_cluster[0]) / total
-    rate = np.clip((counts @ per_cluster[1]) / total, EPS, 1 - EPS)
-    base = -(rate * np.log(rate) + (1 - rate) * np.log1p(-rate))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((rate > EPS) & (rate < 1 - EPS), 100.0 * (1.0 - ce / base), np.nan)
+    per_cluster = [np.bincount(codes, v, n_clusters) for v in (_row_cross_entropy(prob, y), y, np.ones_like(y))]
+    return _rce(*(counts @ v for v in per_cluster))
 
 
 def interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

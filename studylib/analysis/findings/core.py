@@ -152,7 +152,8 @@ def p_text(p: float | None) -> str:
 
 def p_is(p: float) -> str:
     """ "p = 0.029", or "p < 0.0001" in prose."""
-    return f"p = {p_text(p)}" if p >= 1e-4 else f"p {p_text(p)}"
+    text = p_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def excludes_zero(low: float, high: float) -> bool:
